@@ -1,0 +1,162 @@
+//! The local checkpoint store: the last binlog position whose changes Redis
+//! has acknowledged.
+//!
+//! Backed by `redb`, whose commits are durable (fsync) by default. The API
+//! cannot move the position backwards except through [`CheckpointStore::reset`],
+//! which exists for operator-driven replay and Redis-loss recovery and logs.
+
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+use crate::error::{Classify, ErrorClass};
+use crate::position::{Position, PositionError};
+
+const STATE: TableDefinition<&str, &str> = TableDefinition::new("checkpoint");
+const POSITION_KEY: &str = "position";
+
+/// Why the checkpoint could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The store file could not be opened or written.
+    #[error("checkpoint store {path}: {message}. Check that the directory exists, is writable and that no other drugsync uses the same file")]
+    Store {
+        /// The store file.
+        path: PathBuf,
+        /// What redb said.
+        message: String,
+    },
+    /// The stored text is not a position (file corrupted or edited).
+    #[error("checkpoint store {path} holds an unreadable position: {source}. Remove the file to start with a full load, or replay from a known position")]
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// Parse error.
+        source: PositionError,
+    },
+    /// An advance would move the position backwards: a bug, never silently accepted.
+    #[error("refusing to move the checkpoint backwards from {current} to {requested}")]
+    Backwards {
+        /// Stored position.
+        current: Position,
+        /// Requested position.
+        requested: Position,
+    },
+}
+
+impl Classify for CheckpointError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Definite
+    }
+}
+
+/// See the module docs.
+pub struct CheckpointStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl CheckpointStore {
+    /// Opens or creates the store, creating the parent directory if needed.
+    pub fn open(path: &Path) -> Result<Self, CheckpointError> {
+        let err = |message: String| CheckpointError::Store { path: path.to_owned(), message };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        let db = Database::create(path).map_err(|e| err(e.to_string()))?;
+        Ok(Self { db, path: path.to_owned() })
+    }
+
+    fn store_err(&self, e: impl std::fmt::Display) -> CheckpointError {
+        CheckpointError::Store { path: self.path.clone(), message: e.to_string() }
+    }
+
+    /// The stored position, or `None` before the first initial load completed.
+    pub fn load(&self) -> Result<Option<Position>, CheckpointError> {
+        let tx = self.db.begin_read().map_err(|e| self.store_err(e))?;
+        let table = match tx.open_table(STATE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.store_err(e)),
+        };
+        let Some(value) = table.get(POSITION_KEY).map_err(|e| self.store_err(e))? else {
+            return Ok(None);
+        };
+        let position = value
+            .value()
+            .parse()
+            .map_err(|source| CheckpointError::Corrupt { path: self.path.clone(), source })?;
+        Ok(Some(position))
+    }
+
+    /// Stores `position` durably. Errs if it is behind the stored one; an
+    /// equal position is a no-op write, so re-applying a batch is harmless.
+    /// Positions from another binlog lineage replace the stored one only via [`Self::reset`].
+    pub fn advance(&self, position: &Position) -> Result<(), CheckpointError> {
+        if let Some(current) = self.load()? {
+            let order = current.try_cmp(position).map_err(|source| CheckpointError::Corrupt { path: self.path.clone(), source })?;
+            if order == Ordering::Greater {
+                debug_assert!(false, "checkpoint would move backwards: {current} -> {position}");
+                return Err(CheckpointError::Backwards { current, requested: position.clone() });
+            }
+        }
+        self.write(position)
+    }
+
+    /// Replaces the stored position unconditionally (replay, recovery after Redis lost writes).
+    pub fn reset(&self, position: &Position) -> Result<(), CheckpointError> {
+        tracing::warn!(%position, "checkpoint reset");
+        self.write(position)
+    }
+
+    /// Forgets the position, so the next start performs an initial load.
+    pub fn clear(&self) -> Result<(), CheckpointError> {
+        let tx = self.db.begin_write().map_err(|e| self.store_err(e))?;
+        {
+            let mut table = tx.open_table(STATE).map_err(|e| self.store_err(e))?;
+            table.remove(POSITION_KEY).map_err(|e| self.store_err(e))?;
+        }
+        tx.commit().map_err(|e| self.store_err(e))
+    }
+
+    fn write(&self, position: &Position) -> Result<(), CheckpointError> {
+        let tx = self.db.begin_write().map_err(|e| self.store_err(e))?;
+        {
+            let mut table = tx.open_table(STATE).map_err(|e| self.store_err(e))?;
+            table.insert(POSITION_KEY, position.to_string().as_str()).map_err(|e| self.store_err(e))?;
+        }
+        tx.commit().map_err(|e| self.store_err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advances_persists_and_refuses_to_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/cp.redb");
+        let store = CheckpointStore::open(&path).unwrap();
+        assert_eq!(store.load().unwrap(), None);
+        let p1 = Position::new("binlog.000002", 100);
+        store.advance(&p1).unwrap();
+        store.advance(&p1).unwrap();
+        drop(store);
+        let store = CheckpointStore::open(&path).unwrap();
+        assert_eq!(store.load().unwrap(), Some(p1.clone()));
+        let later = Position::new("binlog.000003", 4);
+        store.advance(&later).unwrap();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.advance(&p1)));
+        // Debug builds assert; release builds return the error. Either way the position holds.
+        if let Ok(r) = result {
+            assert!(matches!(r, Err(CheckpointError::Backwards { .. })));
+        }
+        assert_eq!(store.load().unwrap(), Some(later));
+        store.reset(&p1).unwrap();
+        assert_eq!(store.load().unwrap(), Some(p1));
+        store.clear().unwrap();
+        assert_eq!(store.load().unwrap(), None);
+    }
+}

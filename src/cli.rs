@@ -1,0 +1,64 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::DEFAULT_CONFIG_PATH;
+
+/// drugsync: replicate FDB drug tables from MySQL binlog into a Redis vector index.
+///
+/// Tails the binlog of the FDB schema, rebuilds the drug documents each
+/// committed change affects, embeds only texts that changed, and applies
+/// incremental updates to the Redis Stack index. Progress is checkpointed
+/// locally and only after Redis acknowledged it, so a restart resumes
+/// without loss.
+#[derive(Debug, Parser)]
+#[command(name = "drugsync", version, about, long_about)]
+pub struct Cli {
+    /// Configuration file (TOML). URLs and secrets may come from the environment
+    /// instead: DRUGSYNC_MYSQL_URL, DRUGSYNC_REDIS_URL, DRUGSYNC_BEDROCK_ENDPOINT_URL,
+    /// DRUGSYNC_CHECKPOINT_PATH.
+    #[arg(long, short, global = true, default_value = DEFAULT_CONFIG_PATH, env = "DRUGSYNC_CONFIG")]
+    pub config: PathBuf,
+
+    /// Log format: json for log shippers, text for people. Default: text on a terminal, json otherwise.
+    #[arg(long, global = true, value_enum, env = "DRUGSYNC_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// What to do (default: run).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replicate continuously (the default). Performs the initial load when no
+    /// checkpoint exists, then streams. Stops cleanly on SIGTERM/SIGINT.
+    Run,
+    /// Print the stored checkpoint and the position Redis holds, then exit.
+    Checkpoint,
+    /// DEVELOPMENT ONLY: drop and re-create the schema named in the config's
+    /// mysql.schema with the 8 FDB tables and deterministic sample data.
+    Seed {
+        /// Number of rndc14 rows (500000 is full scale, ~25% active).
+        #[arg(long, default_value_t = 2000)]
+        ndcs: usize,
+        /// Random seed; the same seed gives the same data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Required acknowledgement that the schema is destroyed.
+        #[arg(long)]
+        yes_destroy_schema: bool,
+    },
+}

@@ -1,0 +1,188 @@
+//! Embedding: turning document texts into vectors.
+//!
+//! [`Embedder`] is one text in, one vector out (Titan V2 takes one text per
+//! call). [`embed_distinct`] fans a set of distinct texts out with bounded
+//! concurrency and counts calls and tokens. Deciding *whether* a text needs a
+//! call (hash already stored, vector cached) is the pipeline's job, not the
+//! embedder's.
+
+pub mod bedrock;
+pub mod local;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+
+use crate::config::{EmbedConfig, EmbedProvider};
+use crate::document::EmbeddingSpace;
+use crate::error::{Classify, ErrorClass};
+
+pub use bedrock::BedrockEmbedder;
+pub use local::LocalEmbedder;
+
+/// One embedding result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedding {
+    /// The vector, of the configured dimensions.
+    pub vector: Vec<f32>,
+    /// Input tokens billed for this text (0 for the local embedder).
+    pub tokens: u64,
+}
+
+/// Why a text could not be embedded.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// Throttled, timed out, service unavailable: worth retrying later.
+    #[error("embedding service temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// Credentials, permissions, model id or request rejected: retrying cannot help.
+    #[error("embedding request rejected: {message}. {hint}")]
+    Rejected {
+        /// What the service said.
+        message: String,
+        /// What the operator should check.
+        hint: &'static str,
+    },
+    /// The service answered with something that is not a usable vector.
+    #[error("embedding response unusable: {0}")]
+    BadResponse(String),
+}
+
+impl Classify for EmbedError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            EmbedError::Unavailable(_) => ErrorClass::Transient,
+            EmbedError::Rejected { .. } | EmbedError::BadResponse(_) => ErrorClass::Definite,
+        }
+    }
+}
+
+/// Produces vectors for texts.
+///
+/// Contract: the same text in the same [`EmbeddingSpace`] yields a vector
+/// close enough to be interchangeable (the pipeline caches by text hash); the
+/// vector has exactly `space().dimensions` elements; errors are classed.
+/// Implementations may retry internally but must return within bounded time.
+pub trait Embedder: Send + Sync + 'static {
+    /// The vector space this embedder produces; part of every text hash.
+    fn space(&self) -> &EmbeddingSpace;
+
+    /// Embeds one text.
+    fn embed(&self, text: &str) -> impl Future<Output = Result<Embedding, EmbedError>> + Send;
+}
+
+/// The embedder chosen by configuration.
+pub enum AnyEmbedder {
+    /// Offline default.
+    Local(LocalEmbedder),
+    /// AWS Bedrock.
+    Bedrock(BedrockEmbedder),
+}
+
+impl AnyEmbedder {
+    /// Builds the configured embedder (Bedrock loads the default AWS credential chain).
+    pub async fn from_config(config: &EmbedConfig) -> Self {
+        match config.provider {
+            EmbedProvider::Local => AnyEmbedder::Local(LocalEmbedder::new(config.dimensions, config.template_version)),
+            EmbedProvider::Bedrock => AnyEmbedder::Bedrock(BedrockEmbedder::from_default_chain(config).await),
+        }
+    }
+}
+
+impl Embedder for AnyEmbedder {
+    fn space(&self) -> &EmbeddingSpace {
+        match self {
+            AnyEmbedder::Local(e) => e.space(),
+            AnyEmbedder::Bedrock(e) => e.space(),
+        }
+    }
+
+    async fn embed(&self, text: &str) -> Result<Embedding, EmbedError> {
+        match self {
+            AnyEmbedder::Local(e) => e.embed(text).await,
+            AnyEmbedder::Bedrock(e) => e.embed(text).await,
+        }
+    }
+}
+
+/// Running totals of embedding work, for logs, tests and the reconcile summary.
+#[derive(Debug, Default)]
+pub struct EmbedStats {
+    /// Embedding calls made (one per distinct text).
+    pub calls: AtomicU64,
+    /// Input tokens reported by the service.
+    pub tokens: AtomicU64,
+}
+
+impl EmbedStats {
+    /// Calls made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+/// Embeds each text once, at most `concurrency` at a time; results are in input order.
+/// The caller passes distinct texts: this function does not deduplicate.
+pub async fn embed_distinct<E: Embedder>(
+    embedder: &E,
+    texts: &[&str],
+    concurrency: usize,
+    stats: &EmbedStats,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let dims = embedder.space().dimensions;
+    stream::iter(texts.iter().copied())
+        .map(|text| async move {
+            let embedding = embedder.embed(text).await?;
+            stats.calls.fetch_add(1, Ordering::Relaxed);
+            stats.tokens.fetch_add(embedding.tokens, Ordering::Relaxed);
+            if embedding.vector.len() != dims {
+                return Err(EmbedError::BadResponse(format!(
+                    "expected {dims} dimensions, got {}; check embed.dimensions against the model",
+                    embedding.vector.len()
+                )));
+            }
+            Ok(embedding.vector)
+        })
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await
+}
+
+/// Little-endian FLOAT32 bytes, the layout RediSearch expects for a vector field.
+pub fn vector_to_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Inverse of [`vector_to_bytes`]; `None` when the length is not a multiple of 4.
+pub fn vector_from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
+    if bytes.len() % 4 != 0 {
+        return None;
+    }
+    Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_bytes_round_trip_little_endian() {
+        let v = vec![1.0f32, -0.5, 0.25];
+        let bytes = vector_to_bytes(&v);
+        assert_eq!(bytes.len(), 12);
+        assert_eq!(&bytes[..4], &1.0f32.to_le_bytes());
+        assert_eq!(vector_from_bytes(&bytes).unwrap(), v);
+        assert!(vector_from_bytes(&bytes[..5]).is_none());
+    }
+
+    #[tokio::test]
+    async fn embed_distinct_counts_calls_and_keeps_order() {
+        let e = LocalEmbedder::new(16, 1);
+        let stats = EmbedStats::default();
+        let out = embed_distinct(&e, &["a b", "c d", "e f"], 2, &stats).await.unwrap();
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[1], e.embed("c d").await.unwrap().vector);
+        assert_eq!(stats.calls(), 3);
+    }
+}

@@ -1,0 +1,21 @@
+//! drugsync: change-data-capture from the FDB drug tables in MySQL to a
+//! Redis Stack vector index, embedding only texts that changed.
+//!
+//! The flow: [`source`] tails the binlog into whole transactions; [`mapping`]
+//! routes row changes to document keys and loads documents; [`pipeline`]
+//! diffs them against Redis, embeds new texts through [`embed`] and writes
+//! through [`sink`]; [`checkpoint`] records progress only after Redis
+//! acknowledged it.
+
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod document;
+pub mod embed;
+pub mod error;
+pub mod fixture;
+pub mod mapping;
+pub mod pipeline;
+pub mod position;
+pub mod sink;
+pub mod source;

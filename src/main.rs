@@ -1,0 +1,113 @@
+//! drugsync binary: CLI -> config -> tracing -> run. The only place that
+//! turns errors into exit codes: 0 clean stop, 1 runtime failure (the message
+//! says what to do), 2 configuration or usage error.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use mysql_async::prelude::Queryable;
+use tokio_util::sync::CancellationToken;
+
+use drugsync::checkpoint::CheckpointStore;
+use drugsync::cli::{Cli, Command, LogFormat};
+use drugsync::config::{Config, redact_url};
+use drugsync::embed::AnyEmbedder;
+use drugsync::fixture::{self, FixtureSpec, Generator};
+use drugsync::pipeline::{Replicator, RunError};
+use drugsync::sink::RedisSink;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            eprintln!("drugsync: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Run) {
+            Command::Run => run(config).await.map_err(anyhow::Error::from),
+            Command::Checkpoint => show_checkpoint(config).await,
+            Command::Seed { ndcs, seed, yes_destroy_schema } => seed_schema(config, ndcs, seed, yes_destroy_schema).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "drugsync stopped");
+            eprintln!("drugsync: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(format: Option<LogFormat>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DRUGSYNC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
+    let format = format.unwrap_or(if std::io::stderr().is_terminal() { LogFormat::Text } else { LogFormat::Json });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(config: Config) -> Result<(), RunError> {
+    tracing::info!(
+        mysql = %redact_url(config.mysql.url.expose()),
+        redis = %redact_url(config.redis.url.expose()),
+        index = %config.index.name,
+        embedder = ?config.embed.provider,
+        "drugsync starting"
+    );
+    let embedder = AnyEmbedder::from_config(&config.embed).await;
+    let replicator = Replicator::connect(config, embedder).await?;
+    let cancel = CancellationToken::new();
+    tokio::spawn(stop_on_signal(cancel.clone()));
+    replicator.run(cancel).await?;
+    tracing::info!("drugsync stopped cleanly");
+    Ok(())
+}
+
+/// SIGINT or SIGTERM asks the replicator to stop after the batch in flight.
+async fn stop_on_signal(cancel: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested; finishing the batch in flight");
+    cancel.cancel();
+}
+
+async fn show_checkpoint(config: Config) -> anyhow::Result<()> {
+    let store = CheckpointStore::open(&config.checkpoint.path)?;
+    let local = store.load()?;
+    let sink = RedisSink::connect(&config).await?;
+    let remote = sink.position().await?;
+    let show = |p: Option<drugsync::position::Position>| p.map_or_else(|| "(none)".to_owned(), |p| p.to_string());
+    println!("checkpoint file: {}", config.checkpoint.path.display());
+    println!("local position:  {}", show(local));
+    println!("redis position:  {}", show(remote));
+    Ok(())
+}
+
+async fn seed_schema(config: Config, ndcs: usize, seed: u64, confirmed: bool) -> anyhow::Result<()> {
+    let schema = &config.mysql.schema;
+    anyhow::ensure!(confirmed, "seed drops and re-creates schema `{schema}`; pass --yes-destroy-schema to confirm");
+    let opts = mysql_async::Opts::from_url(config.mysql.url.expose()).context("mysql.url")?;
+    let mut conn = mysql_async::Conn::new(opts).await.context("connecting to MySQL")?;
+    fixture::create_schema(&mut conn, schema).await.context("creating the FDB schema")?;
+    Generator::new(FixtureSpec { ndcs, seed }).populate(&mut conn).await.context("inserting sample data")?;
+    let active: Option<u64> = conn.query_first("SELECT COUNT(*) FROM rndc14 WHERE OBSDTEC = '0000-00-00'").await?;
+    println!("seeded schema `{schema}`: {ndcs} NDCs, {} active", active.unwrap_or(0));
+    // Any old checkpoint refers to data that no longer exists.
+    CheckpointStore::open(&config.checkpoint.path)?.clear()?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! Loading: document keys -> documents, re-read from the source's current state.
+//!
+//! A key that the query does not return (row gone, or no longer matching
+//! `filter_sql`) has no document: the caller turns it into a delete.
+
+use std::collections::BTreeMap;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Params, Row, Value};
+
+use super::placeholders;
+use crate::config::Config;
+use crate::document::{Document, DocumentKey, EmbeddingSpace, TextTemplate};
+use crate::source::SourceError;
+use crate::source::value::value_to_string;
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct DocumentLoader {
+    select_sql: String,
+    filter_sql: String,
+    key_expr: String,
+    key_field: String,
+    fields: Vec<String>,
+    template: TextTemplate,
+    space: EmbeddingSpace,
+    chunk: usize,
+}
+
+impl DocumentLoader {
+    /// A loader for the configured mapping, hashing texts in `space`.
+    pub fn new(config: &Config, space: EmbeddingSpace) -> Self {
+        let m = &config.mapping;
+        Self {
+            select_sql: m.select_sql.trim().to_owned(),
+            filter_sql: m.filter_sql.clone(),
+            key_expr: m.key_expr.clone(),
+            key_field: m.key_field.clone(),
+            fields: config.index.fields.iter().map(|f| f.name.clone()).collect(),
+            // Validated in Config::validate.
+            template: TextTemplate::parse(&m.text_template).expect("validated template"),
+            space,
+            chunk: config.pipeline.load_chunk,
+        }
+    }
+
+    /// The embedding space texts are hashed in.
+    pub fn space(&self) -> &EmbeddingSpace {
+        &self.space
+    }
+
+    /// Loads the documents for `keys` (any number; queried in chunks).
+    /// Keys without a document are simply absent from the result.
+    pub async fn load<Q: Queryable>(&self, conn: &mut Q, keys: &[DocumentKey]) -> Result<BTreeMap<DocumentKey, Document>, SourceError> {
+        let mut docs = BTreeMap::new();
+        for chunk in keys.chunks(self.chunk) {
+            let query = format!(
+                "{} WHERE ({}) AND {} IN ({})",
+                self.select_sql,
+                self.filter_sql,
+                self.key_expr,
+                placeholders(chunk.len())
+            );
+            let params: Vec<Value> = chunk.iter().map(|k| Value::Bytes(k.0.clone().into_bytes())).collect();
+            let rows: Vec<Row> = conn.exec(&query, Params::Positional(params)).await.map_err(|e| SourceError::from_driver(e, &query))?;
+            for row in rows {
+                let doc = self.document(row, &query)?;
+                docs.insert(doc.key.clone(), doc);
+            }
+        }
+        Ok(docs)
+    }
+
+    /// One page of all documents in key order, after `after` (exclusive).
+    /// Used by the initial load inside a consistent-snapshot transaction.
+    pub async fn page<Q: Queryable>(&self, conn: &mut Q, after: Option<&DocumentKey>, limit: usize) -> Result<Vec<Document>, SourceError> {
+        let (condition, params) = match after {
+            Some(key) => (format!(" AND {} > ?", self.key_expr), vec![Value::Bytes(key.0.clone().into_bytes())]),
+            None => (String::new(), vec![]),
+        };
+        let query = format!(
+            "{} WHERE ({}){} ORDER BY {} LIMIT {}",
+            self.select_sql, self.filter_sql, condition, self.key_expr, limit
+        );
+        let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
+        let rows: Vec<Row> = conn.exec(&query, params).await.map_err(|e| SourceError::from_driver(e, &query))?;
+        rows.into_iter().map(|row| self.document(row, &query)).collect()
+    }
+
+    fn document(&self, mut row: Row, query: &str) -> Result<Document, SourceError> {
+        let names: Vec<String> = row.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
+        let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+        for (i, name) in names.iter().enumerate() {
+            let value: Value = row.take(i).unwrap_or(Value::NULL);
+            by_name.insert(name.to_ascii_lowercase(), value_to_string(&value));
+        }
+        let mut fields = BTreeMap::new();
+        for field in &self.fields {
+            let value = by_name.remove(&field.to_ascii_lowercase()).ok_or_else(|| SourceError::Query {
+                message: format!("mapping.select_sql returns no column aliased `{field}` (an index field)"),
+                query: crate::source::error::truncate(query, 200),
+            })?;
+            fields.insert(field.clone(), value);
+        }
+        let key = DocumentKey(fields[&self.key_field].clone());
+        Ok(Document::build(key, fields, &self.template, &self.space))
+    }
+}

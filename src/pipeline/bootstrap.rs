@@ -1,0 +1,107 @@
+//! The initial load: every document from one consistent snapshot, then the
+//! binlog position that snapshot corresponds to.
+//!
+//! # Resumption
+//! Nothing is locked. On MariaDB the snapshot reports its exact binlog
+//! position (`binlog_snapshot_file/position`); on MySQL the position is read
+//! just *before* the snapshot starts, so changes in between are replayed
+//! afterwards, which is harmless because applying a change twice equals
+//! applying it once. The checkpoint is written only after every document and
+//! the orphan sweep are acknowledged by Redis: an interrupted load starts over
+//! (the vector cache makes the rerun cost no embedding calls for texts it
+//! already embedded).
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Row, TxOpts};
+use tokio_util::sync::CancellationToken;
+
+use super::retry::with_retry;
+use super::sync::sync_documents;
+use super::{Replicator, RunError, Stats};
+use crate::document::DocumentKey;
+use crate::embed::Embedder;
+use crate::position::Position;
+use crate::source::{SourceError, server};
+
+/// Loads everything and returns the position to stream from; `None` if cancelled.
+pub async fn initial_load<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
+    let Some(position) = with_retry(cancel, "initial load", || load_once(r, cancel)).await? else { return Ok(None) };
+    let Some(position) = position else { return Ok(None) };
+    r.checkpoint.reset(&position)?;
+    Ok(Some(position))
+}
+
+async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
+    let started = Instant::now();
+    let source = |e| SourceError::from_driver(e, "initial load");
+    let mut conn = r.pool.get_conn().await.map_err(source)?;
+    let before = server::current_position(&mut conn).await?;
+    let mut opts = TxOpts::default();
+    opts.with_consistent_snapshot(true).with_readonly(true);
+    let mut tx = conn.start_transaction(opts).await.map_err(source)?;
+    let position = snapshot_position(&mut tx).await?.unwrap_or(before);
+    tracing::info!(%position, "initial load: reading a consistent snapshot");
+
+    let mut seen: HashSet<DocumentKey> = HashSet::new();
+    let mut after: Option<DocumentKey> = None;
+    let page_size = r.config.pipeline.write_chunk;
+    loop {
+        if cancel.is_cancelled() {
+            tracing::info!(loaded = seen.len(), "initial load cancelled; it restarts on the next run");
+            return Ok(None);
+        }
+        let page = r.loader.page(&mut tx, after.as_ref(), page_size).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.key.clone());
+        seen.extend(page.iter().map(|d| d.key.clone()));
+        let wanted = page.into_iter().map(|d| (d.key.clone(), Some(d))).collect();
+        sync_documents(r, wanted, None).await?;
+        if seen.len() % (page_size * 20) < page_size {
+            tracing::info!(
+                loaded = seen.len(),
+                embed_calls = r.stats.embed.calls(),
+                elapsed_s = started.elapsed().as_secs(),
+                "initial load progress"
+            );
+        }
+    }
+    tx.commit().await.map_err(source)?;
+
+    // Documents in Redis that the snapshot does not have are left over from an earlier life.
+    let orphans: Vec<(DocumentKey, Option<_>)> =
+        r.sink.document_keys().await?.into_iter().filter(|k| !seen.contains(k)).map(|k| (k, None)).collect();
+    if !orphans.is_empty() {
+        tracing::info!(orphans = orphans.len(), "initial load: removing documents the source no longer has");
+    }
+    sync_documents(r, orphans, Some(&position)).await?;
+    tracing::info!(
+        documents = seen.len(),
+        embed_calls = r.stats.embed.calls(),
+        written = Stats::get(&r.stats.upserts),
+        elapsed_s = started.elapsed().as_secs_f64(),
+        %position,
+        "initial load complete"
+    );
+    Ok(Some(position))
+}
+
+/// MariaDB's exact snapshot position; `None` on servers without it (MySQL).
+async fn snapshot_position<Q: Queryable>(conn: &mut Q) -> Result<Option<Position>, SourceError> {
+    let query = "SHOW STATUS LIKE 'binlog_snapshot_%'";
+    let rows: Vec<Row> = conn.query(query).await.map_err(|e| SourceError::from_driver(e, query))?;
+    let mut file = None;
+    let mut offset = None;
+    for row in rows {
+        let name: Option<String> = row.get(0);
+        let value: Option<String> = row.get(1);
+        match name.as_deref() {
+            Some("Binlog_snapshot_file") => file = value.filter(|v| !v.is_empty()),
+            Some("Binlog_snapshot_position") => offset = value.and_then(|v| v.parse::<u64>().ok()),
+            _ => {}
+        }
+    }
+    Ok(file.zip(offset).map(|(file, offset)| Position::new(file, offset)))
+}

@@ -1,0 +1,44 @@
+//! The replicator's error: one of the module errors, keeping its class.
+
+use crate::checkpoint::CheckpointError;
+use crate::config::ConfigError;
+use crate::embed::EmbedError;
+use crate::error::{Classify, ErrorClass};
+use crate::sink::SinkError;
+use crate::source::SourceError;
+
+/// Any error of a running replicator. Each variant's message carries the operator hint.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// MySQL / binlog.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Redis.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Embedding provider.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// Local checkpoint store.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A background task died unexpectedly (a bug).
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl Classify for RunError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            RunError::Config(e) => e.class(),
+            RunError::Source(e) => e.class(),
+            RunError::Sink(e) => e.class(),
+            RunError::Embed(e) => e.class(),
+            RunError::Checkpoint(e) => e.class(),
+            RunError::Task(_) => ErrorClass::Definite,
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The replicator: wiring of source, mapping, embedder, sink and checkpoint.
+//!
+//! `Replicator::run` decides where to start ([`start`]), performs the initial
+//! load when there is no usable checkpoint ([`bootstrap`]), then tails the
+//! binlog ([`stream`]). Documents flow through [`sync`], the one place that
+//! diffs against Redis, embeds what is new and writes.
+
+pub mod bootstrap;
+pub mod error;
+pub mod retry;
+pub mod start;
+pub mod stats;
+pub mod stream;
+pub mod sync;
+
+use std::sync::Arc;
+
+use mysql_async::{Opts, Pool};
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::CheckpointStore;
+use crate::config::Config;
+use crate::embed::Embedder;
+use crate::mapping::{DocumentLoader, Router};
+use crate::sink::RedisSink;
+
+pub use error::RunError;
+pub use stats::Stats;
+
+/// Everything a running replicator holds. Built by [`Replicator::connect`].
+pub struct Replicator<E: Embedder> {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// Connections for routing queries, document loads and snapshots (not the binlog stream).
+    pub pool: Pool,
+    /// MySQL connection options (the binlog stream opens its own connection).
+    pub opts: Opts,
+    /// Redis writer.
+    pub sink: RedisSink,
+    /// Embedding provider.
+    pub embedder: Arc<E>,
+    /// Local checkpoint store.
+    pub checkpoint: CheckpointStore,
+    /// Key -> document loader.
+    pub loader: DocumentLoader,
+    /// Row change -> key router.
+    pub router: Router,
+    /// Counters shared with tests and logs.
+    pub stats: Arc<Stats>,
+}
+
+impl<E: Embedder> Replicator<E> {
+    /// Connects to MySQL and Redis, checks the source's binlog settings,
+    /// ensures the index exists and matches, and opens the checkpoint store.
+    pub async fn connect(config: Config, embedder: E) -> Result<Self, RunError> {
+        let opts = Opts::from_url(config.mysql.url.expose()).map_err(|e| RunError::Config(crate::config::ConfigError::Invalid {
+            field: "mysql.url".into(),
+            reason: e.to_string(),
+        }))?;
+        let pool = Pool::new(opts.clone());
+        {
+            let mut conn = pool.get_conn().await.map_err(|e| crate::source::SourceError::from_driver(e, "connect"))?;
+            crate::source::server::check_binlog_settings(&mut conn).await?;
+        }
+        let sink = RedisSink::connect(&config).await?;
+        sink.ensure_index(&config).await?;
+        let checkpoint = CheckpointStore::open(&config.checkpoint.path)?;
+        let loader = DocumentLoader::new(&config, embedder.space().clone());
+        let router = Router::new(&config.mapping.tables, config.pipeline.load_chunk);
+        Ok(Self { config: Arc::new(config), pool, opts, sink, embedder: Arc::new(embedder), checkpoint, loader, router, stats: Arc::default() })
+    }
+
+    /// Runs until `cancel` fires (clean stop) or a definite error occurs.
+    /// Transient failures are retried inside; the checkpoint never passes
+    /// a change Redis has not acknowledged.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), RunError> {
+        let start = match start::resume_position(&self).await? {
+            Some(position) => position,
+            None => match bootstrap::initial_load(&self, &cancel).await? {
+                Some(position) => position,
+                None => return Ok(()), // cancelled during the initial load
+            },
+        };
+        let result = stream::run(&self, start, cancel).await;
+        self.pool.clone().disconnect().await.ok();
+        result
+    }
+}

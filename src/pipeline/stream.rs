@@ -1,0 +1,100 @@
+//! The apply loop: batches of source transactions -> Redis -> checkpoint.
+//!
+//! # The crash-safety invariant
+//! [`apply_batch`] is the only code that advances the checkpoint, and it does
+//! so only after Redis acknowledged the MULTI/EXEC holding every document the
+//! batch touched (and the batch's commit position). A crash at any point
+//! leaves the checkpoint at or before the last acknowledged batch; restarting
+//! replays from there, and replay is idempotent.
+//!
+//! # Error handling
+//! A batch that fails transiently (Redis or MySQL away, embedding throttled)
+//! is retried as a whole with backoff; the position does not move meanwhile.
+//! On shutdown the batch in flight is finished, never half-applied.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+use super::retry::with_retry;
+use super::sync::sync_keys;
+use super::{Replicator, RunError, Stats};
+use crate::embed::Embedder;
+use crate::mapping::router::AffectedValues;
+use crate::position::Position;
+use crate::source::{BinlogTailer, SourceError, Transaction};
+
+/// Transactions buffered between the binlog reader and the apply loop.
+const CHANNEL_CAPACITY: usize = 4096;
+
+/// Streams from `start` until cancelled or a definite error.
+pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: CancellationToken) -> Result<(), RunError> {
+    let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let tailer = BinlogTailer::new(
+        r.opts.clone(),
+        r.config.mysql.server_id,
+        &r.config.mysql.schema,
+        r.router.tables().map(str::to_owned),
+        Duration::from_secs(r.config.mysql.heartbeat_secs),
+    );
+    let tail_cancel = cancel.child_token();
+    let tail = tokio::spawn(tailer.run(start.clone(), tx, tail_cancel.clone()));
+    tracing::info!(position = %start, "streaming");
+    let applied = apply_loop(r, &mut rx, &cancel).await;
+    tail_cancel.cancel();
+    drop(rx);
+    let tailed = tail.await.map_err(|e| RunError::Task(e.to_string()))?;
+    applied?;
+    tailed.map_err(RunError::from)
+}
+
+async fn apply_loop<E: Embedder>(r: &Replicator<E>, rx: &mut mpsc::Receiver<Transaction>, cancel: &CancellationToken) -> Result<(), RunError> {
+    let max_transactions = r.config.pipeline.batch_max_transactions;
+    let max_delay = Duration::from_millis(r.config.pipeline.batch_max_delay_ms);
+    loop {
+        let first = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            next = rx.recv() => match next {
+                Some(tx) => tx,
+                None => return Ok(()), // reader stopped; its result says why
+            },
+        };
+        let mut batch = vec![first];
+        let deadline = Instant::now() + max_delay;
+        while batch.len() < max_transactions {
+            match timeout_at(deadline, rx.recv()).await {
+                Ok(Some(tx)) => batch.push(tx),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // The batch in flight is finished even when shutdown is requested meanwhile;
+        // only the waits between retries give way to cancellation.
+        if with_retry(cancel, "applying batch", || apply_batch(r, &batch)).await?.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// Applies one batch of transactions and then, and only then, advances the checkpoint.
+pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &[Transaction]) -> Result<(), RunError> {
+    let Some(last) = batch.last() else { return Ok(()) };
+    let commit = &last.commit;
+    let mut affected = AffectedValues::default();
+    r.router.collect(batch.iter().flat_map(|t| &t.changes), &mut affected);
+    if affected.is_empty() {
+        // Nothing tracked changed: record progress so a restart need not re-read these events.
+        r.sink.apply(&[], Some(commit)).await?;
+    } else {
+        let mut conn = r.pool.get_conn().await.map_err(|e| SourceError::from_driver(e, "connect"))?;
+        let keys = r.router.resolve(&mut conn, &affected).await?;
+        tracing::debug!(transactions = batch.len(), documents = keys.len(), position = %commit, "applying batch");
+        sync_keys(r, &mut conn, keys.into_iter().collect(), Some(commit)).await?;
+    }
+    // Redis acknowledged every document of the batch and the position: now it is safe.
+    r.checkpoint.advance(commit)?;
+    Stats::add(&r.stats.transactions, batch.len() as u64);
+    Stats::add(&r.stats.batches, 1);
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! Binlog positions as a domain type.
+//!
+//! A [`Position`] names the byte after a committed transaction in one binlog
+//! file (`file:offset`), optionally with the GTID of that transaction. Positions
+//! compare by (file sequence number, offset) and only within one file-name
+//! stem: `mysql-bin-changelog.000123` and `binlog.000007` belong to different
+//! lineages, and comparing them is an error rather than a guess.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::str::FromStr;
+
+/// A place in the source's binlog stream, always at a transaction boundary
+/// when stored by drugsync.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// Binlog file name as the server reports it (e.g. `mysql-bin-changelog.000123`).
+    pub file: String,
+    /// Byte offset of the next event in `file`.
+    pub offset: u64,
+    /// GTID of the last transaction before this point, where the server has
+    /// one (MariaDB `domain-server-seq`, MySQL `uuid:n`). Informational: resume
+    /// uses `file:offset`, which works on both server families.
+    pub gtid: Option<String>,
+}
+
+/// Why a position string could not be parsed or two positions compared.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PositionError {
+    /// The text is not `file:offset[@gtid]`.
+    #[error("malformed binlog position {text:?}: expected FILE:OFFSET (e.g. mysql-bin.000042:1234), optionally followed by @GTID")]
+    Malformed {
+        /// The offending input.
+        text: String,
+    },
+    /// The two positions come from binlog files of different names and cannot be ordered.
+    #[error("binlog positions {a} and {b} belong to different binlog lineages and cannot be compared")]
+    Incomparable {
+        /// Left-hand position.
+        a: String,
+        /// Right-hand position.
+        b: String,
+    },
+}
+
+impl Position {
+    /// A position at `offset` in `file`, without GTID.
+    pub fn new(file: impl Into<String>, offset: u64) -> Self {
+        Self { file: file.into(), offset, gtid: None }
+    }
+
+    /// Splits the file name into its stem and numeric sequence
+    /// (`binlog.000012` -> (`binlog`, 12)). Files without a numeric suffix get
+    /// sequence 0, so they compare by offset only against their own name.
+    fn stem_and_sequence(&self) -> (&str, u64) {
+        match self.file.rsplit_once('.') {
+            Some((stem, seq)) if !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()) => {
+                (stem, seq.parse().unwrap_or(u64::MAX))
+            }
+            _ => (self.file.as_str(), 0),
+        }
+    }
+
+    /// Orders two positions of the same lineage; errs across lineages.
+    pub fn try_cmp(&self, other: &Position) -> Result<Ordering, PositionError> {
+        let (stem_a, seq_a) = self.stem_and_sequence();
+        let (stem_b, seq_b) = other.stem_and_sequence();
+        if stem_a != stem_b {
+            return Err(PositionError::Incomparable { a: self.to_string(), b: other.to_string() });
+        }
+        Ok((seq_a, self.offset).cmp(&(seq_b, other.offset)))
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.offset)?;
+        if let Some(gtid) = &self.gtid {
+            write!(f, "@{gtid}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Position {
+    type Err = PositionError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let malformed = || PositionError::Malformed { text: text.to_owned() };
+        let (location, gtid) = match text.split_once('@') {
+            Some((loc, gtid)) if !gtid.trim().is_empty() => (loc, Some(gtid.trim().to_owned())),
+            Some(_) => return Err(malformed()),
+            None => (text, None),
+        };
+        let (file, offset) = location.trim().rsplit_once(':').ok_or_else(malformed)?;
+        let valid_file = !file.is_empty()
+            && file.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !valid_file {
+            return Err(malformed());
+        }
+        let offset = offset.parse::<u64>().map_err(|_| malformed())?;
+        if offset < 4 {
+            // Every binlog file starts with a 4-byte magic number.
+            return Err(malformed());
+        }
+        Ok(Position { file: file.to_owned(), offset, gtid })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_text() {
+        let p: Position = "mysql-bin-changelog.000123:4567@0-1-15".parse().unwrap();
+        assert_eq!(p.file, "mysql-bin-changelog.000123");
+        assert_eq!(p.offset, 4567);
+        assert_eq!(p.gtid.as_deref(), Some("0-1-15"));
+        assert_eq!(p.to_string().parse::<Position>().unwrap(), p);
+        assert_eq!(Position::new("binlog.000001", 4).to_string(), "binlog.000001:4");
+    }
+
+    #[test]
+    fn rejects_malformed_text() {
+        for bad in ["", "binlog.000001", "binlog.000001:", ":12", "binlog.000001:x", "bin log:12", "binlog.1:2", "b:5@"] {
+            assert!(bad.parse::<Position>().is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn orders_by_file_sequence_then_offset() {
+        let a = Position::new("binlog.000009", 900);
+        let b = Position::new("binlog.000010", 4);
+        assert_eq!(a.try_cmp(&b), Ok(Ordering::Less));
+        assert_eq!(b.try_cmp(&a), Ok(Ordering::Greater));
+        assert_eq!(a.try_cmp(&a.clone()), Ok(Ordering::Equal));
+    }
+
+    #[test]
+    fn refuses_to_compare_different_lineages() {
+        let a = Position::new("binlog.000009", 900);
+        let b = Position::new("mysql-bin-changelog.000010", 4);
+        assert!(matches!(a.try_cmp(&b), Err(PositionError::Incomparable { .. })));
+    }
+}

@@ -1,0 +1,7 @@
+//! The Redis side: the vector index definition and the document writer.
+
+pub mod index;
+pub mod redis;
+
+pub use self::index::IndexSpec;
+pub use self::redis::{RedisSink, SinkError, StoredState};

@@ -1,0 +1,295 @@
+//! The Redis writer: one HASH per document under the index prefix, a vector
+//! cache keyed by text hash, and the applied position, all written together.
+//!
+//! # Contract of [`RedisSink::apply`]
+//! All changes of one call and the position go in one MULTI/EXEC: either all
+//! of them are visible or none. Upserts replace every configured field
+//! (empty values are removed, so NUMERIC fields never hold `""`); deletes of
+//! absent keys are no-ops. Applying the same changes twice therefore leaves
+//! the same state as applying them once.
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, ErrorKind, RedisError, RetryMethod, Value};
+
+use super::index::IndexSpec;
+use crate::config::{Config, redact_url};
+use crate::document::{DocumentChange, DocumentKey, TextHash};
+use crate::embed::{vector_from_bytes, vector_to_bytes};
+use crate::error::{Classify, ErrorClass};
+use crate::position::Position;
+
+/// Why a Redis operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Redis unreachable, restarting, or the connection dropped: retry with backoff.
+    #[error("Redis unavailable: {0}")]
+    Unavailable(String),
+    /// Redis rejected a command for a reason retrying will not fix.
+    #[error("Redis command failed: {message}. {hint}")]
+    Command {
+        /// What Redis said.
+        message: String,
+        /// What to check.
+        hint: &'static str,
+    },
+    /// The existing index does not match the configuration.
+    #[error("index `{name}` exists but differs from the config: {differences}. Either restore the config, or drop the index (FT.DROPINDEX {name}) / choose a new index.name and restart to rebuild")]
+    IndexMismatch {
+        /// Index name.
+        name: String,
+        /// What differs.
+        differences: String,
+    },
+    /// The Redis server lacks the search module.
+    #[error("Redis at {url} has no search module (FT.* unknown): use Redis Stack or Redis 8 with RediSearch")]
+    NoSearchModule {
+        /// Redacted URL.
+        url: String,
+    },
+}
+
+impl Classify for SinkError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            SinkError::Unavailable(_) => ErrorClass::Transient,
+            _ => ErrorClass::Definite,
+        }
+    }
+}
+
+impl From<RedisError> for SinkError {
+    fn from(err: RedisError) -> Self {
+        if err.kind() == ErrorKind::AuthenticationFailed {
+            return SinkError::Command { message: err.to_string(), hint: "check the user and password in redis.url / DRUGSYNC_REDIS_URL" };
+        }
+        match err.retry_method() {
+            RetryMethod::NoRetry => SinkError::Command { message: err.to_string(), hint: "check the Redis ACL permissions and that no foreign key of another type sits under the index prefix" },
+            _ => SinkError::Unavailable(err.to_string()),
+        }
+    }
+}
+
+/// What Redis holds for one document key, enough to decide whether to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredState {
+    /// Document hash of the stored version.
+    pub doc_hash: Option<String>,
+    /// Text hash of the stored vector.
+    pub text_hash: Option<String>,
+    /// The stored vector has the configured size (else it must be rewritten).
+    pub vector_ok: bool,
+}
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct RedisSink {
+    conn: ConnectionManager,
+    prefix: String,
+    vector_field: String,
+    vector_bytes: usize,
+    position_key: String,
+    cache_prefix: String,
+    url: String,
+}
+
+impl RedisSink {
+    /// Connects (the connection manager reconnects in the background afterwards).
+    pub async fn connect(config: &Config) -> Result<Self, SinkError> {
+        let url = config.redis.url.expose();
+        let client = redis::Client::open(url)?;
+        let conn = ConnectionManager::new(client).await?;
+        let state = &config.redis.state_prefix;
+        Ok(Self {
+            conn,
+            prefix: config.index.prefix.clone(),
+            vector_field: config.index.vector_field.clone(),
+            vector_bytes: config.embed.dimensions * 4,
+            position_key: format!("{state}{}:position", config.index.name),
+            cache_prefix: format!("{state}vec:"),
+            url: redact_url(url),
+        })
+    }
+
+    /// Redis key of a document.
+    pub fn key_of(&self, key: &DocumentKey) -> String {
+        format!("{}{}", self.prefix, key.0)
+    }
+
+    /// Creates the index when absent; errs when an existing one differs from config.
+    pub async fn ensure_index(&self, config: &Config) -> Result<(), SinkError> {
+        let mut conn = self.conn.clone();
+        let want = IndexSpec::from_config(config);
+        let info: Result<Value, RedisError> = redis::cmd("FT.INFO").arg(&want.name).query_async(&mut conn).await;
+        match info {
+            Ok(info) => {
+                let have = IndexSpec::from_ft_info(&want.name, &info).ok_or_else(|| SinkError::Command {
+                    message: format!("cannot read FT.INFO {}", want.name),
+                    hint: "the RediSearch version may be unsupported (2.8+ is)",
+                })?;
+                let differences = want.differences(&have);
+                if !differences.is_empty() {
+                    return Err(SinkError::IndexMismatch { name: want.name, differences: differences.join("; ") });
+                }
+                Ok(())
+            }
+            Err(e) if is_unknown_command(&e) => Err(SinkError::NoSearchModule { url: self.url.clone() }),
+            Err(e) if is_unknown_index(&e) => {
+                let args = IndexSpec::create_args(config);
+                redis::cmd("FT.CREATE").arg(&args).query_async::<()>(&mut conn).await?;
+                tracing::info!(index = %want.name, prefix = %want.prefix, dimensions = want.dimensions, "created vector index");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stored state per key, in input order (`None` = no such hash), in one round trip.
+    pub async fn read_state(&self, keys: &[DocumentKey]) -> Result<Vec<Option<StoredState>>, SinkError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            let redis_key = self.key_of(key);
+            pipe.cmd("HMGET").arg(&redis_key).arg("doc_hash").arg("text_hash");
+            pipe.cmd("HSTRLEN").arg(&redis_key).arg(&self.vector_field);
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for pair in replies.chunks_exact(2) {
+            let hashes: Vec<Option<String>> = redis::from_redis_value(pair[0].clone()).map_err(unexpected_reply)?;
+            let vector_len: usize = redis::from_redis_value(pair[1].clone()).map_err(unexpected_reply)?;
+            let state = StoredState {
+                doc_hash: hashes.first().cloned().flatten(),
+                text_hash: hashes.get(1).cloned().flatten(),
+                vector_ok: vector_len == self.vector_bytes,
+            };
+            let exists = state.doc_hash.is_some() || state.text_hash.is_some() || vector_len > 0;
+            out.push(exists.then_some(state));
+        }
+        Ok(out)
+    }
+
+    /// Cached vectors by text hash, in input order; wrong-sized entries count as missing.
+    pub async fn cached_vectors(&self, hashes: &[&TextHash]) -> Result<Vec<Option<Vec<f32>>>, SinkError> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = hashes.iter().map(|h| format!("{}{}", self.cache_prefix, h.0)).collect();
+        let mut conn = self.conn.clone();
+        let blobs: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        Ok(blobs
+            .into_iter()
+            .map(|b| b.filter(|b| b.len() == self.vector_bytes).and_then(|b| vector_from_bytes(&b)))
+            .collect())
+    }
+
+    /// Applies `changes` and, when given, stores `position`, in one MULTI/EXEC.
+    /// New vectors are also stored in the cache under their text hash.
+    pub async fn apply(&self, changes: &[DocumentChange], position: Option<&Position>) -> Result<(), SinkError> {
+        if changes.is_empty() && position.is_none() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let position_text = position.map(Position::to_string).unwrap_or_default();
+        for change in changes {
+            match change {
+                DocumentChange::Upsert { doc, vector } => {
+                    let key = self.key_of(&doc.key);
+                    let mut set: Vec<(&str, Vec<u8>)> = Vec::with_capacity(doc.fields.len() + 4);
+                    let mut empty: Vec<&str> = Vec::new();
+                    for (name, value) in &doc.fields {
+                        if value.is_empty() {
+                            empty.push(name);
+                        } else {
+                            set.push((name, value.as_bytes().to_vec()));
+                        }
+                    }
+                    set.push(("text_hash", doc.text_hash.0.as_bytes().to_vec()));
+                    set.push(("doc_hash", doc.doc_hash.as_bytes().to_vec()));
+                    if position.is_some() {
+                        set.push(("source_position", position_text.as_bytes().to_vec()));
+                    }
+                    if let Some(vector) = vector {
+                        let bytes = vector_to_bytes(vector);
+                        pipe.cmd("SET").arg(format!("{}{}", self.cache_prefix, doc.text_hash.0)).arg(&bytes).ignore();
+                        set.push((&self.vector_field, bytes));
+                    }
+                    pipe.cmd("HSET").arg(&key).arg(set).ignore();
+                    if !empty.is_empty() {
+                        // Removing rather than storing "" keeps NUMERIC fields indexable.
+                        pipe.cmd("HDEL").arg(&key).arg(&empty).ignore();
+                    }
+                }
+                DocumentChange::Delete(key) => {
+                    pipe.cmd("DEL").arg(self.key_of(key)).ignore();
+                }
+            }
+        }
+        if position.is_some() {
+            pipe.cmd("SET").arg(&self.position_key).arg(&position_text).ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// The position stored with the last applied batch, if any.
+    pub async fn position(&self) -> Result<Option<Position>, SinkError> {
+        let mut conn = self.conn.clone();
+        let text: Option<String> = conn.get(&self.position_key).await?;
+        Ok(text.and_then(|t| match t.parse() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, key = %self.position_key, "ignoring unreadable position in Redis");
+                None
+            }
+        }))
+    }
+
+    /// All document keys currently under the index prefix (SCAN, not KEYS).
+    pub async fn document_keys(&self) -> Result<Vec<DocumentKey>, SinkError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}*", escape_glob(&self.prefix));
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) =
+                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(&mut conn).await?;
+            keys.extend(batch.into_iter().filter_map(|k| k.strip_prefix(&self.prefix).map(|k| DocumentKey(k.to_owned()))));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(keys)
+    }
+}
+
+fn unexpected_reply(err: impl std::fmt::Display) -> SinkError {
+    SinkError::Command { message: format!("unexpected reply: {err}"), hint: "a key under the index prefix is not a hash; remove it or change index.prefix" }
+}
+
+/// RediSearch answers `Unknown index name` (2.x) or `no such index` (older/newer wording).
+fn is_unknown_index(err: &RedisError) -> bool {
+    let text = err.to_string().to_ascii_lowercase();
+    (text.contains("unknown") && text.contains("index name")) || text.contains("no such index")
+}
+
+fn is_unknown_command(err: &RedisError) -> bool {
+    err.to_string().to_ascii_lowercase().contains("unknown command")
+}
+
+/// Escapes glob metacharacters so a prefix matches only itself.
+fn escape_glob(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,106 @@
+//! Errors of the source side (MySQL connections, binlog stream, SQL).
+
+use crate::error::{Classify, ErrorClass};
+
+/// MySQL error 1236: the requested binlog position is gone (purged) or invalid.
+pub const ER_MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
+
+/// Why reading the source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Network, restart, timeout: reconnect and resume from the last position.
+    #[error("MySQL connection problem: {0}")]
+    Connection(String),
+    /// No event (not even a heartbeat) arrived within three heartbeat periods.
+    #[error("binlog stream silent for {secs}s (no heartbeat); reconnecting")]
+    Silent {
+        /// Seconds waited.
+        secs: u64,
+    },
+    /// An event's CRC32 did not match: corrupted in transit; re-read it.
+    #[error("binlog event checksum mismatch at {file}:{offset}")]
+    Checksum {
+        /// File being read.
+        file: String,
+        /// Offset of the event.
+        offset: u64,
+    },
+    /// The server cannot serve the requested position (usually purged binlogs).
+    #[error("the server cannot stream from {position}: {message}. The binlog was probably purged (raise Aurora's 'binlog retention hours'); remove the checkpoint file to run a fresh initial load, or replay from a position the server still has (SHOW BINARY LOGS)")]
+    PositionUnavailable {
+        /// Requested position.
+        position: String,
+        /// Server message.
+        message: String,
+    },
+    /// The server's configuration makes correct replication impossible.
+    #[error("source misconfigured: {0}")]
+    Misconfigured(String),
+    /// DDL on a table that feeds documents: row decoding and documents may no longer match.
+    #[error("DDL on tracked table `{table}` at {position}: {statement:?}. drugsync stopped to avoid silent drift: remove the checkpoint file and restart to rebuild from a fresh initial load")]
+    TrackedDdl {
+        /// Table named in the statement.
+        table: String,
+        /// Commit position of the statement.
+        position: String,
+        /// The statement (truncated).
+        statement: String,
+    },
+    /// A query drugsync issues failed for a reason retrying will not fix (syntax, missing table, privileges).
+    #[error("query failed: {message}. Check the mapping SQL in the config and the user's privileges. Query: {query}")]
+    Query {
+        /// Server message.
+        message: String,
+        /// The query (without parameter values).
+        query: String,
+    },
+    /// The binlog stream delivered something drugsync cannot decode.
+    #[error("cannot decode binlog event at {position}: {message}")]
+    Decode {
+        /// Where.
+        position: String,
+        /// What.
+        message: String,
+    },
+}
+
+impl Classify for SourceError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            SourceError::Connection(_) | SourceError::Silent { .. } | SourceError::Checksum { .. } => ErrorClass::Transient,
+            SourceError::PositionUnavailable { .. }
+            | SourceError::Misconfigured(_)
+            | SourceError::TrackedDdl { .. }
+            | SourceError::Query { .. }
+            | SourceError::Decode { .. } => ErrorClass::Definite,
+        }
+    }
+}
+
+impl SourceError {
+    /// Classes a driver error raised while running `query`.
+    pub fn from_driver(err: mysql_async::Error, query: &str) -> Self {
+        match err {
+            mysql_async::Error::Server(server) => {
+                // Server-side conditions that go away by themselves.
+                const TRANSIENT: &[u16] = &[1040, 1053, 1205, 1213, 1927, 2006, 2013, 1317];
+                if TRANSIENT.contains(&server.code) {
+                    SourceError::Connection(format!("{} ({})", server.message, server.code))
+                } else {
+                    SourceError::Query { message: format!("{} ({})", server.message, server.code), query: truncate(query, 300) }
+                }
+            }
+            mysql_async::Error::Url(e) => SourceError::Misconfigured(format!("bad MySQL URL: {e}")),
+            other => SourceError::Connection(other.to_string()),
+        }
+    }
+}
+
+/// Shortens long SQL for messages.
+pub fn truncate(text: &str, max: usize) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}...", &one_line[..cut]),
+        None => one_line,
+    }
+}

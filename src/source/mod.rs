@@ -1,0 +1,10 @@
+//! Reading the source database: the binlog tail, consistent snapshots, value conversion.
+
+pub mod binlog;
+pub mod error;
+pub mod events;
+pub mod server;
+pub mod value;
+
+pub use binlog::{BinlogTailer, RowChange, RowImage, Transaction};
+pub use error::SourceError;

@@ -1,0 +1,67 @@
+//! Facts about the source server: flavour, current binlog position, and the
+//! binlog settings drugsync cannot work without.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+
+use super::error::SourceError;
+use crate::position::Position;
+
+/// MySQL (Aurora) or MariaDB: they differ in GTIDs and a few commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// MySQL 8 / Aurora MySQL 3.
+    Mysql,
+    /// MariaDB 10.5+.
+    Mariadb,
+}
+
+/// Detects the server flavour from `VERSION()`.
+pub async fn flavor(conn: &mut Conn) -> Result<Flavor, SourceError> {
+    let version: Option<String> = query_first(conn, "SELECT VERSION()").await?;
+    Ok(if version.unwrap_or_default().to_ascii_lowercase().contains("mariadb") { Flavor::Mariadb } else { Flavor::Mysql })
+}
+
+/// The server's current end of binlog (`SHOW MASTER STATUS`, or `SHOW BINARY LOG STATUS` on MySQL 8.4+).
+pub async fn current_position(conn: &mut Conn) -> Result<Position, SourceError> {
+    let mut row: Option<Row> = None;
+    for query in ["SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"] {
+        match conn.query_first::<Row, _>(query).await {
+            Ok(found) => {
+                row = found;
+                break;
+            }
+            Err(mysql_async::Error::Server(_)) => continue,
+            Err(e) => return Err(SourceError::from_driver(e, query)),
+        }
+    }
+    let row = row.ok_or_else(|| {
+        SourceError::Misconfigured("binary logging is off (SHOW MASTER STATUS is empty): enable log_bin (Aurora: set binlog_format=ROW in the DB cluster parameter group)".into())
+    })?;
+    let file: String = row.get(0).ok_or_else(|| SourceError::Misconfigured("SHOW MASTER STATUS returned no file".into()))?;
+    let offset: u64 = row.get(1).ok_or_else(|| SourceError::Misconfigured("SHOW MASTER STATUS returned no position".into()))?;
+    Ok(Position::new(file, offset))
+}
+
+/// Checks the binlog settings row-level CDC needs; each failure says how to fix it.
+pub async fn check_binlog_settings(conn: &mut Conn) -> Result<(), SourceError> {
+    let fix = "set it in the server config (Aurora: the DB cluster parameter group) and restart the writer";
+    let log_bin: Option<String> = query_first(conn, "SELECT @@GLOBAL.log_bin").await?;
+    if !matches!(log_bin.as_deref(), Some("1" | "ON")) {
+        return Err(SourceError::Misconfigured(format!("log_bin is off; {fix}")));
+    }
+    for (variable, wanted) in [("binlog_format", "ROW"), ("binlog_row_image", "FULL"), ("binlog_row_metadata", "FULL")] {
+        let value: Option<String> = query_first(conn, &format!("SELECT @@GLOBAL.{variable}")).await.unwrap_or(None);
+        let value = value.unwrap_or_else(|| "(not supported)".into());
+        if !value.eq_ignore_ascii_case(wanted) {
+            return Err(SourceError::Misconfigured(format!(
+                "{variable} is {value}, drugsync needs {wanted} (column names and before images come from the binlog); {fix}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn query_first(conn: &mut Conn, query: &str) -> Result<Option<String>, SourceError> {
+    conn.query_first::<Option<String>, _>(query).await.map(Option::flatten).map_err(|e| SourceError::from_driver(e, query))
+}

