@@ -12,7 +12,6 @@ pub mod local;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use crate::config::{EmbedConfig, EmbedProvider};
 use crate::document::EmbeddingSpace;
@@ -131,9 +130,13 @@ pub async fn embed_distinct<E: Embedder>(
     stats: &EmbedStats,
 ) -> Result<Vec<Vec<f32>>, EmbedError> {
     let dims = embedder.space().dimensions;
-    stream::iter(texts.iter().copied())
-        .map(|text| async move {
-            let embedding = embedder.embed(text).await?;
+    let mut out = Vec::with_capacity(texts.len());
+    // Groups of `concurrency` calls in flight; futures are built eagerly so no
+    // closure has to be generic over the borrow of `embedder`.
+    for group in texts.chunks(concurrency.max(1)) {
+        let results = futures_util::future::join_all(group.iter().map(|text| embedder.embed(text))).await;
+        for result in results {
+            let embedding = result?;
             stats.calls.fetch_add(1, Ordering::Relaxed);
             stats.tokens.fetch_add(embedding.tokens, Ordering::Relaxed);
             if embedding.vector.len() != dims {
@@ -142,11 +145,10 @@ pub async fn embed_distinct<E: Embedder>(
                     embedding.vector.len()
                 )));
             }
-            Ok(embedding.vector)
-        })
-        .buffered(concurrency.max(1))
-        .try_collect()
-        .await
+            out.push(embedding.vector);
+        }
+    }
+    Ok(out)
 }
 
 /// Little-endian FLOAT32 bytes, the layout RediSearch expects for a vector field.

@@ -1,7 +1,6 @@
 //! Retrying transient failures. *Whether* to retry is the error's class
-//! ([`Classify`]); *how long to wait* is this module's backoff.
+//! ([`Classify`]); *how long to wait* is [`Backoff`].
 
-use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -14,27 +13,33 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest wait: an outage of minutes is retried about twice a minute.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Runs `attempt` until it succeeds, fails definitely, or `cancel` fires
-/// (then `Ok(None)`). Transient errors are logged with `what` and retried
-/// with exponential backoff.
-pub async fn with_retry<T, F, Fut>(cancel: &CancellationToken, what: &str, mut attempt: F) -> Result<Option<T>, RunError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, RunError>>,
-{
-    let mut backoff = INITIAL_BACKOFF;
-    loop {
-        match attempt().await {
-            Ok(value) => return Ok(Some(value)),
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "{what} failed; retrying");
-                tokio::select! {
-                    _ = cancel.cancelled() => return Ok(None),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-            Err(e) => return Err(e),
+/// Exponential backoff for one operation. Use as:
+/// `loop { match op().await { Ok(v) => break v, Err(e) => if !backoff.wait(e, cancel, "op").await? { return ... } } }`
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: INITIAL_BACKOFF }
+    }
+}
+
+impl Backoff {
+    /// Decides what to do after `error`: a definite error is returned as `Err`;
+    /// a transient one is logged with `what`, waited out, and `Ok(true)` means
+    /// try again. `Ok(false)` means `cancel` fired while waiting.
+    pub async fn wait(&mut self, error: RunError, cancel: &CancellationToken, what: &str) -> Result<bool, RunError> {
+        if !error.is_transient() {
+            return Err(error);
         }
+        tracing::warn!(error = %error, retry_in_ms = self.next.as_millis() as u64, "{what} failed; retrying");
+        let slept = tokio::select! {
+            _ = cancel.cancelled() => false,
+            _ = tokio::time::sleep(self.next) => true,
+        };
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+        Ok(slept)
     }
 }

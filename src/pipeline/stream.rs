@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use super::retry::with_retry;
+use super::retry::Backoff;
 use super::sync::sync_keys;
 use super::{Replicator, RunError, Stats};
 use crate::embed::Embedder;
@@ -71,8 +71,11 @@ async fn apply_loop<E: Embedder>(r: &Replicator<E>, rx: &mut mpsc::Receiver<Tran
         }
         // The batch in flight is finished even when shutdown is requested meanwhile;
         // only the waits between retries give way to cancellation.
-        if with_retry(cancel, "applying batch", || apply_batch(r, &batch)).await?.is_none() {
-            return Ok(());
+        let mut backoff = Backoff::default();
+        while let Err(e) = apply_batch(r, &batch).await {
+            if !backoff.wait(e, cancel, "applying batch").await? {
+                return Ok(());
+            }
         }
     }
 }

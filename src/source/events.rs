@@ -57,25 +57,87 @@ pub fn rotate_file_name(header: &[u8; 19], body_name: &[u8], body_prefix: &[u8])
     body_name.to_vec()
 }
 
-/// Statement kinds that are transaction control, never DDL.
-fn is_transaction_control(statement: &str) -> bool {
-    let head = statement.trim_start().split_whitespace().next().unwrap_or("").to_ascii_uppercase();
-    matches!(head.as_str(), "BEGIN" | "COMMIT" | "ROLLBACK" | "XA" | "SAVEPOINT" | "RELEASE")
+/// Identifiers of a statement, lower-cased, with quotes and schema qualifiers
+/// removed (`fdb`.`RNDC14` -> `rndc14`), in order.
+fn identifiers(statement: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut qualified = false;
+    let flush = |current: &mut String, out: &mut Vec<String>, qualified: &mut bool| {
+        if !current.is_empty() {
+            if *qualified {
+                out.pop(); // the schema part
+            }
+            out.push(current.to_ascii_lowercase());
+            current.clear();
+        }
+        *qualified = false;
+    };
+    let mut chars = statement.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' => {
+                for q in chars.by_ref() {
+                    if q == '`' {
+                        break;
+                    }
+                    current.push(q);
+                }
+            }
+            '.' if !current.is_empty() => {
+                out.push(std::mem::take(&mut current).to_ascii_lowercase());
+                qualified = true;
+            }
+            c if c.is_alphanumeric() || c == '_' || c == '$' => current.push(c),
+            _ => flush(&mut current, &mut out, &mut qualified),
+        }
+    }
+    flush(&mut current, &mut out, &mut qualified);
+    out
 }
 
-/// The first tracked table a non-transactional statement names, if any.
-/// Matching is by whole identifier (optionally back-quoted or schema-qualified),
-/// case-insensitive, so `rndc14_backup` does not match `rndc14`.
-pub fn ddl_touching<'a>(statement: &str, tracked: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    if is_transaction_control(statement) {
-        return None;
+/// Tables a DDL statement changes (not the ones it merely reads):
+/// ALTER/DROP/TRUNCATE/CREATE/RENAME TABLE and CREATE/DROP INDEX ... ON.
+pub fn ddl_targets(statement: &str) -> Vec<String> {
+    let words = identifiers(statement);
+    let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    let skip_if_exists = |mut i: usize| {
+        if w(i) == "if" {
+            i += if w(i + 1) == "not" { 3 } else { 2 };
+        }
+        i
+    };
+    let first_table_after = |i: usize| -> Vec<String> { words.get(skip_if_exists(i)).cloned().into_iter().collect() };
+    match (w(0), w(1)) {
+        ("truncate", "table") => first_table_after(2),
+        ("truncate", _) => first_table_after(1),
+        ("alter", "table") | ("alter", "online") | ("alter", "ignore") => {
+            let i = if w(1) == "table" { 2 } else { 3 };
+            first_table_after(i)
+        }
+        ("create", _) if words.iter().take(4).any(|x| x == "table") => {
+            let at = words.iter().position(|x| x == "table").unwrap_or(0);
+            first_table_after(at + 1)
+        }
+        ("drop", "table") | ("drop", "temporary") => {
+            let at = words.iter().position(|x| x == "table").unwrap_or(1);
+            let start = skip_if_exists(at + 1);
+            words[start.min(words.len())..].iter().filter(|x| !matches!(x.as_str(), "restrict" | "cascade" | "wait" | "nowait")).cloned().collect()
+        }
+        ("rename", "table") => words[2..].iter().filter(|x| x.as_str() != "to").cloned().collect(),
+        ("create", _) | ("drop", "index") => match words.iter().position(|x| x == "on") {
+            Some(at) if words.iter().take(at).any(|x| x == "index") => first_table_after(at + 1),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
     }
-    let words: Vec<String> = statement
-        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_ascii_lowercase())
-        .collect();
-    tracked.into_iter().find(|table| words.iter().any(|w| w.eq_ignore_ascii_case(table)))
+}
+
+/// The first tracked table a DDL statement changes, if any. Reading a
+/// tracked table (`CREATE TABLE copy AS SELECT * FROM rndc14`) does not count.
+pub fn ddl_touching<'a>(statement: &str, tracked: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let targets = ddl_targets(statement);
+    tracked.into_iter().find(|table| targets.iter().any(|t| t.eq_ignore_ascii_case(table)))
 }
 
 #[cfg(test)]
@@ -114,6 +176,12 @@ mod tests {
         assert_eq!(ddl_touching("TRUNCATE TABLE `fdb`.`RNDC14`", tracked), Some("rndc14"));
         assert_eq!(ddl_touching("ALTER TABLE rlblrid3 ADD COLUMN x INT", tracked), Some("rlblrid3"));
         assert_eq!(ddl_touching("CREATE TABLE rndc14_backup LIKE other", tracked), None);
+        assert_eq!(ddl_touching("CREATE TABLE copy AS SELECT * FROM rndc14", tracked), None);
+        assert_eq!(ddl_touching("DROP TABLE IF EXISTS `x`, fdb.rlblrid3", tracked), Some("rlblrid3"));
+        assert_eq!(ddl_touching("RENAME TABLE rndc14_new TO rndc14, rndc14 TO rndc14_old", tracked), Some("rndc14"));
+        assert_eq!(ddl_touching("CREATE TABLE IF NOT EXISTS rndc14 (x int)", tracked), Some("rndc14"));
+        assert_eq!(ddl_touching("CREATE INDEX i ON rlblrid3 (MFG)", tracked), Some("rlblrid3"));
+        assert_eq!(ddl_touching("INSERT INTO rndc14 VALUES (1)", tracked), None);
         assert_eq!(ddl_touching("BEGIN", tracked), None);
         assert_eq!(ddl_touching("COMMIT", tracked), None);
     }

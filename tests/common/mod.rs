@@ -1,0 +1,275 @@
+//! Shared harness for the integration tests: one private schema, index,
+//! key prefix, checkpoint file and replica server id per test, so tests run
+//! in parallel against the one MariaDB and Redis that `tests/env/testenv.sh up` starts.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use redis::aio::ConnectionManager;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use drugsync::config::Config;
+use drugsync::embed::{Embedder, LocalEmbedder};
+use drugsync::fixture::{self, FixtureSpec, Generator};
+use drugsync::mapping::DocumentLoader;
+use drugsync::pipeline::{Replicator, RunError, Stats};
+use drugsync::position::Position;
+
+/// The reference config; tests change only names, URLs and sizes.
+pub const REFERENCE_CONFIG: &str = include_str!("../../config/drugsync.toml");
+
+/// Test dimensions: small vectors keep the tests fast; the code path is the same.
+pub const TEST_DIMENSIONS: usize = 64;
+
+pub fn mysql_base_url() -> String {
+    std::env::var("DRUGSYNC_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://drugsync:drugsync@127.0.0.1:33306".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("DRUGSYNC_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:36379".into())
+}
+
+/// One test's private world.
+pub struct TestEnv {
+    pub name: String,
+    pub schema: String,
+    pub dir: tempfile::TempDir,
+    pub config_text: String,
+    pub redis: ConnectionManager,
+    pub prefix: String,
+    pub index: String,
+}
+
+/// A replicator running in the background of a test.
+pub struct Running {
+    pub cancel: CancellationToken,
+    pub stats: Arc<Stats>,
+    pub handle: JoinHandle<Result<(), RunError>>,
+}
+
+impl Running {
+    /// Asks for a clean stop and waits for it; panics if the run failed.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let result = tokio::time::timeout(Duration::from_secs(30), self.handle).await.expect("replicator did not stop").unwrap();
+        result.expect("replicator failed");
+    }
+
+    pub fn embed_calls(&self) -> u64 {
+        self.stats.embed.calls()
+    }
+}
+
+impl TestEnv {
+    /// Creates the schema with `ndcs` generated rows and clears the test's Redis keys.
+    pub async fn new(name: &str, ndcs: usize) -> Self {
+        let _ = tracing_subscriber_init();
+        let schema = format!("t_{name}");
+        let mut conn = Conn::new(Opts::from_url(&mysql_base_url()).unwrap()).await.expect("MariaDB not reachable: run tests/env/testenv.sh up");
+        fixture::create_schema(&mut conn, &schema).await.unwrap();
+        Generator::new(FixtureSpec { ndcs, seed: 7 }).populate(&mut conn).await.unwrap();
+        conn.disconnect().await.unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = format!("t:{name}:");
+        let index = format!("idx_{name}");
+        let server_id = 10_000 + (fxhash(name) % 1_000_000) as u32;
+        let config_text = REFERENCE_CONFIG
+            .replacen("name = \"drugs_idx\"", &format!("name = \"{index}\""), 1)
+            .replacen("prefix = \"drug:\"", &format!("prefix = \"{prefix}\""), 1)
+            .replacen("state_prefix = \"drugsync:\"", &format!("state_prefix = \"ds:{name}:\""), 1)
+            .replacen("schema = \"fdb\"", &format!("schema = \"{schema}\""), 1)
+            .replacen("server_id = 4242", &format!("server_id = {server_id}"), 1)
+            .replacen("heartbeat_secs = 5", "heartbeat_secs = 1", 1)
+            .replacen("dimensions = 1024", &format!("dimensions = {TEST_DIMENSIONS}"), 1)
+            .replacen("batch_max_delay_ms = 200", "batch_max_delay_ms = 50", 1)
+            .replacen("path = \"data/drugsync.redb\"", &format!("path = {:?}", dir.path().join("checkpoint.redb")), 1)
+            .replacen("mysql://drugsync:drugsync@127.0.0.1:33306/fdb", &format!("{}/{schema}", mysql_base_url()), 1)
+            .replacen("redis://127.0.0.1:36379", &redis_url(), 1);
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut redis = ConnectionManager::new(client).await.expect("Redis not reachable: run tests/env/testenv.sh up");
+        let _: Result<(), _> = redis::cmd("FT.DROPINDEX").arg(&index).query_async(&mut redis).await;
+        for pattern in [format!("{prefix}*"), format!("ds:{name}:*")] {
+            let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut redis).await.unwrap();
+            if !keys.is_empty() {
+                let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
+            }
+        }
+        Self { name: name.into(), schema, dir, config_text, redis, prefix, index }
+    }
+
+    pub fn config(&self) -> Config {
+        Config::from_toml(&self.config_text, Path::new("test.toml"), |_| None).expect("test config valid")
+    }
+
+    /// Writes the config to a file (for tests that run the binary).
+    pub fn config_file(&self) -> PathBuf {
+        let path = self.dir.path().join("drugsync.toml");
+        std::fs::write(&path, &self.config_text).unwrap();
+        path
+    }
+
+    pub async fn mysql(&self) -> Conn {
+        Conn::new(Opts::from_url(&format!("{}/{}", mysql_base_url(), self.schema)).unwrap()).await.unwrap()
+    }
+
+    pub async fn exec(&self, statements: &[&str]) {
+        let mut conn = self.mysql().await;
+        for s in statements {
+            conn.query_drop(*s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+        conn.disconnect().await.unwrap();
+    }
+
+    /// Starts the replicator in-process with the local embedder.
+    pub async fn start(&self) -> Running {
+        let config = self.config();
+        let embedder = LocalEmbedder::new(config.embed.dimensions, config.embed.template_version);
+        let replicator = Replicator::connect(config, embedder).await.expect("connect");
+        let stats = replicator.stats.clone();
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(replicator.run(cancel.clone()));
+        Running { cancel, stats, handle }
+    }
+
+    /// The source's current end of binlog.
+    pub async fn master_position(&self) -> Position {
+        let mut conn = self.mysql().await;
+        let pos = drugsync::source::server::current_position(&mut conn).await.unwrap();
+        conn.disconnect().await.unwrap();
+        pos
+    }
+
+    /// Waits until Redis holds a position at or past the source's current end of binlog.
+    pub async fn wait_caught_up(&self) {
+        let target = self.master_position().await;
+        let key = format!("ds:{}:{}:position", self.name, self.index);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut redis = self.redis.clone();
+        loop {
+            let text: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut redis).await.unwrap();
+            if let Some(p) = text.and_then(|t| t.parse::<Position>().ok()) {
+                if p.try_cmp(&target).unwrap() != std::cmp::Ordering::Less {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "replicator did not reach {target} within 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What the index should hold, computed from MySQL with the mapping and the local embedder.
+    pub async fn expected(&self) -> BTreeMap<String, Expected> {
+        let config = self.config();
+        let embedder = LocalEmbedder::new(config.embed.dimensions, config.embed.template_version);
+        let loader = DocumentLoader::new(&config, embedder.space().clone());
+        let mut conn = self.mysql().await;
+        let mut out = BTreeMap::new();
+        let mut after = None;
+        loop {
+            let page = loader.page(&mut conn, after.as_ref(), 1000).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.key.clone());
+            for doc in page {
+                let fields = doc.fields.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
+                out.insert(doc.key.0.clone(), Expected { fields, text: doc.text.clone(), vector: embedder.vector(&doc.text) });
+            }
+        }
+        conn.disconnect().await.unwrap();
+        out
+    }
+
+    /// Every document hash under the test's prefix, as field -> raw bytes.
+    pub async fn actual(&self) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
+        let mut redis = self.redis.clone();
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query_async(&mut redis).await.unwrap();
+        let mut out = BTreeMap::new();
+        for key in keys {
+            let hash: BTreeMap<String, Vec<u8>> = redis::cmd("HGETALL").arg(&key).query_async(&mut redis).await.unwrap();
+            out.insert(key.strip_prefix(&self.prefix).unwrap().to_owned(), hash);
+        }
+        out
+    }
+
+    /// Asserts the index equals the documents computed from MySQL: same keys,
+    /// every configured field, and each vector equal to its text's embedding.
+    pub async fn assert_matches_mysql(&self) {
+        let expected = self.expected().await;
+        let actual = self.actual().await;
+        let missing: Vec<_> = expected.keys().filter(|k| !actual.contains_key(*k)).take(5).collect();
+        let orphans: Vec<_> = actual.keys().filter(|k| !expected.contains_key(*k)).take(5).collect();
+        assert!(missing.is_empty() && orphans.is_empty(), "missing {missing:?}, orphans {orphans:?} (expected {}, actual {})", expected.len(), actual.len());
+        let config = self.config();
+        let field_names: Vec<String> = config.index.fields.iter().map(|f| f.name.clone()).collect();
+        for (key, want) in &expected {
+            let have = &actual[key];
+            for name in &field_names {
+                let have_value = have.get(name).map(|v| String::from_utf8_lossy(v).into_owned());
+                assert_eq!(have_value.as_deref(), want.fields.get(name).map(String::as_str), "document {key} field {name}");
+            }
+            let vector = drugsync::embed::vector_from_bytes(have.get("embedding").unwrap_or_else(|| panic!("{key} has no embedding"))).unwrap();
+            assert_eq!(vector, want.vector, "document {key}: vector does not match its text {:?}", want.text);
+        }
+    }
+
+    /// FT.INFO num_docs and hash_indexing_failures.
+    pub async fn index_counts(&self) -> (u64, u64) {
+        let mut redis = self.redis.clone();
+        let info: Vec<redis::Value> = redis::cmd("FT.INFO").arg(&self.index).query_async(&mut redis).await.unwrap();
+        let mut num_docs = 0;
+        let mut failures = 0;
+        for pair in info.chunks(2) {
+            let name: String = redis::from_redis_value(pair[0].clone()).unwrap_or_default();
+            let value = || -> u64 {
+                match &pair[1] {
+                    redis::Value::Int(i) => *i as u64,
+                    other => redis::from_redis_value::<String>(other.clone()).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+                }
+            };
+            match name.as_str() {
+                "num_docs" => num_docs = value(),
+                "hash_indexing_failures" => failures = value(),
+                _ => {}
+            }
+        }
+        (num_docs, failures)
+    }
+
+    /// NDCs (active) matching a SQL condition on rndc14 `n`.
+    pub async fn active_ndcs_where(&self, condition: &str) -> Vec<String> {
+        let mut conn = self.mysql().await;
+        let rows: Vec<String> = conn
+            .query(format!("SELECT n.NDC FROM rndc14 n WHERE n.OBSDTEC = '0000-00-00' AND ({condition}) ORDER BY n.NDC"))
+            .await
+            .unwrap();
+        conn.disconnect().await.unwrap();
+        rows
+    }
+
+    pub async fn field(&self, ndc: &str, field: &str) -> Option<String> {
+        let mut redis = self.redis.clone();
+        redis::cmd("HGET").arg(format!("{}{ndc}", self.prefix)).arg(field).query_async(&mut redis).await.unwrap()
+    }
+}
+
+/// What one document should look like.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expected {
+    pub fields: BTreeMap<String, String>,
+    pub text: String,
+    pub vector: Vec<f32>,
+}
+
+fn fxhash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+}
+
+fn tracing_subscriber_init() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DRUGSYNC_LOG").unwrap_or_else(|_| "warn".into())).with_test_writer().try_init()
+}
