@@ -1,0 +1,112 @@
+//! The real Bedrock SDK client against a local fake of the InvokeModel API.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_bedrockruntime::config::{Credentials, SharedCredentialsProvider};
+use drugsync::config::{EmbedConfig, EmbedProvider};
+use drugsync::embed::{BedrockEmbedder, EmbedError, Embedder};
+use drugsync::error::Classify;
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn embed_config(endpoint: &str, max_attempts: u32) -> EmbedConfig {
+    EmbedConfig {
+        provider: EmbedProvider::Bedrock,
+        model_id: "amazon.titan-embed-text-v2:0".into(),
+        dimensions: 256,
+        normalize: true,
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(endpoint.into()),
+        max_attempts,
+        template_version: 1,
+        concurrency: 1,
+    }
+}
+
+fn sdk_config() -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("AKIDTEST", "test-secret", None, None, "test")))
+        .build()
+}
+
+const INVOKE_PATH: &str = r"^/model/amazon\.titan-embed-text-v2(%3A|:)0/invoke$";
+
+#[tokio::test]
+async fn sends_titan_request_and_parses_the_vector() {
+    let server = MockServer::start().await;
+    let vector: Vec<f32> = (0..256).map(|i| i as f32 / 256.0).collect();
+    Mock::given(method("POST"))
+        .and(path_regex(INVOKE_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"embedding": vector, "inputTextTokenCount": 7})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 1));
+    let result = embedder.embed("LIPITOR 10 MG TABLET | ATORVASTATIN").await.unwrap();
+    assert_eq!(result.vector, vector);
+    assert_eq!(result.tokens, 7);
+
+    let requests = server.received_requests().await.unwrap();
+    let request = &requests[0];
+    assert!(request.url.path().starts_with("/model/amazon.titan-embed-text-v2"), "{}", request.url);
+    let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(body, serde_json::json!({"inputText": "LIPITOR 10 MG TABLET | ATORVASTATIN", "dimensions": 256, "normalize": true}));
+    let auth = request.headers.get("authorization").unwrap().to_str().unwrap();
+    assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDTEST/"), "signed with SigV4: {auth}");
+    assert!(auth.contains("/us-east-1/bedrock/aws4_request"), "{auth}");
+    assert_eq!(request.headers.get("content-type").unwrap(), "application/json");
+}
+
+#[tokio::test]
+async fn a_rejected_request_is_a_typed_definite_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(INVOKE_PATH))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .insert_header("x-amzn-errortype", "ValidationException")
+                .set_body_json(serde_json::json!({"message": "Malformed input request"})),
+        )
+        .mount(&server)
+        .await;
+    let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 3));
+    let err = embedder.embed("x").await.unwrap_err();
+    assert!(matches!(err, EmbedError::Rejected { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    assert!(err.to_string().contains("Malformed input request"), "{err}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1, "a validation error is not retried");
+}
+
+#[tokio::test]
+async fn throttling_is_retried_then_reported_as_transient() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(INVOKE_PATH))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("x-amzn-errortype", "ThrottlingException")
+                .set_body_json(serde_json::json!({"message": "Too many requests"})),
+        )
+        .mount(&server)
+        .await;
+    let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 2));
+    let err = embedder.embed("x").await.unwrap_err();
+    assert!(matches!(err, EmbedError::Unavailable(_)), "{err:?}");
+    assert!(err.is_transient());
+    assert_eq!(server.received_requests().await.unwrap().len(), 2, "the SDK retried once (max_attempts = 2)");
+}
+
+#[tokio::test]
+async fn a_vector_of_the_wrong_size_is_refused() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(INVOKE_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"embedding": [0.5, 0.5], "inputTextTokenCount": 1})))
+        .mount(&server)
+        .await;
+    let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 1));
+    let stats = drugsync::embed::EmbedStats::default();
+    let err = drugsync::embed::embed_distinct(&embedder, &["x"], 1, &stats).await.unwrap_err();
+    assert!(matches!(err, EmbedError::BadResponse(_)), "{err:?}");
+}
