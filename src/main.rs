@@ -87,13 +87,17 @@ async fn stop_on_signal(cancel: CancellationToken) {
 }
 
 async fn show_checkpoint(config: Config) -> anyhow::Result<()> {
-    let store = CheckpointStore::open(&config.checkpoint.path)?;
-    let local = store.load()?;
+    let show = |p: Option<drugsync::position::Position>| p.map_or_else(|| "(none)".to_owned(), |p| p.to_string());
+    // redb allows one process per file: while drugsync runs, its checkpoint is locked.
+    let local = match CheckpointStore::open(&config.checkpoint.path) {
+        Ok(store) => show(store.load()?),
+        Err(e) if e.to_string().contains("already open") => "(locked: a running drugsync holds it; see the Redis position)".to_owned(),
+        Err(e) => return Err(e.into()),
+    };
     let sink = RedisSink::connect(&config).await?;
     let remote = sink.position().await?;
-    let show = |p: Option<drugsync::position::Position>| p.map_or_else(|| "(none)".to_owned(), |p| p.to_string());
     println!("checkpoint file: {}", config.checkpoint.path.display());
-    println!("local position:  {}", show(local));
+    println!("local position:  {local}");
     println!("redis position:  {}", show(remote));
     Ok(())
 }

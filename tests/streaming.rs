@@ -217,3 +217,38 @@ async fn knn_query_returns_the_document_whose_text_was_embedded() {
     }
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_load_removes_orphans_and_a_flushed_redis_is_reloaded() {
+    let env = TestEnv::new("orphans", 300).await;
+    let mut redis = env.redis.clone();
+    let stray = format!("{}00000000000", env.prefix);
+    let _: () = redis::cmd("HSET").arg(&stray).arg("ndc").arg("00000000000").query_async(&mut redis).await.unwrap();
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await; // the stray document is gone
+    run.stop().await;
+
+    // Redis loses everything while drugsync is down; a change happens meanwhile.
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", env.prefix)).query_async(&mut redis).await.unwrap();
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
+    let _: () = redis::cmd("DEL").arg(format!("ds:orphans:{}:position", env.index)).query_async(&mut redis).await.unwrap();
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER FLUSH' WHERE LBLRID = '000004'"]).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_index_that_differs_from_the_config_is_a_clear_error() {
+    let env = TestEnv::new("mismatch", 50).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    run.stop().await;
+    let text = env.config_text.replacen(&format!("dimensions = {}", common::TEST_DIMENSIONS), "dimensions = 32", 1);
+    let config = drugsync::config::Config::from_toml(&text, std::path::Path::new("t"), |_| None).unwrap();
+    let result = drugsync::pipeline::Replicator::connect(config, LocalEmbedder::new(32, 1)).await;
+    let message = result.err().expect("connect must fail").to_string();
+    assert!(message.contains("differs from the config") && message.contains("dimensions: config 32, index 64"), "{message}");
+}

@@ -153,19 +153,21 @@ impl RedisSink {
             let redis_key = self.key_of(key);
             pipe.cmd("HMGET").arg(&redis_key).arg("doc_hash").arg("text_hash");
             pipe.cmd("HSTRLEN").arg(&redis_key).arg(&self.vector_field);
+            // A hash drugsync did not write (no hashes, no vector) still exists and may need deleting.
+            pipe.cmd("EXISTS").arg(&redis_key);
         }
         let mut conn = self.conn.clone();
         let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
         let mut out = Vec::with_capacity(keys.len());
-        for pair in replies.chunks_exact(2) {
-            let hashes: Vec<Option<String>> = redis::from_redis_value(pair[0].clone()).map_err(unexpected_reply)?;
-            let vector_len: usize = redis::from_redis_value(pair[1].clone()).map_err(unexpected_reply)?;
+        for reply in replies.chunks_exact(3) {
+            let hashes: Vec<Option<String>> = redis::from_redis_value(reply[0].clone()).map_err(unexpected_reply)?;
+            let vector_len: usize = redis::from_redis_value(reply[1].clone()).map_err(unexpected_reply)?;
+            let exists: bool = redis::from_redis_value(reply[2].clone()).map_err(unexpected_reply)?;
             let state = StoredState {
                 doc_hash: hashes.first().cloned().flatten(),
                 text_hash: hashes.get(1).cloned().flatten(),
                 vector_ok: vector_len == self.vector_bytes,
             };
-            let exists = state.doc_hash.is_some() || state.text_hash.is_some() || vector_len > 0;
             out.push(exists.then_some(state));
         }
         Ok(out)

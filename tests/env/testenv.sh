@@ -8,6 +8,8 @@
 #   tests/env/testenv.sh down      stop what `up` started, nothing else
 #   tests/env/testenv.sh status    say what runs where
 #   tests/env/testenv.sh env       print the export lines the tests read
+#   tests/env/testenv.sh demo      up, load FDB-shaped sample data into schema `fdb`, then run
+#                                  drugsync on its defaults (offline embedder) until Ctrl-C
 #
 # Everything lives under $DRUGSYNC_ENV_DIR (default: <repo>/.testenv).
 # Ports: MariaDB $DRUGSYNC_TEST_MYSQL_PORT (33306), Redis $DRUGSYNC_TEST_REDIS_PORT (36379).
@@ -137,5 +139,13 @@ case "${1:-}" in
         if mysql_root -e 'SELECT 1' >/dev/null 2>&1; then echo "mariadb: up on $MYSQL_PORT"; else echo "mariadb: down"; fi
         if [ -f "$REDIS_DIR/redis.pid" ] && kill -0 "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null; then echo "redis: up on $REDIS_PORT"; else echo "redis: down"; fi ;;
     env) print_env ;;
-    *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    demo)
+        do_install; start_mariadb; start_redis
+        cd "$REPO"
+        NDCS=${DRUGSYNC_DEMO_NDCS:-20000}
+        log "loading $NDCS sample NDCs into schema fdb (drops it first)"
+        cargo run --quiet -- --log-format text seed --ndcs "$NDCS" --yes-destroy-schema
+        log "running drugsync (Ctrl-C stops it cleanly)"
+        exec cargo run --quiet -- --log-format text run ;;
+    *) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2 ;;
 esac
