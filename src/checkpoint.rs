@@ -92,10 +92,20 @@ impl CheckpointStore {
 
     /// Stores `position` durably. Errs if it is behind the stored one; an
     /// equal position is a no-op write, so re-applying a batch is harmless.
-    /// Positions from another binlog lineage replace the stored one only via [`Self::reset`].
+    /// A position from another binlog lineage is accepted only when it carries
+    /// a GTID state (the stream resumed by GTID after a failover); otherwise
+    /// only [`Self::reset`] can store it.
     pub fn advance(&self, position: &Position) -> Result<(), CheckpointError> {
         if let Some(current) = self.load()? {
-            let order = current.try_cmp(position).map_err(|source| CheckpointError::Corrupt { path: self.path.clone(), source })?;
+            let order = match current.try_cmp(position) {
+                Ok(order) => order,
+                // Resumed by GTID onto another binlog lineage (failover): the GTID state vouches for it.
+                Err(_) if position.gtid.is_some() => {
+                    tracing::warn!(from = %current, to = %position, "checkpoint moves to a new binlog lineage (resumed by GTID)");
+                    Ordering::Less
+                }
+                Err(source) => return Err(CheckpointError::Corrupt { path: self.path.clone(), source }),
+            };
             if order == Ordering::Greater {
                 debug_assert!(false, "checkpoint would move backwards: {current} -> {position}");
                 return Err(CheckpointError::Backwards { current, requested: position.clone() });

@@ -127,6 +127,21 @@ pub struct MysqlConfig {
     /// heartbeats mean the link is dead and drugsync reconnects.
     #[serde(default = "default_heartbeat_secs")]
     pub heartbeat_secs: u64,
+    /// How a stored position is resumed: `position` (file:offset; falls back to
+    /// the GTID state when the file no longer exists) or `gtid` (always by GTID).
+    #[serde(default)]
+    pub resume_by: ResumeBy,
+}
+
+/// See [`MysqlConfig::resume_by`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ResumeBy {
+    /// Binlog file and offset; GTID only as a fallback when the file is gone.
+    #[default]
+    Position,
+    /// The GTID state stored with the position (needs GTIDs on the source).
+    Gtid,
 }
 
 /// A heartbeat every 5 s detects a dead link within 15 s without noticeable traffic.

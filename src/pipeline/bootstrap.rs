@@ -52,7 +52,13 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
     let mut opts = TxOpts::default();
     opts.with_consistent_snapshot(true).with_readonly(true);
     let mut tx = conn.start_transaction(opts).await.map_err(source)?;
-    let position = snapshot_position(&mut tx).await?.unwrap_or(before);
+    let position = match snapshot_position(&mut tx).await? {
+        Some(mut exact) => {
+            exact.gtid = server::gtid_state_at(&mut tx, &exact).await?;
+            exact
+        }
+        None => before,
+    };
     tracing::info!(%position, "initial load: reading a consistent snapshot");
 
     let mut seen: HashSet<DocumentKey> = HashSet::new();

@@ -38,6 +38,7 @@ pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: Cancel
         &r.config.mysql.schema,
         r.router.tables().map(str::to_owned),
         Duration::from_secs(r.config.mysql.heartbeat_secs),
+        r.config.mysql.resume_by,
     );
     let tail_cancel = cancel.child_token();
     let tail = tokio::spawn(tailer.run(start.clone(), tx, tail_cancel.clone()));

@@ -30,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{SourceError, ER_MASTER_FATAL_ERROR_READING_BINLOG};
 use super::events::{self, MariadbGtid};
+use super::gtid::GtidState;
+use crate::config::ResumeBy;
 use super::server::{self, Flavor};
 use crate::error::Classify;
 use crate::position::Position;
@@ -77,6 +79,7 @@ pub struct BinlogTailer {
     schema: String,
     tracked: HashSet<String>,
     heartbeat: Duration,
+    resume_by: ResumeBy,
 }
 
 /// Longest wait between reconnect attempts.
@@ -84,8 +87,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl BinlogTailer {
     /// A tailer for `tracked` tables (lower-cased names) of `schema`.
-    pub fn new(opts: Opts, server_id: u32, schema: &str, tracked: impl IntoIterator<Item = String>, heartbeat: Duration) -> Self {
+    pub fn new(opts: Opts, server_id: u32, schema: &str, tracked: impl IntoIterator<Item = String>, heartbeat: Duration, resume_by: ResumeBy) -> Self {
         Self {
+            resume_by,
             opts,
             server_id,
             schema: schema.to_owned(),
@@ -99,8 +103,9 @@ impl BinlogTailer {
     pub async fn run(self, start: Position, out: mpsc::Sender<Transaction>, cancel: CancellationToken) -> Result<(), SourceError> {
         let mut resume = start;
         let mut backoff = Duration::from_millis(500);
+        let mut by_gtid = self.resume_by == ResumeBy::Gtid && resume.gtid.is_some();
         loop {
-            let mut session = Session::new(&self, resume.clone());
+            let mut session = Session::new(&self, resume.clone(), by_gtid)?;
             let result = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 r = session.stream(&out) => r,
@@ -110,6 +115,11 @@ impl BinlogTailer {
             resume = session.resume;
             match result {
                 Ok(()) => return Ok(()), // receiver gone: shutting down
+                // The file is gone but the GTID state says where we are: continue by GTID.
+                Err(SourceError::PositionUnavailable { message, .. }) if !by_gtid && resume.gtid.is_some() => {
+                    tracing::warn!(position = %resume, server = %message, "binlog position unavailable; resuming by GTID state");
+                    by_gtid = true;
+                }
                 Err(e) if e.is_transient() => {
                     if delivered_any {
                         backoff = Duration::from_millis(500);
@@ -137,16 +147,22 @@ struct Session<'a> {
     flavor: Flavor,
     /// Tracked changes of the open transaction.
     pending: Vec<RowChange>,
-    /// GTID of the open transaction.
-    gtid: Option<String>,
     /// Inside BEGIN ... COMMIT (or a MariaDB transactional GTID group): statements do not commit by themselves.
     in_transaction: bool,
+    /// Transactions applied up to here (None when the server has no GTIDs or the start state is unknown).
+    gtid_state: Option<GtidState>,
+    /// Request the stream by GTID state instead of file:offset.
+    by_gtid: bool,
 }
 
 impl<'a> Session<'a> {
-    fn new(tailer: &'a BinlogTailer, resume: Position) -> Self {
+    fn new(tailer: &'a BinlogTailer, resume: Position, by_gtid: bool) -> Result<Self, SourceError> {
         let file = resume.file.clone();
-        Self { tailer, resume, file, flavor: Flavor::Mysql, pending: Vec::new(), gtid: None, in_transaction: false }
+        let gtid_state = match &resume.gtid {
+            Some(text) => Some(GtidState::parse(text).map_err(|e| SourceError::Decode { position: resume.to_string(), message: format!("stored GTID state: {e}") })?),
+            None => None,
+        };
+        Ok(Self { tailer, resume, file, flavor: Flavor::Mysql, pending: Vec::new(), in_transaction: false, gtid_state, by_gtid })
     }
 
     async fn connect(&mut self) -> Result<BinlogStream, SourceError> {
@@ -159,13 +175,27 @@ impl<'a> Session<'a> {
             // Without this MariaDB hides its GTID events and sends fake ones.
             setup.push("SET @mariadb_slave_capability = 4".into());
         }
+        if self.gtid_state.is_none() && self.flavor == Flavor::Mariadb {
+            // Learn the GTID state at the start position so every stored position carries one.
+            let state = server::gtid_state_at(&mut conn, &self.resume).await?;
+            self.gtid_state = state.and_then(|s| GtidState::parse(&s).ok());
+        }
+        let by_gtid = self.by_gtid && self.gtid_state.is_some();
+        if by_gtid && self.flavor == Flavor::Mariadb {
+            let state = self.gtid_state.as_ref().map(ToString::to_string).unwrap_or_default();
+            setup.push(format!("SET @slave_connect_state = '{state}'"));
+        }
         for statement in &setup {
             conn.query_drop(statement).await.map_err(|e| SourceError::from_driver(e, statement))?;
         }
-        let request = BinlogStreamRequest::new(self.tailer.server_id)
-            .with_filename(self.resume.file.as_bytes())
-            .with_pos(self.resume.offset);
-        tracing::info!(position = %self.resume, server_id = self.tailer.server_id, "binlog stream starting");
+        let mut request = BinlogStreamRequest::new(self.tailer.server_id);
+        if !by_gtid {
+            request = request.with_filename(self.resume.file.as_bytes()).with_pos(self.resume.offset);
+        } else if self.flavor == Flavor::Mysql {
+            let sids = self.gtid_state.as_ref().map(GtidState::mysql_sids).transpose().map_err(|e| SourceError::Decode { position: self.resume.to_string(), message: e })?;
+            request = request.with_gtid().with_gtid_set(sids.unwrap_or_default());
+        }
+        tracing::info!(position = %self.resume, by_gtid, server_id = self.tailer.server_id, "binlog stream starting");
         conn.get_binlog_stream(request).await.map_err(|e| self.classify(e))
     }
 
@@ -200,7 +230,7 @@ impl<'a> Session<'a> {
     }
 
     fn here(&self, event: &Event) -> Position {
-        Position { file: self.file.clone(), offset: u64::from(event.header().log_pos()), gtid: self.gtid.clone() }
+        Position { file: self.file.clone(), offset: u64::from(event.header().log_pos()), gtid: self.gtid_state.as_ref().map(ToString::to_string) }
     }
 
     fn verify_checksum(&self, event: &Event) -> Result<(), SourceError> {
@@ -223,7 +253,10 @@ impl<'a> Session<'a> {
             self.verify_checksum(event)?;
             let gtid = MariadbGtid::parse(event.data())
                 .ok_or_else(|| SourceError::Decode { position: self.resume.to_string(), message: "short MariaDB GTID event".into() })?;
-            self.begin(Some(gtid.to_text(header.server_id())), gtid.flags & events::MARIADB_FL_STANDALONE != 0);
+            if let Some(state) = &mut self.gtid_state {
+                state.observe_mariadb(gtid.domain, header.server_id(), gtid.seq);
+            }
+            self.begin(gtid.flags & events::MARIADB_FL_STANDALONE != 0);
             return Ok(None);
         }
         let data = match event.read_data() {
@@ -248,11 +281,13 @@ impl<'a> Session<'a> {
                 Ok(None)
             }
             EventData::GtidEvent(gtid) => {
-                let sid = gtid.sid();
-                let uuid = hex::encode(sid);
-                let text = format!("{}-{}-{}-{}-{}:{}", &uuid[..8], &uuid[8..12], &uuid[12..16], &uuid[16..20], &uuid[20..], gtid.gno());
+                let hex = hex::encode(gtid.sid());
+                let uuid = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
+                if let Some(state) = &mut self.gtid_state {
+                    state.observe_mysql(&uuid, gtid.gno());
+                }
                 // MySQL follows its GTID with an explicit BEGIN for transactions.
-                self.begin(Some(text), true);
+                self.begin(true);
                 Ok(None)
             }
             EventData::QueryEvent(query) => {
@@ -270,10 +305,8 @@ impl<'a> Session<'a> {
                     }
                     "COMMIT" => Ok(Some(self.commit(event))),
                     _ => {
-                        let schema = query.schema();
-                        let mentioned = events::ddl_touching(&statement, self.tailer.tracked.iter().map(String::as_str));
-                        let in_our_schema = schema.eq_ignore_ascii_case(&self.tailer.schema) || statement.to_ascii_lowercase().contains(&self.tailer.schema.to_ascii_lowercase());
-                        if let (Some(table), true) = (mentioned, in_our_schema) {
+                        let tracked = self.tailer.tracked.iter().map(String::as_str);
+                        if let Some(table) = events::ddl_touching(&statement, &query.schema(), &self.tailer.schema, tracked) {
                             return Err(SourceError::TrackedDdl {
                                 table: table.to_owned(),
                                 position: self.here(event).to_string(),
@@ -295,9 +328,8 @@ impl<'a> Session<'a> {
     }
 
     /// A GTID event opens a group: a transaction, or (standalone) a single statement.
-    fn begin(&mut self, gtid: Option<String>, standalone: bool) {
+    fn begin(&mut self, standalone: bool) {
         self.pending.clear();
-        self.gtid = gtid;
         self.in_transaction = !standalone;
     }
 

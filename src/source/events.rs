@@ -57,18 +57,19 @@ pub fn rotate_file_name(header: &[u8; 19], body_name: &[u8], body_prefix: &[u8])
     body_name.to_vec()
 }
 
-/// Identifiers of a statement, lower-cased, with quotes and schema qualifiers
-/// removed (`fdb`.`RNDC14` -> `rndc14`), in order.
+/// Identifiers of a statement, lower-cased, quotes removed, qualified names
+/// kept whole (`fdb`.`RNDC14` -> `fdb.rndc14`), in order.
 fn identifiers(statement: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     let mut qualified = false;
     let flush = |current: &mut String, out: &mut Vec<String>, qualified: &mut bool| {
         if !current.is_empty() {
-            if *qualified {
-                out.pop(); // the schema part
+            let name = current.to_ascii_lowercase();
+            match out.last_mut() {
+                Some(schema) if *qualified => *schema = format!("{schema}.{name}"),
+                _ => out.push(name),
             }
-            out.push(current.to_ascii_lowercase());
             current.clear();
         }
         *qualified = false;
@@ -133,11 +134,25 @@ pub fn ddl_targets(statement: &str) -> Vec<String> {
     }
 }
 
-/// The first tracked table a DDL statement changes, if any. Reading a
-/// tracked table (`CREATE TABLE copy AS SELECT * FROM rndc14`) does not count.
-pub fn ddl_touching<'a>(statement: &str, tracked: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let targets = ddl_targets(statement);
-    tracked.into_iter().find(|table| targets.iter().any(|t| t.eq_ignore_ascii_case(table)))
+/// The first tracked table of `schema` that a DDL statement changes, if any.
+/// Unqualified names belong to `default_schema` (the session's database).
+/// Reading a tracked table (`CREATE TABLE copy AS SELECT * FROM rndc14`) does not count.
+pub fn ddl_touching<'a>(
+    statement: &str,
+    default_schema: &str,
+    schema: &str,
+    tracked: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let targets: Vec<(String, String)> = ddl_targets(statement)
+        .into_iter()
+        .map(|t| match t.split_once('.') {
+            Some((s, table)) => (s.to_owned(), table.to_owned()),
+            None => (default_schema.to_ascii_lowercase(), t),
+        })
+        .collect();
+    tracked
+        .into_iter()
+        .find(|table| targets.iter().any(|(s, t)| s.eq_ignore_ascii_case(schema) && t.eq_ignore_ascii_case(table)))
 }
 
 #[cfg(test)]
@@ -173,6 +188,7 @@ mod tests {
     #[test]
     fn recognises_ddl_on_tracked_tables_only() {
         let tracked = ["rndc14", "rlblrid3"];
+        let ddl_touching = |statement: &str, tracked: [&'static str; 2]| super::ddl_touching(statement, "fdb", "fdb", tracked);
         assert_eq!(ddl_touching("TRUNCATE TABLE `fdb`.`RNDC14`", tracked), Some("rndc14"));
         assert_eq!(ddl_touching("ALTER TABLE rlblrid3 ADD COLUMN x INT", tracked), Some("rlblrid3"));
         assert_eq!(ddl_touching("CREATE TABLE rndc14_backup LIKE other", tracked), None);
@@ -184,5 +200,8 @@ mod tests {
         assert_eq!(ddl_touching("INSERT INTO rndc14 VALUES (1)", tracked), None);
         assert_eq!(ddl_touching("BEGIN", tracked), None);
         assert_eq!(ddl_touching("COMMIT", tracked), None);
+        assert_eq!(super::ddl_touching("TRUNCATE rndc14", "other", "fdb", tracked), None, "another schema's table");
+        assert_eq!(super::ddl_touching("TRUNCATE fdb.rndc14", "other", "fdb", tracked), Some("rndc14"));
+        assert_eq!(super::ddl_touching("ALTER TABLE other.rndc14 ADD x INT", "fdb", "fdb", tracked), None);
     }
 }

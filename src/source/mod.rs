@@ -3,6 +3,7 @@
 pub mod binlog;
 pub mod error;
 pub mod events;
+pub mod gtid;
 pub mod server;
 pub mod value;
 

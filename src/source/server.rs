@@ -40,7 +40,26 @@ pub async fn current_position(conn: &mut Conn) -> Result<Position, SourceError> 
     })?;
     let file: String = row.get(0).ok_or_else(|| SourceError::Misconfigured("SHOW MASTER STATUS returned no file".into()))?;
     let offset: u64 = row.get(1).ok_or_else(|| SourceError::Misconfigured("SHOW MASTER STATUS returned no position".into()))?;
-    Ok(Position::new(file, offset))
+    let mut position = Position::new(file, offset);
+    // MySQL: Executed_Gtid_Set is the 5th column; MariaDB has none and answers BINLOG_GTID_POS.
+    let executed: Option<String> = row.get::<Option<String>, _>(4).flatten().filter(|s| !s.trim().is_empty());
+    position.gtid = match executed {
+        Some(set) => Some(set.split_whitespace().collect()),
+        None => gtid_state_at(conn, &position).await?,
+    };
+    Ok(position)
+}
+
+/// MariaDB's GTID state at a binlog file and offset (`BINLOG_GTID_POS`);
+/// `None` on MySQL, or when the server no longer has that file.
+pub async fn gtid_state_at<Q: Queryable>(conn: &mut Q, position: &Position) -> Result<Option<String>, SourceError> {
+    let query = "SELECT BINLOG_GTID_POS(?, ?)";
+    match conn.exec_first::<Option<String>, _, _>(query, (position.file.as_str(), position.offset)).await {
+        Ok(state) => Ok(state.flatten().filter(|s| !s.is_empty())),
+        // MySQL has no such function: its GTID set comes from SHOW MASTER STATUS.
+        Err(mysql_async::Error::Server(_)) => Ok(None),
+        Err(e) => Err(SourceError::from_driver(e, query)),
+    }
 }
 
 /// Checks the binlog settings row-level CDC needs; each failure says how to fix it.

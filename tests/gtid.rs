@@ -1,0 +1,63 @@
+//! Positions carry the GTID state; streams resume by GTID when asked to, and
+//! fall back to GTID when the stored binlog file does not exist (failover).
+
+mod common;
+
+use common::TestEnv;
+use drugsync::checkpoint::CheckpointStore;
+use drugsync::position::Position;
+use drugsync::source::gtid::GtidState;
+
+async fn stored_position(env: &TestEnv) -> Position {
+    CheckpointStore::open(&env.config().checkpoint.path).unwrap().load().unwrap().expect("a checkpoint")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_carry_the_server_gtid_state_and_resume_by_gtid_works() {
+    let env = TestEnv::new("gtidresume", 200).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'GTID ONE' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+    run.stop().await;
+
+    let stored = stored_position(&env).await;
+    let state = GtidState::parse(stored.gtid.as_deref().expect("position has a GTID state")).unwrap();
+    let GtidState::Mariadb(domains) = &state else { panic!("MariaDB state expected, got {state}") };
+    assert_eq!(domains[&0].0, 1, "server id 1 wrote domain 0");
+    // The stored state is exactly the server's state at the stored file:offset.
+    let mut conn = env.mysql().await;
+    let at = drugsync::source::server::gtid_state_at(&mut conn, &stored).await.unwrap().unwrap();
+    assert_eq!(GtidState::parse(&at).unwrap(), state);
+
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'GTID TWO' WHERE LBLRID = '000002'"]).await;
+    let mut env = env;
+    env.config_text = env.config_text.replacen("resume_by = \"position\"", "resume_by = \"gtid\"", 1);
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binlog_file_that_no_longer_exists_falls_back_to_the_gtid_state() {
+    let env = TestEnv::new("gtidfallback", 200).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    run.stop().await;
+
+    // Pretend the source failed over: same transactions, binlog files of another name.
+    let stored = stored_position(&env).await;
+    let moved = Position { file: "failed-over-bin.000042".into(), offset: stored.offset, gtid: stored.gtid.clone() };
+    CheckpointStore::open(&env.config().checkpoint.path).unwrap().reset(&moved).unwrap();
+    let mut redis = env.redis.clone();
+    let _: () = redis::cmd("SET").arg(format!("ds:gtidfallback:{}:position", env.index)).arg(moved.to_string()).query_async(&mut redis).await.unwrap();
+
+    env.exec(&["UPDATE rgcnseq4 SET STR60 = '818 MG' WHERE GCN_SEQNO = 3"]).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    run.stop().await;
+    let now = stored_position(&env).await;
+    assert!(now.file.starts_with("binlog."), "continued on the server's real binlog: {now}");
+}
