@@ -53,7 +53,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = || Config::from_toml(&config_text, Path::new("bench"), |_| None).expect("config");
 
     // Clean slate in Redis.
-    let mut redis = redis::Client::open(args.redis.as_str())?.get_multiplexed_async_connection().await?;
+    let redis_config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+    let mut redis = redis::Client::open(args.redis.as_str())?.get_multiplexed_async_connection_with_config(&redis_config).await?;
     let _: Result<(), _> = redis::cmd("FT.DROPINDEX").arg("bench_idx").arg("DD").query_async(&mut redis).await;
     for pattern in ["bench:*", "benchstate:*"] {
         let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut redis).await?;
@@ -67,8 +68,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     fixture::create_schema(&mut conn, SCHEMA).await?;
     Generator::new(FixtureSpec { ndcs: args.ndcs, seed: 42 }).populate(&mut conn).await?;
     let active: u64 = conn.query_first("SELECT COUNT(*) FROM rndc14 WHERE OBSDTEC = '0000-00-00'").await?.unwrap_or(0);
-    let texts: u64 = conn.query_first("SELECT COUNT(DISTINCT LN60, GCN_SEQNO) FROM rndc14 WHERE OBSDTEC = '0000-00-00'").await?.unwrap_or(0);
-    println!("fixture: {} rndc14 rows, {active} active, ~{texts} distinct product texts, generated in {:.1}s", args.ndcs, t.elapsed().as_secs_f64());
+    let texts: u64 =
+        conn.query_first("SELECT COUNT(DISTINCT LN60, GCN_SEQNO) FROM rndc14 WHERE OBSDTEC = '0000-00-00'").await?.unwrap_or(0);
+    println!(
+        "fixture: {} rndc14 rows, {active} active, ~{texts} distinct product texts, generated in {:.1}s",
+        args.ndcs,
+        t.elapsed().as_secs_f64()
+    );
     conn.query_drop("CREATE TABLE rndc14_copy AS SELECT * FROM rndc14").await?;
 
     let replicator = Replicator::connect(config(), LocalEmbedder::new(args.dimensions, 1)).await?;
@@ -103,29 +109,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.embed.calls() - calls
     );
 
-    let lbl: String = conn.query_first("SELECT LBLRID FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY LBLRID ORDER BY COUNT(*) DESC LIMIT 1").await?.unwrap();
-    let (calls, writes) = (stats.embed.calls(), written(&stats));
-    let t = Instant::now();
-    conn.query_drop(format!("UPDATE rlblrid3 SET MFG = 'BENCH RENAMED' WHERE LBLRID = '{lbl}'")).await?;
-    wait_for_position(&mut redis, &mut conn).await?;
-    println!(
-        "labeler rename: {} documents rewritten, visible {:.0} ms after commit, embedding calls {}",
-        written(&stats) - writes,
-        t.elapsed().as_secs_f64() * 1000.0,
-        stats.embed.calls() - calls
-    );
-
-    let gcn: u32 = conn.query_first("SELECT GCN_SEQNO FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY GCN_SEQNO ORDER BY COUNT(*) DESC LIMIT 1").await?.unwrap();
-    let (calls, writes) = (stats.embed.calls(), written(&stats));
-    let t = Instant::now();
-    conn.query_drop(format!("UPDATE rgcnseq4 SET STR60 = '12345 MG' WHERE GCN_SEQNO = {gcn}")).await?;
-    wait_for_position(&mut redis, &mut conn).await?;
-    println!(
-        "strength change: {} documents rewritten, visible {:.0} ms after commit, embedding calls {}",
-        written(&stats) - writes,
-        t.elapsed().as_secs_f64() * 1000.0,
-        stats.embed.calls() - calls
-    );
+    let lbl: String = conn
+        .query_first("SELECT LBLRID FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY LBLRID ORDER BY COUNT(*) DESC LIMIT 1")
+        .await?
+        .unwrap();
+    let rename = format!("UPDATE rlblrid3 SET MFG = 'BENCH RENAMED' WHERE LBLRID = '{lbl}'");
+    measure_change("labeler rename", &rename, &stats, &mut redis, &mut conn).await?;
+    let gcn: u32 = conn
+        .query_first("SELECT GCN_SEQNO FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY GCN_SEQNO ORDER BY COUNT(*) DESC LIMIT 1")
+        .await?
+        .unwrap();
+    let strength = format!("UPDATE rgcnseq4 SET STR60 = '12345 MG' WHERE GCN_SEQNO = {gcn}");
+    measure_change("strength change", &strength, &stats, &mut redis, &mut conn).await?;
 
     cancel.cancel();
     handle.await??;
@@ -133,18 +128,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Commits `statement` and prints how long until Redis has it and what it cost.
+async fn measure_change(
+    what: &str,
+    statement: &str,
+    stats: &Stats,
+    redis: &mut redis::aio::MultiplexedConnection,
+    conn: &mut mysql_async::Conn,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (calls, writes) = (stats.embed.calls(), written(stats));
+    let t = Instant::now();
+    conn.query_drop(statement).await?;
+    wait_for_position(redis, conn).await?;
+    println!(
+        "{what}: {} documents rewritten, visible {:.0} ms after commit, embedding calls {}",
+        written(stats) - writes,
+        t.elapsed().as_secs_f64() * 1000.0,
+        stats.embed.calls() - calls
+    );
+    Ok(())
+}
+
 fn written(stats: &Stats) -> u64 {
     Stats::get(&stats.upserts) + Stats::get(&stats.deletes)
 }
 
-async fn wait_for_position(redis: &mut redis::aio::MultiplexedConnection, conn: &mut mysql_async::Conn) -> Result<(), Box<dyn std::error::Error>> {
+async fn wait_for_position(
+    redis: &mut redis::aio::MultiplexedConnection,
+    conn: &mut mysql_async::Conn,
+) -> Result<(), Box<dyn std::error::Error>> {
     let target = drugsync::source::server::current_position(conn).await?;
     loop {
         let text: Option<String> = redis::cmd("GET").arg("benchstate:bench_idx:position").query_async(redis).await?;
-        if let Some(p) = text.and_then(|t| t.parse::<Position>().ok()) {
-            if p.try_cmp(&target)? != std::cmp::Ordering::Less {
-                return Ok(());
-            }
+        if let Some(p) = text.and_then(|t| t.parse::<Position>().ok())
+            && p.try_cmp(&target)? != std::cmp::Ordering::Less
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -20,7 +20,9 @@ const POSITION_KEY: &str = "position";
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     /// The store file could not be opened or written.
-    #[error("checkpoint store {path}: {message}. Check that the directory exists, is writable and that no other drugsync uses the same file")]
+    #[error(
+        "checkpoint store {path}: {message}. Check that the directory exists, is writable and that no other drugsync uses the same file"
+    )]
     Store {
         /// The store file.
         path: PathBuf,
@@ -28,7 +30,9 @@ pub enum CheckpointError {
         message: String,
     },
     /// The stored text is not a position (file corrupted or edited).
-    #[error("checkpoint store {path} holds an unreadable position: {source}. Remove the file to start with a full load, or replay from a known position")]
+    #[error(
+        "checkpoint store {path} holds an unreadable position: {source}. Remove the file to start with a full load, or replay from a known position"
+    )]
     Corrupt {
         /// The store file.
         path: PathBuf,
@@ -83,10 +87,7 @@ impl CheckpointStore {
         let Some(value) = table.get(POSITION_KEY).map_err(|e| self.store_err(e))? else {
             return Ok(None);
         };
-        let position = value
-            .value()
-            .parse()
-            .map_err(|source| CheckpointError::Corrupt { path: self.path.clone(), source })?;
+        let position = value.value().parse().map_err(|source| CheckpointError::Corrupt { path: self.path.clone(), source })?;
         Ok(Some(position))
     }
 

@@ -159,6 +159,14 @@ pub struct RedisConfig {
     /// overlap the index prefix, or its keys would be indexed as documents.
     #[serde(default = "default_state_prefix")]
     pub state_prefix: String,
+    /// Longest wait for one Redis reply, in seconds. Writes to an HNSW index are
+    /// indexed synchronously, so a MULTI/EXEC of many vectors takes a while.
+    #[serde(default = "default_response_timeout_secs")]
+    pub response_timeout_secs: u64,
+}
+
+fn default_response_timeout_secs() -> u64 {
+    30
 }
 
 fn default_state_prefix() -> String {
@@ -329,8 +337,10 @@ fn default_batch_max_delay_ms() -> u64 {
 fn default_load_chunk() -> usize {
     500
 }
+/// 100 documents per MULTI/EXEC keeps each transaction (synchronous HNSW
+/// inserts) short enough not to stall searches noticeably.
 fn default_write_chunk() -> usize {
-    500
+    100
 }
 
 impl Default for PipelineConfig {
@@ -385,8 +395,7 @@ impl Config {
 
     /// Parses TOML text, applies overrides from `env` and validates.
     pub fn from_toml(text: &str, path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
         config.apply_env(env);
         config.validate()?;
         Ok(config)
@@ -428,6 +437,9 @@ impl Config {
             return Err(invalid("redis.url", "must start with redis:// or rediss:// (set it in the file or DRUGSYNC_REDIS_URL)"));
         }
         redis::Client::open(redis_url).map_err(|e| invalid("redis.url", format!("not a valid Redis URL: {e}")))?;
+        if !(1..=600).contains(&self.redis.response_timeout_secs) {
+            return Err(invalid("redis.response_timeout_secs", "must be between 1 and 600"));
+        }
         if self.redis.state_prefix.is_empty() {
             return Err(invalid("redis.state_prefix", "must not be empty"));
         }
@@ -488,10 +500,10 @@ impl Config {
             if field.name == i.vector_field || RESERVED_FIELDS.contains(&field.name.as_str()) {
                 return Err(invalid(&path, format!("{:?} is reserved for drugsync's own use", field.name)));
             }
-            if let Some(sep) = &field.separator {
-                if field.kind != FieldKind::Tag || sep.chars().count() != 1 {
-                    return Err(invalid(&format!("index.fields[{n}].separator"), "only TAG fields take a separator, of exactly one character"));
-                }
+            if let Some(sep) = &field.separator
+                && (field.kind != FieldKind::Tag || sep.chars().count() != 1)
+            {
+                return Err(invalid(&format!("index.fields[{n}].separator"), "only TAG fields take a separator, of exactly one character"));
             }
         }
         if !seen.contains(self.mapping.key_field.as_str()) {
@@ -513,10 +525,10 @@ impl Config {
                 return Err(invalid("embed.model_id", "must name a Bedrock model"));
             }
         }
-        if let Some(url) = &e.endpoint_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(invalid("embed.endpoint_url", "must be an http:// or https:// URL"));
-            }
+        if let Some(url) = &e.endpoint_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("embed.endpoint_url", "must be an http:// or https:// URL"));
         }
         if e.max_attempts == 0 {
             return Err(invalid("embed.max_attempts", "must be at least 1"));
@@ -538,8 +550,7 @@ impl Config {
         if m.filter_sql.trim().is_empty() {
             return Err(invalid("mapping.filter_sql", "must be a SQL condition (use 1=1 for all rows)"));
         }
-        let placeholders = crate::document::template_fields(&m.text_template)
-            .map_err(|reason| invalid("mapping.text_template", reason))?;
+        let placeholders = crate::document::template_fields(&m.text_template).map_err(|reason| invalid("mapping.text_template", reason))?;
         for name in placeholders {
             if !self.index.fields.iter().any(|f| f.name == name) {
                 return Err(invalid("mapping.text_template", format!("placeholder {{{name}}} is not one of index.fields")));
@@ -551,10 +562,10 @@ impl Config {
         for (n, rule) in m.tables.iter().enumerate() {
             require_identifier(&format!("mapping.tables[{n}].table"), &rule.table)?;
             require_identifier(&format!("mapping.tables[{n}].column"), &rule.column)?;
-            if let Some(sql) = &rule.keys_sql {
-                if sql.matches("{values}").count() != 1 {
-                    return Err(invalid(&format!("mapping.tables[{n}].keys_sql"), "must contain {values} exactly once"));
-                }
+            if let Some(sql) = &rule.keys_sql
+                && sql.matches("{values}").count() != 1
+            {
+                return Err(invalid(&format!("mapping.tables[{n}].keys_sql"), "must contain {values} exactly once"));
             }
         }
         Ok(())
@@ -566,11 +577,7 @@ pub const RESERVED_FIELDS: &[&str] = &["text_hash", "doc_hash", "source_position
 
 fn require_identifier(field: &str, value: &str) -> Result<(), ConfigError> {
     let ok = !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(field, format!("{value:?} must be a plain identifier (letters, digits, _)")))
-    }
+    if ok { Ok(()) } else { Err(invalid(field, format!("{value:?} must be a plain identifier (letters, digits, _)"))) }
 }
 
 #[cfg(test)]

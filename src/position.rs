@@ -54,9 +54,7 @@ impl Position {
     /// sequence 0, so they compare by offset only against their own name.
     fn stem_and_sequence(&self) -> (&str, u64) {
         match self.file.rsplit_once('.') {
-            Some((stem, seq)) if !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()) => {
-                (stem, seq.parse().unwrap_or(u64::MAX))
-            }
+            Some((stem, seq)) if !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()) => (stem, seq.parse().unwrap_or(u64::MAX)),
             _ => (self.file.as_str(), 0),
         }
     }
@@ -93,8 +91,7 @@ impl FromStr for Position {
             None => (text, None),
         };
         let (file, offset) = location.trim().rsplit_once(':').ok_or_else(malformed)?;
-        let valid_file = !file.is_empty()
-            && file.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        let valid_file = !file.is_empty() && file.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         if !valid_file {
             return Err(malformed());
         }

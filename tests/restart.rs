@@ -54,8 +54,14 @@ fn random_change(rng: &mut impl Rng, i: usize) -> Vec<String> {
     match rng.random_range(0..6) {
         0 => vec![format!("UPDATE rlblrid3 SET MFG = 'MAKER {i}' WHERE LBLRID = '{:06}'", rng.random_range(1..=10))],
         1 => vec![format!("UPDATE rgcnseq4 SET STR60 = '{} MG' WHERE GCN_SEQNO = {}", rng.random_range(1..50), rng.random_range(1..=40))],
-        2 => vec![format!("UPDATE rndc14 SET OBSDTEC = IF(OBSDTEC = '0000-00-00', '2031-01-01', '0000-00-00') WHERE NDC = (SELECT NDC FROM (SELECT NDC FROM rndc14 ORDER BY NDC LIMIT {}, 1) x)", rng.random_range(0..600))],
-        3 => vec![format!("UPDATE rndc14 SET LN60 = CONCAT('RENAMED ', {i}) WHERE NDC = (SELECT NDC FROM (SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC LIMIT {}, 1) x)", rng.random_range(0..100))],
+        2 => vec![format!(
+            "UPDATE rndc14 SET OBSDTEC = IF(OBSDTEC = '0000-00-00', '2031-01-01', '0000-00-00') WHERE NDC = (SELECT NDC FROM (SELECT NDC FROM rndc14 ORDER BY NDC LIMIT {}, 1) x)",
+            rng.random_range(0..600)
+        )],
+        3 => vec![format!(
+            "UPDATE rndc14 SET LN60 = CONCAT('RENAMED ', {i}) WHERE NDC = (SELECT NDC FROM (SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC LIMIT {}, 1) x)",
+            rng.random_range(0..100)
+        )],
         4 => vec![format!("UPDATE retctbl0 SET ETC_NAME = 'Class {i}' WHERE ETC_ID = {}", 1000 + rng.random_range(0..10))],
         _ => vec![
             "START TRANSACTION".into(),

@@ -30,7 +30,13 @@ async fn every_table_fans_out_to_exactly_the_right_documents() {
     }
 
     // rndc14: insert an active NDC, update its label, delete it; obsolete another.
-    step!("rndc14 insert", ["INSERT INTO rndc14 (NDC, LBLRID, GCN_SEQNO, LN, LN60, BN, INNOV, DEA, CL, OBSDTEC) VALUES ('99999000001', '000001', 1, 'NEWDRUG 5 MG', 'NEWDRUG 5 MG TABLET', 'NEWDRUG', '1', '0', 'F', '0000-00-00')"], 1);
+    step!(
+        "rndc14 insert",
+        [
+            "INSERT INTO rndc14 (NDC, LBLRID, GCN_SEQNO, LN, LN60, BN, INNOV, DEA, CL, OBSDTEC) VALUES ('99999000001', '000001', 1, 'NEWDRUG 5 MG', 'NEWDRUG 5 MG TABLET', 'NEWDRUG', '1', '0', 'F', '0000-00-00')"
+        ],
+        1
+    );
     assert_eq!(env.field("99999000001", "drug_name").await.as_deref(), Some("NEWDRUG 5 MG TABLET"));
     step!("rndc14 update", ["UPDATE rndc14 SET LN60 = 'NEWDRUG 5 MG CHEWABLE' WHERE NDC = '99999000001'"], 1);
     assert_eq!(env.field("99999000001", "drug_name").await.as_deref(), Some("NEWDRUG 5 MG CHEWABLE"));
@@ -90,10 +96,16 @@ async fn every_table_fans_out_to_exactly_the_right_documents() {
     assert_eq!(env.field(&of_gcn2[0], "therapeutic_class").await, None, "old formulation lost its class");
     let written = upserts(&run) - before;
     assert!(written >= of_gcn2.len() as u64 && written <= (of_gcn2.len() + of_other.len()) as u64, "retcgc0 move wrote {written}");
-    step!("retcgc0 link moves back", [format!("UPDATE retcgc0 SET GCN_SEQNO = {gcn} WHERE GCN_SEQNO = {other_gcn} AND ETC_ID = 1001").as_str()], written);
+    step!(
+        "retcgc0 link moves back",
+        [format!("UPDATE retcgc0 SET GCN_SEQNO = {gcn} WHERE GCN_SEQNO = {other_gcn} AND ETC_ID = 1001").as_str()],
+        written
+    );
 
     // retctbl0: a class renamed -> every NDC whose formulation links to it by default.
-    let of_class = env.active_ndcs_where("1001 = (SELECT MIN(c.ETC_ID) FROM retcgc0 c WHERE c.GCN_SEQNO = n.GCN_SEQNO AND c.ETC_DEFAULT_USE_IND = '1')").await;
+    let of_class = env
+        .active_ndcs_where("1001 = (SELECT MIN(c.ETC_ID) FROM retcgc0 c WHERE c.GCN_SEQNO = n.GCN_SEQNO AND c.ETC_DEFAULT_USE_IND = '1')")
+        .await;
     step!("retctbl0 update", ["UPDATE retctbl0 SET ETC_NAME = 'Renamed Class, With Comma' WHERE ETC_ID = 1001"], of_class.len());
     assert_eq!(env.field(&of_gcn2[0], "therapeutic_class").await.as_deref(), Some("Renamed Class, With Comma"));
 
@@ -102,10 +114,14 @@ async fn every_table_fans_out_to_exactly_the_right_documents() {
     let of_lbl = env.active_ndcs_where(&format!("n.LBLRID = '{lbl}'")).await;
     step!("rlblrid3 update", [format!("UPDATE rlblrid3 SET MFG = 'RENAMED LABS' WHERE LBLRID = '{lbl}'").as_str()], of_lbl.len());
     assert_eq!(env.field(&of_lbl[0], "manufacturer").await.as_deref(), Some("RENAMED LABS"));
-    step!("rlblrid3 insert + rndc14 moves", [
-        "INSERT INTO rlblrid3 VALUES ('999999', 'NEW OWNER INC')",
-        format!("UPDATE rndc14 SET LBLRID = '999999' WHERE NDC = '{}'", of_lbl[0]).as_str(),
-    ], 1);
+    step!(
+        "rlblrid3 insert + rndc14 moves",
+        [
+            "INSERT INTO rlblrid3 VALUES ('999999', 'NEW OWNER INC')",
+            format!("UPDATE rndc14 SET LBLRID = '999999' WHERE NDC = '{}'", of_lbl[0]).as_str(),
+        ],
+        1
+    );
     assert_eq!(env.field(&of_lbl[0], "manufacturer").await.as_deref(), Some("NEW OWNER INC"));
     step!("rlblrid3 delete", ["DELETE FROM rlblrid3 WHERE LBLRID = '999999'"], 1);
     assert_eq!(env.field(&of_lbl[0], "manufacturer").await, None);
@@ -202,9 +218,16 @@ async fn knn_query_returns_the_document_whose_text_was_embedded() {
         let reply: Vec<redis::Value> = redis::cmd("FT.SEARCH")
             .arg(&env.index)
             .arg("*=>[KNN 1 @embedding $v AS score]")
-            .arg("PARAMS").arg(2).arg("v").arg(vector_to_bytes(&query))
-            .arg("RETURN").arg(2).arg("ndc").arg("score")
-            .arg("DIALECT").arg(2)
+            .arg("PARAMS")
+            .arg(2)
+            .arg("v")
+            .arg(vector_to_bytes(&query))
+            .arg("RETURN")
+            .arg(2)
+            .arg("ndc")
+            .arg("score")
+            .arg("DIALECT")
+            .arg(2)
             .query_async(&mut redis)
             .await
             .unwrap();
@@ -278,5 +301,9 @@ async fn ddl_on_a_tracked_table_stops_with_an_operator_message_and_keeps_the_pos
         .find(|e| e.5.contains("`t_ddl`") && e.5.contains("TRUNCATE TABLE rlblrid3"))
         .map(|e| drugsync::position::Position::new(e.0.clone(), e.1))
         .expect("the TRUNCATE is in the binlog");
-    assert_ne!(stored.try_cmp(&ddl_start).unwrap(), std::cmp::Ordering::Greater, "the position ({stored}) never passes the DDL ({ddl_start})");
+    assert_ne!(
+        stored.try_cmp(&ddl_start).unwrap(),
+        std::cmp::Ordering::Greater,
+        "the position ({stored}) never passes the DDL ({ddl_start})"
+    );
 }

@@ -47,8 +47,8 @@ struct TitanResponse {
 impl BedrockEmbedder {
     /// Uses the default AWS credential chain (env, profile, ECS task role, IMDS).
     pub async fn from_default_chain(config: &EmbedConfig) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts));
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts));
         if let Some(region) = &config.region {
             loader = loader.region(Region::new(region.clone()));
         }
@@ -57,8 +57,8 @@ impl BedrockEmbedder {
 
     /// Builds on an existing SDK config (tests pass static credentials and a local endpoint).
     pub fn from_sdk_config(sdk: &SdkConfig, config: &EmbedConfig) -> Self {
-        let mut builder = aws_sdk_bedrockruntime::config::Builder::from(sdk)
-            .retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts));
+        let mut builder =
+            aws_sdk_bedrockruntime::config::Builder::from(sdk).retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts));
         if let Some(url) = &config.endpoint_url {
             builder = builder.endpoint_url(url);
         }
@@ -87,12 +87,8 @@ impl Embedder for BedrockEmbedder {
             }
             None => text,
         };
-        let body = serde_json::to_vec(&TitanRequest {
-            input_text,
-            dimensions: self.space.dimensions,
-            normalize: self.space.normalize,
-        })
-        .map_err(|e| EmbedError::BadResponse(format!("cannot encode request: {e}")))?;
+        let body = serde_json::to_vec(&TitanRequest { input_text, dimensions: self.space.dimensions, normalize: self.space.normalize })
+            .map_err(|e| EmbedError::BadResponse(format!("cannot encode request: {e}")))?;
         let output = self
             .client
             .invoke_model()
@@ -122,21 +118,16 @@ fn classify_sdk_error(err: SdkError<InvokeModelError>) -> EmbedError {
                 message,
                 hint: "grant bedrock:InvokeModel on the model to the instance/task role and enable model access in the Bedrock console",
             },
-            InvokeModelError::ResourceNotFoundException(_) => EmbedError::Rejected {
-                message,
-                hint: "check embed.model_id and embed.region: the model must be available in that region",
-            },
-            InvokeModelError::ServiceQuotaExceededException(_) => EmbedError::Rejected {
-                message,
-                hint: "raise the Bedrock quota in Service Quotas or lower embed.concurrency",
-            },
-            InvokeModelError::ValidationException(_) | InvokeModelError::ModelErrorException(_) => EmbedError::Rejected {
-                message,
-                hint: "check embed.dimensions and embed.model_id; the request does not fit the model",
-            },
-            _ if service.raw().status().as_u16() >= 500 || service.raw().status().as_u16() == 429 => {
-                EmbedError::Unavailable(message)
+            InvokeModelError::ResourceNotFoundException(_) => {
+                EmbedError::Rejected { message, hint: "check embed.model_id and embed.region: the model must be available in that region" }
             }
+            InvokeModelError::ServiceQuotaExceededException(_) => {
+                EmbedError::Rejected { message, hint: "raise the Bedrock quota in Service Quotas or lower embed.concurrency" }
+            }
+            InvokeModelError::ValidationException(_) | InvokeModelError::ModelErrorException(_) => {
+                EmbedError::Rejected { message, hint: "check embed.dimensions and embed.model_id; the request does not fit the model" }
+            }
+            _ if service.raw().status().as_u16() >= 500 || service.raw().status().as_u16() == 429 => EmbedError::Unavailable(message),
             _ => EmbedError::Rejected { message, hint: "see the Bedrock error code above" },
         },
         // Timeouts, connection failures, DNS: the network, not the request.

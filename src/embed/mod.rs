@@ -12,7 +12,6 @@ pub mod local;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-
 use crate::config::{EmbedConfig, EmbedProvider};
 use crate::document::EmbeddingSpace;
 use crate::error::{Classify, ErrorClass};
@@ -158,7 +157,7 @@ pub fn vector_to_bytes(vector: &[f32]) -> Vec<u8> {
 
 /// Inverse of [`vector_to_bytes`]; `None` when the length is not a multiple of 4.
 pub fn vector_from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())

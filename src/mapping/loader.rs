@@ -54,13 +54,7 @@ impl DocumentLoader {
     pub async fn load<Q: Queryable>(&self, conn: &mut Q, keys: &[DocumentKey]) -> Result<BTreeMap<DocumentKey, Document>, SourceError> {
         let mut docs = BTreeMap::new();
         for chunk in keys.chunks(self.chunk) {
-            let query = format!(
-                "{} WHERE ({}) AND {} IN ({})",
-                self.select_sql,
-                self.filter_sql,
-                self.key_expr,
-                placeholders(chunk.len())
-            );
+            let query = format!("{} WHERE ({}) AND {} IN ({})", self.select_sql, self.filter_sql, self.key_expr, placeholders(chunk.len()));
             let params: Vec<Value> = chunk.iter().map(|k| Value::Bytes(k.0.clone().into_bytes())).collect();
             let rows: Vec<Row> = conn.exec(&query, Params::Positional(params)).await.map_err(|e| SourceError::from_driver(e, &query))?;
             for row in rows {
@@ -78,10 +72,7 @@ impl DocumentLoader {
             Some(key) => (format!(" AND {} > ?", self.key_expr), vec![Value::Bytes(key.0.clone().into_bytes())]),
             None => (String::new(), vec![]),
         };
-        let query = format!(
-            "{} WHERE ({}){} ORDER BY {} LIMIT {}",
-            self.select_sql, self.filter_sql, condition, self.key_expr, limit
-        );
+        let query = format!("{} WHERE ({}){} ORDER BY {} LIMIT {}", self.select_sql, self.filter_sql, condition, self.key_expr, limit);
         let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
         let rows: Vec<Row> = conn.exec(&query, params).await.map_err(|e| SourceError::from_driver(e, &query))?;
         rows.into_iter().map(|row| self.document(row, &query)).collect()

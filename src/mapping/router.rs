@@ -75,10 +75,8 @@ impl Router {
                     let values: Vec<Value> = values.values().cloned().collect();
                     for chunk in values.chunks(self.chunk) {
                         let query = sql.replace("{values}", &placeholders(chunk.len()));
-                        let found: Vec<Value> = conn
-                            .exec(&query, Params::Positional(chunk.to_vec()))
-                            .await
-                            .map_err(|e| SourceError::from_driver(e, &query))?;
+                        let found: Vec<Value> =
+                            conn.exec(&query, Params::Positional(chunk.to_vec())).await.map_err(|e| SourceError::from_driver(e, &query))?;
                         keys.extend(found.iter().map(|v| DocumentKey(value_to_string(v))));
                     }
                 }

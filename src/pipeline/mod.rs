@@ -53,10 +53,8 @@ impl<E: Embedder> Replicator<E> {
     /// Connects to MySQL and Redis, checks the source's binlog settings,
     /// ensures the index exists and matches, and opens the checkpoint store.
     pub async fn connect(config: Config, embedder: E) -> Result<Self, RunError> {
-        let opts = Opts::from_url(config.mysql.url.expose()).map_err(|e| RunError::Config(crate::config::ConfigError::Invalid {
-            field: "mysql.url".into(),
-            reason: e.to_string(),
-        }))?;
+        let opts = Opts::from_url(config.mysql.url.expose())
+            .map_err(|e| RunError::Config(crate::config::ConfigError::Invalid { field: "mysql.url".into(), reason: e.to_string() }))?;
         let pool = Pool::new(opts.clone());
         {
             let mut conn = pool.get_conn().await.map_err(|e| crate::source::SourceError::from_driver(e, "connect"))?;
@@ -67,7 +65,17 @@ impl<E: Embedder> Replicator<E> {
         let checkpoint = CheckpointStore::open(&config.checkpoint.path)?;
         let loader = DocumentLoader::new(&config, embedder.space().clone());
         let router = Router::new(&config.mapping.tables, config.pipeline.load_chunk);
-        Ok(Self { config: Arc::new(config), pool, opts, sink, embedder: Arc::new(embedder), checkpoint, loader, router, stats: Arc::default() })
+        Ok(Self {
+            config: Arc::new(config),
+            pool,
+            opts,
+            sink,
+            embedder: Arc::new(embedder),
+            checkpoint,
+            loader,
+            router,
+            stats: Arc::default(),
+        })
     }
 
     /// Runs until `cancel` fires (clean stop) or a definite error occurs.

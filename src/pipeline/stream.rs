@@ -51,7 +51,11 @@ pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: Cancel
     tailed.map_err(RunError::from)
 }
 
-async fn apply_loop<E: Embedder>(r: &Replicator<E>, rx: &mut mpsc::Receiver<Transaction>, cancel: &CancellationToken) -> Result<(), RunError> {
+async fn apply_loop<E: Embedder>(
+    r: &Replicator<E>,
+    rx: &mut mpsc::Receiver<Transaction>,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
     let max_transactions = r.config.pipeline.batch_max_transactions;
     let max_delay = Duration::from_millis(r.config.pipeline.batch_max_delay_ms);
     loop {

@@ -99,7 +99,10 @@ async fn plan_chunk<E: Embedder>(r: &Replicator<E>, chunk: Vec<(DocumentKey, Opt
 }
 
 /// Vectors for distinct texts: from the cache where present, else one embedding call each.
-async fn vectors_for<E: Embedder>(r: &Replicator<E>, needed: BTreeMap<TextHash, String>) -> Result<HashMap<TextHash, Arc<Vec<f32>>>, RunError> {
+async fn vectors_for<E: Embedder>(
+    r: &Replicator<E>,
+    needed: BTreeMap<TextHash, String>,
+) -> Result<HashMap<TextHash, Arc<Vec<f32>>>, RunError> {
     let hashes: Vec<&TextHash> = needed.keys().collect();
     let cached = r.sink.cached_vectors(&hashes).await?;
     let mut out = HashMap::with_capacity(needed.len());

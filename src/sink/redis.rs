@@ -33,7 +33,9 @@ pub enum SinkError {
         hint: &'static str,
     },
     /// The existing index does not match the configuration.
-    #[error("index `{name}` exists but differs from the config: {differences}. Either restore the config, or drop the index (FT.DROPINDEX {name}) / choose a new index.name and restart to rebuild")]
+    #[error(
+        "index `{name}` exists but differs from the config: {differences}. Either restore the config, or drop the index (FT.DROPINDEX {name}) / choose a new index.name and restart to rebuild"
+    )]
     IndexMismatch {
         /// Index name.
         name: String,
@@ -63,7 +65,10 @@ impl From<RedisError> for SinkError {
             return SinkError::Command { message: err.to_string(), hint: "check the user and password in redis.url / DRUGSYNC_REDIS_URL" };
         }
         match err.retry_method() {
-            RetryMethod::NoRetry => SinkError::Command { message: err.to_string(), hint: "check the Redis ACL permissions and that no foreign key of another type sits under the index prefix" },
+            RetryMethod::NoRetry => SinkError::Command {
+                message: err.to_string(),
+                hint: "check the Redis ACL permissions and that no foreign key of another type sits under the index prefix",
+            },
             _ => SinkError::Unavailable(err.to_string()),
         }
     }
@@ -97,7 +102,10 @@ impl RedisSink {
     pub async fn connect(config: &Config) -> Result<Self, SinkError> {
         let url = config.redis.url.expose();
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(std::time::Duration::from_secs(config.redis.response_timeout_secs)))
+            .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
+        let conn = ConnectionManager::new_with_config(client, manager_config).await?;
         let state = &config.redis.state_prefix;
         Ok(Self {
             conn,
@@ -181,10 +189,7 @@ impl RedisSink {
         let keys: Vec<String> = hashes.iter().map(|h| format!("{}{}", self.cache_prefix, h.0)).collect();
         let mut conn = self.conn.clone();
         let blobs: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
-        Ok(blobs
-            .into_iter()
-            .map(|b| b.filter(|b| b.len() == self.vector_bytes).and_then(|b| vector_from_bytes(&b)))
-            .collect())
+        Ok(blobs.into_iter().map(|b| b.filter(|b| b.len() == self.vector_bytes).and_then(|b| vector_from_bytes(&b))).collect())
     }
 
     /// Applies `changes` and, when given, stores `position`, in one MULTI/EXEC.
@@ -271,7 +276,10 @@ impl RedisSink {
 }
 
 fn unexpected_reply(err: impl std::fmt::Display) -> SinkError {
-    SinkError::Command { message: format!("unexpected reply: {err}"), hint: "a key under the index prefix is not a hash; remove it or change index.prefix" }
+    SinkError::Command {
+        message: format!("unexpected reply: {err}"),
+        hint: "a key under the index prefix is not a hash; remove it or change index.prefix",
+    }
 }
 
 /// RediSearch answers `Unknown index name` (2.x) or `no such index` (older/newer wording).

@@ -28,11 +28,11 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::error::{SourceError, ER_MASTER_FATAL_ERROR_READING_BINLOG};
+use super::error::{ER_MASTER_FATAL_ERROR_READING_BINLOG, SourceError};
 use super::events::{self, MariadbGtid};
 use super::gtid::GtidState;
-use crate::config::ResumeBy;
 use super::server::{self, Flavor};
+use crate::config::ResumeBy;
 use crate::error::Classify;
 use crate::position::Position;
 
@@ -87,7 +87,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl BinlogTailer {
     /// A tailer for `tracked` tables (lower-cased names) of `schema`.
-    pub fn new(opts: Opts, server_id: u32, schema: &str, tracked: impl IntoIterator<Item = String>, heartbeat: Duration, resume_by: ResumeBy) -> Self {
+    pub fn new(
+        opts: Opts,
+        server_id: u32,
+        schema: &str,
+        tracked: impl IntoIterator<Item = String>,
+        heartbeat: Duration,
+        resume_by: ResumeBy,
+    ) -> Self {
         Self {
             resume_by,
             opts,
@@ -159,7 +166,10 @@ impl<'a> Session<'a> {
     fn new(tailer: &'a BinlogTailer, resume: Position, by_gtid: bool) -> Result<Self, SourceError> {
         let file = resume.file.clone();
         let gtid_state = match &resume.gtid {
-            Some(text) => Some(GtidState::parse(text).map_err(|e| SourceError::Decode { position: resume.to_string(), message: format!("stored GTID state: {e}") })?),
+            Some(text) => Some(
+                GtidState::parse(text)
+                    .map_err(|e| SourceError::Decode { position: resume.to_string(), message: format!("stored GTID state: {e}") })?,
+            ),
             None => None,
         };
         Ok(Self { tailer, resume, file, flavor: Flavor::Mysql, pending: Vec::new(), in_transaction: false, gtid_state, by_gtid })
@@ -192,7 +202,12 @@ impl<'a> Session<'a> {
         if !by_gtid {
             request = request.with_filename(self.resume.file.as_bytes()).with_pos(self.resume.offset);
         } else if self.flavor == Flavor::Mysql {
-            let sids = self.gtid_state.as_ref().map(GtidState::mysql_sids).transpose().map_err(|e| SourceError::Decode { position: self.resume.to_string(), message: e })?;
+            let sids = self
+                .gtid_state
+                .as_ref()
+                .map(GtidState::mysql_sids)
+                .transpose()
+                .map_err(|e| SourceError::Decode { position: self.resume.to_string(), message: e })?;
             request = request.with_gtid().with_gtid_set(sids.unwrap_or_default());
         }
         tracing::info!(position = %self.resume, by_gtid, server_id = self.tailer.server_id, "binlog stream starting");
@@ -230,7 +245,11 @@ impl<'a> Session<'a> {
     }
 
     fn here(&self, event: &Event) -> Position {
-        Position { file: self.file.clone(), offset: u64::from(event.header().log_pos()), gtid: self.gtid_state.as_ref().map(ToString::to_string) }
+        Position {
+            file: self.file.clone(),
+            offset: u64::from(event.header().log_pos()),
+            gtid: self.gtid_state.as_ref().map(ToString::to_string),
+        }
     }
 
     fn verify_checksum(&self, event: &Event) -> Result<(), SourceError> {
@@ -292,7 +311,7 @@ impl<'a> Session<'a> {
             }
             EventData::QueryEvent(query) => {
                 let statement = query.query();
-                let head = statement.trim_start().split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                let head = statement.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
                 match head.as_str() {
                     "BEGIN" => {
                         self.in_transaction = true;
@@ -341,7 +360,10 @@ impl<'a> Session<'a> {
 
     fn collect_rows(&mut self, stream: &BinlogStream, rows: &RowsEventData<'_>, event: &Event) -> Result<(), SourceError> {
         let Some(tme) = stream.get_tme(rows.table_id()) else {
-            return Err(SourceError::Decode { position: self.here(event).to_string(), message: format!("rows event for unknown table id {}", rows.table_id()) });
+            return Err(SourceError::Decode {
+                position: self.here(event).to_string(),
+                message: format!("rows event for unknown table id {}", rows.table_id()),
+            });
         };
         // Cheap skip: untracked schemas and tables are never decoded.
         if !tme.database_name().eq_ignore_ascii_case(&self.tailer.schema) {
@@ -353,7 +375,8 @@ impl<'a> Session<'a> {
         }
         let table: Arc<str> = Arc::from(table.as_str());
         for row in rows.rows(tme) {
-            let (before, after) = row.map_err(|e| SourceError::Decode { position: self.here(event).to_string(), message: e.to_string() })?;
+            let (before, after) =
+                row.map_err(|e| SourceError::Decode { position: self.here(event).to_string(), message: e.to_string() })?;
             let before = before.map(|r| image(r, &table)).transpose()?;
             let after = after.map(|r| image(r, &table)).transpose()?;
             self.pending.push(RowChange { table: table.clone(), before, after });

@@ -26,7 +26,9 @@ pub enum SourceError {
         offset: u64,
     },
     /// The server cannot serve the requested position (usually purged binlogs).
-    #[error("the server cannot stream from {position}: {message}. The binlog was probably purged (raise Aurora's 'binlog retention hours'); remove the checkpoint file to run a fresh initial load, or replay from a position the server still has (SHOW BINARY LOGS)")]
+    #[error(
+        "the server cannot stream from {position}: {message}. The binlog was probably purged (raise Aurora's 'binlog retention hours'); remove the checkpoint file to run a fresh initial load, or replay from a position the server still has (SHOW BINARY LOGS)"
+    )]
     PositionUnavailable {
         /// Requested position.
         position: String,
@@ -37,7 +39,9 @@ pub enum SourceError {
     #[error("source misconfigured: {0}")]
     Misconfigured(String),
     /// DDL on a table that feeds documents: row decoding and documents may no longer match.
-    #[error("DDL on tracked table `{table}` at {position}: {statement:?}. drugsync stopped to avoid silent drift: remove the checkpoint file and restart to rebuild from a fresh initial load")]
+    #[error(
+        "DDL on tracked table `{table}` at {position}: {statement:?}. drugsync stopped to avoid silent drift: remove the checkpoint file and restart to rebuild from a fresh initial load"
+    )]
     TrackedDdl {
         /// Table named in the statement.
         table: String,

@@ -123,7 +123,11 @@ pub fn ddl_targets(statement: &str) -> Vec<String> {
         ("drop", "table") | ("drop", "temporary") => {
             let at = words.iter().position(|x| x == "table").unwrap_or(1);
             let start = skip_if_exists(at + 1);
-            words[start.min(words.len())..].iter().filter(|x| !matches!(x.as_str(), "restrict" | "cascade" | "wait" | "nowait")).cloned().collect()
+            words[start.min(words.len())..]
+                .iter()
+                .filter(|x| !matches!(x.as_str(), "restrict" | "cascade" | "wait" | "nowait"))
+                .cloned()
+                .collect()
         }
         ("rename", "table") => words[2..].iter().filter(|x| x.as_str() != "to").cloned().collect(),
         ("create", _) | ("drop", "index") => match words.iter().position(|x| x == "on") {
@@ -150,9 +154,7 @@ pub fn ddl_touching<'a>(
             None => (default_schema.to_ascii_lowercase(), t),
         })
         .collect();
-    tracked
-        .into_iter()
-        .find(|table| targets.iter().any(|(s, t)| s.eq_ignore_ascii_case(schema) && t.eq_ignore_ascii_case(table)))
+    tracked.into_iter().find(|table| targets.iter().any(|(s, t)| s.eq_ignore_ascii_case(schema) && t.eq_ignore_ascii_case(table)))
 }
 
 #[cfg(test)]

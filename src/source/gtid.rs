@@ -46,7 +46,10 @@ impl GtidState {
                 let intervals: &mut Vec<(u64, u64)> = set.entry(uuid.to_ascii_lowercase()).or_default();
                 for range in ranges.split(':') {
                     let (a, b) = range.split_once('-').unwrap_or((range, range));
-                    let (a, b): (u64, u64) = (a.parse().map_err(|_| format!("bad GTID range {range:?}"))?, b.parse().map_err(|_| format!("bad GTID range {range:?}"))?);
+                    let (a, b): (u64, u64) = (
+                        a.parse().map_err(|_| format!("bad GTID range {range:?}"))?,
+                        b.parse().map_err(|_| format!("bad GTID range {range:?}"))?,
+                    );
                     if a == 0 || a > b {
                         return Err(format!("bad GTID range {range:?}"));
                     }
@@ -119,7 +122,8 @@ impl fmt::Display for GtidState {
             GtidState::Mysql(set) => set
                 .iter()
                 .map(|(uuid, intervals)| {
-                    let ranges: Vec<String> = intervals.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+                    let ranges: Vec<String> =
+                        intervals.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
                     format!("{uuid}:{}", ranges.join(":"))
                 })
                 .collect(),

@@ -71,7 +71,8 @@ impl TestEnv {
     pub async fn new(name: &str, ndcs: usize) -> Self {
         let _ = tracing_subscriber_init();
         let schema = format!("t_{name}");
-        let mut conn = Conn::new(Opts::from_url(&mysql_base_url()).unwrap()).await.expect("MariaDB not reachable: run tests/env/testenv.sh up");
+        let mut conn =
+            Conn::new(Opts::from_url(&mysql_base_url()).unwrap()).await.expect("MariaDB not reachable: run tests/env/testenv.sh up");
         fixture::create_schema(&mut conn, &schema).await.unwrap();
         Generator::new(FixtureSpec { ndcs, seed: 7 }).populate(&mut conn).await.unwrap();
         conn.disconnect().await.unwrap();
@@ -155,10 +156,10 @@ impl TestEnv {
         loop {
             let text: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut redis).await.unwrap();
             // A position of another lineage (before a GTID fallback) is simply not there yet.
-            if let Some(Ok(order)) = text.and_then(|t| t.parse::<Position>().ok()).map(|p| p.try_cmp(&target)) {
-                if order != std::cmp::Ordering::Less {
-                    return;
-                }
+            if let Some(Ok(order)) = text.and_then(|t| t.parse::<Position>().ok()).map(|p| p.try_cmp(&target))
+                && order != std::cmp::Ordering::Less
+            {
+                return;
             }
             assert!(Instant::now() < deadline, "replicator did not reach {target} within 60 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -205,7 +206,12 @@ impl TestEnv {
         let actual = self.actual().await;
         let missing: Vec<_> = expected.keys().filter(|k| !actual.contains_key(*k)).take(5).collect();
         let orphans: Vec<_> = actual.keys().filter(|k| !expected.contains_key(*k)).take(5).collect();
-        assert!(missing.is_empty() && orphans.is_empty(), "missing {missing:?}, orphans {orphans:?} (expected {}, actual {})", expected.len(), actual.len());
+        assert!(
+            missing.is_empty() && orphans.is_empty(),
+            "missing {missing:?}, orphans {orphans:?} (expected {}, actual {})",
+            expected.len(),
+            actual.len()
+        );
         let config = self.config();
         let field_names: Vec<String> = config.index.fields.iter().map(|f| f.name.clone()).collect();
         for (key, want) in &expected {
@@ -214,7 +220,8 @@ impl TestEnv {
                 let have_value = have.get(name).map(|v| String::from_utf8_lossy(v).into_owned());
                 assert_eq!(have_value.as_deref(), want.fields.get(name).map(String::as_str), "document {key} field {name}");
             }
-            let vector = drugsync::embed::vector_from_bytes(have.get("embedding").unwrap_or_else(|| panic!("{key} has no embedding"))).unwrap();
+            let vector =
+                drugsync::embed::vector_from_bytes(have.get("embedding").unwrap_or_else(|| panic!("{key} has no embedding"))).unwrap();
             assert_eq!(vector, want.vector, "document {key}: vector does not match its text {:?}", want.text);
         }
     }
@@ -272,5 +279,8 @@ fn fxhash(text: &str) -> u64 {
 }
 
 fn tracing_subscriber_init() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DRUGSYNC_LOG").unwrap_or_else(|_| "warn".into())).with_test_writer().try_init()
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DRUGSYNC_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init()
 }
