@@ -111,3 +111,27 @@ async fn sigkill_mid_stream_then_restart_converges() {
     let restarted = std::fs::read_to_string(env.dir.path().join(format!("run-{kills}.log"))).unwrap();
     assert!(restarted.contains("resuming from checkpoint"), "the last run resumed rather than reloading:\n{restarted}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_binary_cleanly_with_exit_code_zero() {
+    let env = TestEnv::new("sigterm", 100).await;
+    let mut child = spawn_binary(&env, "run.log");
+    env.wait_caught_up().await;
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert_eq!(exit.code(), Some(0), "clean stop exits 0");
+    let log = std::fs::read_to_string(env.dir.path().join("run.log")).unwrap();
+    assert!(log.contains("drugsync stopped cleanly"), "{log}");
+}
+
+#[tokio::test]
+async fn a_bad_config_exits_2_and_names_the_field() {
+    let env_dir = tempfile::tempdir().unwrap();
+    let path = env_dir.path().join("bad.toml");
+    std::fs::write(&path, common::REFERENCE_CONFIG.replacen("dimensions = 1024", "dimensions = 0", 1)).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_drugsync")).arg("--config").arg(&path).arg("run").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("embed.dimensions"), "{stderr}");
+}
