@@ -15,6 +15,7 @@ use crate::position::{Position, PositionError};
 
 const STATE: TableDefinition<&str, &str> = TableDefinition::new("checkpoint");
 const POSITION_KEY: &str = "position";
+const INSTANCE_KEY: &str = "instance";
 
 /// Why the checkpoint could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +122,28 @@ impl CheckpointStore {
         self.write(position)
     }
 
+    /// This store's stable instance id (created on first use): the writer
+    /// lease is held under it, so a restart after a crash reclaims its own lease.
+    pub fn instance_id(&self) -> Result<String, CheckpointError> {
+        {
+            let tx = self.db.begin_read().map_err(|e| self.store_err(e))?;
+            if let Ok(table) = tx.open_table(STATE) {
+                if let Some(id) = table.get(INSTANCE_KEY).map_err(|e| self.store_err(e))? {
+                    return Ok(id.value().to_owned());
+                }
+            }
+        }
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "drugsync".into());
+        let id = format!("{host}:{:016x}", rand::random::<u64>());
+        let tx = self.db.begin_write().map_err(|e| self.store_err(e))?;
+        {
+            let mut table = tx.open_table(STATE).map_err(|e| self.store_err(e))?;
+            table.insert(INSTANCE_KEY, id.as_str()).map_err(|e| self.store_err(e))?;
+        }
+        tx.commit().map_err(|e| self.store_err(e))?;
+        Ok(id)
+    }
+
     /// Forgets the position, so the next start performs an initial load.
     pub fn clear(&self) -> Result<(), CheckpointError> {
         let tx = self.db.begin_write().map_err(|e| self.store_err(e))?;
@@ -167,7 +190,9 @@ mod tests {
         assert_eq!(store.load().unwrap(), Some(later));
         store.reset(&p1).unwrap();
         assert_eq!(store.load().unwrap(), Some(p1));
+        let id = store.instance_id().unwrap();
         store.clear().unwrap();
         assert_eq!(store.load().unwrap(), None);
+        assert_eq!(store.instance_id().unwrap(), id, "the instance id survives clear()");
     }
 }

@@ -163,6 +163,15 @@ pub struct RedisConfig {
     /// indexed synchronously, so a MULTI/EXEC of many vectors takes a while.
     #[serde(default = "default_response_timeout_secs")]
     pub response_timeout_secs: u64,
+    /// Writer lease TTL in seconds: how long a crashed writer blocks another
+    /// instance from taking over (the same instance reclaims its lease at once).
+    #[serde(default = "default_lease_ttl_secs")]
+    pub lease_ttl_secs: u64,
+}
+
+/// 15 s: a standby takes over within 15 s of a writer's death.
+fn default_lease_ttl_secs() -> u64 {
+    15
 }
 
 fn default_response_timeout_secs() -> u64 {
@@ -439,6 +448,9 @@ impl Config {
         redis::Client::open(redis_url).map_err(|e| invalid("redis.url", format!("not a valid Redis URL: {e}")))?;
         if !(1..=600).contains(&self.redis.response_timeout_secs) {
             return Err(invalid("redis.response_timeout_secs", "must be between 1 and 600"));
+        }
+        if !(3..=600).contains(&self.redis.lease_ttl_secs) {
+            return Err(invalid("redis.lease_ttl_secs", "must be between 3 and 600"));
         }
         if self.redis.state_prefix.is_empty() {
             return Err(invalid("redis.state_prefix", "must not be empty"));

@@ -135,3 +135,24 @@ async fn a_bad_config_exits_2_and_names_the_field() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("embed.dimensions"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_stands_by_and_takes_over_when_the_writer_stops() {
+    let env = TestEnv::new("standby", 150).await;
+    let first = env.start().await;
+    env.wait_caught_up().await;
+
+    // A second instance with its own checkpoint file, same index.
+    let second = env.start_with(&env.config_text.replacen("checkpoint.redb", "checkpoint-standby.redb", 1)).await;
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'WRITTEN BY FIRST' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+    assert_eq!(Stats::get(&second.stats.batches), 0, "the standby writes nothing while the first holds the lease");
+    assert_eq!(Stats::get(&second.stats.upserts), 0);
+
+    first.stop().await; // releases the lease
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'WRITTEN BY SECOND' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    assert!(Stats::get(&second.stats.upserts) > 0, "the standby took over");
+    second.stop().await;
+}

@@ -25,6 +25,14 @@ pub enum RunError {
     /// Local checkpoint store.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// Another instance took the writer lease (this one stalled past the TTL).
+    #[error(
+        "lost the writer lease to {holder:?}: another drugsync now writes this index, so this one stopped. If that is unexpected, check for a second instance with the same index, or raise redis.lease_ttl_secs if this one stalls"
+    )]
+    LeaseLost {
+        /// Current holder.
+        holder: String,
+    },
     /// A background task died unexpectedly (a bug).
     #[error("internal task failed: {0}")]
     Task(String),
@@ -38,7 +46,7 @@ impl Classify for RunError {
             RunError::Sink(e) => e.class(),
             RunError::Embed(e) => e.class(),
             RunError::Checkpoint(e) => e.class(),
-            RunError::Task(_) => ErrorClass::Definite,
+            RunError::Task(_) | RunError::LeaseLost { .. } => ErrorClass::Definite,
         }
     }
 }

@@ -12,8 +12,11 @@ pub mod start;
 pub mod stats;
 pub mod stream;
 pub mod sync;
+pub mod writer;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use mysql_async::{Opts, Pool};
 use tokio_util::sync::CancellationToken;
@@ -82,14 +85,36 @@ impl<E: Embedder> Replicator<E> {
     /// Transient failures are retried inside; the checkpoint never passes
     /// a change Redis has not acknowledged.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), RunError> {
-        let start = match start::resume_position(&self).await? {
+        let lease = self.sink.lease(self.checkpoint.instance_id()?, Duration::from_secs(self.config.redis.lease_ttl_secs));
+        if !writer::acquire(&lease, &cancel).await? {
+            return Ok(());
+        }
+        let inner = cancel.child_token();
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = tokio::spawn(writer::keep_renewed(lease.clone(), inner.clone(), lost.clone()));
+        let result = self.replicate(inner.clone()).await;
+        inner.cancel();
+        renewer.await.ok();
+        if lost.load(Ordering::SeqCst) {
+            let holder = lease.current_holder().await.ok().flatten().unwrap_or_default();
+            return Err(RunError::LeaseLost { holder });
+        }
+        if let Err(e) = lease.release().await {
+            tracing::warn!(error = %e, "could not release the writer lease; it expires by itself");
+        }
+        result
+    }
+
+    /// Initial load if needed, then streaming; runs while holding the lease.
+    async fn replicate(&self, cancel: CancellationToken) -> Result<(), RunError> {
+        let start = match start::resume_position(self).await? {
             Some(position) => position,
-            None => match bootstrap::initial_load(&self, &cancel).await? {
+            None => match bootstrap::initial_load(self, &cancel).await? {
                 Some(position) => position,
                 None => return Ok(()), // cancelled during the initial load
             },
         };
-        let result = stream::run(&self, start, cancel).await;
+        let result = stream::run(self, start, cancel).await;
         self.pool.clone().disconnect().await.ok();
         result
     }

@@ -1,7 +1,9 @@
 //! The Redis side: the vector index definition and the document writer.
 
 pub mod index;
+pub mod lease;
 pub mod redis;
 
 pub use self::index::IndexSpec;
+pub use self::lease::WriterLease;
 pub use self::redis::{RedisSink, SinkError, StoredState};

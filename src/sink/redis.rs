@@ -93,6 +93,7 @@ pub struct RedisSink {
     vector_field: String,
     vector_bytes: usize,
     position_key: String,
+    lease_key: String,
     cache_prefix: String,
     url: String,
 }
@@ -113,9 +114,15 @@ impl RedisSink {
             vector_field: config.index.vector_field.clone(),
             vector_bytes: config.embed.dimensions * 4,
             position_key: format!("{state}{}:position", config.index.name),
+            lease_key: format!("{state}{}:writer", config.index.name),
             cache_prefix: format!("{state}vec:"),
             url: redact_url(url),
         })
+    }
+
+    /// The writer lease of this index, held under `holder`.
+    pub fn lease(&self, holder: String, ttl: std::time::Duration) -> super::WriterLease {
+        super::WriterLease::new(self.conn.clone(), self.lease_key.clone(), holder, ttl)
     }
 
     /// Redis key of a document.

@@ -130,7 +130,12 @@ impl TestEnv {
 
     /// Starts the replicator in-process with the local embedder.
     pub async fn start(&self) -> Running {
-        let config = self.config();
+        self.start_with(&self.config_text).await
+    }
+
+    /// Starts a replicator with another config text (e.g. a second instance).
+    pub async fn start_with(&self, config_text: &str) -> Running {
+        let config = Config::from_toml(config_text, Path::new("test.toml"), |_| None).expect("test config valid");
         let embedder = LocalEmbedder::new(config.embed.dimensions, config.embed.template_version);
         let replicator = Replicator::connect(config, embedder).await.expect("connect");
         let stats = replicator.stats.clone();

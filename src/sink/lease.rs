@@ -1,0 +1,78 @@
+//! The writer lease: at most one drugsync writes an index at a time.
+//!
+//! A key `<state_prefix><index>:writer` holds the holder's instance id with a
+//! TTL (`SET NX PX`); the holder renews it every third of the TTL. A crashed
+//! holder's lease expires, so another instance can take over. The instance id
+//! is kept in the checkpoint store, so the *same* instance restarting after a
+//! crash reclaims its own lease at once instead of waiting for the TTL.
+//!
+//! Not yet here (issue 4): a fencing token checked inside every write
+//! transaction, which also stops a paused old writer that wakes up late.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use super::redis::SinkError;
+
+/// Renew if we hold it; answers 1 when renewed.
+const RENEW: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+/// Delete if we hold it.
+const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+/// Take it when free or already ours; answers 1 when held afterwards.
+const ACQUIRE: &str = r"local v = redis.call('GET', KEYS[1]) if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 else return 0 end";
+
+/// A held (or wanted) writer lease.
+#[derive(Clone)]
+pub struct WriterLease {
+    conn: ConnectionManager,
+    key: String,
+    holder: String,
+    ttl: Duration,
+}
+
+impl WriterLease {
+    /// A lease handle for `key`, held under the id `holder`.
+    pub fn new(conn: ConnectionManager, key: String, holder: String, ttl: Duration) -> Self {
+        Self { conn, key, holder, ttl }
+    }
+
+    /// The id this handle holds the lease under.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Takes the lease if it is free or already ours; `false` if another instance holds it.
+    pub async fn try_acquire(&self) -> Result<bool, SinkError> {
+        let mut conn = self.conn.clone();
+        let held: i64 =
+            redis::Script::new(ACQUIRE).key(&self.key).arg(&self.holder).arg(self.ttl.as_millis() as u64).invoke_async(&mut conn).await?;
+        Ok(held == 1)
+    }
+
+    /// Extends the lease; `false` means it was lost (expired and taken by another instance).
+    pub async fn renew(&self) -> Result<bool, SinkError> {
+        let mut conn = self.conn.clone();
+        let renewed: i64 =
+            redis::Script::new(RENEW).key(&self.key).arg(&self.holder).arg(self.ttl.as_millis() as u64).invoke_async(&mut conn).await?;
+        Ok(renewed == 1)
+    }
+
+    /// Gives the lease up if still ours.
+    pub async fn release(&self) -> Result<(), SinkError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::Script::new(RELEASE).key(&self.key).arg(&self.holder).invoke_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Who holds the lease now, if anyone.
+    pub async fn current_holder(&self) -> Result<Option<String>, SinkError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("GET").arg(&self.key).query_async(&mut conn).await?)
+    }
+
+    /// How often to renew: a third of the TTL leaves two chances before expiry.
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+}
