@@ -127,10 +127,10 @@ impl CheckpointStore {
     pub fn instance_id(&self) -> Result<String, CheckpointError> {
         {
             let tx = self.db.begin_read().map_err(|e| self.store_err(e))?;
-            if let Ok(table) = tx.open_table(STATE) {
-                if let Some(id) = table.get(INSTANCE_KEY).map_err(|e| self.store_err(e))? {
-                    return Ok(id.value().to_owned());
-                }
+            if let Ok(table) = tx.open_table(STATE)
+                && let Some(id) = table.get(INSTANCE_KEY).map_err(|e| self.store_err(e))?
+            {
+                return Ok(id.value().to_owned());
             }
         }
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "drugsync".into());
