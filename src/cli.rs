@@ -26,9 +26,40 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, env = "DRUGSYNC_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
 
+    /// Run one reconcile pass instead of replicating (the nightly job): compare
+    /// every document MySQL says should exist with Redis by hash, write missing
+    /// and stale ones, delete orphans, embed only texts not already stored. When
+    /// a streamer is running it repairs the differing keys itself. Exits 0 on success.
+    #[arg(long, conflicts_with_all = ["replay_from"])]
+    pub reconcile: bool,
+
+    /// With --reconcile: report what would be done (including estimated
+    /// embedding calls, tokens and cost) and change nothing.
+    #[arg(long, requires = "reconcile")]
+    pub dry_run: bool,
+
+    /// With --reconcile: summary as a table (people) or JSON (machines).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, requires = "reconcile")]
+    pub output: OutputFormat,
+
+    /// Replay from a binlog position (FILE:OFFSET, as printed by `checkpoint show`
+    /// or SHOW BINLOG EVENTS; it must be a transaction boundary). Checks that the
+    /// server still has it, resets the checkpoint, then replicates from there.
+    #[arg(long, value_name = "FILE:OFFSET")]
+    pub replay_from: Option<String>,
+
     /// What to do (default: run).
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// Summary format of --reconcile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned table.
+    Table,
+    /// One JSON object.
+    Json,
 }
 
 /// Log output format.
@@ -40,14 +71,22 @@ pub enum LogFormat {
     Text,
 }
 
+/// `checkpoint` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCommand {
+    /// Print the local checkpoint and the position stored in Redis with the last batch.
+    Show,
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Replicate continuously (the default). Performs the initial load when no
     /// checkpoint exists, then streams. Stops cleanly on SIGTERM/SIGINT.
     Run,
-    /// Print the stored checkpoint and the position Redis holds, then exit.
-    Checkpoint,
+    /// Inspect the checkpoint.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
     /// DEVELOPMENT ONLY: drop and re-create the schema named in the config's
     /// mysql.schema with the 8 FDB tables and deterministic sample data.
     Seed {

@@ -291,6 +291,14 @@ pub struct EmbedConfig {
     /// Texts embedded at once (concurrent Bedrock calls).
     #[serde(default = "default_embed_concurrency")]
     pub concurrency: usize,
+    /// USD per 1,000 input tokens, for the reconcile's cost estimate.
+    #[serde(default = "default_price_per_1k_tokens")]
+    pub price_per_1k_tokens: f64,
+}
+
+/// Titan Text Embeddings V2 on-demand price (us-east-1, 2026).
+fn default_price_per_1k_tokens() -> f64 {
+    0.00002
 }
 
 fn default_model_id() -> String {
@@ -544,6 +552,9 @@ impl Config {
         }
         if e.max_attempts == 0 {
             return Err(invalid("embed.max_attempts", "must be at least 1"));
+        }
+        if !(e.price_per_1k_tokens.is_finite() && e.price_per_1k_tokens >= 0.0) {
+            return Err(invalid("embed.price_per_1k_tokens", "must be a non-negative number"));
         }
         if !(1..=64).contains(&e.concurrency) {
             return Err(invalid("embed.concurrency", "must be between 1 and 64"));

@@ -11,11 +11,12 @@ use mysql_async::prelude::Queryable;
 use tokio_util::sync::CancellationToken;
 
 use drugsync::checkpoint::CheckpointStore;
-use drugsync::cli::{Cli, Command, LogFormat};
+use drugsync::cli::{CheckpointCommand, Cli, Command, LogFormat, OutputFormat};
 use drugsync::config::{Config, redact_url};
 use drugsync::embed::AnyEmbedder;
 use drugsync::fixture::{self, FixtureSpec, Generator};
 use drugsync::pipeline::{Replicator, RunError};
+use drugsync::position::Position;
 use drugsync::sink::RedisSink;
 
 fn main() -> ExitCode {
@@ -29,11 +30,25 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let replay_from = match cli.replay_from.as_deref().map(str::parse::<Position>).transpose() {
+        Ok(position) => position,
+        Err(e) => {
+            eprintln!("drugsync: --replay-from: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.command.is_some() && (cli.reconcile || replay_from.is_some()) {
+        eprintln!("drugsync: --reconcile and --replay-from go without a subcommand");
+        return ExitCode::from(2);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
+        if cli.reconcile {
+            return reconcile(config, cli.dry_run, cli.output).await;
+        }
         match cli.command.unwrap_or(Command::Run) {
-            Command::Run => run(config).await.map_err(anyhow::Error::from),
-            Command::Checkpoint => show_checkpoint(config).await,
+            Command::Run => run(config, replay_from).await.map_err(anyhow::Error::from),
+            Command::Checkpoint(CheckpointCommand::Show) => show_checkpoint(config).await,
             Command::Seed { ndcs, seed, yes_destroy_schema } => seed_schema(config, ndcs, seed, yes_destroy_schema).await,
         }
     });
@@ -58,7 +73,7 @@ fn init_tracing(format: Option<LogFormat>) {
     }
 }
 
-async fn run(config: Config) -> Result<(), RunError> {
+async fn run(config: Config, replay_from: Option<Position>) -> Result<(), RunError> {
     tracing::info!(
         mysql = %redact_url(config.mysql.url.expose()),
         redis = %redact_url(config.redis.url.expose()),
@@ -68,6 +83,9 @@ async fn run(config: Config) -> Result<(), RunError> {
     );
     let embedder = AnyEmbedder::from_config(&config.embed).await;
     let replicator = Replicator::connect(config, embedder).await?;
+    if let Some(position) = replay_from {
+        replicator.prepare_replay(&position).await?;
+    }
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
     replicator.run(cancel).await?;
@@ -86,8 +104,22 @@ async fn stop_on_signal(cancel: CancellationToken) {
     cancel.cancel();
 }
 
+async fn reconcile(config: Config, dry_run: bool, output: OutputFormat) -> anyhow::Result<()> {
+    let embedder = AnyEmbedder::from_config(&config.embed).await;
+    let replicator = Replicator::connect_for_reconcile(config, embedder).await?;
+    let cancel = CancellationToken::new();
+    tokio::spawn(stop_on_signal(cancel.clone()));
+    let report = drugsync::pipeline::reconcile::reconcile(&replicator, dry_run, &cancel).await?;
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
+        OutputFormat::Table => print!("{}", report.to_table()),
+    }
+    tracing::info!(drift = report.drift(), mode = %report.mode, "reconcile finished");
+    Ok(())
+}
+
 async fn show_checkpoint(config: Config) -> anyhow::Result<()> {
-    let show = |p: Option<drugsync::position::Position>| p.map_or_else(|| "(none)".to_owned(), |p| p.to_string());
+    let show = |p: Option<Position>| p.map_or_else(|| "(none)".to_owned(), |p| p.to_string());
     // redb allows one process per file: while drugsync runs, its checkpoint is locked.
     let local = match CheckpointStore::open(&config.checkpoint.path) {
         Ok(store) => show(store.load()?),

@@ -40,7 +40,7 @@ pub async fn initial_load<E: Embedder>(r: &Replicator<E>, cancel: &CancellationT
             }
         }
     };
-    r.checkpoint.reset(&position)?;
+    r.checkpoint()?.reset(&position)?;
     Ok(Some(position))
 }
 

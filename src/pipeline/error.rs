@@ -33,6 +33,9 @@ pub enum RunError {
         /// Current holder.
         holder: String,
     },
+    /// The operation was cancelled (shutdown requested) before it finished.
+    #[error("cancelled before completion; nothing was left half-applied")]
+    Cancelled,
     /// A background task died unexpectedly (a bug).
     #[error("internal task failed: {0}")]
     Task(String),
@@ -46,7 +49,7 @@ impl Classify for RunError {
             RunError::Sink(e) => e.class(),
             RunError::Embed(e) => e.class(),
             RunError::Checkpoint(e) => e.class(),
-            RunError::Task(_) | RunError::LeaseLost { .. } => ErrorClass::Definite,
+            RunError::Task(_) | RunError::LeaseLost { .. } | RunError::Cancelled => ErrorClass::Definite,
         }
     }
 }

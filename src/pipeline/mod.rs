@@ -7,6 +7,7 @@
 
 pub mod bootstrap;
 pub mod error;
+pub mod reconcile;
 pub mod retry;
 pub mod start;
 pub mod stats;
@@ -25,6 +26,7 @@ use crate::checkpoint::CheckpointStore;
 use crate::config::Config;
 use crate::embed::Embedder;
 use crate::mapping::{DocumentLoader, Router};
+use crate::position::Position;
 use crate::sink::RedisSink;
 
 pub use error::RunError;
@@ -42,8 +44,9 @@ pub struct Replicator<E: Embedder> {
     pub sink: RedisSink,
     /// Embedding provider.
     pub embedder: Arc<E>,
-    /// Local checkpoint store.
-    pub checkpoint: CheckpointStore,
+    /// Local checkpoint store; `None` for a reconcile, which never moves the
+    /// position and must run while a streamer holds the store open.
+    checkpoint: Option<CheckpointStore>,
     /// Key -> document loader.
     pub loader: DocumentLoader,
     /// Row change -> key router.
@@ -56,6 +59,15 @@ impl<E: Embedder> Replicator<E> {
     /// Connects to MySQL and Redis, checks the source's binlog settings,
     /// ensures the index exists and matches, and opens the checkpoint store.
     pub async fn connect(config: Config, embedder: E) -> Result<Self, RunError> {
+        Self::connect_with(config, embedder, true).await
+    }
+
+    /// Like [`Self::connect`] but without the checkpoint store, for `--reconcile`.
+    pub async fn connect_for_reconcile(config: Config, embedder: E) -> Result<Self, RunError> {
+        Self::connect_with(config, embedder, false).await
+    }
+
+    async fn connect_with(config: Config, embedder: E, open_checkpoint: bool) -> Result<Self, RunError> {
         let opts = Opts::from_url(config.mysql.url.expose())
             .map_err(|e| RunError::Config(crate::config::ConfigError::Invalid { field: "mysql.url".into(), reason: e.to_string() }))?;
         let pool = Pool::new(opts.clone());
@@ -65,7 +77,7 @@ impl<E: Embedder> Replicator<E> {
         }
         let sink = RedisSink::connect(&config).await?;
         sink.ensure_index(&config).await?;
-        let checkpoint = CheckpointStore::open(&config.checkpoint.path)?;
+        let checkpoint = if open_checkpoint { Some(CheckpointStore::open(&config.checkpoint.path)?) } else { None };
         let loader = DocumentLoader::new(&config, embedder.space().clone());
         let router = Router::new(&config.mapping.tables, config.pipeline.load_chunk);
         Ok(Self {
@@ -81,11 +93,18 @@ impl<E: Embedder> Replicator<E> {
         })
     }
 
+    /// The checkpoint store (absent when connected for a reconcile).
+    pub fn checkpoint(&self) -> Result<&CheckpointStore, RunError> {
+        self.checkpoint
+            .as_ref()
+            .ok_or_else(|| RunError::Task("this replicator was connected for a reconcile and has no checkpoint store".into()))
+    }
+
     /// Runs until `cancel` fires (clean stop) or a definite error occurs.
     /// Transient failures are retried inside; the checkpoint never passes
     /// a change Redis has not acknowledged.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), RunError> {
-        let lease = self.sink.lease(self.checkpoint.instance_id()?, Duration::from_secs(self.config.redis.lease_ttl_secs));
+        let lease = self.sink.lease(self.checkpoint()?.instance_id()?, Duration::from_secs(self.config.redis.lease_ttl_secs));
         if !writer::acquire(&lease, &cancel).await? {
             return Ok(());
         }
@@ -103,6 +122,18 @@ impl<E: Embedder> Replicator<E> {
             tracing::warn!(error = %e, "could not release the writer lease; it expires by itself");
         }
         result
+    }
+
+    /// Makes the next [`Self::run`] stream from `position`: checks that the
+    /// server still has it, then sets both the local checkpoint and the
+    /// position in Redis (the start-up cross-check would otherwise prefer the older one).
+    pub async fn prepare_replay(&self, position: &Position) -> Result<(), RunError> {
+        let mut conn = self.pool.get_conn().await.map_err(|e| crate::source::SourceError::from_driver(e, "connect"))?;
+        crate::source::server::check_position_exists(&mut conn, position).await?;
+        self.sink.apply(&[], Some(position)).await?;
+        self.checkpoint()?.reset(position)?;
+        tracing::warn!(%position, "replaying from an operator-supplied position");
+        Ok(())
     }
 
     /// Initial load if needed, then streaming; runs while holding the lease.

@@ -17,7 +17,7 @@ use crate::position::Position;
 
 /// The position to stream from, or `None` when an initial load is needed.
 pub async fn resume_position<E: Embedder>(r: &Replicator<E>) -> Result<Option<Position>, RunError> {
-    let Some(local) = r.checkpoint.load()? else {
+    let Some(local) = r.checkpoint()?.load()? else {
         tracing::info!("no checkpoint: starting with an initial load");
         return Ok(None);
     };
@@ -28,7 +28,7 @@ pub async fn resume_position<E: Embedder>(r: &Replicator<E>) -> Result<Option<Po
     match local.try_cmp(&remote) {
         Ok(Ordering::Greater) => {
             tracing::warn!(checkpoint = %local, redis = %remote, "Redis is behind the checkpoint (restored from an older copy?): replaying from Redis's position");
-            r.checkpoint.reset(&remote)?;
+            r.checkpoint()?.reset(&remote)?;
             Ok(Some(remote))
         }
         Ok(_) => {

@@ -28,6 +28,8 @@ use crate::source::{BinlogTailer, SourceError, Transaction};
 
 /// Transactions buffered between the binlog reader and the apply loop.
 const CHANNEL_CAPACITY: usize = 4096;
+/// How often an otherwise idle writer looks for reconcile repairs.
+const REPAIR_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Streams from `start` until cancelled or a definite error.
 pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: CancellationToken) -> Result<(), RunError> {
@@ -58,9 +60,19 @@ async fn apply_loop<E: Embedder>(
 ) -> Result<(), RunError> {
     let max_transactions = r.config.pipeline.batch_max_transactions;
     let max_delay = Duration::from_millis(r.config.pipeline.batch_max_delay_ms);
+    let mut repair_tick = tokio::time::interval(REPAIR_POLL);
     loop {
         let first = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
+            _ = repair_tick.tick() => {
+                let mut backoff = Backoff::default();
+                while let Err(e) = apply_repairs(r).await {
+                    if !backoff.wait(e, cancel, "applying reconcile repairs").await? {
+                        return Ok(());
+                    }
+                }
+                continue;
+            }
             next = rx.recv() => match next {
                 Some(tx) => tx,
                 None => return Ok(()), // reader stopped; its result says why
@@ -85,6 +97,24 @@ async fn apply_loop<E: Embedder>(
     }
 }
 
+/// Rebuilds keys a reconcile queued for this writer (see `reconcile`), from
+/// current MySQL state. Positions are not involved: the documents are simply
+/// brought up to date, which is idempotent.
+async fn apply_repairs<E: Embedder>(r: &Replicator<E>) -> Result<(), RunError> {
+    let keys = r.sink.peek_repairs(r.config.pipeline.write_chunk * 10).await?;
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut conn = r.pool.get_conn().await.map_err(|e| SourceError::from_driver(e, "connect"))?;
+    let mut unique = keys.clone();
+    unique.sort();
+    unique.dedup();
+    sync_keys(r, &mut conn, unique, None).await?;
+    r.sink.ack_repairs(keys.len()).await?;
+    tracing::info!(documents = keys.len(), "applied reconcile repairs");
+    Ok(())
+}
+
 /// Applies one batch of transactions and then, and only then, advances the checkpoint.
 pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &[Transaction]) -> Result<(), RunError> {
     let Some(last) = batch.last() else { return Ok(()) };
@@ -101,7 +131,7 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &[Transaction]) 
         sync_keys(r, &mut conn, keys.into_iter().collect(), Some(commit)).await?;
     }
     // Redis acknowledged every document of the batch and the position: now it is safe.
-    r.checkpoint.advance(commit)?;
+    r.checkpoint()?.advance(commit)?;
     Stats::add(&r.stats.transactions, batch.len() as u64);
     Stats::add(&r.stats.batches, 1);
     Ok(())

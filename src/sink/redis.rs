@@ -94,6 +94,7 @@ pub struct RedisSink {
     vector_bytes: usize,
     position_key: String,
     lease_key: String,
+    repair_key: String,
     cache_prefix: String,
     url: String,
 }
@@ -115,6 +116,7 @@ impl RedisSink {
             vector_bytes: config.embed.dimensions * 4,
             position_key: format!("{state}{}:position", config.index.name),
             lease_key: format!("{state}{}:writer", config.index.name),
+            repair_key: format!("{state}{}:repair", config.index.name),
             cache_prefix: format!("{state}vec:"),
             url: redact_url(url),
         })
@@ -261,6 +263,38 @@ impl RedisSink {
                 None
             }
         }))
+    }
+
+    /// Queues document keys for the lease holder to rebuild (reconcile handoff).
+    pub async fn push_repairs(&self, keys: &[DocumentKey]) -> Result<(), SinkError> {
+        let mut conn = self.conn.clone();
+        for chunk in keys.chunks(1000) {
+            let values: Vec<&str> = chunk.iter().map(|k| k.0.as_str()).collect();
+            let _: () = redis::cmd("RPUSH").arg(&self.repair_key).arg(values).query_async(&mut conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Up to `max` queued repair keys, oldest first, without removing them:
+    /// only the lease holder consumes, and it calls [`Self::ack_repairs`] after
+    /// writing, so a crash in between repeats the repair instead of losing it.
+    pub async fn peek_repairs(&self, max: usize) -> Result<Vec<DocumentKey>, SinkError> {
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = redis::cmd("LRANGE").arg(&self.repair_key).arg(0).arg(max.saturating_sub(1)).query_async(&mut conn).await?;
+        Ok(keys.into_iter().map(DocumentKey).collect())
+    }
+
+    /// Removes the first `n` queued repair keys.
+    pub async fn ack_repairs(&self, n: usize) -> Result<(), SinkError> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("LTRIM").arg(&self.repair_key).arg(n).arg(-1).query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Number of queued repair keys.
+    pub async fn pending_repairs(&self) -> Result<usize, SinkError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("LLEN").arg(&self.repair_key).query_async(&mut conn).await?)
     }
 
     /// All document keys currently under the index prefix (SCAN, not KEYS).

@@ -84,3 +84,22 @@ pub async fn check_binlog_settings(conn: &mut Conn) -> Result<(), SourceError> {
 async fn query_first(conn: &mut Conn, query: &str) -> Result<Option<String>, SourceError> {
     conn.query_first::<Option<String>, _>(query).await.map(Option::flatten).map_err(|e| SourceError::from_driver(e, query))
 }
+
+/// Checks that the server still has `position` (its file is listed by
+/// `SHOW BINARY LOGS` and the offset is inside it); the error lists what it has.
+pub async fn check_position_exists(conn: &mut Conn, position: &Position) -> Result<(), SourceError> {
+    let query = "SHOW BINARY LOGS";
+    let logs: Vec<Row> = conn.query(query).await.map_err(|e| SourceError::from_driver(e, query))?;
+    let files: Vec<(String, u64)> = logs.into_iter().filter_map(|row| Some((row.get::<String, _>(0)?, row.get::<u64, _>(1)?))).collect();
+    match files.iter().find(|(name, _)| *name == position.file) {
+        Some((_, size)) if position.offset <= *size => Ok(()),
+        found => {
+            let range = match (files.first(), files.last()) {
+                (Some(first), Some(last)) => format!("{}:4 .. {}:{}", first.0, last.0, last.1),
+                _ => "nothing".into(),
+            };
+            let why = if found.is_some() { "the offset is past the end of that file" } else { "that file is not on the server (purged?)" };
+            Err(SourceError::PositionUnavailable { position: position.to_string(), message: format!("{why}; the server has {range}") })
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `--reconcile` and `--replay-from` against the real servers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestEnv;
+use drugsync::embed::LocalEmbedder;
+use drugsync::pipeline::Replicator;
+use drugsync::pipeline::reconcile::{ReconcileReport, reconcile};
+use tokio_util::sync::CancellationToken;
+
+async fn run_reconcile(env: &TestEnv, dry_run: bool) -> ReconcileReport {
+    let config = env.config();
+    let embedder = LocalEmbedder::new(config.embed.dimensions, config.embed.template_version);
+    let replicator = Replicator::connect_for_reconcile(config, embedder).await.unwrap();
+    reconcile(&replicator, dry_run, &CancellationToken::new()).await.unwrap()
+}
+
+/// Changes MySQL without writing the binlog: drift no stream can see.
+async fn drift_behind_the_binlog(env: &TestEnv, statements: &[&str]) {
+    let mut all = vec!["SET SESSION sql_log_bin = 0"];
+    all.extend_from_slice(statements);
+    env.exec(&all).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_reports_drift_without_changing_anything_then_repair_fixes_it() {
+    let env = TestEnv::new("reconcile", 500).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    run.stop().await;
+
+    let lbl_ndcs = env.active_ndcs_where("n.LBLRID = '000002'").await;
+    let gcn_ndcs = env.active_ndcs_where("n.GCN_SEQNO = 6").await;
+    let obsolete = env.active_ndcs_where("n.LBLRID <> '000002' AND n.GCN_SEQNO <> 6").await[0].clone();
+    drift_behind_the_binlog(&env, &[
+        "UPDATE rlblrid3 SET MFG = 'DRIFTED LABS' WHERE LBLRID = '000002'",
+        "UPDATE rgcnseq4 SET STR60 = '606 MG' WHERE GCN_SEQNO = 6",
+        "INSERT INTO rndc14 (NDC, LBLRID, GCN_SEQNO, LN60, INNOV, DEA, OBSDTEC) VALUES ('88888000001', '000001', 1, 'MISSING DRUG 1 MG', '0', '0', '0000-00-00')",
+        &format!("UPDATE rndc14 SET OBSDTEC = '2020-02-02' WHERE NDC = '{obsolete}'"),
+    ])
+    .await;
+    let mut redis = env.redis.clone();
+    let deleted = env.active_ndcs_where("n.LBLRID <> '000002' AND n.GCN_SEQNO <> 6").await[5].clone();
+    let _: () = redis::cmd("DEL").arg(format!("{}{deleted}", env.prefix)).query_async(&mut redis).await.unwrap();
+    let _: () = redis::cmd("HSET").arg(format!("{}STRAY", env.prefix)).arg("ndc").arg("STRAY").query_async(&mut redis).await.unwrap();
+
+    let before = env.actual().await;
+    let dry = run_reconcile(&env, true).await;
+    assert_eq!(env.actual().await, before, "a dry run changes nothing");
+    assert_eq!(dry.mode, "dry-run");
+    assert_eq!(dry.missing, 2, "the inserted NDC and the deleted hash: {dry:?}");
+    assert_eq!(dry.orphans, 2, "the obsolete NDC and the stray hash: {dry:?}");
+    // Strength drift changes the text (vector); a labeler rename changes fields only.
+    let only_lbl = lbl_ndcs.iter().filter(|n| !gcn_ndcs.contains(n) && **n != deleted).count() as u64;
+    assert_eq!(dry.stale_fields, only_lbl, "{dry:?}");
+    assert!(dry.stale_vectors >= 1 && dry.stale_vectors <= gcn_ndcs.len() as u64, "{dry:?}");
+    assert!(dry.embed_calls >= 2 && dry.tokens > 0 && dry.estimated_cost_usd > 0.0, "estimates: {dry:?}");
+
+    let repaired = run_reconcile(&env, false).await;
+    assert_eq!(repaired.mode, "repair");
+    assert_eq!(
+        (repaired.missing, repaired.orphans, repaired.stale_fields, repaired.stale_vectors),
+        (dry.missing, dry.orphans, dry.stale_fields, dry.stale_vectors)
+    );
+    assert_eq!(repaired.embed_calls, dry.embed_calls, "the dry run predicted the calls exactly");
+    env.assert_matches_mysql().await;
+
+    let clean = run_reconcile(&env, false).await;
+    assert_eq!((clean.drift(), clean.embed_calls), (0, 0), "no drift, no embedding calls: {clean:?}");
+    assert_eq!(clean.checked as usize, env.expected().await.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_beside_a_running_streamer_hands_keys_over_and_the_index_ends_equal_to_mysql() {
+    let env = TestEnv::new("reconcilelive", 500).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    drift_behind_the_binlog(
+        &env,
+        &["UPDATE rlblrid3 SET MFG = 'SILENT CHANGE' WHERE LBLRID = '000003'", "UPDATE rgcnseq4 SET STR60 = '707 MG' WHERE GCN_SEQNO = 7"],
+    )
+    .await;
+
+    // The table keeps changing (through the binlog) while the reconcile runs.
+    let mut conn = env.mysql().await;
+    let writer = tokio::spawn(async move {
+        use mysql_async::prelude::Queryable;
+        for i in 0..60 {
+            conn.query_drop(format!("UPDATE rlblrid3 SET MFG = 'LIVE {i}' WHERE LBLRID = '{:06}'", 4 + i % 5)).await.unwrap();
+            conn.query_drop(format!("UPDATE rgcnseq4 SET STR60 = '{i} MG' WHERE GCN_SEQNO = {}", 1 + i % 5)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let report = run_reconcile(&env, false).await;
+    writer.await.unwrap();
+    assert_eq!(report.mode, "handoff", "the streamer holds the lease, so the reconcile must not write: {report:?}");
+    assert!(report.handed_off > 0);
+
+    // The streamer drains the repair queue; then everything equals MySQL.
+    let config = env.config();
+    let sink = drugsync::sink::RedisSink::connect(&config).await.unwrap();
+    for _ in 0..200 {
+        if sink.pending_repairs().await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sink.pending_repairs().await.unwrap(), 0, "repairs drained");
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_an_earlier_position_reapplies_changes() {
+    let env = TestEnv::new("replay", 300).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    let earlier = env.master_position().await;
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'REPLAYED LABS' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+    run.stop().await;
+
+    // Lose those documents in Redis; a replay from before the change restores them.
+    let ndcs = env.active_ndcs_where("n.LBLRID = '000001'").await;
+    let mut redis = env.redis.clone();
+    let keys: Vec<String> = ndcs.iter().map(|n| format!("{}{n}", env.prefix)).collect();
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
+
+    let config = env.config();
+    let replicator = Replicator::connect(config, LocalEmbedder::new(common::TEST_DIMENSIONS, 1)).await.unwrap();
+    let bogus = drugsync::position::Position::new(earlier.file.clone(), 999_999_999_999);
+    let err = replicator.prepare_replay(&bogus).await.unwrap_err().to_string();
+    assert!(err.contains("past the end"), "{err}");
+    let gone = drugsync::position::Position::new("binlog.999999", 4);
+    assert!(replicator.prepare_replay(&gone).await.unwrap_err().to_string().contains("not on the server"));
+    replicator.prepare_replay(&earlier).await.unwrap();
+    drop(replicator);
+
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    assert_eq!(env.field(&ndcs[0], "manufacturer").await.as_deref(), Some("REPLAYED LABS"));
+    run.stop().await;
+}
+
+#[test]
+fn cli_rejects_a_malformed_replay_position_with_exit_code_2() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_drugsync"))
+        .args(["--config", "config/drugsync.toml", "--replay-from", "binlog.000001"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("malformed binlog position"));
+}
