@@ -342,6 +342,22 @@ pub struct PipelineConfig {
     /// Documents per Redis transaction (applies to the initial load and to huge batches).
     #[serde(default = "default_write_chunk")]
     pub write_chunk: usize,
+    /// What to do when the binlog can no longer tell what changed: the stored
+    /// position was purged (or is unusable), or DDL hit a tracked table.
+    #[serde(default)]
+    pub on_lost_sync: OnLostSync,
+}
+
+/// See [`PipelineConfig::on_lost_sync`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLostSync {
+    /// Reconcile every document against MySQL (cheap: hashes), then continue
+    /// from the current server position (or past the DDL).
+    #[default]
+    Reconcile,
+    /// Stop with an operator message; the position stays before the problem.
+    Stop,
 }
 
 fn default_batch_max_transactions() -> usize {
@@ -367,6 +383,7 @@ impl Default for PipelineConfig {
             batch_max_delay_ms: default_batch_max_delay_ms(),
             load_chunk: default_load_chunk(),
             write_chunk: default_write_chunk(),
+            on_lost_sync: OnLostSync::default(),
         }
     }
 }

@@ -24,10 +24,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::CheckpointStore;
 use crate::config::Config;
+use crate::config::OnLostSync;
 use crate::embed::Embedder;
 use crate::mapping::{DocumentLoader, Router};
 use crate::position::Position;
 use crate::sink::RedisSink;
+use crate::source::SourceError;
 
 pub use error::RunError;
 pub use stats::Stats;
@@ -145,8 +147,33 @@ impl<E: Embedder> Replicator<E> {
                 None => return Ok(()), // cancelled during the initial load
             },
         };
-        let result = stream::run(self, start, cancel).await;
+        let mut start = start;
+        let result = loop {
+            match stream::run(self, start.clone(), cancel.clone()).await {
+                Err(RunError::Source(SourceError::PositionUnavailable { position, message }))
+                    if self.config.pipeline.on_lost_sync == OnLostSync::Reconcile =>
+                {
+                    tracing::warn!(%position, server = %message, "binlog position lost: reconciling, then continuing from the server's current position");
+                    start = self.recover_lost_position(&cancel).await?;
+                }
+                other => break other,
+            }
+        };
         self.pool.clone().disconnect().await.ok();
         result
+    }
+
+    /// After the binlog lost our position: note the server's current position
+    /// first, reconcile everything, then store that position. Changes made
+    /// during the reconcile are after the noted position, so they are streamed
+    /// (again, harmlessly) rather than missed.
+    async fn recover_lost_position(&self, cancel: &CancellationToken) -> Result<Position, RunError> {
+        let mut conn = self.pool.get_conn().await.map_err(|e| SourceError::from_driver(e, "connect"))?;
+        let current = crate::source::server::current_position(&mut conn).await?;
+        drop(conn);
+        reconcile::repair_as_writer(self, cancel).await?;
+        self.sink.apply(&[], Some(&current)).await?;
+        self.checkpoint()?.reset(&current)?;
+        Ok(current)
     }
 }

@@ -120,6 +120,25 @@ pub async fn reconcile<E: Embedder>(r: &Replicator<E>, dry_run: bool, cancel: &C
     Ok(report)
 }
 
+/// A repairing pass for a caller that already holds the writer lease (the
+/// streamer recovering from a purged position or DDL on a tracked table).
+pub async fn repair_as_writer<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
+    let started = Instant::now();
+    let mut report = pass(r, Mode::Repair, cancel).await?;
+    report.duration_secs = started.elapsed().as_secs_f64();
+    report.estimated_cost_usd = report.tokens as f64 / 1000.0 * r.config.embed.price_per_1k_tokens;
+    tracing::info!(
+        checked = report.checked,
+        missing = report.missing,
+        stale_fields = report.stale_fields,
+        stale_vectors = report.stale_vectors,
+        orphans = report.orphans,
+        embed_calls = report.embed_calls,
+        "reconcile repaired drift"
+    );
+    Ok(report)
+}
+
 async fn pass<E: Embedder>(r: &Replicator<E>, mode: Mode, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
     let mut report = ReconcileReport {
         mode: match mode {

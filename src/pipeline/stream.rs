@@ -18,9 +18,11 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
+use super::reconcile;
 use super::retry::Backoff;
 use super::sync::sync_keys;
 use super::{Replicator, RunError, Stats};
+use crate::config::OnLostSync;
 use crate::embed::Embedder;
 use crate::mapping::router::AffectedValues;
 use crate::position::Position;
@@ -89,7 +91,7 @@ async fn apply_loop<E: Embedder>(
         // The batch in flight is finished even when shutdown is requested meanwhile;
         // only the waits between retries give way to cancellation.
         let mut backoff = Backoff::default();
-        while let Err(e) = apply_batch(r, &batch).await {
+        while let Err(e) = apply_batch(r, &batch, cancel).await {
             if !backoff.wait(e, cancel, "applying batch").await? {
                 return Ok(());
             }
@@ -116,19 +118,35 @@ async fn apply_repairs<E: Embedder>(r: &Replicator<E>) -> Result<(), RunError> {
 }
 
 /// Applies one batch of transactions and then, and only then, advances the checkpoint.
-pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &[Transaction]) -> Result<(), RunError> {
+///
+/// A batch holding DDL on a tracked table is applied, then every document is
+/// reconciled against MySQL (the DDL may have changed rows without row
+/// events), and only then does the position pass the DDL, so a crash anywhere
+/// in between repeats the reconcile rather than skipping it.
+pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &[Transaction], cancel: &CancellationToken) -> Result<(), RunError> {
     let Some(last) = batch.last() else { return Ok(()) };
     let commit = &last.commit;
+    let ddl = batch.iter().find_map(|t| t.ddl.as_ref().map(|d| (d, &t.commit)));
+    if let (Some((ddl, at)), OnLostSync::Stop) = (ddl, r.config.pipeline.on_lost_sync) {
+        return Err(SourceError::TrackedDdl { table: ddl.table.clone(), position: at.to_string(), statement: ddl.statement.clone() }.into());
+    }
+    // With DDL in the batch the position is stored only after the reconcile.
+    let position_with_documents = if ddl.is_some() { None } else { Some(commit) };
     let mut affected = AffectedValues::default();
     r.router.collect(batch.iter().flat_map(|t| &t.changes), &mut affected);
     if affected.is_empty() {
         // Nothing tracked changed: record progress so a restart need not re-read these events.
-        r.sink.apply(&[], Some(commit)).await?;
+        r.sink.apply(&[], position_with_documents).await?;
     } else {
         let mut conn = r.pool.get_conn().await.map_err(|e| SourceError::from_driver(e, "connect"))?;
         let keys = r.router.resolve(&mut conn, &affected).await?;
         tracing::debug!(transactions = batch.len(), documents = keys.len(), position = %commit, "applying batch");
-        sync_keys(r, &mut conn, keys.into_iter().collect(), Some(commit)).await?;
+        sync_keys(r, &mut conn, keys.into_iter().collect(), position_with_documents).await?;
+    }
+    if let Some((ddl, _)) = ddl {
+        tracing::warn!(table = %ddl.table, statement = %ddl.statement, "reconciling after DDL on a tracked table");
+        reconcile::repair_as_writer(r, cancel).await?;
+        r.sink.apply(&[], Some(commit)).await?;
     }
     // Redis acknowledged every document of the batch and the position: now it is safe.
     r.checkpoint()?.advance(commit)?;

@@ -70,6 +70,19 @@ pub struct Transaction {
     pub changes: Vec<RowChange>,
     /// Position right after the commit.
     pub commit: Position,
+    /// Set when this "transaction" is DDL on a tracked table (TRUNCATE, ALTER,
+    /// DROP/CREATE, RENAME): rows may have changed without row events, so the
+    /// documents it feeds must be reconciled before the position passes it.
+    pub ddl: Option<TrackedDdl>,
+}
+
+/// DDL on a tracked table, as found in the binlog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedDdl {
+    /// The tracked table the statement changes.
+    pub table: String,
+    /// The statement, shortened for messages.
+    pub statement: String,
 }
 
 /// Settings of one binlog tail.
@@ -326,11 +339,11 @@ impl<'a> Session<'a> {
                     _ => {
                         let tracked = self.tailer.tracked.iter().map(String::as_str);
                         if let Some(table) = events::ddl_touching(&statement, &query.schema(), &self.tailer.schema, tracked) {
-                            return Err(SourceError::TrackedDdl {
-                                table: table.to_owned(),
-                                position: self.here(event).to_string(),
-                                statement: super::error::truncate(&statement, 200),
-                            });
+                            tracing::warn!(table, statement = %super::error::truncate(&statement, 200), "DDL on a tracked table");
+                            let ddl = TrackedDdl { table: table.to_owned(), statement: super::error::truncate(&statement, 200) };
+                            let mut tx = self.commit(event);
+                            tx.ddl = Some(ddl);
+                            return Ok(Some(tx));
                         }
                         // A statement outside a transaction (DDL, non-transactional DML) commits by itself.
                         if self.in_transaction { Ok(None) } else { Ok(Some(self.commit(event))) }
@@ -355,7 +368,7 @@ impl<'a> Session<'a> {
     fn commit(&mut self, event: &Event) -> Transaction {
         let commit = self.here(event);
         self.in_transaction = false;
-        Transaction { changes: std::mem::take(&mut self.pending), commit }
+        Transaction { changes: std::mem::take(&mut self.pending), commit, ddl: None }
     }
 
     fn collect_rows(&mut self, stream: &BinlogStream, rows: &RowsEventData<'_>, event: &Event) -> Result<(), SourceError> {

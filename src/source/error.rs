@@ -27,7 +27,7 @@ pub enum SourceError {
     },
     /// The server cannot serve the requested position (usually purged binlogs).
     #[error(
-        "the server cannot stream from {position}: {message}. The binlog was probably purged (raise Aurora's 'binlog retention hours'); remove the checkpoint file to run a fresh initial load, or replay from a position the server still has (SHOW BINARY LOGS)"
+        "the server cannot stream from {position}: {message}. The binlog was probably purged (raise Aurora's 'binlog retention hours'). With pipeline.on_lost_sync = reconcile drugsync repairs and continues by itself; otherwise run `drugsync --reconcile`, then restart with --replay-from a position the server has (SHOW BINARY LOGS), or remove the checkpoint file for a fresh initial load"
     )]
     PositionUnavailable {
         /// Requested position.
@@ -38,9 +38,9 @@ pub enum SourceError {
     /// The server's configuration makes correct replication impossible.
     #[error("source misconfigured: {0}")]
     Misconfigured(String),
-    /// DDL on a table that feeds documents: row decoding and documents may no longer match.
+    /// DDL on a table that feeds documents, with `pipeline.on_lost_sync = "stop"`.
     #[error(
-        "DDL on tracked table `{table}` at {position}: {statement:?}. drugsync stopped to avoid silent drift: remove the checkpoint file and restart to rebuild from a fresh initial load"
+        "DDL on tracked table `{table}` at {position}: {statement:?}. drugsync stopped before passing it (pipeline.on_lost_sync = stop): run `drugsync --reconcile`, then restart with --replay-from {position}; or set on_lost_sync = reconcile to do this automatically"
     )]
     TrackedDdl {
         /// Table named in the statement.

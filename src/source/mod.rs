@@ -7,5 +7,5 @@ pub mod gtid;
 pub mod server;
 pub mod value;
 
-pub use binlog::{BinlogTailer, RowChange, RowImage, Transaction};
+pub use binlog::{BinlogTailer, RowChange, RowImage, TrackedDdl, Transaction};
 pub use error::SourceError;

@@ -38,6 +38,8 @@ pub fn redis_url() -> String {
 /// One test's private world.
 pub struct TestEnv {
     pub name: String,
+    /// `mysql://user:pass@host:port` of the server this test uses.
+    pub mysql_base: String,
     pub schema: String,
     pub dir: tempfile::TempDir,
     pub config_text: String,
@@ -69,10 +71,14 @@ impl Running {
 impl TestEnv {
     /// Creates the schema with `ndcs` generated rows and clears the test's Redis keys.
     pub async fn new(name: &str, ndcs: usize) -> Self {
+        Self::new_on(name, ndcs, &mysql_base_url()).await
+    }
+
+    /// Like [`Self::new`] on another MySQL-family server.
+    pub async fn new_on(name: &str, ndcs: usize, mysql_base: &str) -> Self {
         let _ = tracing_subscriber_init();
         let schema = format!("t_{name}");
-        let mut conn =
-            Conn::new(Opts::from_url(&mysql_base_url()).unwrap()).await.expect("MariaDB not reachable: run tests/env/testenv.sh up");
+        let mut conn = Conn::new(Opts::from_url(mysql_base).unwrap()).await.expect("MariaDB not reachable: run tests/env/testenv.sh up");
         fixture::create_schema(&mut conn, &schema).await.unwrap();
         Generator::new(FixtureSpec { ndcs, seed: 7 }).populate(&mut conn).await.unwrap();
         conn.disconnect().await.unwrap();
@@ -91,7 +97,7 @@ impl TestEnv {
             .replacen("dimensions = 1024", &format!("dimensions = {TEST_DIMENSIONS}"), 1)
             .replacen("batch_max_delay_ms = 200", "batch_max_delay_ms = 50", 1)
             .replacen("path = \"data/drugsync.redb\"", &format!("path = {:?}", dir.path().join("checkpoint.redb")), 1)
-            .replacen("mysql://drugsync:drugsync@127.0.0.1:33306/fdb", &format!("{}/{schema}", mysql_base_url()), 1)
+            .replacen("mysql://drugsync:drugsync@127.0.0.1:33306/fdb", &format!("{mysql_base}/{schema}"), 1)
             .replacen("redis://127.0.0.1:36379", &redis_url(), 1);
         let client = redis::Client::open(redis_url()).unwrap();
         let mut redis = ConnectionManager::new(client).await.expect("Redis not reachable: run tests/env/testenv.sh up");
@@ -102,7 +108,7 @@ impl TestEnv {
                 let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
             }
         }
-        Self { name: name.into(), schema, dir, config_text, redis, prefix, index }
+        Self { name: name.into(), mysql_base: mysql_base.to_owned(), schema, dir, config_text, redis, prefix, index }
     }
 
     pub fn config(&self) -> Config {
@@ -117,7 +123,7 @@ impl TestEnv {
     }
 
     pub async fn mysql(&self) -> Conn {
-        Conn::new(Opts::from_url(&format!("{}/{}", mysql_base_url(), self.schema)).unwrap()).await.unwrap()
+        Conn::new(Opts::from_url(&format!("{}/{}", self.mysql_base, self.schema)).unwrap()).await.unwrap()
     }
 
     pub async fn exec(&self, statements: &[&str]) {
@@ -288,4 +294,83 @@ fn tracing_subscriber_init() -> Result<(), Box<dyn std::error::Error + Send + Sy
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DRUGSYNC_LOG").unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
         .try_init()
+}
+
+/// A private MariaDB (own datadir and port) for tests that must do
+/// server-wide things, like purging binlogs or restarting the server,
+/// without disturbing the tests that share the main one. Killed on drop.
+pub struct PrivateMariadb {
+    pub port: u16,
+    pub datadir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateMariadb {
+    pub async fn start() -> Self {
+        let datadir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .arg(format!("--datadir={}", datadir.path().join("data").display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("mariadb-install-db (run tests/env/testenv.sh install)");
+        assert!(status.success());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = Self { port, datadir, child: None };
+        server.spawn();
+        server.wait_ready().await;
+        server
+    }
+
+    fn spawn(&mut self) {
+        let d = self.datadir.path();
+        let child = std::process::Command::new("mariadbd")
+            .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1", "--binlog-format=ROW", "--binlog-row-image=FULL"])
+            .args(["--binlog-row-metadata=FULL", "--server-id=1", "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=2"])
+            .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--socket={}", d.join("mariadb.sock").display()))
+            .arg(format!("--log-bin={}", d.join("data/binlog").display()))
+            .arg(format!("--log-error={}", d.join("error.log").display()))
+            .spawn()
+            .expect("mariadbd");
+        self.child = Some(child);
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(opts) = Opts::from_url(&self.base_url())
+                && let Ok(conn) = Conn::new(opts).await
+            {
+                conn.disconnect().await.ok();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("private MariaDB did not start; see {}", self.datadir.path().join("error.log").display());
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGKILL) and starts it again on the same port and data.
+    pub async fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+        self.spawn();
+        self.wait_ready().await;
+    }
+}
+
+impl Drop for PrivateMariadb {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
 }
