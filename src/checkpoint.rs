@@ -16,6 +16,7 @@ use crate::position::{Position, PositionError};
 const STATE: TableDefinition<&str, &str> = TableDefinition::new("checkpoint");
 const POSITION_KEY: &str = "position";
 const INSTANCE_KEY: &str = "instance";
+const BOOTSTRAP_KEY: &str = "bootstrap";
 
 /// Why the checkpoint could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +145,48 @@ impl CheckpointStore {
         Ok(id)
     }
 
+    /// Progress of an interrupted initial load: the position streaming must
+    /// start from, and the last document key written.
+    pub fn bootstrap_progress(&self) -> Result<Option<(Position, String)>, CheckpointError> {
+        let Some(text) = self.get(BOOTSTRAP_KEY)? else { return Ok(None) };
+        let Some((position, key)) = text.split_once('\n') else { return Ok(None) };
+        let position = position.parse().map_err(|source| CheckpointError::Corrupt { path: self.path.clone(), source })?;
+        Ok(Some((position, key.to_owned())))
+    }
+
+    /// Records that the initial load from `position` has written every document up to `last_key`.
+    pub fn set_bootstrap_progress(&self, position: &Position, last_key: &str) -> Result<(), CheckpointError> {
+        self.put(BOOTSTRAP_KEY, Some(&format!("{position}\n{last_key}")))
+    }
+
+    /// Forgets initial-load progress (done, or the data it referred to is gone).
+    pub fn clear_bootstrap_progress(&self) -> Result<(), CheckpointError> {
+        self.put(BOOTSTRAP_KEY, None)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<String>, CheckpointError> {
+        let tx = self.db.begin_read().map_err(|e| self.store_err(e))?;
+        let table = match tx.open_table(STATE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.store_err(e)),
+        };
+        Ok(table.get(key).map_err(|e| self.store_err(e))?.map(|v| v.value().to_owned()))
+    }
+
+    fn put(&self, key: &str, value: Option<&str>) -> Result<(), CheckpointError> {
+        let tx = self.db.begin_write().map_err(|e| self.store_err(e))?;
+        {
+            let mut table = tx.open_table(STATE).map_err(|e| self.store_err(e))?;
+            match value {
+                Some(value) => table.insert(key, value).map(drop),
+                None => table.remove(key).map(drop),
+            }
+            .map_err(|e| self.store_err(e))?;
+        }
+        tx.commit().map_err(|e| self.store_err(e))
+    }
+
     /// Forgets the position, so the next start performs an initial load.
     pub fn clear(&self) -> Result<(), CheckpointError> {
         let tx = self.db.begin_write().map_err(|e| self.store_err(e))?;
@@ -187,12 +230,17 @@ mod tests {
         if let Ok(r) = result {
             assert!(matches!(r, Err(CheckpointError::Backwards { .. })));
         }
-        assert_eq!(store.load().unwrap(), Some(later));
+        assert_eq!(store.load().unwrap(), Some(later.clone()));
         store.reset(&p1).unwrap();
         assert_eq!(store.load().unwrap(), Some(p1));
         let id = store.instance_id().unwrap();
         store.clear().unwrap();
         assert_eq!(store.load().unwrap(), None);
         assert_eq!(store.instance_id().unwrap(), id, "the instance id survives clear()");
+        assert_eq!(store.bootstrap_progress().unwrap(), None);
+        store.set_bootstrap_progress(&later, "00002").unwrap();
+        assert_eq!(store.bootstrap_progress().unwrap(), Some((later, "00002".to_owned())));
+        store.clear_bootstrap_progress().unwrap();
+        assert_eq!(store.bootstrap_progress().unwrap(), None);
     }
 }

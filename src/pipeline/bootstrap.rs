@@ -11,7 +11,6 @@
 //! (the vector cache makes the rerun cost no embedding calls for texts it
 //! already embedded).
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
@@ -21,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::retry::Backoff;
 use super::sync::sync_documents;
 use super::{Replicator, RunError, Stats};
-use crate::document::DocumentKey;
+use crate::document::{Document, DocumentKey};
 use crate::embed::Embedder;
 use crate::position::Position;
 use crate::source::{SourceError, server};
@@ -41,6 +40,7 @@ pub async fn initial_load<E: Embedder>(r: &Replicator<E>, cancel: &CancellationT
         }
     };
     r.checkpoint()?.reset(&position)?;
+    r.checkpoint()?.clear_bootstrap_progress()?;
     Ok(Some(position))
 }
 
@@ -52,32 +52,48 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
     let mut opts = TxOpts::default();
     opts.with_consistent_snapshot(true).with_readonly(true);
     let mut tx = conn.start_transaction(opts).await.map_err(source)?;
-    let position = match snapshot_position(&mut tx).await? {
+    let snapshot = match snapshot_position(&mut tx).await? {
         Some(mut exact) => {
             exact.gtid = server::gtid_state_at(&mut tx, &exact).await?;
             exact
         }
         None => before,
     };
-    tracing::info!(%position, "initial load: reading a consistent snapshot");
+    let (position, mut after) = match r.checkpoint()?.bootstrap_progress()? {
+        Some((first, last_key)) => {
+            tracing::info!(position = %first, after_key = %last_key, "initial load: resuming an interrupted load");
+            (first, Some(DocumentKey(last_key)))
+        }
+        None => {
+            tracing::info!(position = %snapshot, "initial load: reading a consistent snapshot");
+            (snapshot, None)
+        }
+    };
+    let total: u64 = {
+        let query =
+            format!("SELECT COUNT(*) FROM ({} WHERE {}) AS documents", r.config.mapping.select_sql.trim(), r.config.mapping.filter_sql);
+        tx.query_first(&query).await.map_err(|e| SourceError::from_driver(e, &query))?.unwrap_or(0)
+    };
 
-    let mut seen: HashSet<DocumentKey> = HashSet::new();
-    let mut after: Option<DocumentKey> = None;
+    let mut loaded: u64 = 0;
     let page_size = r.config.pipeline.write_chunk;
     loop {
         if cancel.is_cancelled() {
-            tracing::info!(loaded = seen.len(), "initial load cancelled; it restarts on the next run");
+            tracing::info!(loaded, "initial load interrupted; the next run resumes where it stopped");
             return Ok(None);
         }
         let page = r.loader.page(&mut tx, after.as_ref(), page_size).await?;
         let Some(last) = page.last() else { break };
-        after = Some(last.key.clone());
-        seen.extend(page.iter().map(|d| d.key.clone()));
+        let last_key = last.key.clone();
+        loaded += page.len() as u64;
         let wanted = page.into_iter().map(|d| (d.key.clone(), Some(d))).collect();
         sync_documents(r, wanted, None).await?;
-        if seen.len() % (page_size * 20) < page_size {
+        r.checkpoint()?.set_bootstrap_progress(&position, &last_key.0)?;
+        after = Some(last_key);
+        if loaded % (page_size as u64 * 20) < page_size as u64 {
             tracing::info!(
-                loaded = seen.len(),
+                loaded,
+                total,
                 embed_calls = r.stats.embed.calls(),
                 elapsed_s = started.elapsed().as_secs(),
                 "initial load progress"
@@ -85,16 +101,10 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
         }
     }
     tx.commit().await.map_err(source)?;
-
-    // Documents in Redis that the snapshot does not have are left over from an earlier life.
-    let orphans: Vec<(DocumentKey, Option<_>)> =
-        r.sink.document_keys().await?.into_iter().filter(|k| !seen.contains(k)).map(|k| (k, None)).collect();
-    if !orphans.is_empty() {
-        tracing::info!(orphans = orphans.len(), "initial load: removing documents the source no longer has");
-    }
-    sync_documents(r, orphans, Some(&position)).await?;
+    sweep_orphans(r, &mut conn).await?;
+    sync_documents(r, Vec::new(), Some(&position)).await?;
     tracing::info!(
-        documents = seen.len(),
+        documents = total,
         embed_calls = r.stats.embed.calls(),
         written = Stats::get(&r.stats.upserts),
         elapsed_s = started.elapsed().as_secs_f64(),
@@ -102,6 +112,22 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
         "initial load complete"
     );
     Ok(Some(position))
+}
+
+/// Removes Redis documents the source does not have (left over from an
+/// earlier life). Candidates are checked against *current* MySQL state, so
+/// documents written by an earlier, interrupted run of this load are kept.
+async fn sweep_orphans<E: Embedder, Q: Queryable>(r: &Replicator<E>, conn: &mut Q) -> Result<(), RunError> {
+    let keys = r.sink.document_keys().await?;
+    let mut orphans: Vec<(DocumentKey, Option<Document>)> = Vec::new();
+    for chunk in keys.chunks(r.config.pipeline.load_chunk) {
+        let found = r.loader.load(conn, chunk).await?;
+        orphans.extend(chunk.iter().filter(|k| !found.contains_key(*k)).map(|k| (k.clone(), None)));
+    }
+    if !orphans.is_empty() {
+        tracing::info!(orphans = orphans.len(), "initial load: removing documents the source no longer has");
+    }
+    sync_documents(r, orphans, None).await
 }
 
 /// MariaDB's exact snapshot position; `None` on servers without it (MySQL).
