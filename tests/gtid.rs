@@ -51,12 +51,7 @@ async fn a_binlog_file_that_no_longer_exists_falls_back_to_the_gtid_state() {
     let moved = Position { file: "failed-over-bin.000042".into(), offset: stored.offset, gtid: stored.gtid.clone() };
     CheckpointStore::open(&env.config().checkpoint.path).unwrap().reset(&moved).unwrap();
     let mut redis = env.redis.clone();
-    let _: () = redis::cmd("SET")
-        .arg(format!("ds:gtidfallback:{}:position", env.index))
-        .arg(moved.to_string())
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let _: () = redis::cmd("SET").arg(&env.position_key).arg(moved.to_string()).query_async(&mut redis).await.unwrap();
 
     env.exec(&["UPDATE rgcnseq4 SET STR60 = '818 MG' WHERE GCN_SEQNO = 3"]).await;
     let run = env.start().await;

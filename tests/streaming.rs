@@ -255,7 +255,7 @@ async fn initial_load_removes_orphans_and_a_flushed_redis_is_reloaded() {
     // Redis loses everything while drugsync is down; a change happens meanwhile.
     let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", env.prefix)).query_async(&mut redis).await.unwrap();
     let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
-    let _: () = redis::cmd("DEL").arg(format!("ds:orphans:{}:position", env.index)).query_async(&mut redis).await.unwrap();
+    let _: () = redis::cmd("DEL").arg(&env.position_key).query_async(&mut redis).await.unwrap();
     env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER FLUSH' WHERE LBLRID = '000004'"]).await;
     let run = env.start().await;
     env.wait_caught_up().await;
@@ -264,14 +264,66 @@ async fn initial_load_removes_orphans_and_a_flushed_redis_is_reloaded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_existing_index_that_differs_from_the_config_is_a_clear_error() {
-    let env = TestEnv::new("mismatch", 50).await;
+async fn a_changed_index_definition_builds_a_new_version_while_the_alias_keeps_answering() {
+    let env = TestEnv::new("versions", 1500).await;
     let run = env.start().await;
     env.wait_caught_up().await;
     run.stop().await;
-    let text = env.config_text.replacen(&format!("dimensions = {}", common::TEST_DIMENSIONS), "dimensions = 32", 1);
-    let config = drugsync::config::Config::from_toml(&text, std::path::Path::new("t"), |_| None).unwrap();
-    let result = drugsync::pipeline::Replicator::connect(config, LocalEmbedder::new(32, 1)).await;
-    let message = result.err().expect("connect must fail").to_string();
-    assert!(message.contains("differs from the config") && message.contains("dimensions: config 32, index 64"), "{message}");
+    let old = drugsync::sink::IndexVersion::of(&env.config());
+    assert_eq!(alias_target(&env).await, old.index);
+
+    // Searches through the alias run throughout the rebuild.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let searcher = {
+        let (mut redis, alias, stop) = (env.redis.clone(), env.index.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.is_cancelled() {
+                let reply: Result<Vec<redis::Value>, _> =
+                    redis::cmd("FT.SEARCH").arg(&alias).arg("*").arg("LIMIT").arg(0).arg(0).query_async(&mut redis).await;
+                answers.push(reply.map(|r| redis::from_redis_value::<i64>(r[0].clone()).unwrap()).map_err(|e| e.to_string()));
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            answers
+        })
+    };
+    let new_text = env.config_text.replacen(&format!("dimensions = {}", common::TEST_DIMENSIONS), "dimensions = 32", 1);
+    let new =
+        drugsync::sink::IndexVersion::of(&drugsync::config::Config::from_toml(&new_text, std::path::Path::new("t"), |_| None).unwrap());
+    assert_ne!(new.index, old.index);
+    let run = env.start_with(&new_text).await;
+    let mut redis = env.redis.clone();
+    let target = env.master_position().await;
+    loop {
+        let text: Option<String> =
+            redis::cmd("GET").arg(format!("ds:versions:{}:position", new.index)).query_async(&mut redis).await.unwrap();
+        if text.and_then(|t| t.parse::<drugsync::position::Position>().ok()).is_some_and(|p| p.try_cmp(&target).is_ok_and(|o| o.is_ge())) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Give the searcher a few rounds on the new version too.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.cancel();
+    let answers = searcher.await.unwrap();
+    let expected = env.expected().await.len() as i64;
+    assert!(answers.len() > 10, "the searcher ran");
+    for answer in &answers {
+        assert_eq!(answer.as_ref().ok(), Some(&expected), "every search through the alias answered in full: {answer:?}");
+    }
+    assert_eq!(alias_target(&env).await, new.index, "the alias now points at the new version");
+    let gone: Result<redis::Value, _> = redis::cmd("FT.INFO").arg(&old.index).query_async(&mut redis).await;
+    assert!(gone.is_err(), "the old version is dropped");
+    let old_keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", old.prefix)).query_async(&mut redis).await.unwrap();
+    assert!(old_keys.is_empty(), "with its documents");
+    let new_keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", new.prefix)).query_async(&mut redis).await.unwrap();
+    assert_eq!(new_keys.len() as i64, expected);
+    run.stop().await;
+}
+
+/// The physical index an alias points at.
+async fn alias_target(env: &TestEnv) -> String {
+    let mut redis = env.redis.clone();
+    let info: Vec<redis::Value> = redis::cmd("FT.INFO").arg(&env.index).query_async(&mut redis).await.unwrap();
+    redis::from_redis_value(info[1].clone()).unwrap()
 }

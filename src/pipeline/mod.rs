@@ -28,7 +28,7 @@ use crate::config::OnLostSync;
 use crate::embed::Embedder;
 use crate::mapping::{DocumentLoader, Router};
 use crate::position::Position;
-use crate::sink::RedisSink;
+use crate::sink::{AliasState, RedisSink};
 use crate::source::SourceError;
 
 pub use error::RunError;
@@ -55,6 +55,8 @@ pub struct Replicator<E: Embedder> {
     pub router: Router,
     /// Counters shared with tests and logs.
     pub stats: Arc<Stats>,
+    /// Whether the alias must be switched to this version after its initial load.
+    alias: AliasState,
 }
 
 impl<E: Embedder> Replicator<E> {
@@ -78,7 +80,13 @@ impl<E: Embedder> Replicator<E> {
             crate::source::server::check_binlog_settings(&mut conn).await?;
         }
         let sink = RedisSink::connect(&config).await?;
-        sink.ensure_index(&config).await?;
+        let alias = sink.prepare_index(&config).await?;
+        if !open_checkpoint && alias != AliasState::Current {
+            return Err(RunError::Sink(crate::sink::SinkError::Command {
+                message: format!("index version {} is not live behind alias {} yet", sink.version().index, sink.version().alias),
+                hint: "the index definition changed: run drugsync (the streamer) to build the new version and switch the alias, then reconcile",
+            }));
+        }
         let checkpoint = if open_checkpoint { Some(CheckpointStore::open(&config.checkpoint.path)?) } else { None };
         let loader = DocumentLoader::new(&config, embedder.space().clone());
         let router = Router::new(&config.mapping.tables, config.pipeline.load_chunk);
@@ -92,6 +100,7 @@ impl<E: Embedder> Replicator<E> {
             loader,
             router,
             stats: Arc::default(),
+            alias,
         })
     }
 
@@ -147,6 +156,10 @@ impl<E: Embedder> Replicator<E> {
                 None => return Ok(()), // cancelled during the initial load
             },
         };
+        // A new index version is complete once loaded: only now may searches see it.
+        if let AliasState::Switch { old } = &self.alias {
+            self.sink.switch_alias(old.as_deref()).await?;
+        }
         let mut start = start;
         let result = loop {
             match stream::run(self, start.clone(), cancel.clone()).await {

@@ -31,9 +31,10 @@ impl IndexSpec {
     /// The spec the config asks for.
     pub fn from_config(config: &Config) -> Self {
         let i = &config.index;
+        let version = super::IndexVersion::of(config);
         Self {
-            name: i.name.clone(),
-            prefix: i.prefix.clone(),
+            name: version.index,
+            prefix: version.prefix,
             fields: i
                 .fields
                 .iter()
@@ -54,10 +55,18 @@ impl IndexSpec {
         }
     }
 
-    /// `FT.CREATE` arguments (after the command name), in config field order.
+    /// `FT.CREATE` arguments (after the command name) for the config's index version.
     pub fn create_args(config: &Config) -> Vec<String> {
+        let version = super::IndexVersion::of(config);
+        let mut args = vec![version.index, "ON".into(), "HASH".into(), "PREFIX".into(), "1".into(), version.prefix, "SCHEMA".into()];
+        args.extend(Self::schema_args(config));
+        args
+    }
+
+    /// The `SCHEMA ...` part of `FT.CREATE`, in config field order.
+    pub fn schema_args(config: &Config) -> Vec<String> {
         let i = &config.index;
-        let mut args = vec![i.name.clone(), "ON".into(), "HASH".into(), "PREFIX".into(), "1".into(), i.prefix.clone(), "SCHEMA".into()];
+        let mut args = Vec::new();
         for f in &i.fields {
             args.push(f.name.clone());
             match f.kind {

@@ -3,7 +3,9 @@
 pub mod index;
 pub mod lease;
 pub mod redis;
+pub mod version;
 
 pub use self::index::IndexSpec;
 pub use self::lease::WriterLease;
 pub use self::redis::{RedisSink, SinkError, StoredState};
+pub use self::version::{AliasState, IndexVersion};

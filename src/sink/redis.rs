@@ -89,6 +89,7 @@ pub struct StoredState {
 #[derive(Clone)]
 pub struct RedisSink {
     conn: ConnectionManager,
+    version: super::IndexVersion,
     prefix: String,
     vector_field: String,
     vector_bytes: usize,
@@ -109,12 +110,15 @@ impl RedisSink {
             .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
         let conn = ConnectionManager::new_with_config(client, manager_config).await?;
         let state = &config.redis.state_prefix;
+        let version = super::IndexVersion::of(config);
         Ok(Self {
             conn,
-            prefix: config.index.prefix.clone(),
+            prefix: version.prefix.clone(),
             vector_field: config.index.vector_field.clone(),
             vector_bytes: config.embed.dimensions * 4,
-            position_key: format!("{state}{}:position", config.index.name),
+            // Per version: a new version starts without a position and is loaded in full.
+            position_key: format!("{state}{}:position", version.index),
+            version,
             lease_key: format!("{state}{}:writer", config.index.name),
             repair_key: format!("{state}{}:repair", config.index.name),
             cache_prefix: format!("{state}vec:"),
@@ -132,13 +136,23 @@ impl RedisSink {
         format!("{}{}", self.prefix, key.0)
     }
 
-    /// Creates the index when absent; errs when an existing one differs from config.
-    pub async fn ensure_index(&self, config: &Config) -> Result<(), SinkError> {
+    /// The index version this sink writes.
+    pub fn version(&self) -> &super::IndexVersion {
+        &self.version
+    }
+
+    /// Redis key of the applied position of this index version.
+    pub fn position_key(&self) -> &str {
+        &self.position_key
+    }
+
+    /// Creates this config's index version when absent (an existing one must
+    /// match), and says whether the alias still has to be switched to it.
+    pub async fn prepare_index(&self, config: &Config) -> Result<super::AliasState, SinkError> {
         let mut conn = self.conn.clone();
         let want = IndexSpec::from_config(config);
-        let info: Result<Value, RedisError> = redis::cmd("FT.INFO").arg(&want.name).query_async(&mut conn).await;
-        match info {
-            Ok(info) => {
+        match self.index_info(&want.name).await? {
+            Some(info) => {
                 let have = IndexSpec::from_ft_info(&want.name, &info).ok_or_else(|| SinkError::Command {
                     message: format!("cannot read FT.INFO {}", want.name),
                     hint: "the RediSearch version may be unsupported (2.8+ is)",
@@ -147,15 +161,53 @@ impl RedisSink {
                 if !differences.is_empty() {
                     return Err(SinkError::IndexMismatch { name: want.name, differences: differences.join("; ") });
                 }
-                Ok(())
             }
+            None => {
+                redis::cmd("FT.CREATE").arg(IndexSpec::create_args(config)).query_async::<()>(&mut conn).await?;
+                tracing::info!(index = %want.name, prefix = %want.prefix, dimensions = want.dimensions, "created index version");
+            }
+        }
+        // FT.INFO on an alias describes the index it points at.
+        let current = self
+            .index_info(&self.version.alias)
+            .await?
+            .map(|info| info_text(&info, "index_name").unwrap_or_else(|| self.version.alias.clone()));
+        Ok(match current {
+            Some(name) if name == self.version.index => super::AliasState::Current,
+            old => super::AliasState::Switch { old },
+        })
+    }
+
+    /// Points the alias at this version in one step, then drops `old` with its documents.
+    pub async fn switch_alias(&self, old: Option<&str>) -> Result<(), SinkError> {
+        let mut conn = self.conn.clone();
+        let (alias, index) = (&self.version.alias, &self.version.index);
+        match old {
+            None => redis::cmd("FT.ALIASADD").arg(alias).arg(index).query_async::<()>(&mut conn).await?,
+            // A legacy index carries the alias's name: drop it and add the alias atomically.
+            Some(old) if old == alias => {
+                let mut pipe = redis::pipe();
+                pipe.atomic().cmd("FT.DROPINDEX").arg(old).arg("DD").ignore().cmd("FT.ALIASADD").arg(alias).arg(index).ignore();
+                pipe.query_async::<()>(&mut conn).await?;
+            }
+            Some(old) => {
+                redis::cmd("FT.ALIASUPDATE").arg(alias).arg(index).query_async::<()>(&mut conn).await?;
+                redis::cmd("FT.DROPINDEX").arg(old).arg("DD").query_async::<()>(&mut conn).await?;
+                let old_position = self.position_key.replacen(index.as_str(), old, 1);
+                redis::cmd("DEL").arg(old_position).query_async::<()>(&mut conn).await?;
+            }
+        }
+        tracing::info!(%alias, %index, old = ?old, "alias switched to the new index version");
+        Ok(())
+    }
+
+    /// `FT.INFO name`, or `None` when there is no such index or alias.
+    async fn index_info(&self, name: &str) -> Result<Option<Value>, SinkError> {
+        let mut conn = self.conn.clone();
+        match redis::cmd("FT.INFO").arg(name).query_async::<Value>(&mut conn).await {
+            Ok(info) => Ok(Some(info)),
             Err(e) if is_unknown_command(&e) => Err(SinkError::NoSearchModule { url: self.url.clone() }),
-            Err(e) if is_unknown_index(&e) => {
-                let args = IndexSpec::create_args(config);
-                redis::cmd("FT.CREATE").arg(&args).query_async::<()>(&mut conn).await?;
-                tracing::info!(index = %want.name, prefix = %want.prefix, dimensions = want.dimensions, "created vector index");
-                Ok(())
-            }
+            Err(e) if is_unknown_index(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -314,6 +366,18 @@ impl RedisSink {
         }
         Ok(keys)
     }
+}
+
+/// A top-level text field of an FT.INFO reply.
+fn info_text(info: &Value, field: &str) -> Option<String> {
+    let Value::Array(items) = info else { return None };
+    items.chunks_exact(2).find_map(|kv| match (&kv[0], &kv[1]) {
+        (Value::SimpleString(k) | Value::VerbatimString { text: k, .. }, v) if k == field => {
+            redis::from_redis_value::<String>(v.clone()).ok()
+        }
+        (Value::BulkString(k), v) if k == field.as_bytes() => redis::from_redis_value::<String>(v.clone()).ok(),
+        _ => None,
+    })
 }
 
 fn unexpected_reply(err: impl std::fmt::Display) -> SinkError {

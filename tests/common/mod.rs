@@ -38,13 +38,17 @@ pub fn redis_url() -> String {
 /// One test's private world.
 pub struct TestEnv {
     pub name: String,
+    /// Redis key of the applied position of the current index version.
+    pub position_key: String,
     /// `mysql://user:pass@host:port` of the server this test uses.
     pub mysql_base: String,
     pub schema: String,
     pub dir: tempfile::TempDir,
     pub config_text: String,
     pub redis: ConnectionManager,
+    /// Key prefix of the current index version's documents.
     pub prefix: String,
+    /// The alias searches use.
     pub index: String,
 }
 
@@ -101,14 +105,33 @@ impl TestEnv {
             .replacen("redis://127.0.0.1:36379", &redis_url(), 1);
         let client = redis::Client::open(redis_url()).unwrap();
         let mut redis = ConnectionManager::new(client).await.expect("Redis not reachable: run tests/env/testenv.sh up");
-        let _: Result<(), _> = redis::cmd("FT.DROPINDEX").arg(&index).query_async(&mut redis).await;
-        for pattern in [format!("{prefix}*"), format!("ds:{name}:*")] {
+        // Index versions of earlier runs of this test, the alias, and all their keys.
+        let _: Result<(), _> = redis::cmd("FT.ALIASDEL").arg(&index).query_async(&mut redis).await;
+        let indexes: Vec<String> = redis::cmd("FT._LIST").query_async(&mut redis).await.unwrap();
+        for old in indexes.iter().filter(|i| *i == &index || i.starts_with(&format!("{index}_v"))) {
+            let _: Result<(), _> = redis::cmd("FT.DROPINDEX").arg(old).query_async(&mut redis).await;
+        }
+        let base = prefix.trim_end_matches(':').to_owned();
+        for pattern in [format!("{prefix}*"), format!("{base}_v*"), format!("ds:{name}:*")] {
             let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut redis).await.unwrap();
             if !keys.is_empty() {
                 let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
             }
         }
-        Self { name: name.into(), mysql_base: mysql_base.to_owned(), schema, dir, config_text, redis, prefix, index }
+        let config = Config::from_toml(&config_text, Path::new("test.toml"), |_| None).expect("test config valid");
+        let version = drugsync::sink::IndexVersion::of(&config);
+        let position_key = format!("ds:{name}:{}:position", version.index);
+        Self {
+            name: name.into(),
+            position_key,
+            mysql_base: mysql_base.to_owned(),
+            schema,
+            dir,
+            config_text,
+            redis,
+            prefix: version.prefix,
+            index,
+        }
     }
 
     pub fn config(&self) -> Config {
@@ -161,7 +184,7 @@ impl TestEnv {
     /// Waits until Redis holds a position at or past the source's current end of binlog.
     pub async fn wait_caught_up(&self) {
         let target = self.master_position().await;
-        let key = format!("ds:{}:{}:position", self.name, self.index);
+        let key = self.position_key.clone();
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut redis = self.redis.clone();
         loop {

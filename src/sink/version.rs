@@ -1,0 +1,96 @@
+//! Index versions behind an alias.
+//!
+//! The configured `index.name` is an alias. The physical index is
+//! `<name>_v<hash>` with keys under `<prefix base>_v<hash>:`, where the hash
+//! covers everything that shapes the index or its vectors (fields, vector
+//! definition, embedding provider, model, dimensions, normalisation, template
+//! version). Changing any of them yields a new version, built beside the old
+//! one while the alias keeps answering from the old; the alias then switches
+//! in one step and the old version is dropped with its keys. Versions never
+//! share a key prefix, so no index ever indexes another version's documents.
+
+use sha2::{Digest, Sha256};
+
+use super::index::IndexSpec;
+use crate::config::Config;
+
+/// Names of the index version a config asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexVersion {
+    /// The alias searches use (`index.name`).
+    pub alias: String,
+    /// The physical index (`<alias>_v<hash>`).
+    pub index: String,
+    /// Key prefix of its documents (`<prefix base>_v<hash>:`).
+    pub prefix: String,
+    /// The hash, 8 hex digits.
+    pub hash: String,
+}
+
+impl IndexVersion {
+    /// The version `config` describes.
+    pub fn of(config: &Config) -> Self {
+        let mut h = Sha256::new();
+        // Everything after the name and prefix: the schema itself.
+        for arg in IndexSpec::schema_args(config) {
+            h.update(arg.as_bytes());
+            h.update([0]);
+        }
+        let e = &config.embed;
+        for part in [
+            format!("{:?}", e.provider),
+            e.model_id.clone(),
+            e.dimensions.to_string(),
+            e.normalize.to_string(),
+            e.template_version.to_string(),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        let hash = hex::encode(&h.finalize()[..4]);
+        let alias = config.index.name.clone();
+        let base = config.index.prefix.trim_end_matches(':');
+        Self { index: format!("{alias}_v{hash}"), prefix: format!("{base}_v{hash}:"), alias, hash }
+    }
+}
+
+/// Where the alias stands relative to the wanted version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AliasState {
+    /// The alias already points at the wanted version.
+    Current,
+    /// The alias is missing or points elsewhere (`old`): the wanted version
+    /// must be loaded, then the alias switched and `old` dropped.
+    Switch {
+        /// Index the alias points at now, or a legacy index named like the alias.
+        old: Option<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(text: &str) -> Config {
+        Config::from_toml(text, Path::new("t"), |_| None).unwrap()
+    }
+
+    #[test]
+    fn version_changes_with_the_definition_only() {
+        let reference = include_str!("../../config/drugsync.toml");
+        let base = IndexVersion::of(&config(reference));
+        assert_eq!(base.alias, "drugs_idx");
+        assert!(base.index.starts_with("drugs_idx_v") && base.prefix.starts_with("drug_v") && base.prefix.ends_with(':'));
+        assert_eq!(IndexVersion::of(&config(&reference.replacen("batch_max_delay_ms = 200", "batch_max_delay_ms = 100", 1))), base);
+        let other_dims = IndexVersion::of(&config(&reference.replacen("dimensions = 1024", "dimensions = 512", 1)));
+        assert_ne!(other_dims.index, base.index);
+        assert!(!other_dims.prefix.starts_with(&base.prefix) && !base.prefix.starts_with(&other_dims.prefix));
+        let other_field = IndexVersion::of(&config(&reference.replacen(
+            "{ name = \"route\", type = \"TAG\", separator = \"|\" }",
+            "{ name = \"route\", type = \"TEXT\" }",
+            1,
+        )));
+        assert_ne!(other_field.hash, base.hash);
+    }
+}
