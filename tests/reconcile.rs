@@ -155,3 +155,34 @@ fn cli_rejects_a_malformed_replay_position_with_exit_code_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("malformed binlog position"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_prints_a_json_summary_and_the_checkpoint() {
+    let env = TestEnv::new("reconcilecli", 200).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    run.stop().await;
+    let config = env.config_file();
+    let bin = env!("CARGO_BIN_EXE_drugsync");
+
+    let output = std::process::Command::new(bin).arg("--config").arg(&config).args(["--reconcile", "--dry-run", "--output", "json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stdout is one JSON object");
+    assert_eq!(summary["mode"], "dry-run");
+    assert_eq!(summary["checked"].as_u64().unwrap() as usize, env.expected().await.len());
+    for field in ["missing", "stale_fields", "stale_vectors", "orphans", "embed_calls", "tokens"] {
+        assert_eq!(summary[field], 0, "{field} in {summary}");
+    }
+    assert!(summary["duration_secs"].is_number() && summary["estimated_cost_usd"].is_number());
+
+    let table = std::process::Command::new(bin).arg("--config").arg(&config).arg("--reconcile").output().unwrap();
+    assert_eq!(table.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("checked") && text.contains("stale vectors") && text.contains("repair"), "{text}");
+
+    let show = std::process::Command::new(bin).arg("--config").arg(&config).args(["checkpoint", "show"]).output().unwrap();
+    assert_eq!(show.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&show.stdout);
+    let stored = env.master_position().await;
+    assert!(text.contains("local position:  binlog.") && text.contains(&format!("redis position:  {}", stored.file)), "{text}");
+}
