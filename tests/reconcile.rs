@@ -165,7 +165,12 @@ async fn the_binary_prints_a_json_summary_and_the_checkpoint() {
     let config = env.config_file();
     let bin = env!("CARGO_BIN_EXE_drugsync");
 
-    let output = std::process::Command::new(bin).arg("--config").arg(&config).args(["--reconcile", "--dry-run", "--output", "json"]).output().unwrap();
+    let output = std::process::Command::new(bin)
+        .arg("--config")
+        .arg(&config)
+        .args(["--reconcile", "--dry-run", "--output", "json"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stdout is one JSON object");
     assert_eq!(summary["mode"], "dry-run");
