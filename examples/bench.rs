@@ -51,12 +51,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .replacen("mysql://drugsync:drugsync@127.0.0.1:33306/fdb", &format!("{}/{SCHEMA}", args.mysql), 1)
         .replacen("redis://127.0.0.1:36379", &args.redis, 1);
     let config = || Config::from_toml(&config_text, Path::new("bench"), |_| None).expect("config");
+    let position_key = format!("benchstate:{}:position", drugsync::sink::IndexVersion::of(&config()).index);
 
     // Clean slate in Redis.
     let redis_config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
     let mut redis = redis::Client::open(args.redis.as_str())?.get_multiplexed_async_connection_with_config(&redis_config).await?;
-    let _: Result<(), _> = redis::cmd("FT.DROPINDEX").arg("bench_idx").arg("DD").query_async(&mut redis).await;
-    for pattern in ["bench:*", "benchstate:*"] {
+    let _: Result<(), _> = redis::cmd("FT.ALIASDEL").arg("bench_idx").query_async(&mut redis).await;
+    let indexes: Vec<String> = redis::cmd("FT._LIST").query_async(&mut redis).await?;
+    for old in indexes.iter().filter(|i| i.starts_with("bench_idx")) {
+        let _: Result<(), _> = redis::cmd("FT.DROPINDEX").arg(old).query_async(&mut redis).await;
+    }
+    for pattern in ["bench*", "benchstate:*"] {
         let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut redis).await?;
         for chunk in keys.chunks(10_000) {
             let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut redis).await?;
@@ -82,7 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cancel = CancellationToken::new();
     let t = Instant::now();
     let handle = tokio::spawn(replicator.run(cancel.clone()));
-    wait_for_position(&mut redis, &mut conn).await?;
+    wait_for_position(&mut redis, &mut conn, &position_key).await?;
     let load = t.elapsed().as_secs_f64();
     println!(
         "initial load: {active} documents in {load:.1}s = {:.0} docs/s; {} embedding calls ({:.1} documents per call)",
@@ -99,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     conn.query_drop("COMMIT").await?;
     let commit = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    wait_for_position(&mut redis, &mut conn).await?;
+    wait_for_position(&mut redis, &mut conn, &position_key).await?;
     println!(
         "bulk reload of {} rows in one transaction: MySQL commit {commit:.1}s, drugsync caught up {:.1}s later; compared {} documents, wrote {}, embedding calls {}",
         args.ndcs,
@@ -114,13 +119,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?
         .unwrap();
     let rename = format!("UPDATE rlblrid3 SET MFG = 'BENCH RENAMED' WHERE LBLRID = '{lbl}'");
-    measure_change("labeler rename", &rename, &stats, &mut redis, &mut conn).await?;
+    measure_change("labeler rename", &rename, &stats, &mut redis, &mut conn, &position_key).await?;
     let gcn: u32 = conn
         .query_first("SELECT GCN_SEQNO FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY GCN_SEQNO ORDER BY COUNT(*) DESC LIMIT 1")
         .await?
         .unwrap();
     let strength = format!("UPDATE rgcnseq4 SET STR60 = '12345 MG' WHERE GCN_SEQNO = {gcn}");
-    measure_change("strength change", &strength, &stats, &mut redis, &mut conn).await?;
+    measure_change("strength change", &strength, &stats, &mut redis, &mut conn, &position_key).await?;
 
     cancel.cancel();
     handle.await??;
@@ -135,11 +140,12 @@ async fn measure_change(
     stats: &Stats,
     redis: &mut redis::aio::MultiplexedConnection,
     conn: &mut mysql_async::Conn,
+    position_key: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let (calls, writes) = (stats.embed.calls(), written(stats));
     let t = Instant::now();
     conn.query_drop(statement).await?;
-    wait_for_position(redis, conn).await?;
+    wait_for_position(redis, conn, position_key).await?;
     println!(
         "{what}: {} documents rewritten, visible {:.0} ms after commit, embedding calls {}",
         written(stats) - writes,
@@ -156,10 +162,11 @@ fn written(stats: &Stats) -> u64 {
 async fn wait_for_position(
     redis: &mut redis::aio::MultiplexedConnection,
     conn: &mut mysql_async::Conn,
+    position_key: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let target = drugsync::source::server::current_position(conn).await?;
     loop {
-        let text: Option<String> = redis::cmd("GET").arg("benchstate:bench_idx:position").query_async(redis).await?;
+        let text: Option<String> = redis::cmd("GET").arg(position_key).query_async(redis).await?;
         if let Some(p) = text.and_then(|t| t.parse::<Position>().ok())
             && p.try_cmp(&target)? != std::cmp::Ordering::Less
         {
