@@ -42,10 +42,11 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, requires = "reconcile")]
     pub output: OutputFormat,
 
-    /// Replay from a binlog position (FILE:OFFSET, as printed by `checkpoint show`
-    /// or SHOW BINLOG EVENTS; it must be a transaction boundary). Checks that the
-    /// server still has it, resets the checkpoint, then replicates from there.
-    #[arg(long, value_name = "FILE:OFFSET")]
+    /// Replay from a binlog position: FILE:OFFSET (as printed by `checkpoint show`
+    /// or SHOW BINLOG EVENTS; a transaction boundary), or @GTID_STATE (MariaDB
+    /// `@0-1-42`, MySQL `@uuid:1-100`). Checks that the server still has it,
+    /// resets the checkpoint, then replicates from there.
+    #[arg(long, value_name = "FILE:OFFSET | @GTID")]
     pub replay_from: Option<String>,
 
     /// What to do (default: run).

@@ -28,7 +28,9 @@ pub struct Position {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PositionError {
     /// The text is not `file:offset[@gtid]`.
-    #[error("malformed binlog position {text:?}: expected FILE:OFFSET (e.g. mysql-bin.000042:1234), optionally followed by @GTID")]
+    #[error(
+        "malformed binlog position {text:?}: expected FILE:OFFSET (e.g. mysql-bin.000042:1234), optionally followed by @GTID, or @GTID alone"
+    )]
     Malformed {
         /// The offending input.
         text: String,
@@ -59,6 +61,17 @@ impl Position {
         }
     }
 
+    /// A position known only by its GTID state (`--replay-from @0-1-42`): the
+    /// stream is requested by GTID and learns the file from the server.
+    pub fn gtid_only(gtid: impl Into<String>) -> Self {
+        Self { file: String::new(), offset: 4, gtid: Some(gtid.into()) }
+    }
+
+    /// True for a position known only by its GTID state.
+    pub fn is_gtid_only(&self) -> bool {
+        self.file.is_empty()
+    }
+
     /// Orders two positions of the same lineage; errs across lineages.
     pub fn try_cmp(&self, other: &Position) -> Result<Ordering, PositionError> {
         let (stem_a, seq_a) = self.stem_and_sequence();
@@ -72,7 +85,9 @@ impl Position {
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file, self.offset)?;
+        if !self.is_gtid_only() {
+            write!(f, "{}:{}", self.file, self.offset)?;
+        }
         if let Some(gtid) = &self.gtid {
             write!(f, "@{gtid}")?;
         }
@@ -85,6 +100,9 @@ impl FromStr for Position {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let malformed = || PositionError::Malformed { text: text.to_owned() };
+        if let Some(gtid) = text.trim().strip_prefix('@') {
+            return if gtid.trim().is_empty() { Err(malformed()) } else { Ok(Position::gtid_only(gtid.trim())) };
+        }
         let (location, gtid) = match text.split_once('@') {
             Some((loc, gtid)) if !gtid.trim().is_empty() => (loc, Some(gtid.trim().to_owned())),
             Some(_) => return Err(malformed()),
@@ -119,8 +137,17 @@ mod tests {
     }
 
     #[test]
+    fn gtid_only_positions_round_trip() {
+        let p: Position = "@0-1-42,1-1-7".parse().unwrap();
+        assert!(p.is_gtid_only());
+        assert_eq!(p.gtid.as_deref(), Some("0-1-42,1-1-7"));
+        assert_eq!(p.to_string(), "@0-1-42,1-1-7");
+        assert_eq!(p.to_string().parse::<Position>().unwrap(), p);
+    }
+
+    #[test]
     fn rejects_malformed_text() {
-        for bad in ["", "binlog.000001", "binlog.000001:", ":12", "binlog.000001:x", "bin log:12", "binlog.1:2", "b:5@"] {
+        for bad in ["", "@", "@ ", "binlog.000001", "binlog.000001:", ":12", "binlog.000001:x", "bin log:12", "binlog.1:2", "b:5@"] {
             assert!(bad.parse::<Position>().is_err(), "{bad:?} should not parse");
         }
     }

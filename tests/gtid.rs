@@ -61,3 +61,36 @@ async fn a_binlog_file_that_no_longer_exists_falls_back_to_the_gtid_state() {
     let now = stored_position(&env).await;
     assert!(now.file.starts_with("binlog."), "continued on the server's real binlog: {now}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_a_gtid_state_reapplies_changes() {
+    let env = TestEnv::new("gtidreplay", 200).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    run.stop().await;
+    let before = stored_position(&env).await;
+    let run = env.start().await;
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'REPLAYED BY GTID' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+    run.stop().await;
+
+    // Lose those documents, then replay from the GTID state before the change.
+    let ndcs = env.active_ndcs_where("n.LBLRID = '000001'").await;
+    let keys: Vec<String> = ndcs.iter().map(|n| format!("{}{n}", env.prefix)).collect();
+    let mut redis = env.redis.clone();
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
+    let replay: Position = format!("@{}", before.gtid.unwrap()).parse().unwrap();
+    let replicator = drugsync::pipeline::Replicator::connect(env.config(), drugsync::embed::LocalEmbedder::new(common::TEST_DIMENSIONS, 1))
+        .await
+        .unwrap();
+    assert!(replicator.prepare_replay(&"@not-a-gtid".parse().unwrap()).await.is_err());
+    replicator.prepare_replay(&replay).await.unwrap();
+    drop(replicator);
+
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    assert_eq!(env.field(&ndcs[0], "manufacturer").await.as_deref(), Some("REPLAYED BY GTID"));
+    run.stop().await;
+    assert!(!stored_position(&env).await.is_gtid_only(), "positions learn the file again from the stream");
+}

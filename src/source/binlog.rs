@@ -123,7 +123,7 @@ impl BinlogTailer {
     pub async fn run(self, start: Position, out: mpsc::Sender<Transaction>, cancel: CancellationToken) -> Result<(), SourceError> {
         let mut resume = start;
         let mut backoff = Duration::from_millis(500);
-        let mut by_gtid = self.resume_by == ResumeBy::Gtid && resume.gtid.is_some();
+        let mut by_gtid = (self.resume_by == ResumeBy::Gtid && resume.gtid.is_some()) || resume.is_gtid_only();
         loop {
             let mut session = Session::new(&self, resume.clone(), by_gtid)?;
             let result = tokio::select! {
@@ -198,7 +198,7 @@ impl<'a> Session<'a> {
             // Without this MariaDB hides its GTID events and sends fake ones.
             setup.push("SET @mariadb_slave_capability = 4".into());
         }
-        if self.gtid_state.is_none() && self.flavor == Flavor::Mariadb {
+        if self.gtid_state.is_none() && self.flavor == Flavor::Mariadb && !self.resume.is_gtid_only() {
             // Learn the GTID state at the start position so every stored position carries one.
             let state = server::gtid_state_at(&mut conn, &self.resume).await?;
             self.gtid_state = state.and_then(|s| GtidState::parse(&s).ok());

@@ -88,6 +88,13 @@ async fn query_first(conn: &mut Conn, query: &str) -> Result<Option<String>, Sou
 /// Checks that the server still has `position` (its file is listed by
 /// `SHOW BINARY LOGS` and the offset is inside it); the error lists what it has.
 pub async fn check_position_exists(conn: &mut Conn, position: &Position) -> Result<(), SourceError> {
+    if position.is_gtid_only() {
+        // The server checks GTID availability when the stream starts (error 1236 if purged).
+        let gtid = position.gtid.as_deref().unwrap_or_default();
+        return super::gtid::GtidState::parse(gtid)
+            .map(drop)
+            .map_err(|e| SourceError::PositionUnavailable { position: position.to_string(), message: format!("not a GTID state: {e}") });
+    }
     let query = "SHOW BINARY LOGS";
     let logs: Vec<Row> = conn.query(query).await.map_err(|e| SourceError::from_driver(e, query))?;
     let files: Vec<(String, u64)> = logs.into_iter().filter_map(|row| Some((row.get::<String, _>(0)?, row.get::<u64, _>(1)?))).collect();
