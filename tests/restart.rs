@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use common::TestEnv;
 use drugsync::pipeline::Stats;
-use rand::{Rng, SeedableRng};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_stop_then_changes_then_restart_catches_up_without_reloading() {
@@ -47,69 +46,6 @@ fn spawn_binary(env: &TestEnv, log_name: &str) -> Child {
         .stderr(log)
         .spawn()
         .expect("spawn drugsync")
-}
-
-/// One random small transaction over the tracked tables.
-fn random_change(rng: &mut impl Rng, i: usize) -> Vec<String> {
-    match rng.random_range(0..6) {
-        0 => vec![format!("UPDATE rlblrid3 SET MFG = 'MAKER {i}' WHERE LBLRID = '{:06}'", rng.random_range(1..=10))],
-        1 => vec![format!("UPDATE rgcnseq4 SET STR60 = '{} MG' WHERE GCN_SEQNO = {}", rng.random_range(1..50), rng.random_range(1..=40))],
-        2 => vec![format!(
-            "UPDATE rndc14 SET OBSDTEC = IF(OBSDTEC = '0000-00-00', '2031-01-01', '0000-00-00') WHERE NDC = (SELECT NDC FROM (SELECT NDC FROM rndc14 ORDER BY NDC LIMIT {}, 1) x)",
-            rng.random_range(0..600)
-        )],
-        3 => vec![format!(
-            "UPDATE rndc14 SET LN60 = CONCAT('RENAMED ', {i}) WHERE NDC = (SELECT NDC FROM (SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC LIMIT {}, 1) x)",
-            rng.random_range(0..100)
-        )],
-        4 => vec![format!("UPDATE retctbl0 SET ETC_NAME = 'Class {i}' WHERE ETC_ID = {}", 1000 + rng.random_range(0..10))],
-        _ => vec![
-            "START TRANSACTION".into(),
-            format!("UPDATE rhiclsq1 SET GNN60 = 'GENERIC {i}' WHERE HICL_SEQNO = {}", rng.random_range(1..=10)),
-            format!("UPDATE rgcnseq4 SET HICL_SEQNO = {} WHERE GCN_SEQNO = {}", rng.random_range(1..=10), rng.random_range(1..=40)),
-            "COMMIT".into(),
-        ],
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_stream_then_restart_converges() {
-    let env = TestEnv::new("sigkill", 600).await;
-    let mut child = spawn_binary(&env, "run-0.log");
-    env.wait_caught_up().await;
-
-    // A writer keeps committing small random transactions while drugsync is killed and restarted.
-    let mut writer_conn = env.mysql().await;
-    let writer = tokio::spawn(async move {
-        use mysql_async::prelude::Queryable;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        for i in 0..400 {
-            for statement in random_change(&mut rng, i) {
-                writer_conn.query_drop(&statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
-            }
-            tokio::time::sleep(Duration::from_millis(rng.random_range(0..12))).await;
-        }
-        writer_conn.disconnect().await.unwrap();
-    });
-
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    let mut kills = 0;
-    while !writer.is_finished() && kills < 8 {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(150..450))).await;
-        // SIGKILL: no chance to finish the batch or flush anything.
-        child.kill().unwrap();
-        child.wait().unwrap();
-        kills += 1;
-        child = spawn_binary(&env, &format!("run-{kills}.log"));
-    }
-    writer.await.unwrap();
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(kills >= 3, "only {kills} kills happened while the writer ran");
-    let restarted = std::fs::read_to_string(env.dir.path().join(format!("run-{kills}.log"))).unwrap();
-    assert!(restarted.contains("resuming from checkpoint"), "the last run resumed rather than reloading:\n{restarted}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
