@@ -33,6 +33,16 @@ pub enum RunError {
         /// Current holder.
         holder: String,
     },
+    /// Redis no longer holds the position of the last acknowledged batch: it
+    /// lost writes (restart without persistence, failover to a lagging replica,
+    /// restore). The replicator decides again where to start; not an exit.
+    #[error("Redis lost acknowledged writes: expected position {expected} or later, found {found:?}")]
+    RedisRewound {
+        /// Position of the last batch Redis acknowledged.
+        expected: crate::position::Position,
+        /// What Redis holds now.
+        found: Option<crate::position::Position>,
+    },
     /// The operation was cancelled (shutdown requested) before it finished.
     #[error("cancelled before completion; nothing was left half-applied")]
     Cancelled,
@@ -49,7 +59,7 @@ impl Classify for RunError {
             RunError::Sink(e) => e.class(),
             RunError::Embed(e) => e.class(),
             RunError::Checkpoint(e) => e.class(),
-            RunError::Task(_) | RunError::LeaseLost { .. } | RunError::Cancelled => ErrorClass::Definite,
+            RunError::Task(_) | RunError::LeaseLost { .. } | RunError::Cancelled | RunError::RedisRewound { .. } => ErrorClass::Definite,
         }
     }
 }

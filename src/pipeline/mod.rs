@@ -55,8 +55,6 @@ pub struct Replicator<E: Embedder> {
     pub router: Router,
     /// Counters shared with tests and logs.
     pub stats: Arc<Stats>,
-    /// Whether the alias must be switched to this version after its initial load.
-    alias: AliasState,
 }
 
 impl<E: Embedder> Replicator<E> {
@@ -80,8 +78,8 @@ impl<E: Embedder> Replicator<E> {
             crate::source::server::check_binlog_settings(&mut conn).await?;
         }
         let sink = RedisSink::connect(&config).await?;
-        let alias = sink.prepare_index(&config).await?;
-        if !open_checkpoint && alias != AliasState::Current {
+        // The writer prepares the index when it starts; a reconcile needs the live version.
+        if !open_checkpoint && sink.prepare_index(&config).await? != AliasState::Current {
             return Err(RunError::Sink(crate::sink::SinkError::Command {
                 message: format!("index version {} is not live behind alias {} yet", sink.version().index, sink.version().alias),
                 hint: "the index definition changed: run drugsync (the streamer) to build the new version and switch the alias, then reconcile",
@@ -100,7 +98,6 @@ impl<E: Embedder> Replicator<E> {
             loader,
             router,
             stats: Arc::default(),
-            alias,
         })
     }
 
@@ -149,18 +146,7 @@ impl<E: Embedder> Replicator<E> {
 
     /// Initial load if needed, then streaming; runs while holding the lease.
     async fn replicate(&self, cancel: CancellationToken) -> Result<(), RunError> {
-        let start = match start::resume_position(self).await? {
-            Some(position) => position,
-            None => match bootstrap::initial_load(self, &cancel).await? {
-                Some(position) => position,
-                None => return Ok(()), // cancelled during the initial load
-            },
-        };
-        // A new index version is complete once loaded: only now may searches see it.
-        if let AliasState::Switch { old } = &self.alias {
-            self.sink.switch_alias(old.as_deref()).await?;
-        }
-        let mut start = start;
+        let Some(mut start) = self.starting_position(&cancel).await? else { return Ok(()) };
         let result = loop {
             match stream::run(self, start.clone(), cancel.clone()).await {
                 Err(RunError::Source(SourceError::PositionUnavailable { position, message }))
@@ -169,11 +155,51 @@ impl<E: Embedder> Replicator<E> {
                     tracing::warn!(%position, server = %message, "binlog position lost: reconciling, then continuing from the server's current position");
                     start = self.recover_lost_position(&cancel).await?;
                 }
+                Err(RunError::RedisRewound { expected, found }) => {
+                    tracing::warn!(%expected, found = ?found.map(|p| p.to_string()), "Redis lost acknowledged writes (restart without persistence, failover, restore): deciding again where to start");
+                    match self.starting_position(&cancel).await? {
+                        Some(position) => start = position,
+                        None => break Ok(()),
+                    }
+                }
                 other => break other,
             }
         };
         self.pool.clone().disconnect().await.ok();
         result
+    }
+
+    /// Where to stream from: the checkpoint cross-checked with Redis, or an
+    /// initial load (`None` if cancelled during it). Makes sure the index
+    /// version exists first (Redis may have lost it) and, once this version
+    /// is loaded, points the alias at it: only then may searches see it.
+    async fn starting_position(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
+        let mut backoff = retry::Backoff::default();
+        loop {
+            match self.try_starting_position(cancel).await {
+                Err(e) => {
+                    if !backoff.wait(e, cancel, "deciding where to start").await? {
+                        return Ok(None);
+                    }
+                }
+                decided => return decided,
+            }
+        }
+    }
+
+    async fn try_starting_position(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
+        let alias = self.sink.prepare_index(&self.config).await?;
+        let start = match start::resume_position(self).await? {
+            Some(position) => position,
+            None => match bootstrap::initial_load(self, cancel).await? {
+                Some(position) => position,
+                None => return Ok(None),
+            },
+        };
+        if let AliasState::Switch { old } = alias {
+            self.sink.switch_alias(old.as_deref()).await?;
+        }
+        Ok(Some(start))
     }
 
     /// After the binlog lost our position: note the server's current position

