@@ -126,3 +126,62 @@ async fn an_interrupted_initial_load_resumes_where_it_stopped() {
     );
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_whose_lease_was_taken_cannot_write() {
+    let env = TestEnv::new("fenced", 150).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    // Another instance took the lease (as after this one stalled past the TTL).
+    let mut redis = env.redis.clone();
+    let lease_key = format!("ds:fenced:{}:writer", env.index);
+    let _: () = redis::cmd("SET").arg(&lease_key).arg("intruder").query_async(&mut redis).await.unwrap();
+    let ndc = env.active_ndcs_where("n.LBLRID = '000001'").await[0].clone();
+    let before = env.field(&ndc, "manufacturer").await;
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'MUST NOT BE WRITTEN' WHERE LBLRID = '000001'"]).await;
+    let result = tokio::time::timeout(Duration::from_secs(30), run.handle).await.expect("the fenced writer stops").unwrap();
+    let message = result.expect_err("a fenced write is an error").to_string();
+    assert!(message.contains("write refused") || message.contains("lost the writer lease"), "{message}");
+    assert_eq!(env.field(&ndc, "manufacturer").await, before, "the fenced write did not happen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_from_a_paused_writer_which_then_stops() {
+    let mut env = TestEnv::new("sigstop", 150).await;
+    env.config_text = env.config_text.replacen("lease_ttl_secs = 15", "lease_ttl_secs = 3", 1);
+    let mut first = spawn_binary(&env, "first.log");
+    env.wait_caught_up().await;
+    let standby_text = env.config_text.replacen("checkpoint.redb", "checkpoint-standby.redb", 1);
+    let standby_config = env.dir.path().join("standby.toml");
+    std::fs::write(&standby_config, &standby_text).unwrap();
+    let standby_log = std::fs::File::create(env.dir.path().join("standby.log")).unwrap();
+    let mut standby = Command::new(env!("CARGO_BIN_EXE_drugsync"))
+        .arg("--config")
+        .arg(&standby_config)
+        .args(["--log-format", "json", "run"])
+        .stderr(standby_log)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Pause the writer; a change must still arrive, through the standby.
+    assert!(Command::new("kill").arg("-STOP").arg(first.id().to_string()).status().unwrap().success());
+    let paused_at = std::time::Instant::now();
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'WRITTEN BY STANDBY' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+    let takeover = paused_at.elapsed();
+    assert!(takeover < Duration::from_secs(15), "standby took over in {takeover:?}");
+    env.assert_matches_mysql().await;
+
+    // The old writer wakes up: it must not write, and it stops.
+    assert!(Command::new("kill").arg("-CONT").arg(first.id().to_string()).status().unwrap().success());
+    let exit = tokio::task::spawn_blocking(move || first.wait().unwrap()).await.unwrap();
+    assert_eq!(exit.code(), Some(1), "the old writer stops with an error");
+    let log = std::fs::read_to_string(env.dir.path().join("first.log")).unwrap();
+    assert!(log.contains("lost the writer lease") || log.contains("write refused"), "{log}");
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'STILL THE STANDBY' WHERE LBLRID = '000002'"]).await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    standby.kill().unwrap();
+    standby.wait().unwrap();
+}

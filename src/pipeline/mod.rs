@@ -116,6 +116,7 @@ impl<E: Embedder> Replicator<E> {
         if !writer::acquire(&lease, &cancel).await? {
             return Ok(());
         }
+        self.sink.fence_with(Some(lease.holder().to_owned()));
         let inner = cancel.child_token();
         let lost = Arc::new(AtomicBool::new(false));
         let renewer = tokio::spawn(writer::keep_renewed(lease.clone(), inner.clone(), lost.clone()));

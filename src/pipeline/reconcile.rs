@@ -100,6 +100,7 @@ pub async fn reconcile<E: Embedder>(r: &Replicator<E>, dry_run: bool, cancel: &C
     let mode = if dry_run {
         Mode::DryRun
     } else if lease.try_acquire().await? {
+        r.sink.fence_with(Some(lease.holder().to_owned()));
         Mode::Repair
     } else {
         tracing::info!("a streamer holds the writer lease: handing differing keys to it");

@@ -15,8 +15,9 @@ use redis::aio::ConnectionManager;
 
 use super::redis::SinkError;
 
-/// Renew if we hold it; answers 1 when renewed.
-const RENEW: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+/// Renew if we hold it, or take it back if nobody does (expired while we
+/// stalled, or Redis lost it); answers 1 when held afterwards.
+const RENEW: &str = r"local v = redis.call('GET', KEYS[1]) if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) elseif v == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 else return 0 end";
 /// Delete if we hold it.
 const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 /// Take it when free or already ours; answers 1 when held afterwards.

@@ -32,6 +32,14 @@ pub enum SinkError {
         /// What to check.
         hint: &'static str,
     },
+    /// Another instance holds the writer lease: this write was refused inside Redis.
+    #[error(
+        "write refused: the writer lease is no longer held by {holder} (another drugsync took over). This instance stops; the other one continues"
+    )]
+    Fenced {
+        /// The holder id this instance wrote under.
+        holder: String,
+    },
     /// The existing index does not match the configuration.
     #[error(
         "index `{name}` exists but differs from the config: {differences}. Either restore the config, or drop the index (FT.DROPINDEX {name}) / choose a new index.name and restart to rebuild"
@@ -98,7 +106,31 @@ pub struct RedisSink {
     repair_key: String,
     cache_prefix: String,
     url: String,
+    /// Writer lease TTL, for taking back a lease nobody holds.
+    lease_ttl_ms: u64,
+    /// Lease holder id checked inside every write transaction (None: unfenced).
+    fence: std::sync::Arc<std::sync::RwLock<Option<String>>>,
 }
+
+/// A write transaction that first checks the writer lease (the fencing token):
+/// ARGV[1] is the holder, ARGV[2] the lease TTL in ms, then per command its
+/// argument count and arguments. A lease nobody holds (expired, or lost with
+/// Redis data) is taken back: no other writer can have written meanwhile.
+/// Scripts run atomically, like MULTI/EXEC.
+static FENCED_WRITE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"local holder = redis.call('GET', KEYS[1])
+        if holder == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        elseif holder ~= ARGV[1] then return redis.error_reply('FENCED') end
+        local i = 3
+        while i <= #ARGV do
+            local n = tonumber(ARGV[i])
+            redis.call(unpack(ARGV, i + 1, i + n))
+            i = i + n + 1
+        end
+        return 1",
+    )
+});
 
 impl RedisSink {
     /// Connects (the connection manager reconnects in the background afterwards).
@@ -123,6 +155,8 @@ impl RedisSink {
             repair_key: format!("{state}{}:repair", config.index.name),
             cache_prefix: format!("{state}vec:"),
             url: redact_url(url),
+            fence: std::sync::Arc::default(),
+            lease_ttl_ms: config.redis.lease_ttl_secs * 1000,
         })
     }
 
@@ -253,55 +287,90 @@ impl RedisSink {
         Ok(blobs.into_iter().map(|b| b.filter(|b| b.len() == self.vector_bytes).and_then(|b| vector_from_bytes(&b))).collect())
     }
 
-    /// Applies `changes` and, when given, stores `position`, in one MULTI/EXEC.
+    /// Writes from now on are fenced by the writer lease held under `holder`:
+    /// each write transaction first checks, inside Redis and atomically with
+    /// the write, that the lease still names this holder. `None` turns fencing off.
+    pub fn fence_with(&self, holder: Option<String>) {
+        *self.fence.write().expect("fence lock") = holder;
+    }
+
+    /// Applies `changes` and, when given, stores `position`, atomically.
     /// New vectors are also stored in the cache under their text hash.
+    /// With a fence (see [`Self::fence_with`]) the write is refused with
+    /// [`SinkError::Fenced`] when another instance holds the lease.
     pub async fn apply(&self, changes: &[DocumentChange], position: Option<&Position>) -> Result<(), SinkError> {
         if changes.is_empty() && position.is_none() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
+        let commands = self.write_commands(changes, position);
+        let fence = self.fence.read().expect("fence lock").clone();
+        let mut conn = self.conn.clone();
+        match fence {
+            None => {
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for command in &commands {
+                    pipe.cmd(&String::from_utf8_lossy(&command[0])).arg(&command[1..]).ignore();
+                }
+                pipe.query_async::<()>(&mut conn).await?;
+            }
+            Some(holder) => {
+                let mut invocation = FENCED_WRITE.key(&self.lease_key);
+                invocation.arg(&holder).arg(self.lease_ttl_ms);
+                for command in &commands {
+                    invocation.arg(command.len()).arg(command);
+                }
+                let result: Result<i64, RedisError> = invocation.invoke_async(&mut conn).await;
+                match result {
+                    Ok(_) => {}
+                    Err(e) if e.to_string().contains("FENCED") => return Err(SinkError::Fenced { holder }),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The commands of one write transaction, each as its arguments.
+    fn write_commands(&self, changes: &[DocumentChange], position: Option<&Position>) -> Vec<Vec<Vec<u8>>> {
         let position_text = position.map(Position::to_string).unwrap_or_default();
+        let mut commands: Vec<Vec<Vec<u8>>> = Vec::with_capacity(changes.len() * 3 + 1);
+        let bytes = |s: &str| s.as_bytes().to_vec();
         for change in changes {
             match change {
                 DocumentChange::Upsert { doc, vector } => {
                     let key = self.key_of(&doc.key);
-                    let mut set: Vec<(&str, Vec<u8>)> = Vec::with_capacity(doc.fields.len() + 4);
-                    let mut empty: Vec<&str> = Vec::new();
+                    let mut hset = vec![bytes("HSET"), bytes(&key)];
+                    let mut hdel = vec![bytes("HDEL"), bytes(&key)];
                     for (name, value) in &doc.fields {
                         if value.is_empty() {
-                            empty.push(name);
+                            // Removing rather than storing "" keeps NUMERIC fields indexable.
+                            hdel.push(bytes(name));
                         } else {
-                            set.push((name, value.as_bytes().to_vec()));
+                            hset.extend([bytes(name), bytes(value)]);
                         }
                     }
-                    set.push(("text_hash", doc.text_hash.0.as_bytes().to_vec()));
-                    set.push(("doc_hash", doc.doc_hash.as_bytes().to_vec()));
+                    hset.extend([bytes("text_hash"), bytes(&doc.text_hash.0), bytes("doc_hash"), bytes(&doc.doc_hash)]);
                     if position.is_some() {
-                        set.push(("source_position", position_text.as_bytes().to_vec()));
+                        hset.extend([bytes("source_position"), bytes(&position_text)]);
                     }
                     if let Some(vector) = vector {
-                        let bytes = vector_to_bytes(vector);
-                        pipe.cmd("SET").arg(format!("{}{}", self.cache_prefix, doc.text_hash.0)).arg(&bytes).ignore();
-                        set.push((&self.vector_field, bytes));
+                        let blob = vector_to_bytes(vector);
+                        commands.push(vec![bytes("SET"), bytes(&format!("{}{}", self.cache_prefix, doc.text_hash.0)), blob.clone()]);
+                        hset.extend([bytes(&self.vector_field), blob]);
                     }
-                    pipe.cmd("HSET").arg(&key).arg(set).ignore();
-                    if !empty.is_empty() {
-                        // Removing rather than storing "" keeps NUMERIC fields indexable.
-                        pipe.cmd("HDEL").arg(&key).arg(&empty).ignore();
+                    commands.push(hset);
+                    if hdel.len() > 2 {
+                        commands.push(hdel);
                     }
                 }
-                DocumentChange::Delete(key) => {
-                    pipe.cmd("DEL").arg(self.key_of(key)).ignore();
-                }
+                DocumentChange::Delete(key) => commands.push(vec![bytes("DEL"), bytes(&self.key_of(key))]),
             }
         }
         if position.is_some() {
-            pipe.cmd("SET").arg(&self.position_key).arg(&position_text).ignore();
+            commands.push(vec![bytes("SET"), bytes(&self.position_key), bytes(&position_text)]);
         }
-        let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await?;
-        Ok(())
+        commands
     }
 
     /// The position stored with the last applied batch, if any.
