@@ -340,14 +340,25 @@ pub struct PrivateMariadb {
 impl PrivateMariadb {
     pub async fn start() -> Self {
         let datadir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new("mariadb-install-db")
-            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
-            .arg(format!("--datadir={}", datadir.path().join("data").display()))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("mariadb-install-db (run tests/env/testenv.sh install)");
-        assert!(status.success());
+        // Bootstraps running side by side occasionally fail; a retry in a clean directory succeeds.
+        let mut last_output = None;
+        for _ in 0..3 {
+            let data = datadir.path().join("data");
+            let _ = std::fs::remove_dir_all(&data);
+            let output = std::process::Command::new("mariadb-install-db")
+                .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
+                .arg(format!("--datadir={}", data.display()))
+                .output()
+                .expect("mariadb-install-db (run tests/env/testenv.sh install)");
+            if output.status.success() {
+                last_output = None;
+                break;
+            }
+            last_output = Some(output);
+        }
+        if let Some(output) = last_output {
+            panic!("mariadb-install-db failed: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut server = Self { port, datadir, child: None };
         server.spawn();
@@ -389,10 +400,7 @@ impl PrivateMariadb {
 
     /// Stops the server (SIGKILL) and starts it again on the same port and data.
     pub async fn restart(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
+        kill_child(&mut self.child);
         self.spawn();
         self.wait_ready().await;
     }
@@ -400,10 +408,7 @@ impl PrivateMariadb {
 
 impl Drop for PrivateMariadb {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
+        kill_child(&mut self.child);
     }
 }
 
@@ -461,10 +466,7 @@ impl PrivateRedis {
 
     /// SIGKILL, then start again on the same port and directory.
     pub async fn restart(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
+        kill_child(&mut self.child);
         self.spawn();
         self.wait_ready().await;
     }
@@ -472,9 +474,14 @@ impl PrivateRedis {
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
+        kill_child(&mut self.child);
+    }
+}
+
+/// SIGKILLs and reaps a private server process, if running.
+fn kill_child(child: &mut Option<std::process::Child>) {
+    if let Some(mut child) = child.take() {
+        child.kill().ok();
+        child.wait().ok();
     }
 }
