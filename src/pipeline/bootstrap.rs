@@ -47,7 +47,7 @@ pub async fn initial_load<E: Embedder>(r: &Replicator<E>, cancel: &CancellationT
 async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
     let started = Instant::now();
     let source = |e| SourceError::from_driver(e, "initial load");
-    let mut conn = r.pool.get_conn().await.map_err(source)?;
+    let mut conn = crate::source::connect::pooled(&r.pool).await?;
     let before = server::current_position(&mut conn).await?;
     let mut opts = TxOpts::default();
     opts.with_consistent_snapshot(true).with_readonly(true);

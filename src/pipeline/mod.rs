@@ -74,7 +74,7 @@ impl<E: Embedder> Replicator<E> {
             .map_err(|e| RunError::Config(crate::config::ConfigError::Invalid { field: "mysql.url".into(), reason: e.to_string() }))?;
         let pool = Pool::new(opts.clone());
         {
-            let mut conn = pool.get_conn().await.map_err(|e| crate::source::SourceError::from_driver(e, "connect"))?;
+            let mut conn = crate::source::connect::pooled(&pool).await?;
             crate::source::server::check_binlog_settings(&mut conn).await?;
         }
         let sink = RedisSink::connect(&config).await?;
@@ -137,7 +137,7 @@ impl<E: Embedder> Replicator<E> {
     /// server still has it, then sets both the local checkpoint and the
     /// position in Redis (the start-up cross-check would otherwise prefer the older one).
     pub async fn prepare_replay(&self, position: &Position) -> Result<(), RunError> {
-        let mut conn = self.pool.get_conn().await.map_err(|e| crate::source::SourceError::from_driver(e, "connect"))?;
+        let mut conn = crate::source::connect::pooled(&self.pool).await?;
         crate::source::server::check_position_exists(&mut conn, position).await?;
         self.sink.apply(&[], Some(position)).await?;
         self.checkpoint()?.reset(position)?;
@@ -208,7 +208,7 @@ impl<E: Embedder> Replicator<E> {
     /// during the reconcile are after the noted position, so they are streamed
     /// (again, harmlessly) rather than missed.
     async fn recover_lost_position(&self, cancel: &CancellationToken) -> Result<Position, RunError> {
-        let mut conn = self.pool.get_conn().await.map_err(|e| SourceError::from_driver(e, "connect"))?;
+        let mut conn = crate::source::connect::pooled(&self.pool).await?;
         let current = crate::source::server::current_position(&mut conn).await?;
         drop(conn);
         reconcile::repair_as_writer(self, cancel).await?;

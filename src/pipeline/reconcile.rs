@@ -152,7 +152,7 @@ async fn pass<E: Embedder>(r: &Replicator<E>, mode: Mode, cancel: &CancellationT
     };
     let calls_before = r.stats.embed.calls();
     let tokens_before = Stats::get(&r.stats.embed.tokens);
-    let mut conn = r.pool.get_conn().await.map_err(|e| SourceError::from_driver(e, "connect"))?;
+    let mut conn = crate::source::connect::pooled(&r.pool).await?;
     let total: u64 = {
         use mysql_async::prelude::Queryable;
         let query =

@@ -128,7 +128,7 @@ async fn apply_repairs<E: Embedder>(r: &Replicator<E>) -> Result<(), RunError> {
     if keys.is_empty() {
         return Ok(());
     }
-    let mut conn = r.pool.get_conn().await.map_err(|e| SourceError::from_driver(e, "connect"))?;
+    let mut conn = crate::source::connect::pooled(&r.pool).await?;
     let mut unique = keys.clone();
     unique.sort();
     unique.dedup();
@@ -159,7 +159,7 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &[Transaction], 
         // Nothing tracked changed: record progress so a restart need not re-read these events.
         r.sink.apply(&[], position_with_documents).await?;
     } else {
-        let mut conn = r.pool.get_conn().await.map_err(|e| SourceError::from_driver(e, "connect"))?;
+        let mut conn = crate::source::connect::pooled(&r.pool).await?;
         let keys = r.router.resolve(&mut conn, &affected).await?;
         tracing::debug!(transactions = batch.len(), documents = keys.len(), position = %commit, "applying batch");
         sync_keys(r, &mut conn, keys.into_iter().collect(), position_with_documents).await?;

@@ -238,7 +238,10 @@ impl<'a> Session<'a> {
 
     /// Reads until an error; `Ok` only when the receiver is gone.
     async fn stream(&mut self, out: &mpsc::Sender<Transaction>) -> Result<(), SourceError> {
-        let mut stream = self.connect().await?;
+        let mut stream = match tokio::time::timeout(super::connect::CONNECT_TIMEOUT, self.connect()).await {
+            Ok(stream) => stream?,
+            Err(_) => return Err(SourceError::Connection("binlog connection not established in time".into())),
+        };
         let silence = self.tailer.heartbeat * 3;
         loop {
             let event = match tokio::time::timeout(silence, stream.next()).await {

@@ -1,6 +1,7 @@
 //! Reading the source database: the binlog tail, consistent snapshots, value conversion.
 
 pub mod binlog;
+pub mod connect;
 pub mod error;
 pub mod events;
 pub mod gtid;
