@@ -76,6 +76,7 @@ impl<E: Embedder> Replicator<E> {
         {
             let mut conn = crate::source::connect::pooled(&pool).await?;
             crate::source::server::check_binlog_settings(&mut conn).await?;
+            crate::source::server::check_mapping(&mut conn, &config).await?;
         }
         let sink = RedisSink::connect(&config).await?;
         // The writer prepares the index when it starts; a reconcile needs the live version.

@@ -110,3 +110,39 @@ pub async fn check_position_exists(conn: &mut Conn, position: &Position) -> Resu
         }
     }
 }
+
+/// Checks that the mapping's tables and columns exist and that `select_sql`
+/// runs and yields every index field; the error names the config field.
+pub async fn check_mapping(conn: &mut Conn, config: &crate::config::Config) -> Result<(), SourceError> {
+    let schema = &config.mysql.schema;
+    for (n, rule) in config.mapping.tables.iter().enumerate() {
+        let query = "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?";
+        let found: Option<u64> = conn
+            .exec_first(query, (schema.as_str(), rule.table.as_str(), rule.column.as_str()))
+            .await
+            .map_err(|e| SourceError::from_driver(e, query))?;
+        if found.unwrap_or(0) == 0 {
+            return Err(SourceError::Misconfigured(format!(
+                "config field mapping.tables[{n}]: `{schema}`.`{}` has no column `{}` (or the user cannot see it: GRANT SELECT ON {schema}.*)",
+                rule.table, rule.column
+            )));
+        }
+    }
+    let m = &config.mapping;
+    let query = format!("SELECT * FROM ({} WHERE ({}) LIMIT 0) AS documents", m.select_sql.trim(), m.filter_sql);
+    let result = conn
+        .query_iter(&query)
+        .await
+        .map_err(|e| SourceError::Misconfigured(format!("config field mapping.select_sql / mapping.filter_sql does not run: {e}")))?;
+    let columns: Vec<String> = result.columns_ref().iter().map(|c| c.name_str().to_ascii_lowercase()).collect();
+    result.drop_result().await.map_err(|e| SourceError::from_driver(e, &query))?;
+    for field in &config.index.fields {
+        if !columns.contains(&field.name.to_ascii_lowercase()) {
+            return Err(SourceError::Misconfigured(format!(
+                "config field mapping.select_sql returns no column aliased `{}` (listed in index.fields)",
+                field.name
+            )));
+        }
+    }
+    Ok(())
+}
