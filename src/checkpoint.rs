@@ -80,17 +80,9 @@ impl CheckpointStore {
 
     /// The stored position, or `None` before the first initial load completed.
     pub fn load(&self) -> Result<Option<Position>, CheckpointError> {
-        let tx = self.db.begin_read().map_err(|e| self.store_err(e))?;
-        let table = match tx.open_table(STATE) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(self.store_err(e)),
-        };
-        let Some(value) = table.get(POSITION_KEY).map_err(|e| self.store_err(e))? else {
-            return Ok(None);
-        };
-        let position = value.value().parse().map_err(|source| CheckpointError::Corrupt { path: self.path.clone(), source })?;
-        Ok(Some(position))
+        self.get(POSITION_KEY)?
+            .map(|text| text.parse().map_err(|source| CheckpointError::Corrupt { path: self.path.clone(), source }))
+            .transpose()
     }
 
     /// Stores `position` durably. Errs if it is behind the stored one; an
@@ -126,22 +118,12 @@ impl CheckpointStore {
     /// This store's stable instance id (created on first use): the writer
     /// lease is held under it, so a restart after a crash reclaims its own lease.
     pub fn instance_id(&self) -> Result<String, CheckpointError> {
-        {
-            let tx = self.db.begin_read().map_err(|e| self.store_err(e))?;
-            if let Ok(table) = tx.open_table(STATE)
-                && let Some(id) = table.get(INSTANCE_KEY).map_err(|e| self.store_err(e))?
-            {
-                return Ok(id.value().to_owned());
-            }
+        if let Some(id) = self.get(INSTANCE_KEY)? {
+            return Ok(id);
         }
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "drugsync".into());
         let id = format!("{host}:{:016x}", rand::random::<u64>());
-        let tx = self.db.begin_write().map_err(|e| self.store_err(e))?;
-        {
-            let mut table = tx.open_table(STATE).map_err(|e| self.store_err(e))?;
-            table.insert(INSTANCE_KEY, id.as_str()).map_err(|e| self.store_err(e))?;
-        }
-        tx.commit().map_err(|e| self.store_err(e))?;
+        self.put(INSTANCE_KEY, Some(&id))?;
         Ok(id)
     }
 
@@ -189,21 +171,11 @@ impl CheckpointStore {
 
     /// Forgets the position, so the next start performs an initial load.
     pub fn clear(&self) -> Result<(), CheckpointError> {
-        let tx = self.db.begin_write().map_err(|e| self.store_err(e))?;
-        {
-            let mut table = tx.open_table(STATE).map_err(|e| self.store_err(e))?;
-            table.remove(POSITION_KEY).map_err(|e| self.store_err(e))?;
-        }
-        tx.commit().map_err(|e| self.store_err(e))
+        self.put(POSITION_KEY, None)
     }
 
     fn write(&self, position: &Position) -> Result<(), CheckpointError> {
-        let tx = self.db.begin_write().map_err(|e| self.store_err(e))?;
-        {
-            let mut table = tx.open_table(STATE).map_err(|e| self.store_err(e))?;
-            table.insert(POSITION_KEY, position.to_string().as_str()).map_err(|e| self.store_err(e))?;
-        }
-        tx.commit().map_err(|e| self.store_err(e))
+        self.put(POSITION_KEY, Some(&position.to_string()))
     }
 }
 

@@ -14,14 +14,6 @@ use crate::error::{Classify, ErrorClass};
 /// Default config file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/drugsync.toml";
 
-/// Environment variables that override the file (URLs and secrets stay out of it).
-pub const ENV_OVERRIDES: &[(&str, &str)] = &[
-    ("DRUGSYNC_MYSQL_URL", "mysql.url"),
-    ("DRUGSYNC_REDIS_URL", "redis.url"),
-    ("DRUGSYNC_BEDROCK_ENDPOINT_URL", "embed.endpoint_url"),
-    ("DRUGSYNC_CHECKPOINT_PATH", "checkpoint.path"),
-];
-
 /// A config problem, naming the field and what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

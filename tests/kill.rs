@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::TestEnv;
@@ -17,18 +16,6 @@ use rand::{Rng, SeedableRng};
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn spawn_binary(env: &TestEnv, log_name: &str) -> Child {
-    let log = std::fs::File::create(env.dir.path().join(log_name)).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_drugsync"))
-        .arg("--config")
-        .arg(env.config_file())
-        .args(["--log-format", "json", "run"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn drugsync")
 }
 
 /// One random transaction touching one or more of the 8 tracked tables.
@@ -77,7 +64,7 @@ async fn random_transactions_with_sigkills_converge_to_mysql() {
     let transactions = env_number("DRUGSYNC_KILL_TRANSACTIONS", 600);
     let wanted_kills = env_number("DRUGSYNC_KILL_KILLS", 5);
     let env = TestEnv::new("kill", 600).await;
-    let mut child = spawn_binary(&env, "run-0.log");
+    let mut child = env.spawn_binary("run-0.log");
     env.wait_caught_up().await;
 
     let mut writer_conn = env.mysql().await;
@@ -101,7 +88,7 @@ async fn random_transactions_with_sigkills_converge_to_mysql() {
         child.kill().unwrap();
         child.wait().unwrap();
         kills += 1;
-        child = spawn_binary(&env, &format!("run-{kills}.log"));
+        child = env.spawn_binary(&format!("run-{kills}.log"));
     }
     writer.await.unwrap();
     env.wait_caught_up().await;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::TestEnv;
@@ -34,24 +34,10 @@ async fn clean_stop_then_changes_then_restart_catches_up_without_reloading() {
     run.stop().await;
 }
 
-fn spawn_binary(env: &TestEnv, log_name: &str) -> Child {
-    let log = std::fs::File::create(env.dir.path().join(log_name)).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_drugsync"))
-        .arg("--config")
-        .arg(env.config_file())
-        .arg("--log-format")
-        .arg("json")
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn drugsync")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_binary_cleanly_with_exit_code_zero() {
     let env = TestEnv::new("sigterm", 100).await;
-    let mut child = spawn_binary(&env, "run.log");
+    let mut child = env.spawn_binary("run.log");
     env.wait_caught_up().await;
     let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(status.success());
@@ -149,19 +135,10 @@ async fn a_writer_whose_lease_was_taken_cannot_write() {
 async fn a_standby_takes_over_from_a_paused_writer_which_then_stops() {
     let mut env = TestEnv::new("sigstop", 150).await;
     env.config_text = env.config_text.replacen("lease_ttl_secs = 15", "lease_ttl_secs = 3", 1);
-    let mut first = spawn_binary(&env, "first.log");
+    let mut first = env.spawn_binary("first.log");
     env.wait_caught_up().await;
     let standby_text = env.config_text.replacen("checkpoint.redb", "checkpoint-standby.redb", 1);
-    let standby_config = env.dir.path().join("standby.toml");
-    std::fs::write(&standby_config, &standby_text).unwrap();
-    let standby_log = std::fs::File::create(env.dir.path().join("standby.log")).unwrap();
-    let mut standby = Command::new(env!("CARGO_BIN_EXE_drugsync"))
-        .arg("--config")
-        .arg(&standby_config)
-        .args(["--log-format", "json", "run"])
-        .stderr(standby_log)
-        .spawn()
-        .unwrap();
+    let mut standby = env.spawn_binary_with(&standby_text, "standby.log");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Pause the writer; a change must still arrive, through the standby.

@@ -65,6 +65,12 @@ impl DocumentLoader {
         Ok(docs)
     }
 
+    /// How many documents the source has (rows of `select_sql` meeting `filter_sql`).
+    pub async fn count<Q: Queryable>(&self, conn: &mut Q) -> Result<u64, SourceError> {
+        let query = format!("SELECT COUNT(*) FROM ({} WHERE {}) AS documents", self.select_sql, self.filter_sql);
+        Ok(conn.query_first(&query).await.map_err(|e| SourceError::from_driver(e, &query))?.unwrap_or(0))
+    }
+
     /// One page of all documents in key order, after `after` (exclusive).
     /// Used by the initial load inside a consistent-snapshot transaction.
     pub async fn page<Q: Queryable>(&self, conn: &mut Q, after: Option<&DocumentKey>, limit: usize) -> Result<Vec<Document>, SourceError> {

@@ -69,11 +69,7 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
             (snapshot, None)
         }
     };
-    let total: u64 = {
-        let query =
-            format!("SELECT COUNT(*) FROM ({} WHERE {}) AS documents", r.config.mapping.select_sql.trim(), r.config.mapping.filter_sql);
-        tx.query_first(&query).await.map_err(|e| SourceError::from_driver(e, &query))?.unwrap_or(0)
-    };
+    let total = r.loader.count(&mut tx).await?;
 
     let mut loaded: u64 = 0;
     let page_size = r.config.pipeline.write_chunk;

@@ -26,7 +26,6 @@ use super::{Replicator, RunError, Stats, writer};
 use crate::document::{Document, DocumentKey, TextHash};
 use crate::embed::Embedder;
 use crate::sink::StoredState;
-use crate::source::SourceError;
 
 /// Documents compared per round trip.
 const PAGE: usize = 1000;
@@ -153,13 +152,7 @@ async fn pass<E: Embedder>(r: &Replicator<E>, mode: Mode, cancel: &CancellationT
     let calls_before = r.stats.embed.calls();
     let tokens_before = Stats::get(&r.stats.embed.tokens);
     let mut conn = crate::source::connect::pooled(&r.pool).await?;
-    let total: u64 = {
-        use mysql_async::prelude::Queryable;
-        let query =
-            format!("SELECT COUNT(*) FROM ({} WHERE {}) AS documents", r.config.mapping.select_sql.trim(), r.config.mapping.filter_sql);
-        conn.query_first(&query).await.map_err(|e| SourceError::from_driver(e, &query))?.unwrap_or(0)
-    };
-    let progress = Progress::new(total);
+    let progress = Progress::new(r.loader.count(&mut conn).await?);
     let mut seen: HashSet<DocumentKey> = HashSet::new();
     // Dry run: distinct texts that would need a vector.
     let mut wanted_texts: BTreeMap<TextHash, usize> = BTreeMap::new();
@@ -176,13 +169,14 @@ async fn pass<E: Embedder>(r: &Replicator<E>, mode: Mode, cancel: &CancellationT
         let mut differing: Vec<Document> = Vec::new();
         for (doc, state) in page.into_iter().zip(states) {
             seen.insert(doc.key.clone());
-            match classify(&doc, state.as_ref()) {
+            let drift = classify(&doc, state.as_ref());
+            match drift {
                 Drift::None => continue,
                 Drift::Missing => report.missing += 1,
                 Drift::Fields => report.stale_fields += 1,
                 Drift::Vector => report.stale_vectors += 1,
             }
-            if classify(&doc, state.as_ref()) != Drift::Fields {
+            if drift != Drift::Fields {
                 wanted_texts.entry(doc.text_hash.clone()).or_insert(doc.text.chars().count());
             }
             differing.push(doc);

@@ -4,8 +4,6 @@
 
 /// MariaDB's GTID event (type 162); mysql_common delivers it as raw bytes.
 pub const MARIADB_GTID_EVENT: u8 = 162;
-/// MySQL 8's newer heartbeat event, not decoded by mysql_common; a heartbeat all the same.
-pub const MYSQL_HEARTBEAT_V2: u8 = 0x29;
 /// MariaDB flag: the GTID event starts a standalone statement (DDL), not BEGIN ... COMMIT.
 pub const MARIADB_FL_STANDALONE: u8 = 1;
 
@@ -31,11 +29,6 @@ impl MariadbGtid {
             domain: u32::from_le_bytes(body[8..12].try_into().ok()?),
             flags: body[12],
         })
-    }
-
-    /// `domain-server-seq`, MariaDB's GTID text form.
-    pub fn to_text(&self, server_id: u32) -> String {
-        format!("{}-{}-{}", self.domain, server_id, self.seq)
     }
 }
 
@@ -168,7 +161,6 @@ mod tests {
         body.push(MARIADB_FL_STANDALONE);
         let gtid = MariadbGtid::parse(&body).unwrap();
         assert_eq!(gtid, MariadbGtid { seq: 15, domain: 0, flags: 1 });
-        assert_eq!(gtid.to_text(1), "0-1-15");
         assert!(MariadbGtid::parse(&body[..10]).is_none());
     }
 

@@ -20,16 +20,6 @@ pub enum GtidState {
 }
 
 impl GtidState {
-    /// An empty MariaDB state.
-    pub fn empty_mariadb() -> Self {
-        GtidState::Mariadb(BTreeMap::new())
-    }
-
-    /// An empty MySQL set.
-    pub fn empty_mysql() -> Self {
-        GtidState::Mysql(BTreeMap::new())
-    }
-
     /// Parses either form; whitespace (MySQL prints newlines) is ignored.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();

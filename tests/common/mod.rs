@@ -150,6 +150,26 @@ impl TestEnv {
         path
     }
 
+    /// Runs the real binary on this test's config, logging JSON to `log_name` in the test dir.
+    pub fn spawn_binary(&self, log_name: &str) -> std::process::Child {
+        self.spawn_binary_with(&self.config_text, log_name)
+    }
+
+    /// Runs the real binary on another config text (e.g. a second instance).
+    pub fn spawn_binary_with(&self, config_text: &str, log_name: &str) -> std::process::Child {
+        let config = self.dir.path().join(format!("{log_name}.toml"));
+        std::fs::write(&config, config_text).unwrap();
+        let log = std::fs::File::create(self.dir.path().join(log_name)).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_drugsync"))
+            .arg("--config")
+            .arg(config)
+            .args(["--log-format", "json", "run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn drugsync")
+    }
+
     pub async fn mysql(&self) -> Conn {
         Conn::new(Opts::from_url(&format!("{}/{}", self.mysql_base, self.schema)).unwrap()).await.unwrap()
     }
