@@ -123,6 +123,16 @@ pub struct MysqlConfig {
     /// the GTID state when the file no longer exists) or `gtid` (always by GTID).
     #[serde(default)]
     pub resume_by: ResumeBy,
+    /// The longest drugsync outage that must still resume from the binlog:
+    /// start-up fails when the source keeps binlogs for less (Aurora's
+    /// 'binlog retention hours', or the server's expiry). 0 turns the check off.
+    #[serde(default = "default_downtime_budget_hours")]
+    pub downtime_budget_hours: u32,
+}
+
+/// A day: an outage overnight or over a long weekend day resumes without a reconcile.
+fn default_downtime_budget_hours() -> u32 {
+    24
 }
 
 /// See [`MysqlConfig::resume_by`].

@@ -327,22 +327,3 @@ async fn alias_target(env: &TestEnv) -> String {
     let info: Vec<redis::Value> = redis::cmd("FT.INFO").arg(&env.index).query_async(&mut redis).await.unwrap();
     redis::from_redis_value(info[1].clone()).unwrap()
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn preflight_names_a_mapping_column_or_alias_that_does_not_exist() {
-    let env = TestEnv::new("preflight", 20).await;
-    let connect = |text: String| async move {
-        let config = drugsync::config::Config::from_toml(&text, std::path::Path::new("t"), |_| None).unwrap();
-        drugsync::pipeline::Replicator::connect(config, LocalEmbedder::new(common::TEST_DIMENSIONS, 1)).await.err().map(|e| e.to_string())
-    };
-    let bad_column = env.config_text.replacen("column = \"LBLRID\"", "column = \"NO_SUCH_COLUMN\"", 1);
-    let message = connect(bad_column).await.expect("a missing column is refused");
-    assert!(message.contains("mapping.tables[7]") && message.contains("NO_SUCH_COLUMN"), "{message}");
-    let bad_alias = env.config_text.replacen("l.MFG AS manufacturer", "l.MFG AS maker", 1);
-    let message = connect(bad_alias).await.expect("a missing alias is refused");
-    assert!(message.contains("mapping.select_sql") && message.contains("`manufacturer`"), "{message}");
-    let bad_sql = env.config_text.replacen("FROM rndc14 n", "FROM no_such_table n", 1);
-    let message = connect(bad_sql).await.expect("SQL that does not run is refused");
-    assert!(message.contains("mapping.select_sql") && message.contains("no_such_table"), "{message}");
-    assert!(connect(env.config_text.clone()).await.is_none(), "the reference mapping passes");
-}

@@ -75,8 +75,7 @@ impl<E: Embedder> Replicator<E> {
         let pool = Pool::new(opts.clone());
         {
             let mut conn = crate::source::connect::pooled(&pool).await?;
-            crate::source::server::check_binlog_settings(&mut conn).await?;
-            crate::source::server::check_mapping(&mut conn, &config).await?;
+            crate::source::preflight::check_source(&mut conn, &config).await?;
         }
         let sink = RedisSink::connect(&config).await?;
         // The writer prepares the index when it starts; a reconcile needs the live version.

@@ -43,7 +43,8 @@ pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: Cancel
         r.router.tables().map(str::to_owned),
         Duration::from_secs(r.config.mysql.heartbeat_secs),
         r.config.mysql.resume_by,
-    );
+    )
+    .reporting_as(crate::source::preflight::replica_hostname(&r.config));
     let tail_cancel = cancel.child_token();
     let tail = tokio::spawn(tailer.run(start.clone(), tx, tail_cancel.clone()));
     tracing::info!(position = %start, "streaming");

@@ -93,6 +93,7 @@ pub struct BinlogTailer {
     tracked: HashSet<String>,
     heartbeat: Duration,
     resume_by: ResumeBy,
+    hostname: String,
 }
 
 /// Longest wait between reconnect attempts.
@@ -115,7 +116,15 @@ impl BinlogTailer {
             schema: schema.to_owned(),
             tracked: tracked.into_iter().map(|t| t.to_ascii_lowercase()).collect(),
             heartbeat,
+            hostname: String::new(),
         }
+    }
+
+    /// The host name to report when registering as a replica (shown by
+    /// `SHOW REPLICAS`; preflight uses it to tell its own sessions from other replicas).
+    pub fn reporting_as(mut self, hostname: String) -> Self {
+        self.hostname = hostname;
+        self
     }
 
     /// Streams transactions from `start` into `out` until cancelled, the
@@ -191,7 +200,7 @@ impl<'a> Session<'a> {
     async fn connect(&mut self) -> Result<BinlogStream, SourceError> {
         let mut conn = Conn::new(self.tailer.opts.clone()).await.map_err(|e| SourceError::from_driver(e, "connect"))?;
         self.flavor = server::flavor(&mut conn).await?;
-        server::check_binlog_settings(&mut conn).await?;
+        super::preflight::check_binlog_settings(&mut conn).await?;
         let heartbeat_ns = self.tailer.heartbeat.as_nanos() as u64;
         let mut setup = vec![format!("SET @master_heartbeat_period = {heartbeat_ns}")];
         if self.flavor == Flavor::Mariadb {
@@ -211,7 +220,7 @@ impl<'a> Session<'a> {
         for statement in &setup {
             conn.query_drop(statement).await.map_err(|e| SourceError::from_driver(e, statement))?;
         }
-        let mut request = BinlogStreamRequest::new(self.tailer.server_id);
+        let mut request = BinlogStreamRequest::new(self.tailer.server_id).with_hostname(self.tailer.hostname.as_bytes());
         if !by_gtid {
             request = request.with_filename(self.resume.file.as_bytes()).with_pos(self.resume.offset);
         } else if self.flavor == Flavor::Mysql {

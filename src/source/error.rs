@@ -35,6 +35,15 @@ pub enum SourceError {
         /// Server message.
         message: String,
     },
+    /// The server refused the user: wrong credentials, a missing privilege, or
+    /// a user that requires TLS connecting without it.
+    #[error(
+        "MySQL refused access: {message}. Check the user and password (mysql.url, DRUGSYNC_MYSQL_URL or mysql.secret_arn), set mysql.tls.mode if the user was created with REQUIRE SSL, and compare the user's grants with the README (REPLICATION SLAVE, REPLICATION CLIENT ON *.*; SELECT ON the schema)"
+    )]
+    AccessDenied {
+        /// Server message (names the user, never the password).
+        message: String,
+    },
     /// The server's configuration makes correct replication impossible.
     #[error("source misconfigured: {0}")]
     Misconfigured(String),
@@ -74,6 +83,7 @@ impl Classify for SourceError {
             SourceError::Connection(_) | SourceError::Silent { .. } | SourceError::Checksum { .. } => ErrorClass::Transient,
             SourceError::PositionUnavailable { .. }
             | SourceError::Misconfigured(_)
+            | SourceError::AccessDenied { .. }
             | SourceError::TrackedDdl { .. }
             | SourceError::Query { .. }
             | SourceError::Decode { .. } => ErrorClass::Definite,
@@ -88,7 +98,11 @@ impl SourceError {
             mysql_async::Error::Server(server) => {
                 // Server-side conditions that go away by themselves.
                 const TRANSIENT: &[u16] = &[1040, 1053, 1205, 1213, 1927, 2006, 2013, 1317];
-                if TRANSIENT.contains(&server.code) {
+                // Access denied: to the server, the database, a table or column; a missing privilege.
+                const DENIED: &[u16] = &[1044, 1045, 1142, 1143, 1227, 1698];
+                if DENIED.contains(&server.code) {
+                    SourceError::AccessDenied { message: format!("{} ({})", server.message, server.code) }
+                } else if TRANSIENT.contains(&server.code) {
                     SourceError::Connection(format!("{} ({})", server.message, server.code))
                 } else {
                     SourceError::Query { message: format!("{} ({})", server.message, server.code), query: truncate(query, 300) }

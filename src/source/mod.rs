@@ -5,6 +5,7 @@ pub mod connect;
 pub mod error;
 pub mod events;
 pub mod gtid;
+pub mod preflight;
 pub mod server;
 pub mod value;
 

@@ -1,5 +1,4 @@
-//! Facts about the source server: flavour, current binlog position, and the
-//! binlog settings drugsync cannot work without.
+//! Facts about the source server: flavour, binlog positions and GTID state.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
@@ -62,29 +61,6 @@ pub async fn gtid_state_at<Q: Queryable>(conn: &mut Q, position: &Position) -> R
     }
 }
 
-/// Checks the binlog settings row-level CDC needs; each failure says how to fix it.
-pub async fn check_binlog_settings(conn: &mut Conn) -> Result<(), SourceError> {
-    let fix = "set it in the server config (Aurora: the DB cluster parameter group) and restart the writer";
-    let log_bin: Option<String> = query_first(conn, "SELECT @@GLOBAL.log_bin").await?;
-    if !matches!(log_bin.as_deref(), Some("1" | "ON")) {
-        return Err(SourceError::Misconfigured(format!("log_bin is off; {fix}")));
-    }
-    for (variable, wanted) in [("binlog_format", "ROW"), ("binlog_row_image", "FULL"), ("binlog_row_metadata", "FULL")] {
-        let value: Option<String> = query_first(conn, &format!("SELECT @@GLOBAL.{variable}")).await.unwrap_or(None);
-        let value = value.unwrap_or_else(|| "(not supported)".into());
-        if !value.eq_ignore_ascii_case(wanted) {
-            return Err(SourceError::Misconfigured(format!(
-                "{variable} is {value}, drugsync needs {wanted} (column names and before images come from the binlog); {fix}"
-            )));
-        }
-    }
-    Ok(())
-}
-
-async fn query_first(conn: &mut Conn, query: &str) -> Result<Option<String>, SourceError> {
-    conn.query_first::<Option<String>, _>(query).await.map(Option::flatten).map_err(|e| SourceError::from_driver(e, query))
-}
-
 /// Checks that the server still has `position` (its file is listed by
 /// `SHOW BINARY LOGS` and the offset is inside it); the error lists what it has.
 pub async fn check_position_exists(conn: &mut Conn, position: &Position) -> Result<(), SourceError> {
@@ -111,38 +87,7 @@ pub async fn check_position_exists(conn: &mut Conn, position: &Position) -> Resu
     }
 }
 
-/// Checks that the mapping's tables and columns exist and that `select_sql`
-/// runs and yields every index field; the error names the config field.
-pub async fn check_mapping(conn: &mut Conn, config: &crate::config::Config) -> Result<(), SourceError> {
-    let schema = &config.mysql.schema;
-    for (n, rule) in config.mapping.tables.iter().enumerate() {
-        let query = "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?";
-        let found: Option<u64> = conn
-            .exec_first(query, (schema.as_str(), rule.table.as_str(), rule.column.as_str()))
-            .await
-            .map_err(|e| SourceError::from_driver(e, query))?;
-        if found.unwrap_or(0) == 0 {
-            return Err(SourceError::Misconfigured(format!(
-                "config field mapping.tables[{n}]: `{schema}`.`{}` has no column `{}` (or the user cannot see it: GRANT SELECT ON {schema}.*)",
-                rule.table, rule.column
-            )));
-        }
-    }
-    let m = &config.mapping;
-    let query = format!("SELECT * FROM ({} WHERE ({}) LIMIT 0) AS documents", m.select_sql.trim(), m.filter_sql);
-    let result = conn
-        .query_iter(&query)
-        .await
-        .map_err(|e| SourceError::Misconfigured(format!("config field mapping.select_sql / mapping.filter_sql does not run: {e}")))?;
-    let columns: Vec<String> = result.columns_ref().iter().map(|c| c.name_str().to_ascii_lowercase()).collect();
-    result.drop_result().await.map_err(|e| SourceError::from_driver(e, &query))?;
-    for field in &config.index.fields {
-        if !columns.contains(&field.name.to_ascii_lowercase()) {
-            return Err(SourceError::Misconfigured(format!(
-                "config field mapping.select_sql returns no column aliased `{}` (listed in index.fields)",
-                field.name
-            )));
-        }
-    }
-    Ok(())
+/// The first column of the first row as text (`None` for no row or NULL).
+pub(super) async fn query_first(conn: &mut Conn, query: &str) -> Result<Option<String>, SourceError> {
+    conn.query_first::<Option<String>, _>(query).await.map(Option::flatten).map_err(|e| SourceError::from_driver(e, query))
 }

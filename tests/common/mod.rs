@@ -198,6 +198,14 @@ impl TestEnv {
         Running { cancel, stats, handle }
     }
 
+    /// What `Replicator::connect` says about `config_text`: `None` when it
+    /// connects (preflight passed), else the error message an operator sees.
+    pub async fn connect_error(&self, config_text: &str) -> Option<String> {
+        let config = Config::from_toml(config_text, Path::new("test.toml"), |_| None).expect("test config valid");
+        let embedder = LocalEmbedder::new(config.embed.dimensions, config.embed.template_version);
+        Replicator::connect(config, embedder).await.err().map(|e| e.to_string())
+    }
+
     /// The source's current end of binlog.
     pub async fn master_position(&self) -> Position {
         let mut conn = self.mysql().await;
