@@ -96,6 +96,6 @@ async fn random_transactions_with_sigkills_converge_to_mysql() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(kills >= wanted_kills);
-    let last = std::fs::read_to_string(env.dir.path().join(format!("run-{kills}.log"))).unwrap();
+    let last = std::fs::read_to_string(env.log_path(&format!("run-{kills}.log"))).unwrap();
     assert!(last.contains("resuming from checkpoint"), "the last run resumed rather than reloading:\n{last}");
 }

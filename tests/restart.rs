@@ -43,7 +43,7 @@ async fn sigterm_stops_the_binary_cleanly_with_exit_code_zero() {
     assert!(status.success());
     let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert_eq!(exit.code(), Some(0), "clean stop exits 0");
-    let log = std::fs::read_to_string(env.dir.path().join("run.log")).unwrap();
+    let log = std::fs::read_to_string(env.log_path("run.log")).unwrap();
     assert!(log.contains("drugsync stopped cleanly"), "{log}");
 }
 
@@ -154,7 +154,7 @@ async fn a_standby_takes_over_from_a_paused_writer_which_then_stops() {
     assert!(Command::new("kill").arg("-CONT").arg(first.id().to_string()).status().unwrap().success());
     let exit = tokio::task::spawn_blocking(move || first.wait().unwrap()).await.unwrap();
     assert_eq!(exit.code(), Some(1), "the old writer stops with an error");
-    let log = std::fs::read_to_string(env.dir.path().join("first.log")).unwrap();
+    let log = std::fs::read_to_string(env.log_path("first.log")).unwrap();
     assert!(log.contains("lost the writer lease") || log.contains("write refused"), "{log}");
     env.exec(&["UPDATE rlblrid3 SET MFG = 'STILL THE STANDBY' WHERE LBLRID = '000002'"]).await;
     env.wait_caught_up().await;

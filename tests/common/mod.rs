@@ -3,6 +3,8 @@
 //! in parallel against the one MariaDB and Redis that `tests/env/testenv.sh up` starts.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,6 +95,7 @@ impl TestEnv {
         conn.disconnect().await.unwrap();
 
         let dir = tempfile::tempdir().unwrap();
+        let _ = std::fs::remove_dir_all(test_log_dir(name));
         let prefix = format!("t:{name}:");
         let index = format!("idx_{name}");
         let server_id = 10_000 + (fxhash(name) % 1_000_000) as u32;
@@ -157,17 +160,26 @@ impl TestEnv {
 
     /// Runs the real binary on another config text (e.g. a second instance).
     pub fn spawn_binary_with(&self, config_text: &str, log_name: &str) -> std::process::Child {
+        self.binary_command(config_text, log_name).arg("run").spawn().expect("spawn drugsync")
+    }
+
+    /// The real binary on `config_text` with JSON logs to `log_name`, ready
+    /// for a subcommand, extra options or environment.
+    pub fn binary_command(&self, config_text: &str, log_name: &str) -> std::process::Command {
         let config = self.dir.path().join(format!("{log_name}.toml"));
         std::fs::write(&config, config_text).unwrap();
-        let log = std::fs::File::create(self.dir.path().join(log_name)).unwrap();
-        std::process::Command::new(env!("CARGO_BIN_EXE_drugsync"))
-            .arg("--config")
-            .arg(config)
-            .args(["--log-format", "json", "run"])
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn drugsync")
+        let log = std::fs::File::create(self.log_path(log_name)).unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_drugsync"));
+        command.arg("--config").arg(config).args(["--log-format", "json"]).stdout(std::process::Stdio::null()).stderr(log);
+        command
+    }
+
+    /// Where the binary run `log_name` writes its log: kept after the test
+    /// under `target/tmp/test-logs/<test>/`, where CI scans every log for secrets.
+    pub fn log_path(&self, log_name: &str) -> PathBuf {
+        let dir = test_log_dir(&self.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(log_name)
     }
 
     pub async fn mysql(&self) -> Conn {
@@ -345,15 +357,35 @@ pub struct Expected {
     pub vector: Vec<f32>,
 }
 
+/// The kept log directory of test `name` (see [`TestEnv::log_path`]).
+pub fn test_log_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-logs").join(name)
+}
+
 fn fxhash(text: &str) -> u64 {
     text.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
 }
 
+/// Warnings to the test's captured output; everything from `info` up also as
+/// JSON to `target/tmp/test-logs/in-process/<test binary>-<pid>.log`, which CI
+/// scans for secrets like the logs of spawned binaries.
 fn tracing_subscriber_init() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DRUGSYNC_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init()
+    use tracing_subscriber::prelude::*;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-logs").join("in-process");
+    std::fs::create_dir_all(&dir)?;
+    let binary = std::env::current_exe()?.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let file = std::fs::File::create(dir.join(format!("{binary}-{}.log", std::process::id())))?;
+    let captured = tracing_subscriber::EnvFilter::try_from_env("DRUGSYNC_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(captured))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::sync::Mutex::new(file))
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        )
+        .try_init()?;
+    Ok(())
 }
 
 /// A private MariaDB (own datadir and port) for tests that must do
@@ -363,10 +395,17 @@ pub struct PrivateMariadb {
     pub port: u16,
     pub datadir: tempfile::TempDir,
     child: Option<std::process::Child>,
+    /// Extra server options (e.g. TLS certificates).
+    extra_args: Vec<String>,
 }
 
 impl PrivateMariadb {
     pub async fn start() -> Self {
+        Self::start_with(Vec::new()).await
+    }
+
+    /// Like [`Self::start`] with extra `mariadbd` options.
+    pub async fn start_with(extra_args: Vec<String>) -> Self {
         let datadir = tempfile::tempdir().unwrap();
         // Bootstraps running side by side occasionally fail; a retry in a clean directory succeeds.
         let mut last_output = None;
@@ -388,7 +427,7 @@ impl PrivateMariadb {
             panic!("mariadb-install-db failed: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = Self { port, datadir, child: None };
+        let mut server = Self { port, datadir, child: None, extra_args };
         server.spawn();
         server.wait_ready().await;
         server
@@ -404,6 +443,7 @@ impl PrivateMariadb {
             .arg(format!("--socket={}", d.join("mariadb.sock").display()))
             .arg(format!("--log-bin={}", d.join("data/binlog").display()))
             .arg(format!("--log-error={}", d.join("error.log").display()))
+            .args(&self.extra_args)
             .spawn()
             .expect("mariadbd");
         self.child = Some(child);
