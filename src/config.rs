@@ -53,6 +53,16 @@ fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { field: field.to_owned(), reason: reason.into() }
 }
 
+/// A CA bundle must be a readable PEM file with at least one certificate.
+fn require_pem_file(field: &str, path: Option<&Path>) -> Result<(), ConfigError> {
+    let Some(path) = path else { return Ok(()) };
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(field, format!("cannot read {}: {e}", path.display())))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(invalid(field, format!("{} holds no PEM certificate", path.display())));
+    }
+    Ok(())
+}
+
 /// A string that must never be printed: URLs with passwords, tokens.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -128,6 +138,46 @@ pub struct MysqlConfig {
     /// 'binlog retention hours', or the server's expiry). 0 turns the check off.
     #[serde(default = "default_downtime_budget_hours")]
     pub downtime_budget_hours: u32,
+    /// TLS to the source.
+    #[serde(default)]
+    pub tls: MysqlTls,
+    /// AWS Secrets Manager secret (ARN) holding the database credentials as
+    /// RDS stores them (`{"username", "password", "host"?, "port"?, "dbname"?}`);
+    /// they replace those of `url`. Override with `DRUGSYNC_MYSQL_SECRET_ARN`.
+    #[serde(default)]
+    pub secret_arn: Option<String>,
+    /// Secrets Manager endpoint (a VPC endpoint, or a local fake in tests);
+    /// default: the regional endpoint. Override with `DRUGSYNC_SECRETS_ENDPOINT_URL`.
+    #[serde(default)]
+    pub secrets_endpoint_url: Option<String>,
+}
+
+/// TLS settings of the MySQL connections (queries and the binlog stream alike).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlTls {
+    /// How much of the server's certificate is checked.
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// PEM bundle of the CAs to trust (Aurora/RDS: `global-bundle.pem`);
+    /// unset = the built-in public roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// TLS modes, named as the `mysql` client's `--ssl-mode` names them.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain TCP (local development only).
+    #[default]
+    Disabled,
+    /// Encrypted, but any certificate is accepted (protects against sniffing, not impersonation).
+    Require,
+    /// Encrypted, and the certificate must chain to a trusted CA.
+    VerifyCa,
+    /// Like `verify-ca`, and the certificate must name the host of `url`.
+    VerifyIdentity,
 }
 
 /// A day: an outage overnight or over a long weekend day resumes without a reconcile.
@@ -169,6 +219,10 @@ pub struct RedisConfig {
     /// instance from taking over (the same instance reclaims its lease at once).
     #[serde(default = "default_lease_ttl_secs")]
     pub lease_ttl_secs: u64,
+    /// PEM bundle of the CAs to trust for `rediss://` (a private CA, e.g.
+    /// ElastiCache's); unset = the built-in public roots.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// 15 s: a standby takes over within 15 s of a writer's death.
@@ -445,6 +499,12 @@ impl Config {
         if let Some(url) = get("DRUGSYNC_REDIS_URL") {
             self.redis.url = Secret::new(url);
         }
+        if let Some(arn) = get("DRUGSYNC_MYSQL_SECRET_ARN") {
+            self.mysql.secret_arn = Some(arn);
+        }
+        if let Some(url) = get("DRUGSYNC_SECRETS_ENDPOINT_URL") {
+            self.mysql.secrets_endpoint_url = Some(url);
+        }
         if let Some(url) = get("DRUGSYNC_BEDROCK_ENDPOINT_URL") {
             self.embed.endpoint_url = Some(url);
         }
@@ -467,6 +527,16 @@ impl Config {
         if !(1..=3600).contains(&self.mysql.heartbeat_secs) {
             return Err(invalid("mysql.heartbeat_secs", "must be between 1 and 3600"));
         }
+        require_pem_file("mysql.tls.ca_file", self.mysql.tls.ca_file.as_deref())?;
+        if self.mysql.tls.mode == TlsMode::VerifyCa && self.mysql.tls.ca_file.is_none() {
+            return Err(invalid(
+                "mysql.tls.ca_file",
+                "verify-ca needs the CA bundle that signed the server certificate (Aurora: the RDS global bundle)",
+            ));
+        }
+        if let Some(arn) = &self.mysql.secret_arn {
+            crate::secrets::region_of(arn).map_err(|reason| invalid("mysql.secret_arn", reason))?;
+        }
 
         let redis_url = self.redis.url.expose();
         if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
@@ -478,6 +548,10 @@ impl Config {
         }
         if !(3..=600).contains(&self.redis.lease_ttl_secs) {
             return Err(invalid("redis.lease_ttl_secs", "must be between 3 and 600"));
+        }
+        require_pem_file("redis.tls_ca_file", self.redis.tls_ca_file.as_deref())?;
+        if self.redis.tls_ca_file.is_some() && !redis_url.starts_with("rediss://") {
+            return Err(invalid("redis.tls_ca_file", "is set but redis.url is not rediss://; TLS would not be used"));
         }
         if self.redis.state_prefix.is_empty() {
             return Err(invalid("redis.state_prefix", "must not be empty"));
@@ -630,6 +704,41 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("test.toml"), |_| None)
+    }
+
+    #[test]
+    fn production_config_is_valid_and_shares_index_and_mapping_with_the_reference() {
+        let production = include_str!("../deploy/drugsync.toml");
+        let dir = std::env::temp_dir().join(format!("drugsync-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("rds-global-bundle.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
+        let config = parse(&production.replace("/etc/drugsync/rds-global-bundle.pem", ca.to_str().unwrap())).unwrap();
+        assert_eq!(config.mysql.tls.mode, TlsMode::VerifyIdentity);
+        assert!(config.mysql.secret_arn.is_some() && config.redis.url.expose().starts_with("rediss://"));
+        assert!(!config.mysql.url.expose().contains("drugsync:"), "no password in the file");
+        let table = |text: &str, name: &str| text.parse::<toml::Table>().unwrap()[name].clone();
+        for section in ["index", "mapping", "pipeline"] {
+            assert_eq!(table(production, section), table(REFERENCE, section), "[{section}] differs from config/drugsync.toml");
+        }
+        let missing = parse(production).unwrap_err().to_string();
+        assert!(missing.contains("mysql.tls.ca_file") && missing.contains("rds-global-bundle.pem"), "{missing}");
+    }
+
+    #[test]
+    fn tls_and_secret_fields_are_validated_by_name() {
+        let tls = REFERENCE.replacen("mode = \"disabled\"", "mode = \"verify-ca\"", 1);
+        assert!(parse(&tls).unwrap_err().to_string().contains("mysql.tls.ca_file"));
+        let mode = REFERENCE.replacen("mode = \"disabled\"", "mode = \"paranoid\"", 1);
+        assert!(parse(&mode).unwrap_err().to_string().contains("paranoid"));
+        let arn = REFERENCE.replacen(
+            "# secret_arn = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-...\"",
+            "secret_arn = \"rds!cluster-1\"",
+            1,
+        );
+        assert!(parse(&arn).unwrap_err().to_string().contains("mysql.secret_arn"));
+        let redis_ca = REFERENCE.replacen("lease_ttl_secs = 15", "lease_ttl_secs = 15\ntls_ca_file = \"/nonexistent/ca.pem\"", 1);
+        assert!(parse(&redis_ca).unwrap_err().to_string().contains("redis.tls_ca_file"));
     }
 
     #[test]

@@ -17,5 +17,6 @@ pub mod fixture;
 pub mod mapping;
 pub mod pipeline;
 pub mod position;
+pub mod secrets;
 pub mod sink;
 pub mod source;

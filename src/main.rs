@@ -22,7 +22,7 @@ use drugsync::sink::RedisSink;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    let config = match Config::load(&cli.config) {
+    let mut config = match Config::load(&cli.config) {
         Ok(config) => config,
         Err(e) => {
             tracing::error!(error = %e, "invalid configuration");
@@ -43,6 +43,7 @@ fn main() -> ExitCode {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
+        drugsync::secrets::resolve(&mut config).await?;
         if cli.reconcile {
             return reconcile(config, cli.dry_run, cli.output).await;
         }
@@ -137,7 +138,7 @@ async fn show_checkpoint(config: Config) -> anyhow::Result<()> {
 async fn seed_schema(config: Config, ndcs: usize, seed: u64, confirmed: bool) -> anyhow::Result<()> {
     let schema = &config.mysql.schema;
     anyhow::ensure!(confirmed, "seed drops and re-creates schema `{schema}`; pass --yes-destroy-schema to confirm");
-    let opts = mysql_async::Opts::from_url(config.mysql.url.expose()).context("mysql.url")?;
+    let opts = drugsync::source::connect::mysql_opts(&config.mysql).await?;
     let mut conn = mysql_async::Conn::new(opts).await.context("connecting to MySQL")?;
     fixture::create_schema(&mut conn, schema).await.context("creating the FDB schema")?;
     Generator::new(FixtureSpec { ndcs, seed }).populate(&mut conn).await.context("inserting sample data")?;

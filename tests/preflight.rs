@@ -4,6 +4,7 @@
 mod common;
 
 use common::{PrivateMariadb, TestEnv};
+use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,6 +71,16 @@ async fn server_id_must_be_unique_among_replicas() {
     let message = env.connect_error(&env.config_text).await.expect("an id in use by another replica is refused");
     assert!(message.contains("already used by another replica") && message.contains("reporting-replica-7"), "{message}");
     foreign.close().await.unwrap();
+    // The server unregisters a replica when its dump thread notices the close.
+    let mut admin = Conn::new(Opts::from_url(&common::mysql_base_url()).unwrap()).await.unwrap();
+    for _ in 0..100 {
+        let hosts: Vec<mysql_async::Row> = admin.query("SHOW SLAVE HOSTS").await.unwrap();
+        if !hosts.iter().any(|row| row.get::<u32, _>("Server_id") == Some(own_id)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    admin.disconnect().await.unwrap();
 
     // Our own streaming session does not make a standby's preflight fail.
     let run = env.start().await;

@@ -70,8 +70,7 @@ impl<E: Embedder> Replicator<E> {
     }
 
     async fn connect_with(config: Config, embedder: E, open_checkpoint: bool) -> Result<Self, RunError> {
-        let opts = Opts::from_url(config.mysql.url.expose())
-            .map_err(|e| RunError::Config(crate::config::ConfigError::Invalid { field: "mysql.url".into(), reason: e.to_string() }))?;
+        let opts = crate::source::connect::mysql_opts(&config.mysql).await?;
         let pool = Pool::new(opts.clone());
         {
             let mut conn = crate::source::connect::pooled(&pool).await?;

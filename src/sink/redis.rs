@@ -136,7 +136,17 @@ impl RedisSink {
     /// Connects (the connection manager reconnects in the background afterwards).
     pub async fn connect(config: &Config) -> Result<Self, SinkError> {
         let url = config.redis.url.expose();
-        let client = redis::Client::open(url)?;
+        let client = match &config.redis.tls_ca_file {
+            // rediss:// to a private CA (ElastiCache, a corporate CA): trust exactly that bundle.
+            Some(ca) => {
+                let root_cert = std::fs::read(ca).map_err(|e| SinkError::Command {
+                    message: format!("cannot read redis.tls_ca_file {}: {e}", ca.display()),
+                    hint: "point redis.tls_ca_file at a readable PEM bundle",
+                })?;
+                redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) })?
+            }
+            None => redis::Client::open(url)?,
+        };
         let manager_config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(std::time::Duration::from_secs(config.redis.response_timeout_secs)))
             .set_connection_timeout(Some(std::time::Duration::from_secs(5)));

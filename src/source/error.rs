@@ -44,6 +44,12 @@ pub enum SourceError {
         /// Server message (names the user, never the password).
         message: String,
     },
+    /// The TLS handshake failed: the certificate is not trusted or names
+    /// another host, or the server has no TLS. Retrying cannot fix it.
+    #[error(
+        "TLS to MySQL failed: {0}. Check mysql.tls: ca_file must hold the CA that signed the server certificate (Aurora: the RDS global bundle), verify-identity needs url's host to be a name in the certificate (the cluster endpoint, not an IP), and the server must have TLS enabled"
+    )]
+    Tls(String),
     /// The server's configuration makes correct replication impossible.
     #[error("source misconfigured: {0}")]
     Misconfigured(String),
@@ -84,6 +90,7 @@ impl Classify for SourceError {
             SourceError::PositionUnavailable { .. }
             | SourceError::Misconfigured(_)
             | SourceError::AccessDenied { .. }
+            | SourceError::Tls(_)
             | SourceError::TrackedDdl { .. }
             | SourceError::Query { .. }
             | SourceError::Decode { .. } => ErrorClass::Definite,
@@ -109,7 +116,15 @@ impl SourceError {
                 }
             }
             mysql_async::Error::Url(e) => SourceError::Misconfigured(format!("bad MySQL URL: {e}")),
-            other => SourceError::Connection(other.to_string()),
+            other => {
+                let text = other.to_string();
+                // rustls reports through io::Error too, so the text is the one reliable mark.
+                let tls = matches!(other, mysql_async::Error::Io(mysql_async::IoError::Tls(_)))
+                    || ["certificate", "CertNotValid", "NotValidForName", "UnknownIssuer", "does not have this capability"]
+                        .iter()
+                        .any(|mark| text.contains(mark));
+                if tls { SourceError::Tls(text) } else { SourceError::Connection(text) }
+            }
         }
     }
 }
