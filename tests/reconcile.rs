@@ -7,14 +7,10 @@ use std::time::Duration;
 use common::TestEnv;
 use drugsync::embed::LocalEmbedder;
 use drugsync::pipeline::Replicator;
-use drugsync::pipeline::reconcile::{ReconcileReport, reconcile};
-use tokio_util::sync::CancellationToken;
+use drugsync::pipeline::reconcile::ReconcileReport;
 
 async fn run_reconcile(env: &TestEnv, dry_run: bool) -> ReconcileReport {
-    let config = env.config();
-    let embedder = LocalEmbedder::new(config.embed.dimensions, config.embed.template_version);
-    let replicator = Replicator::connect_for_reconcile(config, embedder).await.unwrap();
-    reconcile(&replicator, dry_run, &CancellationToken::new()).await.unwrap()
+    env.reconcile(dry_run).await
 }
 
 /// Changes MySQL without writing the binlog: drift no stream can see.

@@ -262,26 +262,39 @@ impl RedisSink {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
+        // A key of another type under the prefix (written by hand, by another
+        // tool) fails HMGET with WRONGTYPE; that must not fail the batch.
+        pipe.ignore_errors();
         for key in keys {
             let redis_key = self.key_of(key);
+            // "none" when absent; a hash drugsync did not write still exists and may need deleting.
+            pipe.cmd("TYPE").arg(&redis_key);
             pipe.cmd("HMGET").arg(&redis_key).arg("doc_hash").arg("text_hash");
             pipe.cmd("HSTRLEN").arg(&redis_key).arg(&self.vector_field);
-            // A hash drugsync did not write (no hashes, no vector) still exists and may need deleting.
-            pipe.cmd("EXISTS").arg(&redis_key);
         }
         let mut conn = self.conn.clone();
         let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
         let mut out = Vec::with_capacity(keys.len());
-        for reply in replies.chunks_exact(3) {
-            let hashes: Vec<Option<String>> = redis::from_redis_value(reply[0].clone()).map_err(unexpected_reply)?;
-            let vector_len: usize = redis::from_redis_value(reply[1].clone()).map_err(unexpected_reply)?;
-            let exists: bool = redis::from_redis_value(reply[2].clone()).map_err(unexpected_reply)?;
-            let state = StoredState {
-                doc_hash: hashes.first().cloned().flatten(),
-                text_hash: hashes.get(1).cloned().flatten(),
-                vector_ok: vector_len == self.vector_bytes,
+        for (key, reply) in keys.iter().zip(replies.chunks_exact(3)) {
+            let kind: String = redis::from_redis_value(reply[0].clone()).map_err(unexpected_reply)?;
+            let state = match kind.as_str() {
+                "none" => None,
+                "hash" => {
+                    let hashes: Vec<Option<String>> = redis::from_redis_value(reply[1].clone()).map_err(unexpected_reply)?;
+                    let vector_len: usize = redis::from_redis_value(reply[2].clone()).map_err(unexpected_reply)?;
+                    Some(StoredState {
+                        doc_hash: hashes.first().cloned().flatten(),
+                        text_hash: hashes.get(1).cloned().flatten(),
+                        vector_ok: vector_len == self.vector_bytes,
+                    })
+                }
+                other => {
+                    // Unlike a stale hash it has no vector, so the upsert replaces the key as a whole.
+                    tracing::warn!(key = %self.key_of(key), kind = other, "a key of another type sits under the index prefix; replacing it");
+                    Some(StoredState { doc_hash: None, text_hash: None, vector_ok: false })
+                }
             };
-            out.push(exists.then_some(state));
+            out.push(state);
         }
         Ok(out)
     }
@@ -365,6 +378,9 @@ impl RedisSink {
                         hset.extend([bytes("source_position"), bytes(&position_text)]);
                     }
                     if let Some(vector) = vector {
+                        // A new vector means a whole new document: start from an empty key, which
+                        // also drops fields nobody writes any more and a key of another type.
+                        commands.push(vec![bytes("DEL"), bytes(&key)]);
                         let blob = vector_to_bytes(vector);
                         commands.push(vec![bytes("SET"), bytes(&format!("{}{}", self.cache_prefix, doc.text_hash.0)), blob.clone()]);
                         hset.extend([bytes(&self.vector_field), blob]);

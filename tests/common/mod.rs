@@ -3,6 +3,7 @@
 //! in parallel against the one MariaDB and Redis that `tests/env/testenv.sh up` starts.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -216,6 +217,19 @@ impl TestEnv {
         let config = Config::from_toml(config_text, Path::new("test.toml"), |_| None).expect("test config valid");
         let embedder = LocalEmbedder::new(config.embed.dimensions, config.embed.template_version);
         Replicator::connect(config, embedder).await.err().map(|e| e.to_string())
+    }
+
+    /// One `--reconcile` pass in-process (hands off to a running writer, if any).
+    pub async fn reconcile(&self, dry_run: bool) -> drugsync::pipeline::reconcile::ReconcileReport {
+        self.reconcile_with(&self.config_text, dry_run).await
+    }
+
+    /// Like [`Self::reconcile`] with another config text.
+    pub async fn reconcile_with(&self, config_text: &str, dry_run: bool) -> drugsync::pipeline::reconcile::ReconcileReport {
+        let config = Config::from_toml(config_text, Path::new("test.toml"), |_| None).expect("test config valid");
+        let embedder = LocalEmbedder::new(config.embed.dimensions, config.embed.template_version);
+        let replicator = Replicator::connect_for_reconcile(config, embedder).await.unwrap();
+        drugsync::pipeline::reconcile::reconcile(&replicator, dry_run, &CancellationToken::new()).await.unwrap()
     }
 
     /// The source's current end of binlog.
