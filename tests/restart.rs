@@ -134,7 +134,7 @@ async fn a_writer_whose_lease_was_taken_cannot_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_takes_over_from_a_paused_writer_which_then_stops() {
     let mut env = TestEnv::new("sigstop", 150).await;
-    env.config_text = env.config_text.replacen("lease_ttl_secs = 15", "lease_ttl_secs = 3", 1);
+    env.config_text = env.config_text.replacen("lease_ttl_secs = 10", "lease_ttl_secs = 3", 1);
     let mut first = env.spawn_binary("first.log");
     env.wait_caught_up().await;
     let standby_text = env.config_text.replacen("checkpoint.redb", "checkpoint-standby.redb", 1);
@@ -159,6 +159,32 @@ async fn a_standby_takes_over_from_a_paused_writer_which_then_stops() {
     env.exec(&["UPDATE rlblrid3 SET MFG = 'STILL THE STANDBY' WHERE LBLRID = '000002'"]).await;
     env.wait_caught_up().await;
     env.assert_matches_mysql().await;
+    standby.kill().unwrap();
+    standby.wait().unwrap();
+}
+
+/// The writer dies without a word (SIGKILL): with the default lease TTL the
+/// standby takes over, and the change made meanwhile arrives, within 15 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_within_15_s_of_a_writer_killed_with_sigkill() {
+    let env = TestEnv::new("sigkill_takeover", 150).await;
+    assert_eq!(env.config().redis.lease_ttl_secs, 10, "the default TTL is under test");
+    let mut first = env.spawn_binary("first.log");
+    env.wait_caught_up().await;
+    let standby_text = env.config_text.replacen("checkpoint.redb", "checkpoint-standby.redb", 1);
+    let mut standby = env.spawn_binary_with(&standby_text, "standby.log");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    first.kill().unwrap();
+    let killed_at = std::time::Instant::now();
+    first.wait().unwrap();
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER SIGKILL' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+    let takeover = killed_at.elapsed();
+    assert!(takeover < Duration::from_secs(15), "standby took over in {takeover:?}");
+    env.assert_matches_mysql().await;
+    let log = std::fs::read_to_string(env.log_path("standby.log")).unwrap();
+    assert!(log.contains("standing by"), "the second instance waited first: {log}");
     standby.kill().unwrap();
     standby.wait().unwrap();
 }

@@ -141,7 +141,7 @@ async fn secrets_manager_tls_redis_acl_and_no_secret_in_any_output() {
         .config_text
         .replacen("drugsync:drugsync@", "placeholder@", 1)
         .replacen(&common::redis_url(), "rediss://localhost:1", 1)
-        .replacen("lease_ttl_secs = 15", &format!("lease_ttl_secs = 15\ntls_ca_file = {ca_file:?}"), 1);
+        .replacen("lease_ttl_secs = 10", &format!("lease_ttl_secs = 10\ntls_ca_file = {ca_file:?}"), 1);
     let with_env = |command: &mut Command| {
         command
             .env("DRUGSYNC_MYSQL_SECRET_ARN", arn)

@@ -26,7 +26,7 @@ pub async fn acquire(lease: &WriterLease, cancel: &CancellationToken) -> Result<
         }
         tokio::select! {
             _ = cancel.cancelled() => return Ok(false),
-            _ = tokio::time::sleep(lease.renew_every()) => {}
+            _ = tokio::time::sleep(lease.poll_every()) => {}
         }
     }
 }

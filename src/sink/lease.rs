@@ -76,4 +76,10 @@ impl WriterLease {
     pub fn renew_every(&self) -> Duration {
         self.ttl / 3
     }
+
+    /// How often a standby tries to take the lease: at most a second, so it
+    /// takes over within the TTL plus one second of the writer's death.
+    pub fn poll_every(&self) -> Duration {
+        self.renew_every().min(Duration::from_secs(1))
+    }
 }
