@@ -27,6 +27,39 @@ async fn mysql_restarted_mid_stream() {
     run.stop().await;
 }
 
+/// The network, not the server, fails: first every connection closed at
+/// once, then a partition (nothing delivered, no FIN or RST) longer than the
+/// heartbeat timeout. Changes made meanwhile all arrive, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_connections_cut_and_partitioned_mid_stream() {
+    let env = TestEnv::new("mysqlcut", 300).await;
+    let direct = common::mysql_base_url();
+    let address = direct.rsplit('@').next().unwrap().to_owned();
+    let proxy = common::proxy::FaultyProxy::start(address.clone()).await;
+    let through_proxy = env.config_text.replacen(&format!("@{address}/"), &format!("@127.0.0.1:{}/", proxy.port), 1);
+    assert_ne!(through_proxy, env.config_text);
+    let run = env.start_with(&through_proxy).await;
+    env.wait_caught_up().await;
+
+    proxy.cut().await;
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER THE CUT' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+
+    proxy.freeze();
+    env.exec(&[
+        "UPDATE rlblrid3 SET MFG = 'DURING THE PARTITION' WHERE LBLRID = '000002'",
+        "UPDATE rgcnseq4 SET STR60 = '37 MG' WHERE GCN_SEQNO = 3",
+    ])
+    .await;
+    // Longer than three heartbeats (1 s in tests): the stream is declared dead while frozen.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.restore();
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    assert!(!run.handle.is_finished(), "drugsync kept running through both");
+    run.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_mid_stream_with_persistence() {
     let mut redis = PrivateRedis::start(true).await;
