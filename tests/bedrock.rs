@@ -111,3 +111,25 @@ async fn a_vector_of_the_wrong_size_is_refused() {
     let err = drugsync::embed::embed_distinct(&embedder, &["x"], 1, &stats).await.unwrap_err();
     assert!(matches!(err, EmbedError::BadResponse(_)), "{err:?}");
 }
+
+/// Titan V2 takes at most 50,000 characters: longer text (here multi-byte,
+/// so a byte cut would split a character) is cut to exactly that, not refused.
+#[tokio::test]
+async fn oversized_text_is_cut_to_the_model_limit_on_a_character_boundary() {
+    let server = MockServer::start().await;
+    let vector: Vec<f32> = vec![0.0625; 256];
+    Mock::given(method("POST"))
+        .and(path_regex(INVOKE_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"embedding": vector, "inputTextTokenCount": 8192})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 1));
+    let text = "é".repeat(drugsync::embed::bedrock::MAX_INPUT_CHARS + 1234);
+    embedder.embed(&text).await.unwrap();
+    let requests = server.received_requests().await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+    let sent = body["inputText"].as_str().unwrap();
+    assert_eq!(sent.chars().count(), drugsync::embed::bedrock::MAX_INPUT_CHARS);
+    assert!(sent.chars().all(|c| c == 'é'));
+}
