@@ -31,6 +31,14 @@ pub enum CheckpointError {
         /// What redb said.
         message: String,
     },
+    /// Another process (a running drugsync) has the store open: redb allows one.
+    #[error(
+        "checkpoint store {path} is in use by another process (a running drugsync?). Two writers must not share one checkpoint: stop the other, or give this one its own checkpoint.path"
+    )]
+    Locked {
+        /// The store file.
+        path: PathBuf,
+    },
     /// The stored text is not a position (file corrupted or edited).
     #[error(
         "checkpoint store {path} holds an unreadable position: {source}. Remove the file to start with a full load, or replay from a known position"
@@ -70,7 +78,10 @@ impl CheckpointStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         }
-        let db = Database::create(path).map_err(|e| err(e.to_string()))?;
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => CheckpointError::Locked { path: path.to_owned() },
+            other => err(other.to_string()),
+        })?;
         Ok(Self { db, path: path.to_owned() })
     }
 
@@ -182,6 +193,16 @@ impl CheckpointStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_in_use_is_reported_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.redb");
+        let _first = CheckpointStore::open(&path).unwrap();
+        let second = CheckpointStore::open(&path).err().expect("one process at a time");
+        assert!(matches!(second, CheckpointError::Locked { .. }), "{second}");
+        assert!(second.to_string().contains("checkpoint.path"));
+    }
 
     #[test]
     fn advances_persists_and_refuses_to_go_back() {

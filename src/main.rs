@@ -124,7 +124,7 @@ async fn show_checkpoint(config: Config) -> anyhow::Result<()> {
     // redb allows one process per file: while drugsync runs, its checkpoint is locked.
     let local = match CheckpointStore::open(&config.checkpoint.path) {
         Ok(store) => show(store.load()?),
-        Err(e) if e.to_string().contains("already open") => "(locked: a running drugsync holds it; see the Redis position)".to_owned(),
+        Err(drugsync::checkpoint::CheckpointError::Locked { .. }) => "(locked: a running drugsync holds it; see the Redis position)".to_owned(),
         Err(e) => return Err(e.into()),
     };
     let sink = RedisSink::connect(&config).await?;
