@@ -112,6 +112,25 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// Which tables feed a document and how.
     pub mapping: MappingConfig,
+    /// Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus endpoint settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` to serve `/metrics` on; empty = no endpoint.
+    #[serde(default)]
+    pub listen: String,
+}
+
+impl MetricsConfig {
+    /// The address to listen on, `None` when metrics are off. Validated at load.
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        self.listen.parse().ok()
+    }
 }
 
 /// Source database settings.
@@ -559,6 +578,12 @@ impl Config {
             return Err(invalid("redis.state_prefix", "must not be empty"));
         }
 
+        if !self.metrics.listen.is_empty() && self.metrics.address().is_none() {
+            return Err(invalid(
+                "metrics.listen",
+                "must be host:port with an IP address (e.g. 0.0.0.0:9464), or empty to turn metrics off",
+            ));
+        }
         self.validate_index()?;
         self.validate_embed()?;
 

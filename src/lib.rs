@@ -15,6 +15,7 @@ pub mod embed;
 pub mod error;
 pub mod fixture;
 pub mod mapping;
+pub mod metrics;
 pub mod pipeline;
 pub mod position;
 pub mod secrets;

@@ -15,7 +15,7 @@ use drugsync::cli::{CheckpointCommand, Cli, Command, LogFormat, OutputFormat};
 use drugsync::config::{Config, redact_url};
 use drugsync::embed::AnyEmbedder;
 use drugsync::fixture::{self, FixtureSpec, Generator};
-use drugsync::pipeline::{Replicator, RunError};
+use drugsync::pipeline::Replicator;
 use drugsync::position::Position;
 use drugsync::sink::RedisSink;
 
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
             return reconcile(config, cli.dry_run, cli.output).await;
         }
         match cli.command.unwrap_or(Command::Run) {
-            Command::Run => run(config, replay_from).await.map_err(anyhow::Error::from),
+            Command::Run => run(config, replay_from).await,
             Command::Checkpoint(CheckpointCommand::Show) => show_checkpoint(config).await,
             Command::Seed { ndcs, seed, yes_destroy_schema } => seed_schema(config, ndcs, seed, yes_destroy_schema).await,
         }
@@ -74,7 +74,7 @@ fn init_tracing(format: Option<LogFormat>) {
     }
 }
 
-async fn run(config: Config, replay_from: Option<Position>) -> Result<(), RunError> {
+async fn run(config: Config, replay_from: Option<Position>) -> anyhow::Result<()> {
     tracing::info!(
         mysql = %redact_url(config.mysql.url.expose()),
         redis = %redact_url(config.redis.url.expose()),
@@ -89,6 +89,9 @@ async fn run(config: Config, replay_from: Option<Position>) -> Result<(), RunErr
     }
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
+    if let Some(listen) = replicator.config.metrics.address() {
+        drugsync::metrics::serve(listen, replicator.stats.clone(), cancel.clone())?;
+    }
     replicator.run(cancel).await?;
     tracing::info!("drugsync stopped cleanly");
     Ok(())
@@ -124,7 +127,9 @@ async fn show_checkpoint(config: Config) -> anyhow::Result<()> {
     // redb allows one process per file: while drugsync runs, its checkpoint is locked.
     let local = match CheckpointStore::open(&config.checkpoint.path) {
         Ok(store) => show(store.load()?),
-        Err(drugsync::checkpoint::CheckpointError::Locked { .. }) => "(locked: a running drugsync holds it; see the Redis position)".to_owned(),
+        Err(drugsync::checkpoint::CheckpointError::Locked { .. }) => {
+            "(locked: a running drugsync holds it; see the Redis position)".to_owned()
+        }
         Err(e) => return Err(e.into()),
     };
     let sink = RedisSink::connect(&config).await?;

@@ -137,8 +137,10 @@ async fn secrets_manager_tls_redis_acl_and_no_secret_in_any_output() {
         .unwrap();
     let redis_url = format!("rediss://{acl_user}:{REDIS_PASSWORD}@localhost:{}", proxy.port);
 
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = env
         .config_text
+        .replacen("listen = \"\"", &format!("listen = \"127.0.0.1:{metrics_port}\""), 1)
         .replacen("drugsync:drugsync@", "placeholder@", 1)
         .replacen(&common::redis_url(), "rediss://localhost:1", 1)
         .replacen("lease_ttl_secs = 10", &format!("lease_ttl_secs = 10\ntls_ca_file = {ca_file:?}"), 1);
@@ -172,8 +174,19 @@ async fn secrets_manager_tls_redis_acl_and_no_secret_in_any_output() {
     let flush: redis::RedisResult<()> = redis::cmd("FLUSHALL").query_async(&mut acl_conn).await;
     assert!(flush.unwrap_err().to_string().to_lowercase().contains("noperm"), "commands outside the list are denied");
 
+    // The Prometheus endpoint: counters moved, this instance is the writer.
+    let scrape = scrape_metrics(metrics_port).await;
+    let value = |name: &str| -> f64 {
+        let line = scrape.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in:\n{scrape}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("drugsync_documents_upserted_total") >= 1.0, "{scrape}");
+    assert!(value("drugsync_batches_total") >= 1.0);
+    assert_eq!(value("drugsync_writer"), 1.0);
+    assert!(value("drugsync_replication_lag_seconds") < 600.0);
+
     // Commands an operator runs beside it.
-    let mut outputs = Vec::new();
+    let mut outputs = vec![scrape];
     for (name, args) in
         [("help", vec!["--help"]), ("show", vec!["checkpoint", "show"]), ("reconcile", vec!["--reconcile", "--output", "json"])]
     {
@@ -183,7 +196,7 @@ async fn secrets_manager_tls_redis_acl_and_no_secret_in_any_output() {
         assert!(output.status.success(), "{name}: {}", std::fs::read_to_string(env.log_path(&format!("{name}.log"))).unwrap());
         outputs.push(String::from_utf8_lossy(&output.stdout).into_owned());
     }
-    assert!(outputs[2].contains("\"missing\":0"), "reconcile over TLS and ACL finds no drift: {}", outputs[2]);
+    assert!(outputs[3].contains("\"missing\":0"), "reconcile over TLS and ACL finds no drift: {}", outputs[3]);
     sigterm(&child);
     assert!(tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap().success(), "clean stop");
 
@@ -213,4 +226,21 @@ async fn secrets_manager_tls_redis_acl_and_no_secret_in_any_output() {
 
 fn sigterm(child: &std::process::Child) {
     Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+}
+
+/// `GET /metrics`, retried until a publication (once a second) shows a batch.
+async fn scrape_metrics(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for _ in 0..50 {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await.unwrap();
+            let mut body = String::new();
+            stream.read_to_string(&mut body).await.unwrap();
+            if body.lines().any(|l| l.starts_with("drugsync_batches_total ") && !l.ends_with(" 0")) {
+                return body;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("no metrics on port {port}");
 }

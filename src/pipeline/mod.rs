@@ -116,18 +116,23 @@ impl<E: Embedder> Replicator<E> {
             return Ok(());
         }
         self.sink.fence_with(Some(lease.holder().to_owned()));
+        Stats::set(&self.stats.writer, 1);
         let inner = cancel.child_token();
         let lost = Arc::new(AtomicBool::new(false));
         let renewer = tokio::spawn(writer::keep_renewed(lease.clone(), inner.clone(), lost.clone()));
         let result = self.replicate(inner.clone()).await;
         inner.cancel();
         renewer.await.ok();
+        Stats::set(&self.stats.writer, 0);
         if lost.load(Ordering::SeqCst) {
             let holder = lease.current_holder().await.ok().flatten().unwrap_or_default();
             return Err(RunError::LeaseLost { holder });
         }
-        if let Err(e) = lease.release().await {
-            tracing::warn!(error = %e, "could not release the writer lease; it expires by itself");
+        // Bounded: with Redis unreachable a stop must not wait for reconnects.
+        match tokio::time::timeout(Duration::from_secs(2), lease.release()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not release the writer lease; it expires by itself"),
+            Err(_) => tracing::warn!("Redis did not answer the lease release within 2 s; the lease expires by itself"),
         }
         result
     }

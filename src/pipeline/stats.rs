@@ -21,6 +21,12 @@ pub struct Stats {
     pub transactions: AtomicU64,
     /// Batches committed (Redis EXEC + checkpoint).
     pub batches: AtomicU64,
+    /// Source commit time (Unix seconds) of the last transaction applied.
+    pub last_commit_unix: AtomicU64,
+    /// Milliseconds from that source commit to its write in Redis.
+    pub lag_ms: AtomicU64,
+    /// 1 while this instance holds the writer lease, 0 while it stands by.
+    pub writer: AtomicU64,
 }
 
 impl Stats {
@@ -31,5 +37,17 @@ impl Stats {
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Ordering::Relaxed);
+    }
+
+    /// Records that the source transaction committed at `committed_at` (Unix seconds) is now in Redis.
+    pub(crate) fn applied_commit(&self, committed_at: u32) {
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        Self::set(&self.last_commit_unix, u64::from(committed_at));
+        // The binlog has whole seconds, so the lag is accurate to a second.
+        Self::set(&self.lag_ms, now_ms.saturating_sub(u64::from(committed_at) * 1000));
     }
 }

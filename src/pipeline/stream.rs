@@ -174,5 +174,6 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &[Transaction], 
     r.checkpoint()?.advance(commit)?;
     Stats::add(&r.stats.transactions, batch.len() as u64);
     Stats::add(&r.stats.batches, 1);
+    r.stats.applied_commit(last.committed_at);
     Ok(())
 }

@@ -70,6 +70,9 @@ pub struct Transaction {
     pub changes: Vec<RowChange>,
     /// Position right after the commit.
     pub commit: Position,
+    /// When the source committed it (binlog event time, Unix seconds): the
+    /// replication lag is the time from here to the write in Redis.
+    pub committed_at: u32,
     /// Set when this "transaction" is DDL on a tracked table (TRUNCATE, ALTER,
     /// DROP/CREATE, RENAME): rows may have changed without row events, so the
     /// documents it feeds must be reconciled before the position passes it.
@@ -380,7 +383,7 @@ impl<'a> Session<'a> {
     fn commit(&mut self, event: &Event) -> Transaction {
         let commit = self.here(event);
         self.in_transaction = false;
-        Transaction { changes: std::mem::take(&mut self.pending), commit, ddl: None }
+        Transaction { changes: std::mem::take(&mut self.pending), commit, committed_at: event.header().timestamp(), ddl: None }
     }
 
     fn collect_rows(&mut self, stream: &BinlogStream, rows: &RowsEventData<'_>, event: &Event) -> Result<(), SourceError> {

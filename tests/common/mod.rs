@@ -75,6 +75,14 @@ impl Running {
     }
 }
 
+/// A failed test must not leave its drugsync binaries running: they would
+/// keep retrying against servers the test has torn down.
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill").arg("-KILL").arg("-f").arg(self.dir.path()).status();
+    }
+}
+
 impl TestEnv {
     /// Creates the schema with `ndcs` generated rows and clears the test's Redis keys.
     pub async fn new(name: &str, ndcs: usize) -> Self {
@@ -107,6 +115,8 @@ impl TestEnv {
             .replacen("schema = \"fdb\"", &format!("schema = \"{schema}\""), 1)
             .replacen("server_id = 4242", &format!("server_id = {server_id}"), 1)
             .replacen("heartbeat_secs = 5", "heartbeat_secs = 1", 1)
+            // Tests run many instances at once; the one metrics test picks its own port.
+            .replacen("listen = \"127.0.0.1:9464\"", "listen = \"\"", 1)
             .replacen("dimensions = 1024", &format!("dimensions = {TEST_DIMENSIONS}"), 1)
             .replacen("batch_max_delay_ms = 200", "batch_max_delay_ms = 50", 1)
             .replacen("path = \"data/drugsync.redb\"", &format!("path = {:?}", dir.path().join("checkpoint.redb")), 1)
@@ -253,8 +263,11 @@ impl TestEnv {
                 None
             });
             // A position of another lineage (before a GTID fallback) is simply not there yet.
+            // Caught up, and the alias switched to the version that holds it (the
+            // initial load writes its position just before the switch).
             if let Some(Ok(order)) = text.and_then(|t| t.parse::<Position>().ok()).map(|p| p.try_cmp(&target))
                 && order != std::cmp::Ordering::Less
+                && redis::cmd("FT.INFO").arg(&self.index).query_async::<redis::Value>(&mut redis).await.is_ok()
             {
                 return;
             }
