@@ -60,7 +60,7 @@ async fn odd_keys_and_latin1_text_are_written_updated_and_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn null_in_every_nullable_column_of_every_table() {
+async fn null_in_every_nullable_column_and_zero_dates() {
     let env = TestEnv::new("nulls", 60).await;
     let run = env.start().await;
     env.wait_caught_up().await;
@@ -79,6 +79,15 @@ async fn null_in_every_nullable_column_of_every_table() {
         // A few rows per table, so routing sees NULL keys in before or after images.
         conn.query_drop(format!("UPDATE `{table}` SET {} LIMIT 3", set.join(", "))).await.unwrap();
     }
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+
+    // Zero dates in row images (FDB marks active NDCs with one): obsolete NDCs
+    // come back with zero dates everywhere, active ones go obsolete.
+    conn.query_drop("UPDATE rndc14 SET OBSDTEC = '0000-00-00', DADDNC = '0000-00-00', DUPDC = '0000-00-00' WHERE OBSDTEC <> '0000-00-00' OR OBSDTEC IS NULL").await.unwrap();
+    conn.query_drop("UPDATE rndc14 SET OBSDTEC = '2024-02-29', DESDTEC = '0000-00-00' WHERE OBSDTEC = '0000-00-00' ORDER BY NDC LIMIT 4")
+        .await
+        .unwrap();
     env.wait_caught_up().await;
     env.assert_matches_mysql().await;
     conn.disconnect().await.unwrap();
