@@ -27,12 +27,7 @@ async fn preflight_names_a_mapping_column_or_alias_that_does_not_exist() {
 async fn least_privilege_user_streams_and_a_missing_grant_is_named() {
     let env = TestEnv::new("grants", 30).await;
     let user = "ds_least_priv";
-    env.exec(&[
-        &format!("DROP USER IF EXISTS '{user}'@'%'"),
-        &format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'Lp-s3cret'"),
-        &format!("GRANT SELECT ON `{}`.* TO '{user}'@'%'", env.schema),
-    ])
-    .await;
+    env.create_user(user, "Lp-s3cret", false, false).await;
     let as_user = env.config_text.replacen("drugsync:drugsync@", &format!("{user}:Lp-s3cret@"), 1);
     let message = env.connect_error(&as_user).await.expect("a user without replication grants is refused");
     assert!(message.contains("lacks REPLICATION SLAVE, REPLICATION CLIENT"), "{message}");

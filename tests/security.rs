@@ -36,12 +36,7 @@ async fn mysql_tls_modes_against_a_user_that_requires_ssl() {
     ])
     .await;
     let env = TestEnv::new_on("mysql_tls", 20, &server.base_url()).await;
-    env.exec(&[
-        &format!("CREATE USER 'ds_tls'@'%' IDENTIFIED BY '{MYSQL_PASSWORD}' REQUIRE SSL"),
-        "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'ds_tls'@'%'",
-        &format!("GRANT SELECT ON `{}`.* TO 'ds_tls'@'%'", env.schema),
-    ])
-    .await;
+    env.create_user("ds_tls", MYSQL_PASSWORD, true, true).await;
     let by_ip = env.config_text.replacen("mysql://root@", &format!("mysql://ds_tls:{MYSQL_PASSWORD}@"), 1);
     let by_name = by_ip.replacen("@127.0.0.1:", "@localhost:", 1);
 
@@ -96,13 +91,7 @@ fn acl_rules(env: &TestEnv, password: &str) -> Vec<String> {
 async fn secrets_manager_tls_redis_acl_and_no_secret_in_any_output() {
     let env = TestEnv::new("secrets", 30).await;
     let user = "ds_secrets";
-    env.exec(&[
-        &format!("DROP USER IF EXISTS '{user}'@'%'"),
-        &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{SM_PASSWORD}'"),
-        &format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%'"),
-        &format!("GRANT SELECT ON `{}`.* TO '{user}'@'%'", env.schema),
-    ])
-    .await;
+    env.create_user(user, SM_PASSWORD, false, true).await;
 
     // Secrets Manager, as the SDK calls it.
     let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-test-AbCdEf";

@@ -229,6 +229,21 @@ impl TestEnv {
         Replicator::connect(config, embedder).await.err().map(|e| e.to_string())
     }
 
+    /// (Re)creates MySQL user `user`@`%` with SELECT on this test's schema and,
+    /// with `replication`, the README's replication grants; `require_ssl` as
+    /// production users are created.
+    pub async fn create_user(&self, user: &str, password: &str, require_ssl: bool, replication: bool) {
+        let mut statements = vec![
+            format!("DROP USER IF EXISTS '{user}'@'%'"),
+            format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'{}", if require_ssl { " REQUIRE SSL" } else { "" }),
+            format!("GRANT SELECT ON `{}`.* TO '{user}'@'%'", self.schema),
+        ];
+        if replication {
+            statements.push(format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%'"));
+        }
+        self.exec(&statements.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    }
+
     /// One `--reconcile` pass in-process (hands off to a running writer, if any).
     pub async fn reconcile(&self, dry_run: bool) -> drugsync::pipeline::reconcile::ReconcileReport {
         self.reconcile_with(&self.config_text, dry_run).await
