@@ -276,10 +276,18 @@ impl RedisSink {
         let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
         let mut out = Vec::with_capacity(keys.len());
         for (key, reply) in keys.iter().zip(replies.chunks_exact(3)) {
+            // Other server errors (LOADING, NOPERM) keep their own class: only WRONGTYPE is expected here.
+            let server_error = |value: &Value| match value {
+                Value::ServerError(e) => Err(SinkError::from(redis::RedisError::from(e.clone()))),
+                _ => Ok(()),
+            };
+            server_error(&reply[0])?;
             let kind: String = redis::from_redis_value(reply[0].clone()).map_err(unexpected_reply)?;
             let state = match kind.as_str() {
                 "none" => None,
                 "hash" => {
+                    server_error(&reply[1])?;
+                    server_error(&reply[2])?;
                     let hashes: Vec<Option<String>> = redis::from_redis_value(reply[1].clone()).map_err(unexpected_reply)?;
                     let vector_len: usize = redis::from_redis_value(reply[2].clone()).map_err(unexpected_reply)?;
                     Some(StoredState {
@@ -478,7 +486,7 @@ fn info_text(info: &Value, field: &str) -> Option<String> {
 fn unexpected_reply(err: impl std::fmt::Display) -> SinkError {
     SinkError::Command {
         message: format!("unexpected reply: {err}"),
-        hint: "a key under the index prefix is not a hash; remove it or change index.prefix",
+        hint: "Redis answered something drugsync did not ask for; check that redis.url points at Redis Stack / Redis 8 with search",
     }
 }
 
