@@ -203,6 +203,8 @@ impl<'a> Session<'a> {
     async fn connect(&mut self) -> Result<BinlogStream, SourceError> {
         let mut conn = Conn::new(self.tailer.opts.clone()).await.map_err(|e| SourceError::from_driver(e, "connect"))?;
         self.flavor = server::flavor(&mut conn).await?;
+        // Again on every reconnect, deliberately: after a failover the stream
+        // lands on another server, whose settings nobody has checked yet.
         super::preflight::check_binlog_settings(&mut conn).await?;
         let heartbeat_ns = self.tailer.heartbeat.as_nanos() as u64;
         let mut setup = vec![format!("SET @master_heartbeat_period = {heartbeat_ns}")];
