@@ -17,13 +17,13 @@ use crate::config::DEFAULT_CONFIG_PATH;
 #[command(name = "drugsync", version, about, long_about)]
 pub struct Cli {
     /// Configuration file (TOML). URLs and secrets may come from the environment
-    /// instead: DRUGSYNC_MYSQL_URL, DRUGSYNC_REDIS_URL, DRUGSYNC_BEDROCK_ENDPOINT_URL,
-    /// DRUGSYNC_CHECKPOINT_PATH.
-    #[arg(long, short, global = true, default_value = DEFAULT_CONFIG_PATH, env = "DRUGSYNC_CONFIG")]
+    /// instead: DRUGSYNC_MYSQL_URL, DRUGSYNC_MYSQL_SECRET_ARN, DRUGSYNC_REDIS_URL,
+    /// DRUGSYNC_SECRETS_ENDPOINT_URL, DRUGSYNC_BEDROCK_ENDPOINT_URL, DRUGSYNC_CHECKPOINT_PATH.
+    #[arg(long, short, global = true, default_value = DEFAULT_CONFIG_PATH, env = "DRUGSYNC_CONFIG", hide_env_values = true)]
     pub config: PathBuf,
 
     /// Log format: json for log shippers, text for people. Default: text on a terminal, json otherwise.
-    #[arg(long, global = true, value_enum, env = "DRUGSYNC_LOG_FORMAT")]
+    #[arg(long, global = true, value_enum, env = "DRUGSYNC_LOG_FORMAT", hide_env_values = true)]
     pub log_format: Option<LogFormat>,
 
     /// Run one reconcile pass instead of replicating (the nightly job): compare
