@@ -17,7 +17,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Row, TxOpts};
 use tokio_util::sync::CancellationToken;
 
-use super::retry::Backoff;
+use super::retry::retry;
 use super::sync::sync_documents;
 use super::{Replicator, RunError, Stats};
 use crate::document::{Document, DocumentKey};
@@ -27,18 +27,7 @@ use crate::source::{SourceError, server};
 
 /// Loads everything and returns the position to stream from; `None` if cancelled.
 pub async fn initial_load<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
-    let mut backoff = Backoff::default();
-    let position = loop {
-        match load_once(r, cancel).await {
-            Ok(Some(position)) => break position,
-            Ok(None) => return Ok(None),
-            Err(e) => {
-                if !backoff.wait(e, cancel, "initial load").await? {
-                    return Ok(None);
-                }
-            }
-        }
-    };
+    let Some(position) = retry(cancel, "initial load", || load_once(r, cancel)).await?.flatten() else { return Ok(None) };
     r.checkpoint()?.reset(&position)?;
     r.checkpoint()?.clear_bootstrap_progress()?;
     Ok(Some(position))

@@ -179,17 +179,7 @@ impl<E: Embedder> Replicator<E> {
     /// version exists first (Redis may have lost it) and, once this version
     /// is loaded, points the alias at it: only then may searches see it.
     async fn starting_position(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
-        let mut backoff = retry::Backoff::default();
-        loop {
-            match self.try_starting_position(cancel).await {
-                Err(e) => {
-                    if !backoff.wait(e, cancel, "deciding where to start").await? {
-                        return Ok(None);
-                    }
-                }
-                decided => return decided,
-            }
-        }
+        Ok(retry::retry(cancel, "deciding where to start", || self.try_starting_position(cancel)).await?.flatten())
     }
 
     async fn try_starting_position(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {

@@ -13,8 +13,7 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest wait: an outage of minutes is retried about twice a minute.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Exponential backoff for one operation. Use as:
-/// `loop { match op().await { Ok(v) => break v, Err(e) => if !backoff.wait(e, cancel, "op").await? { return ... } } }`
+/// Exponential backoff for one operation; [`retry`] is the usual way to use it.
 #[derive(Debug)]
 pub struct Backoff {
     next: Duration,
@@ -41,5 +40,29 @@ impl Backoff {
         };
         self.next = (self.next * 2).min(MAX_BACKOFF);
         Ok(slept)
+    }
+}
+
+/// Runs `op` until it succeeds, waiting out transient errors with [`Backoff`]
+/// (each logged with `what`). A definite error is returned; `Ok(None)` means
+/// `cancel` fired during a wait. An attempt in progress is never interrupted.
+///
+/// `op` is a plain closure returning a future (not an async closure): the
+/// futures of async closures are not provably `Send`, which `tokio::spawn` needs.
+pub async fn retry<T, F, Fut>(cancel: &CancellationToken, what: &str, mut op: F) -> Result<Option<T>, RunError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RunError>>,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        match op().await {
+            Ok(value) => return Ok(Some(value)),
+            Err(e) => {
+                if !backoff.wait(e, cancel, what).await? {
+                    return Ok(None);
+                }
+            }
+        }
     }
 }

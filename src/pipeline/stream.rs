@@ -19,7 +19,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use super::reconcile;
-use super::retry::Backoff;
+use super::retry::retry;
 use super::sync::sync_keys;
 use super::{Replicator, RunError, Stats};
 use crate::config::OnLostSync;
@@ -69,11 +69,8 @@ async fn apply_loop<E: Embedder>(
         let first = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             _ = repair_tick.tick() => {
-                let mut backoff = Backoff::default();
-                while let Err(e) = apply_repairs(r).await {
-                    if !backoff.wait(e, cancel, "applying reconcile repairs").await? {
-                        return Ok(());
-                    }
+                if retry(cancel, "applying reconcile repairs", || apply_repairs(r)).await?.is_none() {
+                    return Ok(());
                 }
                 continue;
             }
@@ -92,20 +89,13 @@ async fn apply_loop<E: Embedder>(
         }
         // The batch in flight is finished even when shutdown is requested meanwhile;
         // only the waits between retries give way to cancellation.
-        let mut backoff = Backoff::default();
-        loop {
-            let attempt = async {
-                ensure_redis_kept(r, &applied).await?;
-                apply_batch(r, &batch, cancel).await
-            };
-            match attempt.await {
-                Ok(()) => break,
-                Err(e) => {
-                    if !backoff.wait(e, cancel, "applying batch").await? {
-                        return Ok(());
-                    }
-                }
-            }
+        let (kept, batch) = (&applied, &batch);
+        let attempt = || async move {
+            ensure_redis_kept(r, kept).await?;
+            apply_batch(r, batch, cancel).await
+        };
+        if retry(cancel, "applying batch", attempt).await?.is_none() {
+            return Ok(());
         }
         applied = batch.last().map(|t| t.commit.clone()).unwrap_or(applied);
     }
