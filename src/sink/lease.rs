@@ -19,6 +19,9 @@ use super::redis::SinkError;
 /// stalled, or Redis lost it); answers 1 when held afterwards.
 const RENEW: &str = r"local v = redis.call('GET', KEYS[1]) if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) elseif v == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 else return 0 end";
 /// Delete if we hold it.
+/// Longest wait for [`WriterLease::release`].
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
 const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 /// Take it when free or already ours; answers 1 when held afterwards.
 const ACQUIRE: &str = r"local v = redis.call('GET', KEYS[1]) if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 else return 0 end";
@@ -59,11 +62,18 @@ impl WriterLease {
         Ok(renewed == 1)
     }
 
-    /// Gives the lease up if still ours.
+    /// Gives the lease up if still ours. Bounded by [`RELEASE_TIMEOUT`]: it is
+    /// called on the way out, which must not wait for Redis to come back (an
+    /// unreleased lease simply expires).
     pub async fn release(&self) -> Result<(), SinkError> {
         let mut conn = self.conn.clone();
-        let _: i64 = redis::Script::new(RELEASE).key(&self.key).arg(&self.holder).invoke_async(&mut conn).await?;
-        Ok(())
+        let script = redis::Script::new(RELEASE);
+        let mut invocation = script.key(&self.key);
+        invocation.arg(&self.holder);
+        match tokio::time::timeout(RELEASE_TIMEOUT, invocation.invoke_async::<i64>(&mut conn)).await {
+            Ok(done) => done.map(drop).map_err(SinkError::from),
+            Err(_) => Err(SinkError::Unavailable(format!("no answer within {}s", RELEASE_TIMEOUT.as_secs()))),
+        }
     }
 
     /// Who holds the lease now, if anyone.

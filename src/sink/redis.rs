@@ -75,7 +75,7 @@ impl From<RedisError> for SinkError {
         match err.retry_method() {
             RetryMethod::NoRetry => SinkError::Command {
                 message: err.to_string(),
-                hint: "check the Redis ACL permissions and that no foreign key of another type sits under the index prefix",
+                hint: "check the Redis ACL permissions (deploy/redis-acl.conf lists what drugsync needs)",
             },
             _ => SinkError::Unavailable(err.to_string()),
         }

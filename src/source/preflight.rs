@@ -156,12 +156,7 @@ pub async fn check_server_id(conn: &mut Conn, server_id: u32, our_host: &str) ->
 /// A column of `row` by case-insensitive name, as text.
 fn column(row: &Row, name: &str) -> Option<String> {
     let index = row.columns_ref().iter().position(|c| c.name_str().eq_ignore_ascii_case(name))?;
-    row.as_ref(index).and_then(|value| match value {
-        mysql_async::Value::Bytes(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        mysql_async::Value::Int(n) => Some(n.to_string()),
-        mysql_async::Value::UInt(n) => Some(n.to_string()),
-        _ => None,
-    })
+    row.as_ref(index).map(super::value::value_to_string)
 }
 
 /// Checks that the source keeps binlogs at least `budget_hours` (the longest
