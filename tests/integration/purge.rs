@@ -1,7 +1,7 @@
 //! The stored position is purged from the server while drugsync is down.
 //! Runs on a private MariaDB: purging the shared one would disturb other tests.
 
-mod common;
+use crate::common;
 
 use common::{PrivateMariadb, TestEnv};
 use mysql_async::prelude::Queryable;

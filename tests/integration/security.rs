@@ -2,7 +2,7 @@
 //! SSL, Redis over TLS with the ACL of `deploy/redis-acl.conf`, credentials
 //! from a Secrets Manager endpoint, and no secret in any output.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! The streaming core against real MariaDB and Redis Stack: fan-out through
 //! every table, embedding economy, bulk reloads, and vector search.
 
-mod common;
+use crate::common;
 
 use common::TestEnv;
 use drugsync::embed::{LocalEmbedder, vector_to_bytes};

@@ -1,6 +1,6 @@
 //! `--reconcile` and `--replay-from` against the real servers.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

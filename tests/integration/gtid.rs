@@ -1,7 +1,7 @@
 //! Positions carry the GTID state; streams resume by GTID when asked to, and
 //! fall back to GTID when the stored binlog file does not exist (failover).
 
-mod common;
+use crate::common;
 
 use common::TestEnv;
 use drugsync::checkpoint::CheckpointStore;

@@ -2,7 +2,7 @@
 //! must end with the index equal to MySQL, and row decoding must follow the
 //! table's current columns.
 
-mod common;
+use crate::common;
 
 use common::TestEnv;
 

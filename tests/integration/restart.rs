@@ -1,6 +1,6 @@
 //! Stopping and crashing mid-stream: the final index must equal what MySQL says.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Start-up checks against real servers: each refuses a misconfigured source
 //! with a message that names the problem and the fix, and lets a correct one through.
 
-mod common;
+use crate::common;
 
 use common::{PrivateMariadb, TestEnv};
 use mysql_async::prelude::Queryable;

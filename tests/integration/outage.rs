@@ -2,7 +2,7 @@
 //! reconnect with backoff and resume with nothing lost. Private servers, so
 //! restarting them disturbs no other test.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

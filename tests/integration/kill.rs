@@ -5,9 +5,9 @@
 //!
 //! CI runs a small size. The full size:
 //!
-//!     DRUGSYNC_KILL_TRANSACTIONS=5000 DRUGSYNC_KILL_KILLS=20 cargo nextest run --test kill
+//!     DRUGSYNC_KILL_TRANSACTIONS=5000 DRUGSYNC_KILL_KILLS=20 cargo nextest run -E 'test(/^kill::/)'
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

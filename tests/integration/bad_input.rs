@@ -5,7 +5,7 @@
 //! (Malformed config and positions: `config.rs`/`position.rs` unit tests,
 //! `restart.rs` and `reconcile.rs`; columns changed under a row event: `ddl.rs`.)
 
-mod common;
+use crate::common;
 
 use common::TestEnv;
 use mysql_async::prelude::Queryable;

@@ -1,7 +1,6 @@
 //! Shared harness for the integration tests: one private schema, index,
 //! key prefix, checkpoint file and replica server id per test, so tests run
 //! in parallel against the one MariaDB and Redis that `tests/env/testenv.sh up` starts.
-#![allow(dead_code)]
 
 pub mod proxy;
 pub mod tls;
@@ -25,7 +24,7 @@ use drugsync::pipeline::{Replicator, RunError, Stats};
 use drugsync::position::Position;
 
 /// The reference config; tests change only names, URLs and sizes.
-pub const REFERENCE_CONFIG: &str = include_str!("../../config/drugsync.toml");
+pub const REFERENCE_CONFIG: &str = include_str!("../../../config/drugsync.toml");
 
 /// Test dimensions: small vectors keep the tests fast; the code path is the same.
 pub const TEST_DIMENSIONS: usize = 64;

@@ -1,0 +1,23 @@
+//! Integration tests against the real MariaDB and Redis Stack that
+//! `tests/env/testenv.sh up` starts (and the fake Bedrock in `bedrock`).
+//!
+//! One test binary with a module per area, not one binary per file: every
+//! binary links the whole dependency tree (AWS SDK, rustls, mysql_async), and
+//! thirteen copies of it cost minutes of linking and gigabytes of disk, which
+//! once ran CI out of space. nextest still runs each test in its own process.
+//! Select an area with a filter, e.g. `cargo nextest run -E 'test(/^kill::/)'`.
+
+mod common;
+
+mod bad_input;
+mod bedrock;
+mod ddl;
+mod gtid;
+mod kill;
+mod outage;
+mod preflight;
+mod purge;
+mod reconcile;
+mod restart;
+mod security;
+mod streaming;
