@@ -77,11 +77,14 @@ start_mariadb() {
     fi
     log "starting MariaDB on 127.0.0.1:$MYSQL_PORT"
     # Binlog settings mirror what drugsync requires of Aurora (see README, preflight).
+    # Three days of retention meets the default 24 h downtime budget and keeps a
+    # long-lived developer environment from filling its disk with binlogs.
     nohup mariadbd --no-defaults --user=root --datadir="$DB_DIR/data" \
         --bind-address=127.0.0.1 --port="$MYSQL_PORT" --socket="$DB_DIR/mariadb.sock" \
         --pid-file="$DB_DIR/mariadb.pid" --log-error="$ENV_DIR/mariadb.log" \
         --log-bin="$DB_DIR/data/binlog" --binlog-format=ROW --binlog-row-image=FULL \
         --binlog-row-metadata=FULL --server-id=1 --max-connections=500 \
+        --binlog-expire-logs-seconds=259200 --max-binlog-size=256M \
         --innodb-buffer-pool-size=512M --innodb-flush-log-at-trx-commit=2 \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
         >/dev/null 2>&1 &
