@@ -13,6 +13,9 @@ async fn preflight_names_a_mapping_column_or_alias_that_does_not_exist() {
     let bad_column = env.config_text.replacen("column = \"LBLRID\"", "column = \"NO_SUCH_COLUMN\"", 1);
     let message = env.connect_error(&bad_column).await.expect("a missing column is refused");
     assert!(message.contains("mapping.tables[7]") && message.contains("NO_SUCH_COLUMN"), "{message}");
+    let bad_table = env.config_text.replacen("table = \"rdosed2\"", "table = \"no_such_table\"", 1);
+    let message = env.connect_error(&bad_table).await.expect("a missing table is refused");
+    assert!(message.contains("mapping.tables[4]") && message.contains("no_such_table") && message.contains("doesn't exist"), "{message}");
     let bad_alias = env.config_text.replacen("l.MFG AS manufacturer", "l.MFG AS maker", 1);
     let message = env.connect_error(&bad_alias).await.expect("a missing alias is refused");
     assert!(message.contains("mapping.select_sql") && message.contains("`manufacturer`"), "{message}");
