@@ -354,6 +354,7 @@ impl RedisSink {
                 let result: Result<i64, RedisError> = invocation.invoke_async(&mut conn).await;
                 match result {
                     Ok(_) => {}
+                    // Redis reports a script's error_reply as "ERR FENCED", so the text is the mark, not the code.
                     Err(e) if e.to_string().contains("FENCED") => return Err(SinkError::Fenced { holder }),
                     Err(e) => return Err(e.into()),
                 }

@@ -208,10 +208,9 @@ pub async fn check_binlog_retention(conn: &mut Conn, budget_hours: u32) -> Resul
     Ok(())
 }
 
-/// Server errors that mean the mapping names something the user cannot read:
-/// unknown database (1049), table (1146) or column (1054), and no privilege on
-/// the database (1044), table (1142) or column (1143).
-const MAPPING_REFUSALS: [u16; 6] = [1049, 1146, 1054, 1044, 1142, 1143];
+/// Server errors that mean the mapping names something that does not exist:
+/// unknown database (1049), table (1146) or column (1054).
+const UNKNOWN_NAMES: [u16; 3] = [1049, 1146, 1054];
 
 /// Checks that the mapping's tables and columns exist and that `select_sql`
 /// runs and yields every index field; the error names the config field.
@@ -226,8 +225,12 @@ pub async fn check_mapping(conn: &mut Conn, config: &crate::config::Config) -> R
         let query = format!("SELECT `{}` FROM `{schema}`.`{}` LIMIT 0", rule.column, rule.table);
         let refused = match conn.query_drop(&query).await {
             Ok(()) => continue,
-            Err(mysql_async::Error::Server(e)) if MAPPING_REFUSALS.contains(&e.code) => e.message,
-            Err(e) => return Err(SourceError::from_driver(e, &query)),
+            Err(mysql_async::Error::Server(e)) if UNKNOWN_NAMES.contains(&e.code) => e.message,
+            // from_driver is where a missing privilege is recognised; here it gets the config field.
+            Err(e) => match SourceError::from_driver(e, &query) {
+                SourceError::AccessDenied { message } => message,
+                other => return Err(other),
+            },
         };
         return Err(SourceError::Misconfigured(format!(
             "config field mapping.tables[{n}]: cannot read column `{}` of `{schema}`.`{}`: {refused}",

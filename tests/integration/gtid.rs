@@ -80,9 +80,7 @@ async fn replay_from_a_gtid_state_reapplies_changes() {
     let mut redis = env.redis.clone();
     let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
     let replay: Position = format!("@{}", before.gtid.unwrap()).parse().unwrap();
-    let replicator = drugsync::pipeline::Replicator::connect(env.config(), drugsync::embed::LocalEmbedder::new(common::TEST_DIMENSIONS, 1))
-        .await
-        .unwrap();
+    let replicator = env.connect(&env.config_text).await.unwrap();
     assert!(replicator.prepare_replay(&"@not-a-gtid".parse().unwrap()).await.is_err());
     replicator.prepare_replay(&replay).await.unwrap();
     drop(replicator);

@@ -5,8 +5,6 @@ use crate::common;
 use std::time::Duration;
 
 use common::TestEnv;
-use drugsync::embed::LocalEmbedder;
-use drugsync::pipeline::Replicator;
 use drugsync::pipeline::reconcile::ReconcileReport;
 
 async fn run_reconcile(env: &TestEnv, dry_run: bool) -> ReconcileReport {
@@ -125,8 +123,7 @@ async fn replay_from_an_earlier_position_reapplies_changes() {
     let keys: Vec<String> = ndcs.iter().map(|n| format!("{}{n}", env.prefix)).collect();
     let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
 
-    let config = env.config();
-    let replicator = Replicator::connect(config, LocalEmbedder::new(common::TEST_DIMENSIONS, 1)).await.unwrap();
+    let replicator = env.connect(&env.config_text).await.unwrap();
     let bogus = drugsync::position::Position::new(earlier.file.clone(), 999_999_999_999);
     let err = replicator.prepare_replay(&bogus).await.unwrap_err().to_string();
     assert!(err.contains("past the end"), "{err}");

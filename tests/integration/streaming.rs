@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::TestEnv;
-use drugsync::embed::{LocalEmbedder, vector_to_bytes};
+use drugsync::embed::vector_to_bytes;
 use drugsync::pipeline::Stats;
 
 /// Each step changes one table, then the whole index must equal what MySQL
@@ -211,7 +211,7 @@ async fn knn_query_returns_the_document_whose_text_was_embedded() {
     assert_eq!((docs as usize, failures), (expected.len(), 0), "every document indexed, none failed");
 
     let config = env.config();
-    let embedder = LocalEmbedder::new(config.embed.dimensions, config.embed.template_version);
+    let embedder = common::local_embedder(&config);
     let mut redis = env.redis.clone();
     for (ndc, want) in expected.iter().step_by(37).take(5) {
         let query = embedder.vector(&want.text);
@@ -288,8 +288,7 @@ async fn a_changed_index_definition_builds_a_new_version_while_the_alias_keeps_a
         })
     };
     let new_text = env.config_text.replacen(&format!("dimensions = {}", common::TEST_DIMENSIONS), "dimensions = 32", 1);
-    let new =
-        drugsync::sink::IndexVersion::of(&drugsync::config::Config::from_toml(&new_text, std::path::Path::new("t"), |_| None).unwrap());
+    let new = drugsync::sink::IndexVersion::of(&common::parse_config(&new_text));
     assert_ne!(new.index, old.index);
     let run = env.start_with(&new_text).await;
     let mut redis = env.redis.clone();

@@ -37,6 +37,16 @@ pub fn redis_url() -> String {
     std::env::var("DRUGSYNC_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:36379".into())
 }
 
+/// A test's config text, which must be valid.
+pub fn parse_config(config_text: &str) -> Config {
+    Config::from_toml(config_text, Path::new("test.toml"), |_| None).expect("test config valid")
+}
+
+/// The offline embedder in the space `config` asks for.
+pub fn local_embedder(config: &Config) -> LocalEmbedder {
+    LocalEmbedder::new(config.embed.dimensions, config.embed.template_version)
+}
+
 /// One test's private world.
 pub struct TestEnv {
     pub name: String,
@@ -136,7 +146,7 @@ impl TestEnv {
                 let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
             }
         }
-        let config = Config::from_toml(&config_text, Path::new("test.toml"), |_| None).expect("test config valid");
+        let config = parse_config(&config_text);
         let version = drugsync::sink::IndexVersion::of(&config);
         let position_key = format!("ds:{name}:{}:position", version.index);
         Self {
@@ -153,7 +163,7 @@ impl TestEnv {
     }
 
     pub fn config(&self) -> Config {
-        Config::from_toml(&self.config_text, Path::new("test.toml"), |_| None).expect("test config valid")
+        parse_config(&self.config_text)
     }
 
     /// Writes the config to a file (for tests that run the binary).
@@ -211,9 +221,7 @@ impl TestEnv {
 
     /// Starts a replicator with another config text (e.g. a second instance).
     pub async fn start_with(&self, config_text: &str) -> Running {
-        let config = Config::from_toml(config_text, Path::new("test.toml"), |_| None).expect("test config valid");
-        let embedder = LocalEmbedder::new(config.embed.dimensions, config.embed.template_version);
-        let replicator = Replicator::connect(config, embedder).await.expect("connect");
+        let replicator = self.connect(config_text).await.expect("connect");
         let stats = replicator.stats.clone();
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(replicator.run(cancel.clone()));
@@ -223,9 +231,14 @@ impl TestEnv {
     /// What `Replicator::connect` says about `config_text`: `None` when it
     /// connects (preflight passed), else the error message an operator sees.
     pub async fn connect_error(&self, config_text: &str) -> Option<String> {
-        let config = Config::from_toml(config_text, Path::new("test.toml"), |_| None).expect("test config valid");
-        let embedder = LocalEmbedder::new(config.embed.dimensions, config.embed.template_version);
-        Replicator::connect(config, embedder).await.err().map(|e| e.to_string())
+        self.connect(config_text).await.err().map(|e| e.to_string())
+    }
+
+    /// `Replicator::connect` on `config_text` with the local embedder (preflight included).
+    pub async fn connect(&self, config_text: &str) -> Result<Replicator<LocalEmbedder>, RunError> {
+        let config = parse_config(config_text);
+        let embedder = local_embedder(&config);
+        Replicator::connect(config, embedder).await
     }
 
     /// (Re)creates MySQL user `user`@`%` with SELECT on this test's schema and,
@@ -250,8 +263,8 @@ impl TestEnv {
 
     /// Like [`Self::reconcile`] with another config text.
     pub async fn reconcile_with(&self, config_text: &str, dry_run: bool) -> drugsync::pipeline::reconcile::ReconcileReport {
-        let config = Config::from_toml(config_text, Path::new("test.toml"), |_| None).expect("test config valid");
-        let embedder = LocalEmbedder::new(config.embed.dimensions, config.embed.template_version);
+        let config = parse_config(config_text);
+        let embedder = local_embedder(&config);
         let replicator = Replicator::connect_for_reconcile(config, embedder).await.unwrap();
         drugsync::pipeline::reconcile::reconcile(&replicator, dry_run, &CancellationToken::new()).await.unwrap()
     }
@@ -293,7 +306,7 @@ impl TestEnv {
     /// What the index should hold, computed from MySQL with the mapping and the local embedder.
     pub async fn expected(&self) -> BTreeMap<String, Expected> {
         let config = self.config();
-        let embedder = LocalEmbedder::new(config.embed.dimensions, config.embed.template_version);
+        let embedder = local_embedder(&config);
         let loader = DocumentLoader::new(&config, embedder.space().clone());
         let mut conn = self.mysql().await;
         let mut out = BTreeMap::new();
