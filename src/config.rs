@@ -423,6 +423,16 @@ pub struct PipelineConfig {
     /// position was purged (or is unusable), or DDL hit a tracked table.
     #[serde(default)]
     pub on_lost_sync: OnLostSync,
+    /// A batch that routes to more than this share of the index's documents
+    /// is applied by one full hash diff of the index (as a reconcile does)
+    /// instead of key by key: a weekly FDB reload touches every drug.
+    #[serde(default = "default_full_diff_share")]
+    pub full_diff_share: f64,
+    /// Most distinct routing values and document keys held for one batch;
+    /// past it the batch is applied by a full hash diff whatever its share.
+    /// This bounds memory however large a source transaction is.
+    #[serde(default = "default_max_batch_keys")]
+    pub max_batch_keys: usize,
 }
 
 /// See [`PipelineConfig::on_lost_sync`].
@@ -447,6 +457,16 @@ fn default_batch_max_delay_ms() -> u64 {
 fn default_load_chunk() -> usize {
     500
 }
+/// Measured with `examples/bench.rs` (README, "Benchmarks"): applying keys one
+/// chunk at a time costs about as much as a full diff once a batch touches
+/// roughly this share of the index.
+fn default_full_diff_share() -> f64 {
+    0.2
+}
+/// 100,000 keys are a few MB, and more than most indexes hold in a share.
+fn default_max_batch_keys() -> usize {
+    100_000
+}
 /// 100 documents per MULTI/EXEC keeps each transaction (synchronous HNSW
 /// inserts) short enough not to stall searches noticeably.
 fn default_write_chunk() -> usize {
@@ -461,6 +481,8 @@ impl Default for PipelineConfig {
             load_chunk: default_load_chunk(),
             write_chunk: default_write_chunk(),
             on_lost_sync: OnLostSync::default(),
+            full_diff_share: default_full_diff_share(),
+            max_batch_keys: default_max_batch_keys(),
         }
     }
 }
@@ -595,6 +617,7 @@ impl Config {
             ("pipeline.batch_max_transactions", p.batch_max_transactions),
             ("pipeline.load_chunk", p.load_chunk),
             ("pipeline.write_chunk", p.write_chunk),
+            ("pipeline.max_batch_keys", p.max_batch_keys),
         ] {
             if value == 0 {
                 return Err(invalid(field, "must be at least 1"));
@@ -602,6 +625,9 @@ impl Config {
         }
         if p.load_chunk > 10_000 {
             return Err(invalid("pipeline.load_chunk", "must be at most 10000 (placeholders per query)"));
+        }
+        if !(p.full_diff_share > 0.0 && p.full_diff_share <= 1.0) {
+            return Err(invalid("pipeline.full_diff_share", "must be a share of the index: more than 0, at most 1"));
         }
         self.validate_mapping()
     }

@@ -8,7 +8,7 @@
 //! document that no longer reaches a changed row through the join graph no
 //! longer depends on it, and the change that cut the path is routed itself.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Value};
@@ -17,7 +17,7 @@ use super::placeholders;
 use crate::config::TableRule;
 use crate::document::DocumentKey;
 use crate::source::value::value_to_string;
-use crate::source::{RowChange, SourceError};
+use crate::source::{DecodeSpec, RoutingValues, SourceError};
 
 /// See the module docs.
 #[derive(Debug, Clone)]
@@ -27,17 +27,13 @@ pub struct Router {
     chunk: usize,
 }
 
-/// Deduplicated column values per table, gathered over a batch.
-#[derive(Debug, Default)]
-pub struct AffectedValues {
-    by_table: BTreeMap<String, BTreeMap<String, Value>>,
-}
-
-impl AffectedValues {
-    /// True when no tracked row changed.
-    pub fn is_empty(&self) -> bool {
-        self.by_table.is_empty()
-    }
+/// The documents a batch must rebuild.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routed {
+    /// These keys, in key order.
+    Keys(BTreeSet<DocumentKey>),
+    /// More than the caller's limit: rebuild by a full diff of the index.
+    Everything,
 }
 
 impl Router {
@@ -51,72 +47,66 @@ impl Router {
         self.rules.keys().map(String::as_str)
     }
 
-    /// Collects the routing column's before/after values of every change; NULLs affect nothing.
-    pub fn collect<'a>(&self, changes: impl IntoIterator<Item = &'a RowChange>, into: &mut AffectedValues) {
-        for change in changes {
-            let Some(rule) = self.rules.get(&*change.table) else { continue };
-            let slot = into.by_table.entry(rule.table.to_ascii_lowercase()).or_default();
-            for value in change.values_of(&rule.column) {
-                if *value != Value::NULL {
-                    slot.entry(value_to_string(value)).or_insert_with(|| value.clone());
-                }
-            }
+    /// What the binlog decoder must keep of each row: the routing column of
+    /// every tracked table of `schema`, at most `limit` distinct values per transaction.
+    pub fn decode_spec(&self, schema: &str, limit: usize) -> DecodeSpec {
+        DecodeSpec {
+            schema: schema.to_owned(),
+            routes: self.rules.iter().map(|(table, rule)| (table.clone(), rule.column.clone())).collect(),
+            limit,
         }
     }
 
-    /// Resolves collected values to the distinct document keys, in key order.
-    pub async fn resolve<Q: Queryable>(&self, conn: &mut Q, affected: &AffectedValues) -> Result<BTreeSet<DocumentKey>, SourceError> {
+    /// Resolves routing values to the distinct document keys, or to
+    /// [`Routed::Everything`] once there are more than `limit` keys (the
+    /// keys found so far are dropped, so memory stays bounded by `limit`).
+    pub async fn resolve<Q: Queryable>(&self, conn: &mut Q, routing: &RoutingValues, limit: usize) -> Result<Routed, SourceError> {
+        if routing.is_everything() {
+            return Ok(Routed::Everything);
+        }
         let mut keys = BTreeSet::new();
-        for (table, values) in &affected.by_table {
-            let rule = &self.rules[table];
+        for (table, values) in routing.tables() {
+            let Some(rule) = self.rules.get(table) else { continue };
             match &rule.keys_sql {
-                None => keys.extend(values.keys().map(|k| DocumentKey(k.clone()))),
+                None => keys.extend(values.iter().map(|k| DocumentKey(k.clone()))),
                 Some(sql) => {
-                    let values: Vec<Value> = values.values().cloned().collect();
+                    let values: Vec<&String> = values.iter().collect();
                     for chunk in values.chunks(self.chunk) {
                         let query = sql.replace("{values}", &placeholders(chunk.len()));
+                        // Values travel as text: the server converts them to the
+                        // column's type and charset, as it does for the loader's keys.
+                        let params = chunk.iter().map(|v| Value::Bytes(v.as_bytes().to_vec())).collect();
                         let found: Vec<Value> =
-                            conn.exec(&query, Params::Positional(chunk.to_vec())).await.map_err(|e| SourceError::from_driver(e, &query))?;
+                            conn.exec(&query, Params::Positional(params)).await.map_err(|e| SourceError::from_driver(e, &query))?;
                         keys.extend(found.iter().map(|v| DocumentKey(value_to_string(v))));
+                        if keys.len() > limit {
+                            return Ok(Routed::Everything);
+                        }
                     }
                 }
             }
+            if keys.len() > limit {
+                return Ok(Routed::Everything);
+            }
         }
-        Ok(keys)
+        Ok(Routed::Keys(keys))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn rule(table: &str, column: &str, sql: Option<&str>) -> TableRule {
         TableRule { table: table.into(), column: column.into(), keys_sql: sql.map(Into::into) }
     }
 
-    fn change(table: &str, before: Option<(&str, Value)>, after: Option<(&str, Value)>) -> RowChange {
-        RowChange {
-            table: Arc::from(table),
-            before: before.map(|(c, v)| vec![(c.to_string(), v)]),
-            after: after.map(|(c, v)| vec![(c.to_string(), v)]),
-        }
-    }
-
     #[test]
-    fn collects_before_and_after_values_once_each() {
-        let router = Router::new(&[rule("rndc14", "NDC", None), rule("rgcnseq4", "GCN_SEQNO", Some("x {values}"))], 100);
-        let mut affected = AffectedValues::default();
-        let changes = [
-            change("rgcnseq4", Some(("GCN_SEQNO", Value::Int(1))), Some(("GCN_SEQNO", Value::Int(2)))),
-            change("rgcnseq4", None, Some(("GCN_SEQNO", Value::Int(2)))),
-            change("rgcnseq4", None, Some(("GCN_SEQNO", Value::NULL))),
-            change("rndc14", Some(("NDC", Value::Bytes(b"1".to_vec()))), None),
-            change("untracked", None, Some(("X", Value::Int(9)))),
-        ];
-        router.collect(&changes, &mut affected);
-        assert_eq!(affected.by_table["rgcnseq4"].keys().collect::<Vec<_>>(), ["1", "2"]);
-        assert_eq!(affected.by_table["rndc14"].keys().collect::<Vec<_>>(), ["1"]);
-        assert_eq!(affected.by_table.len(), 2);
+    fn decode_spec_names_each_tables_routing_column() {
+        let router = Router::new(&[rule("RNDC14", "NDC", None), rule("rgcnseq4", "GCN_SEQNO", Some("x {values}"))], 100);
+        let spec = router.decode_spec("fdb", 7);
+        assert_eq!(spec.routes["rndc14"], "NDC");
+        assert_eq!(spec.routes["rgcnseq4"], "GCN_SEQNO");
+        assert_eq!((spec.schema.as_str(), spec.limit), ("fdb", 7));
     }
 }

@@ -5,6 +5,7 @@
 //! binlog ([`stream`]). Documents flow through [`sync`], the one place that
 //! diffs against Redis, embeds what is new and writes.
 
+pub mod batch;
 pub mod bootstrap;
 pub mod error;
 pub mod reconcile;

@@ -171,7 +171,10 @@ async fn pass<E: Embedder>(r: &Replicator<E>, mode: Mode, cancel: &CancellationT
             seen.insert(doc.key.clone());
             let drift = classify(&doc, state.as_ref());
             match drift {
-                Drift::None => continue,
+                Drift::None => {
+                    Stats::add(&r.stats.unchanged, 1);
+                    continue;
+                }
                 Drift::Missing => report.missing += 1,
                 Drift::Fields => report.stale_fields += 1,
                 Drift::Vector => report.stale_vectors += 1,

@@ -18,15 +18,16 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
+use super::batch::Batch;
 use super::reconcile;
 use super::retry::retry;
 use super::sync::sync_keys;
 use super::{Replicator, RunError, Stats};
 use crate::config::OnLostSync;
 use crate::embed::Embedder;
-use crate::mapping::router::AffectedValues;
+use crate::mapping::router::Routed;
 use crate::position::Position;
-use crate::source::{BinlogTailer, SourceError, Transaction};
+use crate::source::{BinlogTailer, InFlight, SourceError};
 
 /// Transactions buffered between the binlog reader and the apply loop.
 const CHANNEL_CAPACITY: usize = 4096;
@@ -35,20 +36,21 @@ const REPAIR_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Streams from `start` until cancelled or a definite error.
 pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: CancellationToken) -> Result<(), RunError> {
+    let Some(limit) = batch_key_limit(r, &cancel).await? else { return Ok(()) };
     let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
     let tailer = BinlogTailer::new(
         r.opts.clone(),
         r.config.mysql.server_id,
-        &r.config.mysql.schema,
-        r.router.tables().map(str::to_owned),
+        r.router.decode_spec(&r.config.mysql.schema, limit),
         Duration::from_secs(r.config.mysql.heartbeat_secs),
         r.config.mysql.resume_by,
     )
+    .with_budget(r.config.pipeline.max_batch_keys)
     .reporting_as(crate::source::preflight::replica_hostname(&r.config));
     let tail_cancel = cancel.child_token();
     let tail = tokio::spawn(tailer.run(start.clone(), tx, tail_cancel.clone()));
-    tracing::info!(position = %start, "streaming");
-    let applied = apply_loop(r, &mut rx, &cancel, start.clone()).await;
+    tracing::info!(position = %start, full_diff_above_keys = limit, "streaming");
+    let applied = apply_loop(r, &mut rx, &cancel, start.clone(), limit).await;
     tail_cancel.cancel();
     drop(rx);
     let tailed = tail.await.map_err(|e| RunError::Task(e.to_string()))?;
@@ -56,11 +58,26 @@ pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: Cancel
     tailed.map_err(RunError::from)
 }
 
+/// Most keys a batch is applied by key: `pipeline.full_diff_share` of the
+/// documents in the index, never more than `pipeline.max_batch_keys`.
+/// `None` when cancelled meanwhile.
+async fn batch_key_limit<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<Option<usize>, RunError> {
+    let count = || async { Ok::<_, RunError>(r.sink.document_count().await?) };
+    let Some(documents) = retry(cancel, "counting indexed documents", count).await? else { return Ok(None) };
+    Ok(Some(key_limit(documents, r.config.pipeline.full_diff_share, r.config.pipeline.max_batch_keys)))
+}
+
+/// See [`batch_key_limit`]; at least one key, so a single change is never a full diff.
+fn key_limit(documents: u64, share: f64, max_keys: usize) -> usize {
+    ((documents as f64 * share).ceil() as usize).clamp(1, max_keys.max(1))
+}
+
 async fn apply_loop<E: Embedder>(
     r: &Replicator<E>,
-    rx: &mut mpsc::Receiver<Transaction>,
+    rx: &mut mpsc::Receiver<InFlight>,
     cancel: &CancellationToken,
     mut applied: Position,
+    limit: usize,
 ) -> Result<(), RunError> {
     let max_transactions = r.config.pipeline.batch_max_transactions;
     let max_delay = Duration::from_millis(r.config.pipeline.batch_max_delay_ms);
@@ -79,11 +96,12 @@ async fn apply_loop<E: Embedder>(
                 None => return Ok(()), // reader stopped; its result says why
             },
         };
-        let mut batch = vec![first];
+        // Merging releases each transaction's budget: the batch keeps only the union.
+        let mut batch = Batch::start(first.transaction, limit);
         let deadline = Instant::now() + max_delay;
-        while batch.len() < max_transactions {
+        while batch.transactions < max_transactions {
             match timeout_at(deadline, rx.recv()).await {
-                Ok(Some(tx)) => batch.push(tx),
+                Ok(Some(next)) => batch.push(next.transaction),
                 Ok(None) | Err(_) => break,
             }
         }
@@ -92,12 +110,12 @@ async fn apply_loop<E: Embedder>(
         let (kept, batch) = (&applied, &batch);
         let attempt = || async move {
             ensure_redis_kept(r, kept).await?;
-            apply_batch(r, batch, cancel).await
+            apply_batch(r, batch, limit, cancel).await
         };
         if retry(cancel, "applying batch", attempt).await?.is_none() {
             return Ok(());
         }
-        applied = batch.last().map(|t| t.commit.clone()).unwrap_or(applied);
+        applied = batch.commit.clone();
     }
 }
 
@@ -131,39 +149,68 @@ async fn apply_repairs<E: Embedder>(r: &Replicator<E>) -> Result<(), RunError> {
 
 /// Applies one batch of transactions and then, and only then, advances the checkpoint.
 ///
-/// A batch holding DDL on a tracked table is applied, then every document is
-/// reconciled against MySQL (the DDL may have changed rows without row
-/// events), and only then does the position pass the DDL, so a crash anywhere
-/// in between repeats the reconcile rather than skipping it.
-pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &[Transaction], cancel: &CancellationToken) -> Result<(), RunError> {
-    let Some(last) = batch.last() else { return Ok(()) };
-    let commit = &last.commit;
-    let ddl = batch.iter().find_map(|t| t.ddl.as_ref().map(|d| (d, &t.commit)));
-    if let (Some((ddl, at)), OnLostSync::Stop) = (ddl, r.config.pipeline.on_lost_sync) {
+/// A batch routed to more than `limit` documents is applied by a full hash
+/// diff of the index instead of key by key. So is a batch holding DDL on a
+/// tracked table (the DDL may have changed rows without row events). Either
+/// way the position is stored only once the diff is acknowledged, so a crash
+/// anywhere in between repeats the diff rather than skipping it.
+pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: usize, cancel: &CancellationToken) -> Result<(), RunError> {
+    let commit = &batch.commit;
+    if let (Some((ddl, at)), OnLostSync::Stop) = (&batch.ddl, r.config.pipeline.on_lost_sync) {
         return Err(SourceError::TrackedDdl { table: ddl.table.clone(), position: at.to_string(), statement: ddl.statement.clone() }.into());
     }
-    // With DDL in the batch the position is stored only after the reconcile.
-    let position_with_documents = if ddl.is_some() { None } else { Some(commit) };
-    let mut affected = AffectedValues::default();
-    r.router.collect(batch.iter().flat_map(|t| &t.changes), &mut affected);
-    if affected.is_empty() {
-        // Nothing tracked changed: record progress so a restart need not re-read these events.
-        r.sink.apply(&[], position_with_documents).await?;
+    let routed = if batch.routing.is_empty() {
+        Routed::Keys(Default::default())
     } else {
         let mut conn = crate::source::connect::pooled(&r.pool).await?;
-        let keys = r.router.resolve(&mut conn, &affected).await?;
-        tracing::debug!(transactions = batch.len(), documents = keys.len(), position = %commit, "applying batch");
-        sync_keys(r, &mut conn, keys.into_iter().collect(), position_with_documents).await?;
-    }
-    if let Some((ddl, _)) = ddl {
-        tracing::warn!(table = %ddl.table, statement = %ddl.statement, "reconciling after DDL on a tracked table");
-        reconcile::repair_as_writer(r, cancel).await?;
-        r.sink.apply(&[], Some(commit)).await?;
+        r.router.resolve(&mut conn, &batch.routing, limit).await?
+    };
+    match (routed, &batch.ddl) {
+        (Routed::Keys(keys), None) => {
+            tracing::debug!(transactions = batch.transactions, documents = keys.len(), position = %commit, "applying batch");
+            if keys.is_empty() {
+                // Nothing tracked changed: record progress so a restart need not re-read these events.
+                r.sink.apply(&[], Some(commit)).await?;
+            } else {
+                let mut conn = crate::source::connect::pooled(&r.pool).await?;
+                sync_keys(r, &mut conn, keys.into_iter().collect(), Some(commit)).await?;
+            }
+        }
+        (routed, ddl) => {
+            match ddl {
+                Some((ddl, _)) => {
+                    tracing::warn!(table = %ddl.table, statement = %ddl.statement, "reconciling after DDL on a tracked table")
+                }
+                None => tracing::info!(
+                    transactions = batch.transactions,
+                    rows = batch.rows,
+                    routed_to_everything = routed == Routed::Everything,
+                    limit,
+                    position = %commit,
+                    "batch touches a large share of the index: applying it by a full hash diff"
+                ),
+            }
+            reconcile::repair_as_writer(r, cancel).await?;
+            r.sink.apply(&[], Some(commit)).await?;
+        }
     }
     // Redis acknowledged every document of the batch and the position: now it is safe.
     r.checkpoint()?.advance(commit)?;
-    Stats::add(&r.stats.transactions, batch.len() as u64);
+    Stats::add(&r.stats.transactions, batch.transactions as u64);
     Stats::add(&r.stats.batches, 1);
-    r.stats.applied_commit(last.committed_at);
+    r.stats.applied_commit(batch.committed_at);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_limit;
+
+    #[test]
+    fn key_limit_is_a_share_of_the_index_within_bounds() {
+        assert_eq!(key_limit(125_000, 0.2, 100_000), 25_000);
+        assert_eq!(key_limit(10_000_000, 0.2, 100_000), 100_000, "memory cap wins");
+        assert_eq!(key_limit(0, 0.2, 100_000), 1, "an empty index still applies single changes by key");
+        assert_eq!(key_limit(7, 0.5, 100_000), 4);
+    }
 }

@@ -245,6 +245,12 @@ impl RedisSink {
         Ok(())
     }
 
+    /// Documents in this index version (`FT.INFO num_docs`; 0 when it does not exist yet).
+    pub async fn document_count(&self) -> Result<u64, SinkError> {
+        let info = self.index_info(&self.version.index).await?;
+        Ok(info.and_then(|info| info_text(&info, "num_docs")).and_then(|n| n.parse().ok()).unwrap_or(0))
+    }
+
     /// `FT.INFO name`, or `None` when there is no such index or alias.
     async fn index_info(&self, name: &str) -> Result<Option<Value>, SinkError> {
         let mut conn = self.conn.clone();

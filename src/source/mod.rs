@@ -2,6 +2,7 @@
 
 pub mod binlog;
 pub mod connect;
+pub mod decode;
 pub mod error;
 pub mod events;
 pub mod gtid;
@@ -9,5 +10,6 @@ pub mod preflight;
 pub mod server;
 pub mod value;
 
-pub use binlog::{BinlogTailer, RowChange, RowImage, TrackedDdl, Transaction};
+pub use binlog::{BinlogTailer, InFlight};
+pub use decode::{DecodeSpec, RoutingValues, TrackedDdl, Transaction};
 pub use error::SourceError;

@@ -1,0 +1,99 @@
+//! Consecutive source transactions merged into one unit of work.
+
+use crate::position::Position;
+use crate::source::{RoutingValues, TrackedDdl, Transaction};
+
+/// What the apply loop writes in one go: the union of its transactions'
+/// routing values and the commit position of the last one.
+///
+/// # Memory
+/// Each transaction's values are merged in as it arrives and then dropped,
+/// so a batch holds at most its routing limit of values, however many
+/// transactions or rows it spans.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Union of the transactions' routing values.
+    pub routing: RoutingValues,
+    /// Source transactions merged.
+    pub transactions: usize,
+    /// Tracked row images they carried.
+    pub rows: u64,
+    /// Commit position of the last transaction.
+    pub commit: Position,
+    /// Source commit time of the last transaction (Unix seconds).
+    pub committed_at: u32,
+    /// The first DDL on a tracked table in the batch, with its position.
+    pub ddl: Option<(TrackedDdl, Position)>,
+}
+
+impl Batch {
+    /// A batch holding `first`, merging at most `limit` distinct values.
+    pub fn start(first: Transaction, limit: usize) -> Self {
+        let mut batch = Self {
+            routing: RoutingValues::with_limit(limit),
+            transactions: 0,
+            rows: 0,
+            commit: first.commit.clone(),
+            committed_at: first.committed_at,
+            ddl: None,
+        };
+        batch.push(first);
+        batch
+    }
+
+    /// Merges the next transaction in commit order.
+    pub fn push(&mut self, tx: Transaction) {
+        self.routing.merge(tx.routing);
+        self.transactions += 1;
+        self.rows += tx.rows;
+        if self.ddl.is_none()
+            && let Some(ddl) = tx.ddl
+        {
+            self.ddl = Some((ddl, tx.commit.clone()));
+        }
+        self.commit = tx.commit;
+        self.committed_at = tx.committed_at;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn tx(offset: u64, values: &[&str], ddl: bool) -> Transaction {
+        let table: Arc<str> = Arc::from("rndc14");
+        let mut routing = RoutingValues::with_limit(10);
+        for v in values {
+            routing.insert(&table, (*v).to_owned());
+        }
+        Transaction {
+            routing,
+            rows: values.len() as u64,
+            commit: Position::new("binlog.000001", offset),
+            committed_at: offset as u32,
+            ddl: ddl.then(|| TrackedDdl { table: "rndc14".into(), statement: "TRUNCATE rndc14".into() }),
+        }
+    }
+
+    #[test]
+    fn merges_values_and_ends_at_the_last_commit() {
+        let mut batch = Batch::start(tx(100, &["a", "b"], false), 10);
+        batch.push(tx(200, &["b", "c"], true));
+        batch.push(tx(300, &[], true));
+        assert_eq!((batch.transactions, batch.rows, batch.routing.len()), (3, 4, 3));
+        assert_eq!(batch.commit, Position::new("binlog.000001", 300));
+        assert_eq!(batch.committed_at, 300);
+        let (ddl, at) = batch.ddl.expect("ddl kept");
+        assert_eq!((ddl.table.as_str(), at), ("rndc14", Position::new("binlog.000001", 200)), "the first DDL is reported");
+    }
+
+    #[test]
+    fn a_batch_over_its_limit_stands_for_everything() {
+        let mut batch = Batch::start(tx(1, &["a", "b"], false), 3);
+        batch.push(tx(2, &["c", "d"], false));
+        assert!(batch.routing.is_everything());
+        assert_eq!(batch.commit, Position::new("binlog.000001", 2));
+    }
+}

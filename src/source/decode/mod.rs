@@ -1,0 +1,397 @@
+//! The decode unit: binlog events in, whole transactions out, each with its
+//! commit position and the routing values of its tracked rows. No network
+//! inside, so every rule here is unit-tested from event bytes.
+//!
+//! # Memory
+//! Row images are crossed as they arrive and only the routing column's
+//! values are kept, de-duplicated, in a [`RoutingValues`] that gives up past
+//! its limit. A transaction rewriting a million rows therefore holds at most
+//! `limit` strings, never a million rows.
+//!
+//! # Events nobody may skip
+//! Every event type is either understood, known to be harmless, or refused
+//! with an error saying what to change on the source: an event the decoder
+//! cannot read could carry tracked changes, and skipping it silently would
+//! leave documents stale with nothing to show for it.
+
+pub mod layout;
+pub mod routing;
+pub mod rows;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use mysql_common::binlog::consts::BinlogChecksumAlg;
+use mysql_common::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
+
+use super::error::{SourceError, truncate};
+use super::events::{self, MariadbGtid};
+use super::gtid::GtidState;
+use crate::position::Position;
+pub use layout::TableLayout;
+pub use routing::RoutingValues;
+
+/// MariaDB event types mysql_common does not know (see MariaDB's `log_event.h`).
+mod mariadb {
+    /// The statement behind the next rows events (informational).
+    pub const ANNOTATE_ROWS: u8 = 160;
+    /// Marks binlog files whose transactions are durably committed.
+    pub const BINLOG_CHECKPOINT: u8 = 161;
+    /// The GTID state at the start of a file.
+    pub const GTID_LIST: u8 = 163;
+    /// Compressed query and rows events (`log_bin_compress=ON`).
+    pub const COMPRESSED: std::ops::RangeInclusive<u8> = 165..=171;
+}
+
+/// MySQL 8.0.26+'s heartbeat event, unknown to mysql_common.
+const MYSQL_HEARTBEAT_V2: u8 = 0x29;
+
+/// What a decoder is told about the mapping.
+#[derive(Debug, Clone)]
+pub struct DecodeSpec {
+    /// The source schema whose tables are tracked.
+    pub schema: String,
+    /// Tracked table (lower-cased) -> its routing column.
+    pub routes: HashMap<String, String>,
+    /// Most distinct routing values held for one transaction before it is
+    /// treated as touching every document.
+    pub limit: usize,
+}
+
+/// A committed source transaction, reduced to what routing needs.
+/// Transactions without tracked changes are still produced so the position
+/// can advance past them.
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    /// Routing values of its tracked rows (or "everything").
+    pub routing: RoutingValues,
+    /// Row images of tracked tables it carried (before and after count once per row).
+    pub rows: u64,
+    /// Position right after the commit.
+    pub commit: Position,
+    /// When the source committed it (binlog event time, Unix seconds).
+    pub committed_at: u32,
+    /// Set when this "transaction" is DDL on a tracked table (TRUNCATE, ALTER,
+    /// DROP/CREATE, RENAME): rows may have changed without row events, so the
+    /// documents it feeds must be reconciled before the position passes it.
+    pub ddl: Option<TrackedDdl>,
+}
+
+/// DDL on a tracked table, as found in the binlog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedDdl {
+    /// The tracked table the statement changes.
+    pub table: String,
+    /// The statement, shortened for messages.
+    pub statement: String,
+}
+
+/// A cached table map: its raw body (a later map with the same id but other
+/// bytes is a new definition) and, for tracked tables, the layout.
+struct KnownTable {
+    body: Vec<u8>,
+    layout: Option<Arc<TableLayout>>,
+}
+
+/// See the module docs. Fed one event at a time by [`Decoder::feed`].
+pub struct Decoder {
+    spec: DecodeSpec,
+    tracked: HashSet<String>,
+    tables: HashMap<u64, KnownTable>,
+    /// File the stream is in (from rotate events).
+    file: String,
+    /// Transactions up to here (None when the server has no GTIDs or the start state is unknown).
+    gtid_state: Option<GtidState>,
+    /// Routing values of the open transaction.
+    pending: RoutingValues,
+    pending_rows: u64,
+    /// Inside BEGIN ... COMMIT (or a transactional GTID group): statements do not commit by themselves.
+    in_transaction: bool,
+    /// End of the enclosing MySQL transaction payload: events inside one carry no position of their own.
+    payload_end: Option<u32>,
+}
+
+impl Decoder {
+    /// A decoder starting at `start`, a transaction boundary.
+    pub fn new(spec: DecodeSpec, start: &Position) -> Result<Self, SourceError> {
+        let gtid_state = match &start.gtid {
+            Some(text) => Some(
+                GtidState::parse(text)
+                    .map_err(|e| SourceError::Decode { position: start.to_string(), message: format!("stored GTID state: {e}") })?,
+            ),
+            None => None,
+        };
+        let tracked = spec.routes.keys().map(|t| t.to_ascii_lowercase()).collect();
+        let pending = RoutingValues::with_limit(spec.limit);
+        Ok(Self {
+            spec,
+            tracked,
+            tables: HashMap::new(),
+            file: start.file.clone(),
+            gtid_state,
+            pending,
+            pending_rows: 0,
+            in_transaction: false,
+            payload_end: None,
+        })
+    }
+
+    /// The GTID state after the last event fed.
+    pub fn gtid_state(&self) -> Option<&GtidState> {
+        self.gtid_state.as_ref()
+    }
+
+    /// Sets the GTID state when the server told it apart from the stream
+    /// (MariaDB: the state at a file position).
+    pub fn set_gtid_state(&mut self, state: Option<GtidState>) {
+        self.gtid_state = state;
+    }
+
+    /// Processes one event; returns a transaction when this event commits one.
+    pub fn feed(&mut self, event: &Event) -> Result<Option<Transaction>, SourceError> {
+        let header = event.header();
+        let raw_type = header.event_type_raw();
+        match raw_type {
+            events::MARIADB_GTID_EVENT => {
+                self.verify_checksum(event)?;
+                let gtid = MariadbGtid::parse(event.data()).ok_or_else(|| self.decode_error(event, "short MariaDB GTID event"))?;
+                if let Some(state) = &mut self.gtid_state {
+                    state.observe_mariadb(gtid.domain, header.server_id(), gtid.seq);
+                }
+                self.begin(gtid.flags & events::MARIADB_FL_STANDALONE != 0);
+                return Ok(None);
+            }
+            mariadb::ANNOTATE_ROWS | mariadb::BINLOG_CHECKPOINT | mariadb::GTID_LIST => {
+                self.verify_checksum(event)?;
+                return Ok(None);
+            }
+            MYSQL_HEARTBEAT_V2 => return Ok(None),
+            t if mariadb::COMPRESSED.contains(&t) => {
+                return Err(SourceError::Misconfigured(format!(
+                    "the source writes compressed binlog events (type {t}, MariaDB log_bin_compress=ON), which drugsync does not decode: set log_bin_compress=OFF on the source, then run `drugsync --reconcile` (events already written compressed are not read)"
+                )));
+            }
+            _ => {}
+        }
+        let data = match event.read_data() {
+            Ok(Some(data)) => data,
+            Ok(None) => {
+                return Err(self.decode_error(
+                    event,
+                    &format!("unknown binlog event type {raw_type}: drugsync cannot tell whether it changed tracked rows; upgrade drugsync or report the server version"),
+                ));
+            }
+            Err(e) => return Err(self.decode_error(event, &e.to_string())),
+        };
+        if !matches!(data, EventData::RotateEvent(_) | EventData::FormatDescriptionEvent(_)) {
+            self.verify_checksum(event)?;
+        }
+        match data {
+            EventData::RotateEvent(rotate) => {
+                let name = if header.log_pos() == 0 {
+                    let raw = event.data();
+                    events::rotate_file_name(&header_bytes(event), &raw[8.min(raw.len())..], &raw[..8.min(raw.len())])
+                } else {
+                    rotate.name_raw().to_vec()
+                };
+                if header.log_pos() != 0 {
+                    // A real rotate: table ids of the next file mean nothing here.
+                    self.tables.clear();
+                }
+                self.file = String::from_utf8_lossy(&name).into_owned();
+                Ok(None)
+            }
+            EventData::GtidEvent(gtid) => {
+                let hex = hex::encode(gtid.sid());
+                let uuid = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
+                if let Some(state) = &mut self.gtid_state {
+                    state.observe_mysql(&uuid, gtid.gno());
+                }
+                // MySQL follows its GTID with an explicit BEGIN for transactions.
+                self.begin(true);
+                Ok(None)
+            }
+            EventData::AnonymousGtidEvent(_) => {
+                self.begin(true);
+                Ok(None)
+            }
+            EventData::TransactionPayloadEvent(_) => {
+                // The events inside follow (mysql_async expands them) with log_pos 0.
+                self.payload_end = Some(header.log_pos());
+                Ok(None)
+            }
+            EventData::QueryEvent(query) => {
+                let statement = query.query();
+                let head = statement.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                match head.as_str() {
+                    "BEGIN" => {
+                        self.in_transaction = true;
+                        Ok(None)
+                    }
+                    "ROLLBACK" => {
+                        self.discard_pending();
+                        self.in_transaction = false;
+                        Ok(None)
+                    }
+                    "COMMIT" => Ok(Some(self.commit(event))),
+                    _ => {
+                        let tracked = self.tracked.iter().map(String::as_str);
+                        if let Some(table) = events::ddl_touching(&statement, &query.schema(), &self.spec.schema, tracked) {
+                            tracing::warn!(table, statement = %truncate(&statement, 200), "DDL on a tracked table");
+                            let ddl = TrackedDdl { table: table.to_owned(), statement: truncate(&statement, 200) };
+                            let mut tx = self.commit(event);
+                            tx.ddl = Some(ddl);
+                            return Ok(Some(tx));
+                        }
+                        // A statement outside a transaction (DDL, non-transactional DML) commits by itself.
+                        if self.in_transaction { Ok(None) } else { Ok(Some(self.commit(event))) }
+                    }
+                }
+            }
+            EventData::XidEvent(_) => Ok(Some(self.commit(event))),
+            EventData::TableMapEvent(tme) => {
+                self.remember_table(&tme, event)?;
+                Ok(None)
+            }
+            EventData::RowsEvent(rows) => {
+                self.route_rows(&rows, event)?;
+                Ok(None)
+            }
+            EventData::FormatDescriptionEvent(_)
+            | EventData::StopEvent
+            | EventData::HeartbeatEvent
+            | EventData::IgnorableEvent(_)
+            | EventData::RowsQueryEvent(_)
+            | EventData::PreviousGtidsEvent(_)
+            | EventData::TransactionContextEvent(_)
+            | EventData::ViewChangeEvent(_)
+            | EventData::XaPrepareLogEvent(_)
+            | EventData::IntvarEvent(_)
+            | EventData::RandEvent(_)
+            | EventData::UserVarEvent(_)
+            | EventData::BeginLoadQueryEvent(_)
+            | EventData::ExecuteLoadQueryEvent(_) => Ok(None),
+            EventData::IncidentEvent(_) => Err(self.decode_error(
+                event,
+                "the source logged an INCIDENT: it lost events, so the binlog cannot say what changed. Run `drugsync --reconcile`, then restart with --replay-from the next transaction's position",
+            )),
+            other => Err(self.decode_error(
+                event,
+                &format!("binlog event {:?} is not supported (a pre-5.0 or LOAD DATA event): drugsync needs ROW binlog events", event_name(&other)),
+            )),
+        }
+    }
+
+    /// Caches the layout of a tracked table; untracked ones are only noted.
+    fn remember_table(&mut self, tme: &TableMapEvent<'_>, event: &Event) -> Result<(), SourceError> {
+        if let Some(known) = self.tables.get(&tme.table_id())
+            && known.body == event.data()
+        {
+            return Ok(());
+        }
+        let table = tme.table_name().to_ascii_lowercase();
+        let layout = if tme.database_name().eq_ignore_ascii_case(&self.spec.schema) && self.tracked.contains(&table) {
+            let column = &self.spec.routes[&table];
+            let layout = TableLayout::build(tme, Arc::from(table.as_str()), column).map_err(SourceError::Misconfigured)?;
+            Some(Arc::new(layout))
+        } else {
+            None
+        };
+        self.tables.insert(tme.table_id(), KnownTable { body: event.data().to_vec(), layout });
+        Ok(())
+    }
+
+    fn route_rows(&mut self, rows: &RowsEventData<'_>, event: &Event) -> Result<(), SourceError> {
+        let Some(known) = self.tables.get(&rows.table_id()) else {
+            return Err(self.decode_error(event, &format!("rows event for unknown table id {}", rows.table_id())));
+        };
+        // Cheap skip: untracked schemas and tables are never decoded.
+        let Some(layout) = known.layout.clone() else { return Ok(()) };
+        let pending = &mut self.pending;
+        let count = rows::route_values(&layout, rows, |value| {
+            if let Some(value) = value {
+                pending.insert(&layout.table, value);
+            }
+        })
+        .map_err(|e| self.decode_error(event, &format!("rows of `{}`: {e}", layout.table)))?;
+        self.pending_rows += count;
+        Ok(())
+    }
+
+    /// A GTID event opens a group: a transaction, or (standalone) a single statement.
+    fn begin(&mut self, standalone: bool) {
+        self.discard_pending();
+        self.in_transaction = !standalone;
+    }
+
+    fn discard_pending(&mut self) {
+        self.pending = RoutingValues::with_limit(self.spec.limit);
+        self.pending_rows = 0;
+    }
+
+    fn commit(&mut self, event: &Event) -> Transaction {
+        let commit = self.here(event);
+        self.in_transaction = false;
+        self.payload_end = None;
+        let routing = std::mem::replace(&mut self.pending, RoutingValues::with_limit(self.spec.limit));
+        let rows = std::mem::take(&mut self.pending_rows);
+        Transaction { routing, rows, commit, committed_at: event.header().timestamp(), ddl: None }
+    }
+
+    /// The position right after `event` (inside a transaction payload: after the payload).
+    fn here(&self, event: &Event) -> Position {
+        let log_pos = match event.header().log_pos() {
+            0 => self.payload_end.unwrap_or(0),
+            pos => pos,
+        };
+        Position { file: self.file.clone(), offset: u64::from(log_pos), gtid: self.gtid_state.as_ref().map(ToString::to_string) }
+    }
+
+    fn decode_error(&self, event: &Event, message: &str) -> SourceError {
+        SourceError::Decode { position: self.here(event).to_string(), message: message.to_owned() }
+    }
+
+    fn verify_checksum(&self, event: &Event) -> Result<(), SourceError> {
+        // Events inside a transaction payload carry none (the payload did).
+        if !event.footer().get_checksum_enabled() {
+            return Ok(());
+        }
+        let Some(stored) = event.checksum() else { return Ok(()) };
+        let Ok(Some(alg @ BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32)) = event.fde().footer().get_checksum_alg() else {
+            return Ok(());
+        };
+        if event.calc_checksum(alg) != u32::from_le_bytes(stored) {
+            let offset = u64::from(event.header().log_pos()).saturating_sub(u64::from(event.header().event_size()));
+            return Err(SourceError::Checksum { file: self.file.clone(), offset });
+        }
+        Ok(())
+    }
+}
+
+fn event_name(data: &EventData<'_>) -> &'static str {
+    match data {
+        EventData::StartEventV3(_) => "START_EVENT_V3",
+        EventData::LoadEvent(_) | EventData::NewLoadEvent(_) | EventData::CreateFileEvent(_) => "LOAD_EVENT",
+        EventData::AppendBlockEvent(_) | EventData::ExecLoadEvent(_) | EventData::DeleteFileEvent(_) => "LOAD_EVENT",
+        EventData::PreGaWriteRowsEvent(_) | EventData::PreGaUpdateRowsEvent(_) | EventData::PreGaDeleteRowsEvent(_) => "PRE_GA_ROWS_EVENT",
+        _ => "UNKNOWN_EVENT",
+    }
+}
+
+/// The 19 header bytes as they were on the wire, for checksum checks by hand.
+fn header_bytes(event: &Event) -> [u8; 19] {
+    let h = event.header();
+    let mut out = [0u8; 19];
+    out[0..4].copy_from_slice(&h.timestamp().to_le_bytes());
+    out[4] = h.event_type_raw();
+    out[5..9].copy_from_slice(&h.server_id().to_le_bytes());
+    out[9..13].copy_from_slice(&h.event_size().to_le_bytes());
+    out[13..17].copy_from_slice(&h.log_pos().to_le_bytes());
+    out[17..19].copy_from_slice(&h.flags_raw().to_le_bytes());
+    out
+}
+
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod tests;
