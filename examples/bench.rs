@@ -1,30 +1,49 @@
-//! Benchmark: initial load, a bulk-reload storm and a single fan-out change
-//! at a chosen scale, against the local MariaDB and Redis of
+//! Benchmark: the drugsync binary through an initial load, the weekly reload
+//! (one transaction rewriting every `rndc14` row), a storm of single-row
+//! commits and two fan-out changes, against the local MariaDB and Redis of
 //! `tests/env/testenv.sh up`, with the offline embedder at production dimensions.
 //!
+//!     cargo build --release --bins
 //!     cargo run --release --example bench -- --ndcs 500000
+//!
+//! The replicator runs as its own process (the release binary beside this
+//! example), so its peak RSS (VmHWM, reset between steps) is its own. Each
+//! figure is compared with a reference measured in the same run: the reload's
+//! catch-up with a full hash-diff pass (`--reconcile --dry-run`) of the same
+//! index, the decoder's rows/s with `mariadb-binlog -v` and, when installed,
+//! python-mysql-replication on the same binlog bytes.
 //!
 //! Prints figures; asserts nothing about time (machines are noisy).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mysql_async::prelude::Queryable;
-use tokio_util::sync::CancellationToken;
+use mysql_common::binlog::BinlogFile;
+use mysql_common::binlog::consts::BinlogVersion;
 
 use drugsync::config::Config;
-use drugsync::embed::LocalEmbedder;
 use drugsync::fixture::{self, FixtureSpec, Generator};
-use drugsync::pipeline::{Replicator, Stats};
 use drugsync::position::Position;
+use drugsync::source::decode::Decoder;
 
 #[derive(Parser)]
 struct Args {
     /// rndc14 rows (500000 = full FDB scale, ~25% active).
     #[arg(long, default_value_t = 50_000)]
     ndcs: usize,
+    /// Filler columns added to rndc14 so a row is as wide as FDB's (25 + 42 = 67 columns).
+    #[arg(long, default_value_t = 42)]
+    extra_columns: usize,
+    /// Single-row transactions in the small-transaction storm.
+    #[arg(long, default_value_t = 20_000)]
+    small_transactions: usize,
+    /// Client connections committing them.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
     /// Vector dimensions (production: 1024).
     #[arg(long, default_value_t = 1024)]
     dimensions: usize,
@@ -32,12 +51,20 @@ struct Args {
     mysql: String,
     #[arg(long, default_value = "redis://127.0.0.1:36379")]
     redis: String,
+    /// Directory holding python-mysql-replication (`pip install --target DIR mysql-replication`).
+    #[arg(long, default_value = ".testenv/pyrepl")]
+    pyrepl: PathBuf,
+    /// Megabytes of the reload python-mysql-replication decodes (it runs at a few thousand rows/s).
+    #[arg(long, default_value_t = 20)]
+    python_mb: u64,
 }
 
 const SCHEMA: &str = "bench_fdb";
 
+type BoxError = Box<dyn std::error::Error>;
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
     let config_text = include_str!("../config/drugsync.toml")
@@ -49,13 +76,371 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .replacen("dimensions = 1024", &format!("dimensions = {}", args.dimensions), 1)
         .replacen("path = \"data/drugsync.redb\"", &format!("path = {:?}", dir.path().join("cp.redb")), 1)
         .replacen("mysql://drugsync:drugsync@127.0.0.1:33306/fdb", &format!("{}/{SCHEMA}", args.mysql), 1)
-        .replacen("redis://127.0.0.1:36379", &args.redis, 1);
-    let config = || Config::from_toml(&config_text, Path::new("bench"), |_| None).expect("config");
-    let position_key = format!("benchstate:{}:position", drugsync::sink::IndexVersion::of(&config()).index);
+        .replacen("redis://127.0.0.1:36379", &args.redis, 1)
+        .replacen("listen = \"127.0.0.1:9464\"", "listen = \"\"", 1);
+    let config = Config::from_toml(&config_text, Path::new("bench"), |_| None)?;
+    let config_path = dir.path().join("bench.toml");
+    std::fs::write(&config_path, &config_text)?;
+    let position_key = format!("benchstate:{}:position", drugsync::sink::IndexVersion::of(&config).index);
+    let bin = binary()?;
 
-    // Clean slate in Redis.
+    let mut redis = clean_redis(&args.redis).await?;
+    let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&args.mysql)?).await?;
+    let t = Instant::now();
+    fixture::create_schema(&mut conn, SCHEMA).await?;
+    Generator::new(FixtureSpec { ndcs: args.ndcs, seed: 42 }).populate(&mut conn).await?;
+    let columns = widen_rndc14(&mut conn, args.extra_columns).await?;
+    let active: u64 = conn.query_first("SELECT COUNT(*) FROM rndc14 WHERE OBSDTEC = '0000-00-00'").await?.unwrap_or(0);
+    let texts: u64 =
+        conn.query_first("SELECT COUNT(DISTINCT LN60, GCN_SEQNO) FROM rndc14 WHERE OBSDTEC = '0000-00-00'").await?.unwrap_or(0);
+    println!(
+        "fixture: {} rndc14 rows of {columns} columns, {active} active, ~{texts} distinct product texts, generated in {:.1}s",
+        args.ndcs,
+        t.elapsed().as_secs_f64()
+    );
+    conn.query_drop("CREATE TABLE rndc14_copy AS SELECT * FROM rndc14").await?;
+
+    // Initial load.
+    let log_path = dir.path().join("drugsync.log");
+    let t = Instant::now();
+    let mut streamer = Replicator::spawn(&bin, &config_path, &log_path)?;
+    wait_for_position(&mut redis, &mut conn, &position_key, &mut streamer).await?;
+    let load = t.elapsed().as_secs_f64();
+    println!("initial load: {active} documents in {load:.1}s = {:.0} docs/s; peak RSS {} MB", active as f64 / load, streamer.peak_mb());
+
+    // Reference: a full hash-diff pass of the same index.
+    let (diff_secs, diff_peak) = full_diff(&bin, &config_path)?;
+    println!("full hash diff (drugsync --reconcile --dry-run): {diff_secs:.1}s, peak RSS {diff_peak} MB");
+
+    // The weekly reload: one transaction deleting and re-inserting every row.
+    streamer.reset_peak();
+    let before = drugsync::source::server::current_position(&mut conn).await?;
+    let t = Instant::now();
+    conn.query_drop("START TRANSACTION").await?;
+    conn.query_drop("DELETE FROM rndc14").await?;
+    conn.query_drop("INSERT INTO rndc14 SELECT * FROM rndc14_copy").await?;
+    conn.query_drop("COMMIT").await?;
+    let commit = t.elapsed().as_secs_f64();
+    let after = drugsync::source::server::current_position(&mut conn).await?;
+    let t = Instant::now();
+    wait_for_position(&mut redis, &mut conn, &position_key, &mut streamer).await?;
+    let caught_up = t.elapsed().as_secs_f64();
+    let peak = streamer.peak_mb();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!(
+        "weekly reload: {} row images of {columns} columns in one transaction (MySQL commit {commit:.1}s); drugsync caught up {caught_up:.1}s after commit = {:.2}x the full hash diff; peak RSS {peak} MB, RSS 3 s later {} MB",
+        2 * args.ndcs,
+        caught_up / diff_secs,
+        streamer.rss_mb()
+    );
+
+    decode_comparison(&args, &mut conn, &before, &after).await?;
+
+    // Many small transactions from many clients: first a column no document
+    // shows (routed, re-read, compared, unchanged), then a field (rewritten,
+    // which makes RediSearch re-index the document, vector included).
+    streamer.reset_peak();
+    let package = "UPDATE rndc14 SET PD = IF(PD = 'BENCH A', 'BENCH B', 'BENCH A') WHERE NDC = ?";
+    small_transactions(&args, "no document change", package, &mut conn, &mut redis, &position_key, &mut streamer).await?;
+    let schedule = "UPDATE rndc14 SET DEA = IF(DEA = '2', '3', '2') WHERE NDC = ?";
+    small_transactions(&args, "one field changed", schedule, &mut conn, &mut redis, &position_key, &mut streamer).await?;
+
+    let lbl: String = conn
+        .query_first("SELECT LBLRID FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY LBLRID ORDER BY COUNT(*) DESC LIMIT 1")
+        .await?
+        .ok_or("no labeler")?;
+    let rename = format!("UPDATE rlblrid3 SET MFG = 'BENCH RENAMED' WHERE LBLRID = '{lbl}'");
+    measure_change("labeler rename", &rename, &mut redis, &mut conn, &position_key, &mut streamer).await?;
+    let gcn: u32 = conn
+        .query_first("SELECT GCN_SEQNO FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY GCN_SEQNO ORDER BY COUNT(*) DESC LIMIT 1")
+        .await?
+        .ok_or("no GCN")?;
+    let strength = format!("UPDATE rgcnseq4 SET STR60 = '12345 MG' WHERE GCN_SEQNO = {gcn}");
+    measure_change("strength change", &strength, &mut redis, &mut conn, &position_key, &mut streamer).await?;
+
+    streamer.stop()?;
+    conn.query_drop(format!("DROP DATABASE {SCHEMA}")).await?;
+    Ok(())
+}
+
+/// The release binary built beside this example.
+fn binary() -> Result<PathBuf, BoxError> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("drugsync")).ok_or("no target dir")?;
+    if !bin.exists() {
+        return Err(format!("{} is missing: run `cargo build --release --bins` first", bin.display()).into());
+    }
+    Ok(bin)
+}
+
+/// The spawned replicator and its memory figures from /proc.
+struct Replicator {
+    child: Child,
+}
+
+impl Replicator {
+    fn spawn(bin: &Path, config: &Path, log: &Path) -> Result<Self, BoxError> {
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .args(["--log-format", "json", "run"])
+            // The config file names the bench's servers; overrides from the shell would not.
+            .env_remove("DRUGSYNC_MYSQL_URL")
+            .env_remove("DRUGSYNC_REDIS_URL")
+            .env_remove("DRUGSYNC_CHECKPOINT_PATH")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()?;
+        Ok(Self { child })
+    }
+
+    fn status_kb(&self, field: &str) -> u64 {
+        status_kb(self.child.id(), field).unwrap_or(0)
+    }
+
+    fn peak_mb(&self) -> u64 {
+        self.status_kb("VmHWM:") / 1024
+    }
+
+    fn rss_mb(&self) -> u64 {
+        self.status_kb("VmRSS:") / 1024
+    }
+
+    /// Starts the next step's peak from the current RSS (Linux: clear_refs 5).
+    fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+    }
+
+    fn check_running(&mut self) -> Result<(), BoxError> {
+        match self.child.try_wait()? {
+            Some(status) => Err(format!("drugsync exited ({status}); see its log").into()),
+            None => Ok(()),
+        }
+    }
+
+    fn stop(mut self) -> Result<(), BoxError> {
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs `--reconcile --dry-run` and returns its wall time and peak RSS (MB).
+fn full_diff(bin: &Path, config: &Path) -> Result<(f64, u64), BoxError> {
+    let t = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .args(["--log-format", "json", "--reconcile", "--dry-run", "--output", "json"])
+        .env_remove("DRUGSYNC_MYSQL_URL")
+        .env_remove("DRUGSYNC_REDIS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut peak = 0;
+    loop {
+        peak = peak.max(status_kb(child.id(), "VmHWM:").unwrap_or(0));
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                return Err(format!("reconcile --dry-run failed: {status}").into());
+            }
+            return Ok((t.elapsed().as_secs_f64(), peak / 1024));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Adds `n` filler columns with defaults, so every row carries them.
+async fn widen_rndc14(conn: &mut mysql_async::Conn, n: usize) -> Result<usize, BoxError> {
+    if n > 0 {
+        let columns: Vec<String> = (0..n).map(|i| format!("ADD COLUMN X{i:02} varchar(8) DEFAULT 'FILL{i:04}'")).collect();
+        conn.query_drop(format!("ALTER TABLE rndc14 {}", columns.join(", "))).await?;
+    }
+    let count: u64 = conn
+        .query_first(format!("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{SCHEMA}' AND TABLE_NAME = 'rndc14'"))
+        .await?
+        .unwrap_or(0);
+    Ok(count as usize)
+}
+
+/// Rows/s of drugsync's decoder, `mariadb-binlog -v` and python-mysql-replication
+/// over the reload's binlog bytes, each measured here and now.
+async fn decode_comparison(args: &Args, conn: &mut mysql_async::Conn, before: &Position, after: &Position) -> Result<(), BoxError> {
+    let basename: String = conn.query_first("SELECT @@log_bin_basename").await?.ok_or("binlog off")?;
+    let path = Path::new(&basename).with_file_name(&before.file);
+    let stop = if after.file == before.file { after.offset } else { std::fs::metadata(&path)?.len() };
+    let megabytes = (stop - before.offset) as f64 / 1e6;
+
+    let config = Config::from_toml(include_str!("../config/drugsync.toml"), Path::new("bench"), |_| None)?;
+    let router = drugsync::mapping::Router::new(&config.mapping.tables, 500);
+    let mut decoder = Decoder::new(router.decode_spec(SCHEMA, config.pipeline.max_batch_keys), before)?;
+    // The file was just written, so it is in the page cache: this times decoding, not the disk.
+    let t = Instant::now();
+    let mut rows = 0u64;
+    let mut reader = BinlogFile::new(BinlogVersion::Version4, BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?))?;
+    for event in reader.by_ref() {
+        let event = event?;
+        let end = u64::from(event.header().log_pos());
+        if end <= before.offset {
+            continue;
+        }
+        if end > stop {
+            break;
+        }
+        if let Some(tx) = decoder.feed(&event)? {
+            rows += tx.rows;
+        }
+    }
+    let ours = t.elapsed().as_secs_f64();
+    println!(
+        "decode: drugsync's decoder read {megabytes:.0} MB of binlog, {rows} row images, in {ours:.2}s = {:.0} rows/s",
+        rows as f64 / ours
+    );
+
+    let t = Instant::now();
+    let status = Command::new("mariadb-binlog")
+        .args(["-v", &format!("--start-position={}", before.offset), &format!("--stop-position={stop}")])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    let theirs = t.elapsed().as_secs_f64();
+    if status.success() {
+        println!(
+            "decode: mariadb-binlog -v on the same range {theirs:.2}s = {:.0} rows/s; drugsync decodes {:.1}x as fast",
+            rows as f64 / theirs,
+            theirs / ours
+        );
+    } else {
+        println!("decode: mariadb-binlog failed ({status}); no comparison");
+    }
+
+    if args.pyrepl.join("pymysqlreplication").exists() {
+        let url = mysql_async::Opts::from_url(&args.mysql)?;
+        let script = format!(
+            r#"
+import sys, time
+sys.path.insert(0, {dir:?})
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.row_event import WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent
+stream = BinLogStreamReader(
+    connection_settings={{"host": {host:?}, "port": {port}, "user": {user:?}, "passwd": {password:?}}},
+    server_id=4399, log_file={file:?}, log_pos={start}, end_log_pos={stop}, resume_stream=True,
+    blocking=False, only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent], only_schemas=[{schema:?}])
+start = time.time()
+rows = 0
+for event in stream:
+    rows += len(event.rows)
+print(rows, time.time() - start)
+"#,
+            dir = args.pyrepl.display().to_string(),
+            host = url.ip_or_hostname(),
+            port = url.tcp_port(),
+            user = url.user().unwrap_or_default(),
+            password = url.pass().unwrap_or_default(),
+            file = before.file,
+            start = before.offset,
+            stop = (before.offset + args.python_mb * 1_000_000).min(stop),
+            schema = SCHEMA,
+        );
+        let output = Command::new("python3").arg("-c").arg(script).output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        match text.split_whitespace().collect::<Vec<_>>()[..] {
+            [count, secs] => {
+                let secs: f64 = secs.parse()?;
+                println!(
+                    "decode: python-mysql-replication on the first {} MB of the same range: {count} rows in {secs:.2}s = {:.0} rows/s; drugsync decodes {:.1}x as fast",
+                    args.python_mb,
+                    count.parse::<f64>()? / secs,
+                    (rows as f64 / ours) / (count.parse::<f64>()? / secs)
+                );
+            }
+            _ => println!("decode: python-mysql-replication failed: {}", String::from_utf8_lossy(&output.stderr)),
+        }
+    } else {
+        println!(
+            "decode: python-mysql-replication not installed (pip install --target {} mysql-replication==1.0.17); skipped",
+            args.pyrepl.display()
+        );
+    }
+    Ok(())
+}
+
+/// `small_transactions` single-row commits from `clients` connections at full
+/// speed, then how long drugsync took to apply them all.
+async fn small_transactions(
+    args: &Args,
+    what: &str,
+    statement: &'static str,
+    conn: &mut mysql_async::Conn,
+    redis: &mut redis::aio::MultiplexedConnection,
+    position_key: &str,
+    streamer: &mut Replicator,
+) -> Result<(), BoxError> {
+    let ndcs: Vec<String> = conn.query("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC").await?;
+    // Cycle through the active NDCs when asked for more commits than there are.
+    let ndcs: Vec<String> = ndcs.iter().cycle().take(args.small_transactions).cloned().collect();
+    let per_client = args.small_transactions.div_ceil(args.clients);
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let url = format!("{}/{SCHEMA}", args.mysql);
+        let keys: Vec<String> = ndcs.iter().skip(c).step_by(args.clients).take(per_client).cloned().collect();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url)?).await?;
+            for key in &keys {
+                conn.exec_drop(statement, (key,)).await?;
+            }
+            Ok::<usize, mysql_async::Error>(keys.len())
+        }));
+    }
+    let mut committed = 0;
+    for task in tasks {
+        committed += task.await??;
+    }
+    let commit = t.elapsed().as_secs_f64();
+    let t2 = Instant::now();
+    wait_for_position(redis, conn, position_key, streamer).await?;
+    let behind = t2.elapsed().as_secs_f64();
+    let total = t.elapsed().as_secs_f64();
+    println!(
+        "small transactions ({what}): {committed} single-row commits from {} clients in {commit:.1}s = {:.0}/s committed by MariaDB; drugsync caught up {behind:.1}s after the last = {:.0} transactions/s applied end to end; peak RSS {} MB",
+        args.clients,
+        committed as f64 / commit,
+        committed as f64 / total,
+        streamer.peak_mb()
+    );
+    Ok(())
+}
+
+/// Commits `statement` and prints how long until Redis has it.
+async fn measure_change(
+    what: &str,
+    statement: &str,
+    redis: &mut redis::aio::MultiplexedConnection,
+    conn: &mut mysql_async::Conn,
+    position_key: &str,
+    streamer: &mut Replicator,
+) -> Result<(), BoxError> {
+    let t = Instant::now();
+    let result = conn.query_iter(statement).await?;
+    let affected = result.affected_rows();
+    drop(result);
+    wait_for_position(redis, conn, position_key, streamer).await?;
+    println!("{what}: {affected} source rows, visible {:.0} ms after commit", t.elapsed().as_secs_f64() * 1000.0);
+    Ok(())
+}
+
+/// A Redis connection with the bench's index, documents and state removed.
+async fn clean_redis(url: &str) -> Result<redis::aio::MultiplexedConnection, BoxError> {
     let redis_config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
-    let mut redis = redis::Client::open(args.redis.as_str())?.get_multiplexed_async_connection_with_config(&redis_config).await?;
+    let mut redis = redis::Client::open(url)?.get_multiplexed_async_connection_with_config(&redis_config).await?;
     let _: Result<(), _> = redis::cmd("FT.ALIASDEL").arg("bench_idx").query_async(&mut redis).await;
     let indexes: Vec<String> = redis::cmd("FT._LIST").query_async(&mut redis).await?;
     for old in indexes.iter().filter(|i| i.starts_with("bench_idx")) {
@@ -67,103 +452,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut redis).await?;
         }
     }
-
-    let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&args.mysql)?).await?;
-    let t = Instant::now();
-    fixture::create_schema(&mut conn, SCHEMA).await?;
-    Generator::new(FixtureSpec { ndcs: args.ndcs, seed: 42 }).populate(&mut conn).await?;
-    let active: u64 = conn.query_first("SELECT COUNT(*) FROM rndc14 WHERE OBSDTEC = '0000-00-00'").await?.unwrap_or(0);
-    let texts: u64 =
-        conn.query_first("SELECT COUNT(DISTINCT LN60, GCN_SEQNO) FROM rndc14 WHERE OBSDTEC = '0000-00-00'").await?.unwrap_or(0);
-    println!(
-        "fixture: {} rndc14 rows, {active} active, ~{texts} distinct product texts, generated in {:.1}s",
-        args.ndcs,
-        t.elapsed().as_secs_f64()
-    );
-    conn.query_drop("CREATE TABLE rndc14_copy AS SELECT * FROM rndc14").await?;
-
-    let replicator = Replicator::connect(config(), LocalEmbedder::new(args.dimensions, 1)).await?;
-    let stats: Arc<Stats> = replicator.stats.clone();
-    let cancel = CancellationToken::new();
-    let t = Instant::now();
-    let handle = tokio::spawn(replicator.run(cancel.clone()));
-    wait_for_position(&mut redis, &mut conn, &position_key).await?;
-    let load = t.elapsed().as_secs_f64();
-    println!(
-        "initial load: {active} documents in {load:.1}s = {:.0} docs/s; {} embedding calls ({:.1} documents per call)",
-        active as f64 / load,
-        stats.embed.calls(),
-        active as f64 / stats.embed.calls().max(1) as f64
-    );
-
-    let (calls, writes, unchanged) = (stats.embed.calls(), written(&stats), Stats::get(&stats.unchanged));
-    let t = Instant::now();
-    conn.query_drop("START TRANSACTION").await?;
-    conn.query_drop("DELETE FROM rndc14").await?;
-    conn.query_drop("INSERT INTO rndc14 SELECT * FROM rndc14_copy").await?;
-    conn.query_drop("COMMIT").await?;
-    let commit = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    wait_for_position(&mut redis, &mut conn, &position_key).await?;
-    println!(
-        "bulk reload of {} rows in one transaction: MySQL commit {commit:.1}s, drugsync caught up {:.1}s later; compared {} documents, wrote {}, embedding calls {}",
-        args.ndcs,
-        t.elapsed().as_secs_f64(),
-        Stats::get(&stats.unchanged) - unchanged,
-        written(&stats) - writes,
-        stats.embed.calls() - calls
-    );
-
-    let lbl: String = conn
-        .query_first("SELECT LBLRID FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY LBLRID ORDER BY COUNT(*) DESC LIMIT 1")
-        .await?
-        .unwrap();
-    let rename = format!("UPDATE rlblrid3 SET MFG = 'BENCH RENAMED' WHERE LBLRID = '{lbl}'");
-    measure_change("labeler rename", &rename, &stats, &mut redis, &mut conn, &position_key).await?;
-    let gcn: u32 = conn
-        .query_first("SELECT GCN_SEQNO FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY GCN_SEQNO ORDER BY COUNT(*) DESC LIMIT 1")
-        .await?
-        .unwrap();
-    let strength = format!("UPDATE rgcnseq4 SET STR60 = '12345 MG' WHERE GCN_SEQNO = {gcn}");
-    measure_change("strength change", &strength, &stats, &mut redis, &mut conn, &position_key).await?;
-
-    cancel.cancel();
-    handle.await??;
-    conn.query_drop(format!("DROP DATABASE {SCHEMA}")).await?;
-    Ok(())
+    Ok(redis)
 }
 
-/// Commits `statement` and prints how long until Redis has it and what it cost.
-async fn measure_change(
-    what: &str,
-    statement: &str,
-    stats: &Stats,
-    redis: &mut redis::aio::MultiplexedConnection,
-    conn: &mut mysql_async::Conn,
-    position_key: &str,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let (calls, writes) = (stats.embed.calls(), written(stats));
-    let t = Instant::now();
-    conn.query_drop(statement).await?;
-    wait_for_position(redis, conn, position_key).await?;
-    println!(
-        "{what}: {} documents rewritten, visible {:.0} ms after commit, embedding calls {}",
-        written(stats) - writes,
-        t.elapsed().as_secs_f64() * 1000.0,
-        stats.embed.calls() - calls
-    );
-    Ok(())
-}
-
-fn written(stats: &Stats) -> u64 {
-    Stats::get(&stats.upserts) + Stats::get(&stats.deletes)
-}
-
+/// Waits until the position drugsync stored in Redis reaches the server's current one.
 async fn wait_for_position(
     redis: &mut redis::aio::MultiplexedConnection,
     conn: &mut mysql_async::Conn,
     position_key: &str,
-) -> Result<(), Box<dyn std::error::Error>> {
+    streamer: &mut Replicator,
+) -> Result<(), BoxError> {
     let target = drugsync::source::server::current_position(conn).await?;
     loop {
         let text: Option<String> = redis::cmd("GET").arg(position_key).query_async(redis).await?;
@@ -172,6 +470,7 @@ async fn wait_for_position(
         {
             return Ok(());
         }
+        streamer.check_running()?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -109,6 +109,8 @@ pub struct Decoder {
     in_transaction: bool,
     /// End of the enclosing MySQL transaction payload: events inside one carry no position of their own.
     payload_end: Option<u32>,
+    /// Rotated into a new file and no transaction yet: its header events are positions to store.
+    at_file_start: bool,
 }
 
 impl Decoder {
@@ -133,6 +135,8 @@ impl Decoder {
             pending_rows: 0,
             in_transaction: false,
             payload_end: None,
+            // Streaming from a file's start: its header events are positions too.
+            at_file_start: !start.file.is_empty() && start.offset == 4,
         })
     }
 
@@ -161,9 +165,13 @@ impl Decoder {
                 self.begin(gtid.flags & events::MARIADB_FL_STANDALONE != 0);
                 return Ok(None);
             }
-            mariadb::ANNOTATE_ROWS | mariadb::BINLOG_CHECKPOINT | mariadb::GTID_LIST => {
+            mariadb::ANNOTATE_ROWS => {
                 self.verify_checksum(event)?;
                 return Ok(None);
+            }
+            mariadb::BINLOG_CHECKPOINT | mariadb::GTID_LIST => {
+                self.verify_checksum(event)?;
+                return Ok(self.file_header_position(event));
             }
             MYSQL_HEARTBEAT_V2 => return Ok(None),
             t if mariadb::COMPRESSED.contains(&t) => {
@@ -194,12 +202,14 @@ impl Decoder {
                 } else {
                     rotate.name_raw().to_vec()
                 };
-                if header.log_pos() != 0 {
-                    // A real rotate: table ids of the next file mean nothing here.
-                    self.tables.clear();
-                }
                 self.file = String::from_utf8_lossy(&name).into_owned();
-                Ok(None)
+                if header.log_pos() == 0 || self.in_transaction {
+                    return Ok(None); // the stream's first (fake) rotate only names the file
+                }
+                // A real rotate: table ids of the next file mean nothing here.
+                self.tables.clear();
+                self.at_file_start = true;
+                Ok(Some(self.marker(rotate.position(), header.timestamp())))
             }
             EventData::GtidEvent(gtid) => {
                 let hex = hex::encode(gtid.sid());
@@ -225,6 +235,7 @@ impl Decoder {
                 let head = statement.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
                 match head.as_str() {
                     "BEGIN" => {
+                        self.at_file_start = false;
                         self.in_transaction = true;
                         Ok(None)
                     }
@@ -257,12 +268,11 @@ impl Decoder {
                 self.route_rows(&rows, event)?;
                 Ok(None)
             }
-            EventData::FormatDescriptionEvent(_)
-            | EventData::StopEvent
+            EventData::FormatDescriptionEvent(_) | EventData::PreviousGtidsEvent(_) => Ok(self.file_header_position(event)),
+            EventData::StopEvent
             | EventData::HeartbeatEvent
             | EventData::IgnorableEvent(_)
             | EventData::RowsQueryEvent(_)
-            | EventData::PreviousGtidsEvent(_)
             | EventData::TransactionContextEvent(_)
             | EventData::ViewChangeEvent(_)
             | EventData::XaPrepareLogEvent(_)
@@ -318,8 +328,30 @@ impl Decoder {
         Ok(())
     }
 
+    /// A position-only transaction (nothing tracked changed) at `offset` of the current file.
+    fn marker(&self, offset: u64, committed_at: u32) -> Transaction {
+        Transaction {
+            routing: RoutingValues::with_limit(self.spec.limit),
+            rows: 0,
+            commit: Position { file: self.file.clone(), offset, gtid: self.gtid_state.as_ref().map(ToString::to_string) },
+            committed_at,
+            ddl: None,
+        }
+    }
+
+    /// The end of a header event of a file the stream rotated into. The start
+    /// of the next file and its header events are transaction boundaries too;
+    /// storing them keeps an idle source's position off a file that will be
+    /// purged (FDB changes weekly, Aurora keeps binlogs for hours) and lets
+    /// "caught up" mean "at the server's end".
+    fn file_header_position(&self, event: &Event) -> Option<Transaction> {
+        let log_pos = event.header().log_pos();
+        (self.at_file_start && !self.in_transaction && log_pos != 0).then(|| self.marker(u64::from(log_pos), event.header().timestamp()))
+    }
+
     /// A GTID event opens a group: a transaction, or (standalone) a single statement.
     fn begin(&mut self, standalone: bool) {
+        self.at_file_start = false;
         self.discard_pending();
         self.in_transaction = !standalone;
     }

@@ -149,8 +149,15 @@ fn rotate_sets_the_file_and_heartbeats_change_nothing() {
     let mut s = Stream::default();
     let events = vec![s.rotate("binlog.000001", true), s.query("fdb", "BEGIN"), s.xid(1), s.rotate("binlog.000002", false)];
     let mut d = decoder(10);
-    feed_all(&mut d, &events);
+    let txs = feed_all(&mut d, &events);
+    assert_eq!(txs.len(), 2);
+    assert_eq!(txs[1].commit, Position::new("binlog.000002", 4), "a real rotate is a position to store: the next file's start");
+    assert!(txs[1].routing.is_empty());
+    // The new file's header events (MariaDB: GTID list, binlog checkpoint) move it on.
     let mut s2 = Stream::default();
+    let header_end = s2.pos + 19 + 8 + 4;
+    let header = feed_all(&mut d, &[s2.raw(163, &[0u8; 8])]);
+    assert_eq!(header.iter().map(|t| t.commit.clone()).collect::<Vec<_>>(), [Position::new("binlog.000002", u64::from(header_end))]);
     let tx = feed_all(&mut d, &[s2.query("fdb", "BEGIN"), s2.xid(2)]);
     assert_eq!(tx[0].commit.file, "binlog.000002", "a real rotate moves to the next file");
 }
