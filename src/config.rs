@@ -457,11 +457,13 @@ fn default_batch_max_delay_ms() -> u64 {
 fn default_load_chunk() -> usize {
     500
 }
-/// Measured with `examples/bench.rs` (README, "Benchmarks"): applying keys one
-/// chunk at a time costs about as much as a full diff once a batch touches
-/// roughly this share of the index.
+/// Measured with `examples/bench.rs` at 125,000 documents (README,
+/// "Benchmarks"): key by key costs about 72 us a touched document, a full diff
+/// about 58 us a document of the index, so they cross near 0.8. Half keeps
+/// the slower path within 1.6x of the faster anywhere in between, and a
+/// key-by-key batch at most half the index's keys.
 fn default_full_diff_share() -> f64 {
-    0.2
+    0.5
 }
 /// 100,000 keys are a few MB, and more than most indexes hold in a share.
 fn default_max_batch_keys() -> usize {
@@ -503,6 +505,15 @@ pub struct MappingConfig {
     pub text_template: String,
     /// Source tables whose row changes affect documents.
     pub tables: Vec<TableRule>,
+    /// Cut trailing spaces from field values (FDB pads fixed-width text,
+    /// e.g. manufacturer `"IVORY DRUG CO LTD "`). The key field is never cut:
+    /// it must equal the key the binlog routes to.
+    #[serde(default = "default_trim_trailing_spaces")]
+    pub trim_trailing_spaces: bool,
+}
+
+fn default_trim_trailing_spaces() -> bool {
+    true
 }
 
 /// Fan-out from one source table to the document keys it affects.

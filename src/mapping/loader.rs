@@ -25,6 +25,7 @@ pub struct DocumentLoader {
     template: TextTemplate,
     space: EmbeddingSpace,
     chunk: usize,
+    trim_trailing_spaces: bool,
 }
 
 impl DocumentLoader {
@@ -41,6 +42,7 @@ impl DocumentLoader {
             template: TextTemplate::parse(&m.text_template).expect("validated template"),
             space,
             chunk: config.pipeline.load_chunk,
+            trim_trailing_spaces: m.trim_trailing_spaces,
         }
     }
 
@@ -93,10 +95,13 @@ impl DocumentLoader {
         }
         let mut fields = BTreeMap::new();
         for field in &self.fields {
-            let value = by_name.remove(&field.to_ascii_lowercase()).ok_or_else(|| SourceError::Query {
+            let mut value = by_name.remove(&field.to_ascii_lowercase()).ok_or_else(|| SourceError::Query {
                 message: format!("mapping.select_sql returns no column aliased `{field}` (an index field)"),
                 query: crate::source::error::truncate(query, 200),
             })?;
+            if self.trim_trailing_spaces && *field != self.key_field {
+                value.truncate(value.trim_end_matches(' ').len());
+            }
             fields.insert(field.clone(), value);
         }
         let key = DocumentKey(fields[&self.key_field].clone());

@@ -90,10 +90,81 @@ fn identifiers(statement: &str) -> Vec<String> {
     out
 }
 
+/// The statement without comments: `/* ... */`, `-- ...` and `# ...` are
+/// dropped (gh-ost writes `rename /* gh-ost */ table ...`), while the content
+/// of executable comments (`/*!50001 ... */`, MariaDB's `/*M!100100 ... */`),
+/// which the server runs, is kept. Quoted text is left alone.
+pub fn strip_comments(statement: &str) -> String {
+    let chars: Vec<char> = statement.chars().collect();
+    let mut out = String::with_capacity(statement.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\'' | '"' | '`' => {
+                out.push(c);
+                i += 1;
+                while i < chars.len() {
+                    out.push(chars[i]);
+                    if chars[i] == '\\' && c != '`' && i + 1 < chars.len() {
+                        out.push(chars[i + 1]);
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    if chars[i - 1] == c {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.get(i + 1) == Some(&'*') => {
+                let executable =
+                    matches!(chars.get(i + 2), Some('!')) || (chars.get(i + 2) == Some(&'M') && chars.get(i + 3) == Some(&'!'));
+                let mut j = i + 2;
+                if executable {
+                    j += if chars[j] == 'M' { 2 } else { 1 };
+                    while j < chars.len() && chars[j].is_ascii_digit() {
+                        j += 1;
+                    }
+                }
+                let start = j;
+                while j + 1 < chars.len() && !(chars[j] == '*' && chars[j + 1] == '/') {
+                    j += 1;
+                }
+                out.push(' ');
+                if executable {
+                    out.extend(&chars[start..j.min(chars.len())]);
+                    out.push(' ');
+                }
+                i = j + 2;
+            }
+            '-' if chars.get(i + 1) == Some(&'-') && chars.get(i + 2).is_none_or(|c| c.is_whitespace()) => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+                out.push(' ');
+            }
+            '#' => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+                out.push(' ');
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Tables a DDL statement changes (not the ones it merely reads):
-/// ALTER/DROP/TRUNCATE/CREATE/RENAME TABLE and CREATE/DROP INDEX ... ON.
+/// ALTER/DROP/TRUNCATE/CREATE/RENAME TABLE, CREATE/DROP INDEX ... ON, and the
+/// table an `ALTER TABLE ... EXCHANGE PARTITION ... WITH TABLE` swaps rows into.
+/// `DROP DATABASE db` yields `db.*`.
 pub fn ddl_targets(statement: &str) -> Vec<String> {
-    let words = identifiers(statement);
+    let words = identifiers(&strip_comments(statement));
     let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
     let skip_if_exists = |mut i: usize| {
         if w(i) == "if" {
@@ -107,8 +178,14 @@ pub fn ddl_targets(statement: &str) -> Vec<String> {
         ("truncate", _) => first_table_after(1),
         ("alter", "table") | ("alter", "online") | ("alter", "ignore") => {
             let i = if w(1) == "table" { 2 } else { 3 };
-            first_table_after(i)
+            let mut targets = first_table_after(i);
+            // EXCHANGE PARTITION p WITH TABLE t: t's rows change with no row event.
+            if let Some(at) = words.windows(2).position(|pair| pair[0] == "with" && pair[1] == "table") {
+                targets.extend(words.get(at + 2).cloned());
+            }
+            targets
         }
+        ("drop", "database") | ("drop", "schema") => first_table_after(2).into_iter().map(|db| format!("{db}.*")).collect(),
         ("create", _) if words.iter().take(4).any(|x| x == "table") => {
             let at = words.iter().position(|x| x == "table").unwrap_or(0);
             first_table_after(at + 1)
@@ -131,7 +208,16 @@ pub fn ddl_targets(statement: &str) -> Vec<String> {
     }
 }
 
-/// The first tracked table of `schema` that a DDL statement changes, if any.
+/// Row-changing statements: logged as text (a session with
+/// `binlog_format=STATEMENT`, or a non-transactional engine), their rows
+/// come with no row events.
+fn is_dml(statement: &str) -> bool {
+    let words = identifiers(&strip_comments(statement));
+    matches!(words.first().map(String::as_str), Some("insert" | "update" | "delete" | "replace" | "load"))
+}
+
+/// The first tracked table of `schema` whose rows a statement may change
+/// without row events: DDL on it, or DML naming it logged as a statement.
 /// Unqualified names belong to `default_schema` (the session's database).
 /// Reading a tracked table (`CREATE TABLE copy AS SELECT * FROM rndc14`) does not count.
 pub fn ddl_touching<'a>(
@@ -140,14 +226,20 @@ pub fn ddl_touching<'a>(
     schema: &str,
     tracked: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
-    let targets: Vec<(String, String)> = ddl_targets(statement)
+    let qualify = |t: &str| match t.split_once('.') {
+        Some((s, table)) => (s.to_owned(), table.to_owned()),
+        None => (default_schema.to_ascii_lowercase(), t.to_owned()),
+    };
+    let targets: Vec<(String, String)> = if is_dml(statement) {
+        // Which name is the target is a matter of the statement's grammar; any
+        // tracked name in it is enough to distrust the binlog (a reconcile too many is harmless).
+        identifiers(&strip_comments(statement)).iter().map(|t| qualify(t)).collect()
+    } else {
+        ddl_targets(statement).iter().map(|t| qualify(t)).collect()
+    };
+    tracked
         .into_iter()
-        .map(|t| match t.split_once('.') {
-            Some((s, table)) => (s.to_owned(), table.to_owned()),
-            None => (default_schema.to_ascii_lowercase(), t),
-        })
-        .collect();
-    tracked.into_iter().find(|table| targets.iter().any(|(s, t)| s.eq_ignore_ascii_case(schema) && t.eq_ignore_ascii_case(table)))
+        .find(|table| targets.iter().any(|(s, t)| s.eq_ignore_ascii_case(schema) && (t == "*" || t.eq_ignore_ascii_case(table))))
 }
 
 #[cfg(test)]
@@ -191,11 +283,40 @@ mod tests {
         assert_eq!(ddl_touching("RENAME TABLE rndc14_new TO rndc14, rndc14 TO rndc14_old", tracked), Some("rndc14"));
         assert_eq!(ddl_touching("CREATE TABLE IF NOT EXISTS rndc14 (x int)", tracked), Some("rndc14"));
         assert_eq!(ddl_touching("CREATE INDEX i ON rlblrid3 (MFG)", tracked), Some("rlblrid3"));
-        assert_eq!(ddl_touching("INSERT INTO rndc14 VALUES (1)", tracked), None);
+        // In ROW format DML arrives as row events; as a Query event it was logged as a statement.
+        assert_eq!(ddl_touching("INSERT INTO rndc14 VALUES (1)", tracked), Some("rndc14"));
         assert_eq!(ddl_touching("BEGIN", tracked), None);
         assert_eq!(ddl_touching("COMMIT", tracked), None);
         assert_eq!(super::ddl_touching("TRUNCATE rndc14", "other", "fdb", tracked), None, "another schema's table");
         assert_eq!(super::ddl_touching("TRUNCATE fdb.rndc14", "other", "fdb", tracked), Some("rndc14"));
         assert_eq!(super::ddl_touching("ALTER TABLE other.rndc14 ADD x INT", "fdb", "fdb", tracked), None);
+    }
+
+    #[test]
+    fn comments_quotes_databases_and_partition_swaps_are_seen_through() {
+        let tracked = ["rndc14", "rlblrid3"];
+        let touching = |statement: &str| super::ddl_touching(statement, "fdb", "fdb", tracked);
+        // gh-ost's cut-over.
+        assert_eq!(
+            touching("rename /* gh-ost */ table `fdb`.`rndc14` to `fdb`.`_rndc14_del`, `fdb`.`_rndc14_gho` to `fdb`.`rndc14`"),
+            Some("rndc14")
+        );
+        assert_eq!(touching("/* nightly */ TRUNCATE rlblrid3"), Some("rlblrid3"));
+        assert_eq!(touching("-- reload\nTRUNCATE TABLE rlblrid3"), Some("rlblrid3"));
+        assert_eq!(touching("# reload\nDROP TABLE rndc14"), Some("rndc14"));
+        assert_eq!(touching("/*!40000 ALTER TABLE `rndc14` DISABLE KEYS */"), Some("rndc14"), "executable comments run");
+        assert_eq!(touching("/*M!100100 TRUNCATE rlblrid3 */"), Some("rlblrid3"));
+        assert_eq!(touching("ALTER TABLE `weird name` COMMENT '/* rndc14 */'"), None, "a quoted comment is text, not a comment");
+        assert_eq!(touching("DROP DATABASE fdb"), Some("rndc14"));
+        assert_eq!(touching("DROP SCHEMA IF EXISTS `fdb`"), Some("rndc14"));
+        assert_eq!(touching("DROP DATABASE other"), None);
+        assert_eq!(touching("ALTER TABLE staging EXCHANGE PARTITION p0 WITH TABLE rndc14"), Some("rndc14"));
+        assert_eq!(touching("ALTER TABLE staging EXCHANGE PARTITION p0 WITH TABLE unrelated"), None);
+        // DML logged as a statement carries no row events.
+        assert_eq!(touching("UPDATE rlblrid3 SET MFG = 'X' WHERE LBLRID = '1'"), Some("rlblrid3"));
+        assert_eq!(touching("insert /* batch */ into `fdb`.`rndc14` values ('1')"), Some("rndc14"));
+        assert_eq!(touching("DELETE l FROM rlblrid3 l JOIN other o ON o.id = l.LBLRID"), Some("rlblrid3"));
+        assert_eq!(touching("UPDATE other SET x = 1"), None);
+        assert_eq!(touching("SAVEPOINT rndc14"), None);
     }
 }

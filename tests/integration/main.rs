@@ -13,6 +13,7 @@ mod bad_input;
 mod bedrock;
 mod big_transaction;
 mod ddl;
+mod divergence;
 mod gtid;
 mod kill;
 mod outage;

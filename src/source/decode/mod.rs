@@ -9,12 +9,14 @@
 //! `limit` strings, never a million rows.
 //!
 //! # Events nobody may skip
-//! Every event type is either understood, known to be harmless, or refused
+//! Every event type is either understood (MariaDB's compressed events are
+//! inflated first), known to be harmless, or refused
 //! with an error saying what to change on the source: an event the decoder
 //! cannot read could carry tracked changes, and skipping it silently would
 //! leave documents stale with nothing to show for it.
 
 pub mod layout;
+pub mod mariadb_compressed;
 pub mod routing;
 pub mod rows;
 
@@ -39,8 +41,6 @@ mod mariadb {
     pub const BINLOG_CHECKPOINT: u8 = 161;
     /// The GTID state at the start of a file.
     pub const GTID_LIST: u8 = 163;
-    /// Compressed query and rows events (`log_bin_compress=ON`).
-    pub const COMPRESSED: std::ops::RangeInclusive<u8> = 165..=171;
 }
 
 /// MySQL 8.0.26+'s heartbeat event, unknown to mysql_common.
@@ -174,10 +174,11 @@ impl Decoder {
                 return Ok(self.file_header_position(event));
             }
             MYSQL_HEARTBEAT_V2 => return Ok(None),
-            t if mariadb::COMPRESSED.contains(&t) => {
-                return Err(SourceError::Misconfigured(format!(
-                    "the source writes compressed binlog events (type {t}, MariaDB log_bin_compress=ON), which drugsync does not decode: set log_bin_compress=OFF on the source, then run `drugsync --reconcile` (events already written compressed are not read)"
-                )));
+            t if mariadb_compressed::is_compressed(t) => {
+                self.verify_checksum(event)?;
+                let plain = mariadb_compressed::decompress(event)
+                    .map_err(|e| self.decode_error(event, &format!("MariaDB compressed event (log_bin_compress=ON): {e}")))?;
+                return self.feed(&plain);
             }
             _ => {}
         }
@@ -239,6 +240,10 @@ impl Decoder {
                         self.in_transaction = true;
                         Ok(None)
                     }
+                    // ROLLBACK TO [SAVEPOINT] s undoes part of the open transaction: the
+                    // server already dropped the undone rows from the transaction it logs,
+                    // and the changes before the savepoint still commit.
+                    "ROLLBACK" if statement.split_whitespace().nth(1).is_some_and(|w| w.eq_ignore_ascii_case("TO")) => Ok(None),
                     "ROLLBACK" => {
                         self.discard_pending();
                         self.in_transaction = false;

@@ -139,6 +139,23 @@ fn rollback_discards_and_the_next_transaction_starts_clean() {
 }
 
 #[test]
+fn rollback_to_a_savepoint_keeps_the_changes_before_it() {
+    let mut s = Stream::default();
+    let ndc = ndc_cols();
+    let events = vec![
+        s.query("fdb", "BEGIN"),
+        s.table_map(NDC_ID, "fdb", "rndc14", &ndc),
+        s.rows_v1(23, NDC_ID, &ndc, &[vec![ndc_row("00000000001", 1)]]),
+        s.query("fdb", "SAVEPOINT `s1`"),
+        s.query("fdb", "ROLLBACK TO `s1`"),
+        s.query("fdb", "rollback to savepoint s1"),
+        s.xid(3),
+    ];
+    let txs = feed_all(&mut decoder(100), &events);
+    assert_eq!(values(&txs[0], "rndc14"), ["00000000001"]);
+}
+
+#[test]
 fn rotate_sets_the_file_and_heartbeats_change_nothing() {
     let mut s = Stream::default();
     let events = vec![s.rotate("mysql-bin-changelog.000123", true), s.heartbeat(), s.query("fdb", "BEGIN"), s.heartbeat(), s.xid(4)];
@@ -246,13 +263,40 @@ fn events_that_cannot_be_read_are_refused_not_skipped() {
     let mut s = Stream::default();
     let compressed = s.raw(166, &[0u8; 12]);
     let err = decoder(10).feed(&compressed).unwrap_err();
-    assert!(err.to_string().contains("log_bin_compress=OFF"), "{err}");
+    assert!(err.to_string().contains("MariaDB compressed event"), "a broken compressed event is refused: {err}");
     let unknown = s.raw(200, &[0u8; 4]);
     let err = decoder(10).feed(&unknown).unwrap_err();
     assert!(err.to_string().contains("unknown binlog event type 200"), "{err}");
     let incident = s.raw(26, &[1, 0, 0]);
     let err = decoder(10).feed(&incident).unwrap_err();
     assert!(err.to_string().contains("INCIDENT"), "{err}");
+}
+
+#[test]
+fn mariadb_compressed_rows_and_queries_decode_like_plain_ones() {
+    let mut s = Stream::default();
+    let ndc = ndc_cols();
+    let rows: Vec<Vec<Vec<Cell>>> = (0..40).map(|i| vec![ndc_row(["00000000001", "00000000002"][i % 2], 1)]).collect();
+    // A plain write rows event, then the same rows compressed (type 166 is WRITE_ROWS_COMPRESSED_V1).
+    let plain = s.rows_v1(23, NDC_ID, &ndc, &rows);
+    let split = 8 + 1 + 1; // table id + flags, column count, column bitmap
+    let mut body = plain.data()[..split].to_vec();
+    body.extend(super::mariadb_compressed::compress(&plain.data()[split..]));
+    let compressed_rows = s.raw(166, &body);
+    // TRUNCATE as QUERY_COMPRESSED_EVENT (165): everything up to the schema's NUL stays plain.
+    let truncate = s.query("fdb", "TRUNCATE TABLE rndc14");
+    let split = 13 + 3 + 1; // post-header (no status variables), "fdb", NUL
+    let mut body = truncate.data()[..split].to_vec();
+    body.extend(super::mariadb_compressed::compress(&truncate.data()[split..]));
+    let compressed_query = s.raw(165, &body);
+
+    let txs = feed_all(
+        &mut decoder(10),
+        &[s.query("fdb", "BEGIN"), s.table_map(NDC_ID, "fdb", "rndc14", &ndc), compressed_rows, s.xid(1), compressed_query],
+    );
+    assert_eq!(values(&txs[0], "rndc14"), ["00000000001", "00000000002"]);
+    assert_eq!(txs[0].rows, 40);
+    assert_eq!(txs[1].ddl.as_ref().map(|d| d.statement.as_str()), Some("TRUNCATE TABLE rndc14"));
 }
 
 #[test]

@@ -1,0 +1,118 @@
+//! Ways the index could silently drift from MySQL, each shown to end with
+//! the index equal to MySQL (an expectation read back from MySQL itself).
+
+use crate::common::{PrivateMariadb, TestEnv};
+
+/// MariaDB with `log_bin_compress=ON` writes compressed rows and query
+/// events; they used to be skipped while the position moved past them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_binlog_events_are_decoded_not_skipped() {
+    let server = PrivateMariadb::start_with(vec!["--log-bin-compress=ON".into(), "--log-bin-compress-min-len=10".into()]).await;
+    let env = TestEnv::new_on("compressed", 300, &server.base_url()).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.exec(&[
+        "UPDATE rlblrid3 SET MFG = CONCAT('COMPRESSED ', MFG) WHERE LBLRID IN ('000001', '000002', '000003')",
+        "UPDATE rgcnseq4 SET STR60 = '777 MG' WHERE GCN_SEQNO <= 3",
+        "DELETE FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC LIMIT 3",
+    ])
+    .await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    // The events really were compressed.
+    let mut conn = env.mysql().await;
+    use mysql_async::prelude::Queryable;
+    let file = env.master_position().await.file;
+    let types: Vec<String> = conn
+        .query(format!("SHOW BINLOG EVENTS IN '{file}'"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row: mysql_async::Row| row.get::<String, _>("Event_type").unwrap())
+        .collect();
+    assert!(types.iter().any(|t| t.contains("compressed")), "no compressed event in {types:?}");
+    conn.disconnect().await.unwrap();
+    let mfg = env.field(&env.active_ndcs_where("n.LBLRID = '000001'").await[0], "manufacturer").await.unwrap_or_default();
+    assert!(mfg.starts_with("COMPRESSED "), "{mfg}");
+    // A compressed TRUNCATE is still seen as DDL.
+    env.exec(&["TRUNCATE TABLE rlblrid3"]).await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    run.stop().await;
+}
+
+/// `ROLLBACK TO SAVEPOINT` undoes part of a transaction; the changes before
+/// the savepoint still commit and must reach the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_to_savepoint_keeps_the_earlier_changes() {
+    let env = TestEnv::new("savepoint", 200).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.exec(&[
+        "START TRANSACTION",
+        "UPDATE rlblrid3 SET MFG = 'BEFORE SAVEPOINT' WHERE LBLRID = '000001'",
+        "SAVEPOINT s1",
+        "UPDATE rlblrid3 SET MFG = 'ROLLED BACK' WHERE LBLRID = '000002'",
+        "ROLLBACK TO SAVEPOINT s1",
+        "COMMIT",
+    ])
+    .await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    let ndc = &env.active_ndcs_where("n.LBLRID = '000001'").await[0];
+    assert_eq!(env.field(ndc, "manufacturer").await.as_deref(), Some("BEFORE SAVEPOINT"));
+    run.stop().await;
+}
+
+/// gh-ost's cut-over (`rename /* gh-ost */ table ...`) and DML a session logs
+/// as a statement change tracked rows without row events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commented_renames_and_statement_logged_dml_are_reconciled() {
+    let env = TestEnv::new("ghost", 200).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.exec(&[
+        "CREATE TABLE _rlblrid3_gho LIKE rlblrid3",
+        "INSERT INTO _rlblrid3_gho SELECT * FROM rlblrid3",
+        "UPDATE _rlblrid3_gho SET MFG = 'MIGRATED BY GH-OST' WHERE LBLRID = '000003'",
+        "rename /* gh-ost */ table `rlblrid3` to `_rlblrid3_del`, `_rlblrid3_gho` to `rlblrid3`",
+    ])
+    .await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    let ndc = &env.active_ndcs_where("n.LBLRID = '000003'").await[0];
+    assert_eq!(env.field(ndc, "manufacturer").await.as_deref(), Some("MIGRATED BY GH-OST"));
+
+    let mut conn = env.mysql().await;
+    use mysql_async::prelude::Queryable;
+    conn.query_drop("SET SESSION binlog_format = 'STATEMENT'").await.unwrap();
+    conn.query_drop("UPDATE rlblrid3 SET MFG = 'LOGGED AS A STATEMENT' WHERE LBLRID = '000004'").await.unwrap();
+    conn.disconnect().await.unwrap();
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    let ndc = &env.active_ndcs_where("n.LBLRID = '000004'").await[0];
+    assert_eq!(env.field(ndc, "manufacturer").await.as_deref(), Some("LOGGED AS A STATEMENT"));
+    run.stop().await;
+}
+
+/// FDB's fixed-width values keep trailing spaces in MySQL; documents carry
+/// them cut, unless `mapping.trim_trailing_spaces = false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailing_spaces_are_cut_from_fields_unless_configured_to_stay() {
+    let env = TestEnv::new("trim", 150).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'IVORY DRUG CO LTD   ' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+    let ndc = env.active_ndcs_where("n.LBLRID = '000001'").await.remove(0);
+    assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some("IVORY DRUG CO LTD"));
+    run.stop().await;
+
+    let kept = env.config_text.replacen("trim_trailing_spaces = true", "trim_trailing_spaces = false", 1);
+    assert_ne!(kept, env.config_text);
+    let run = env.start_with(&kept).await;
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'KEPT PADDING  ' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+    assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some("KEPT PADDING  "));
+    run.stop().await;
+}
