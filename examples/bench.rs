@@ -35,6 +35,10 @@ struct Args {
     /// rndc14 rows (500000 = full FDB scale, ~25% active).
     #[arg(long, default_value_t = 50_000)]
     ndcs: usize,
+    /// Keep only this many NDCs active (the rest obsolete), for a reload far
+    /// larger than the index: `--ndcs 5000000 --active 125000`. 0 keeps the generator's ~25%.
+    #[arg(long, default_value_t = 0)]
+    active: usize,
     /// Filler columns added to rndc14 so a row is as wide as FDB's (25 + 42 = 67 columns).
     #[arg(long, default_value_t = 42)]
     extra_columns: usize,
@@ -90,6 +94,14 @@ async fn main() -> Result<(), BoxError> {
     fixture::create_schema(&mut conn, SCHEMA).await?;
     Generator::new(FixtureSpec { ndcs: args.ndcs, seed: 42 }).populate(&mut conn).await?;
     let columns = widen_rndc14(&mut conn, args.extra_columns).await?;
+    if args.active > 0 {
+        let last: Option<String> = conn
+            .query_first(format!("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC LIMIT 1 OFFSET {}", args.active))
+            .await?;
+        if let Some(last) = last {
+            conn.query_drop(format!("UPDATE rndc14 SET OBSDTEC = '2020-01-01' WHERE OBSDTEC = '0000-00-00' AND NDC >= '{last}'")).await?;
+        }
+    }
     let active: u64 = conn.query_first("SELECT COUNT(*) FROM rndc14 WHERE OBSDTEC = '0000-00-00'").await?.unwrap_or(0);
     let texts: u64 =
         conn.query_first("SELECT COUNT(DISTINCT LN60, GCN_SEQNO) FROM rndc14 WHERE OBSDTEC = '0000-00-00'").await?.unwrap_or(0);
@@ -135,6 +147,43 @@ async fn main() -> Result<(), BoxError> {
     );
 
     decode_comparison(&args, &mut conn, &before, &after).await?;
+
+    // Where key by key stops paying: batches touching a growing share of the
+    // index, applied key by key (full diff switched off), against the full diff.
+    streamer.stop()?;
+    let keys_config = dir.path().join("bench-keys.toml");
+    let keys_text = config_text.replacen("full_diff_share = 0.5", "full_diff_share = 1.0", 1).replacen(
+        "max_batch_keys = 100000",
+        "max_batch_keys = 100000000",
+        1,
+    );
+    if !keys_text.contains("full_diff_share = 1.0") || !keys_text.contains("max_batch_keys = 100000000") {
+        return Err("config/drugsync.toml no longer holds the defaults the crossover step replaces".into());
+    }
+    std::fs::write(&keys_config, keys_text)?;
+    let mut by_key = Replicator::spawn(&bin, &keys_config, &dir.path().join("drugsync-keys.log"))?;
+    wait_for_position(&mut redis, &mut conn, &position_key, &mut by_key).await?;
+    for share in [0.05, 0.1, 0.2, 0.4] {
+        let n = (active as f64 * share) as u64;
+        let t = Instant::now();
+        conn.query_drop(format!(
+            "UPDATE rndc14 r JOIN (SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC LIMIT {n}) x USING (NDC) \
+             SET r.PD = IF(r.PD = 'SHARE A', 'SHARE B', 'SHARE A')"
+        ))
+        .await?;
+        let t2 = Instant::now();
+        wait_for_position(&mut redis, &mut conn, &position_key, &mut by_key).await?;
+        let secs = t2.elapsed().as_secs_f64();
+        println!(
+            "crossover: one transaction touching {n} documents ({:.0}% of the index), applied key by key: caught up {secs:.2}s after commit (commit {:.2}s) = {:.2}x the full hash diff",
+            share * 100.0,
+            t2.duration_since(t).as_secs_f64(),
+            secs / diff_secs
+        );
+    }
+    by_key.stop()?;
+    let mut streamer = Replicator::spawn(&bin, &config_path, &log_path)?;
+    wait_for_position(&mut redis, &mut conn, &position_key, &mut streamer).await?;
 
     // Many small transactions from many clients: first a column no document
     // shows (routed, re-read, compared, unchanged), then a field (rewritten,
@@ -383,6 +432,7 @@ async fn small_transactions(
     position_key: &str,
     streamer: &mut Replicator,
 ) -> Result<(), BoxError> {
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(redis).await?;
     let ndcs: Vec<String> = conn.query("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC").await?;
     // Cycle through the active NDCs when asked for more commits than there are.
     let ndcs: Vec<String> = ndcs.iter().cycle().take(args.small_transactions).cloned().collect();
@@ -416,6 +466,20 @@ async fn small_transactions(
         committed as f64 / total,
         streamer.peak_mb()
     );
+    // Where the time went on the Redis side: every HSET of an indexed hash
+    // makes RediSearch re-index the whole document, vector included.
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(redis).await?;
+    for line in info.lines().filter(|l| l.starts_with("cmdstat_hset:") || l.starts_with("cmdstat_evalsha:")) {
+        let field = |name: &str| line.split(',').find_map(|kv| kv.split_once(name).map(|(_, v)| v.to_owned())).unwrap_or_default();
+        let (command, calls) = line.split_once(":calls=").map(|(c, rest)| (c, rest.split(',').next().unwrap_or(""))).unwrap_or((line, ""));
+        let usec: f64 = field("usec=").parse().unwrap_or(0.0);
+        println!(
+            "  redis {}: {calls} calls, {:.1}s in total, {} us per call",
+            command.trim_start_matches("cmdstat_"),
+            usec / 1e6,
+            field("usec_per_call=")
+        );
+    }
     Ok(())
 }
 
