@@ -39,6 +39,9 @@ struct Args {
     /// larger than the index: `--ndcs 5000000 --active 125000`. 0 keeps the generator's ~25%.
     #[arg(long, default_value_t = 0)]
     active: usize,
+    /// Stop after the reload and the decode comparison (for very large reloads).
+    #[arg(long)]
+    only_reload: bool,
     /// Filler columns added to rndc14 so a row is as wide as FDB's (25 + 42 = 67 columns).
     #[arg(long, default_value_t = 42)]
     extra_columns: usize,
@@ -147,6 +150,11 @@ async fn main() -> Result<(), BoxError> {
     );
 
     decode_comparison(&args, &mut conn, &before, &after).await?;
+    if args.only_reload {
+        streamer.stop()?;
+        conn.query_drop(format!("DROP DATABASE {SCHEMA}")).await?;
+        return Ok(());
+    }
 
     // Where key by key stops paying: batches touching a growing share of the
     // index, applied key by key (full diff switched off), against the full diff.

@@ -138,18 +138,25 @@ impl CheckpointStore {
         Ok(id)
     }
 
-    /// Progress of an interrupted initial load: the position streaming must
-    /// start from, and the last document key written.
-    pub fn bootstrap_progress(&self) -> Result<Option<(Position, String)>, CheckpointError> {
+    /// Progress of an interrupted initial load.
+    pub fn bootstrap_progress(&self) -> Result<Option<BootstrapProgress>, CheckpointError> {
         let Some(text) = self.get(BOOTSTRAP_KEY)? else { return Ok(None) };
-        let Some((position, key)) = text.split_once('\n') else { return Ok(None) };
+        let mut parts = text.splitn(3, '\n');
+        let (Some(position), Some(key)) = (parts.next(), parts.next()) else { return Ok(None) };
         let position = position.parse().map_err(|source| CheckpointError::Corrupt { path: self.path.clone(), source })?;
-        Ok(Some((position, key.to_owned())))
+        Ok(Some(BootstrapProgress {
+            position,
+            last_key: Some(key.to_owned()).filter(|k| !k.is_empty()),
+            // Progress written before epochs existed has none, so it is never trusted.
+            epoch: parts.next().map(str::to_owned).filter(|e| !e.is_empty()),
+        }))
     }
 
-    /// Records that the initial load from `position` has written every document up to `last_key`.
-    pub fn set_bootstrap_progress(&self, position: &Position, last_key: &str) -> Result<(), CheckpointError> {
-        self.put(BOOTSTRAP_KEY, Some(&format!("{position}\n{last_key}")))
+    /// Records how far the initial load has come.
+    pub fn set_bootstrap_progress(&self, progress: &BootstrapProgress) -> Result<(), CheckpointError> {
+        let text =
+            format!("{}\n{}\n{}", progress.position, progress.last_key.as_deref().unwrap_or(""), progress.epoch.as_deref().unwrap_or(""));
+        self.put(BOOTSTRAP_KEY, Some(&text))
     }
 
     /// Forgets initial-load progress (done, or the data it referred to is gone).
@@ -188,6 +195,18 @@ impl CheckpointStore {
     fn write(&self, position: &Position) -> Result<(), CheckpointError> {
         self.put(POSITION_KEY, Some(&position.to_string()))
     }
+}
+
+/// How far an initial load has come, kept so an interrupted load can resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapProgress {
+    /// The position streaming starts from once the load is done.
+    pub position: Position,
+    /// The last document key written, in key order (`None`: none yet).
+    pub last_key: Option<String>,
+    /// The load's epoch, also stored in Redis: the load resumes only into a
+    /// Redis that still holds it (one that kept the documents written so far).
+    pub epoch: Option<String>,
 }
 
 #[cfg(test)]
@@ -231,8 +250,15 @@ mod tests {
         assert_eq!(store.load().unwrap(), None);
         assert_eq!(store.instance_id().unwrap(), id, "the instance id survives clear()");
         assert_eq!(store.bootstrap_progress().unwrap(), None);
-        store.set_bootstrap_progress(&later, "00002").unwrap();
-        assert_eq!(store.bootstrap_progress().unwrap(), Some((later, "00002".to_owned())));
+        let progress = BootstrapProgress { position: later.clone(), last_key: Some("00002".into()), epoch: Some("e1".into()) };
+        store.set_bootstrap_progress(&progress).unwrap();
+        assert_eq!(store.bootstrap_progress().unwrap(), Some(progress));
+        let fresh = BootstrapProgress { position: later, last_key: None, epoch: Some("e2".into()) };
+        store.set_bootstrap_progress(&fresh).unwrap();
+        assert_eq!(store.bootstrap_progress().unwrap(), Some(fresh));
+        // Progress of an older drugsync (no epoch) is read, and not trusted.
+        store.put(BOOTSTRAP_KEY, Some("binlog.000001:4\n00009")).unwrap();
+        assert_eq!(store.bootstrap_progress().unwrap().unwrap().epoch, None);
         store.clear_bootstrap_progress().unwrap();
         assert_eq!(store.bootstrap_progress().unwrap(), None);
     }

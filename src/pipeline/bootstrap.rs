@@ -7,9 +7,14 @@
 //! just *before* the snapshot starts, so changes in between are replayed
 //! afterwards, which is harmless because applying a change twice equals
 //! applying it once. The checkpoint is written only after every document and
-//! the orphan sweep are acknowledged by Redis: an interrupted load starts over
-//! (the vector cache makes the rerun cost no embedding calls for texts it
-//! already embedded).
+//! the orphan sweep are acknowledged by Redis.
+//!
+//! An interrupted load resumes after the last key it wrote, but only into a
+//! Redis that still holds what it wrote: each load has an epoch, stored in
+//! Redis (per index version) and in the local progress, and every write of
+//! the load checks it atomically. A Redis flushed or replaced during the load,
+//! or a config change meanwhile (another index version), loses the epoch, and
+//! the load starts over instead of leaving the documents it had written missing.
 
 use std::time::Instant;
 
@@ -20,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::retry::retry;
 use super::sync::sync_documents;
 use super::{Replicator, RunError, Stats};
+use crate::checkpoint::BootstrapProgress;
 use crate::document::{Document, DocumentKey};
 use crate::embed::Embedder;
 use crate::position::Position;
@@ -27,7 +33,9 @@ use crate::source::{SourceError, server};
 
 /// Loads everything and returns the position to stream from; `None` if cancelled.
 pub async fn initial_load<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
-    let Some(position) = retry(cancel, "initial load", || load_once(r, cancel)).await?.flatten() else { return Ok(None) };
+    let loaded = retry(cancel, "initial load", || load_once(r, cancel)).await;
+    r.sink.end_load();
+    let Some(position) = loaded?.flatten() else { return Ok(None) };
     r.checkpoint()?.reset(&position)?;
     r.checkpoint()?.clear_bootstrap_progress()?;
     Ok(Some(position))
@@ -48,16 +56,29 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
         }
         None => before,
     };
-    let (position, mut after) = match r.checkpoint()?.bootstrap_progress()? {
-        Some((first, last_key)) => {
-            tracing::info!(position = %first, after_key = %last_key, "initial load: resuming an interrupted load");
-            (first, Some(DocumentKey(last_key)))
+    let stored_epoch = r.sink.stored_load_epoch().await?;
+    let mut progress = match r.checkpoint()?.bootstrap_progress()? {
+        Some(progress) if progress.epoch.is_some() && progress.epoch == stored_epoch => {
+            tracing::info!(position = %progress.position, after_key = ?progress.last_key, "initial load: resuming an interrupted load");
+            r.sink.resume_load(progress.epoch.as_deref().unwrap_or_default());
+            progress
         }
-        None => {
+        stale => {
+            if stale.is_some() {
+                tracing::warn!(
+                    "initial load: the interrupted load's documents are not in this Redis (flushed or replaced, or the index version changed): starting it over"
+                );
+            }
             tracing::info!(position = %snapshot, "initial load: reading a consistent snapshot");
-            (snapshot, None)
+            let epoch = format!("{:016x}", rand::random::<u64>());
+            r.sink.begin_load(&epoch).await?;
+            let progress = BootstrapProgress { position: snapshot, last_key: None, epoch: Some(epoch) };
+            r.checkpoint()?.set_bootstrap_progress(&progress)?;
+            progress
         }
     };
+    let position = progress.position.clone();
+    let mut after = progress.last_key.clone().map(DocumentKey);
     let total = r.loader.count(&mut tx).await?;
 
     let mut loaded: u64 = 0;
@@ -73,7 +94,8 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
         loaded += page.len() as u64;
         let wanted = page.into_iter().map(|d| (d.key.clone(), Some(d))).collect();
         sync_documents(r, wanted, None).await?;
-        r.checkpoint()?.set_bootstrap_progress(&position, &last_key.0)?;
+        progress.last_key = Some(last_key.0.clone());
+        r.checkpoint()?.set_bootstrap_progress(&progress)?;
         after = Some(last_key);
         if loaded % (page_size as u64 * 20) < page_size as u64 {
             tracing::info!(

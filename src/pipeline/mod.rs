@@ -177,7 +177,16 @@ impl<E: Embedder> Replicator<E> {
     /// version exists first (Redis may have lost it) and, once this version
     /// is loaded, points the alias at it: only then may searches see it.
     async fn starting_position(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
-        Ok(retry::retry(cancel, "deciding where to start", || self.try_starting_position(cancel)).await?.flatten())
+        loop {
+            match retry::retry(cancel, "deciding where to start", || self.try_starting_position(cancel)).await {
+                // Redis lost the load's writes: decide again from the top (the index
+                // version and the alias may be gone too), which starts the load over.
+                Err(RunError::Sink(crate::sink::SinkError::LoadLost { epoch })) => {
+                    tracing::warn!(%epoch, "Redis lost the initial load's writes while it ran (flushed or replaced): starting over");
+                }
+                other => return Ok(other?.flatten()),
+            }
+        }
     }
 
     async fn try_starting_position(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {

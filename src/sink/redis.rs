@@ -40,6 +40,14 @@ pub enum SinkError {
         /// The holder id this instance wrote under.
         holder: String,
     },
+    /// The initial load's marker in Redis is gone or another: Redis lost the
+    /// load's writes (flushed, restarted empty, replaced) while it ran. The
+    /// replicator starts the load over; not an exit.
+    #[error("Redis lost the initial load's writes (its load epoch {epoch} is gone); starting the load over")]
+    LoadLost {
+        /// The epoch this load wrote under.
+        epoch: String,
+    },
     /// The existing index does not match the configuration.
     #[error(
         "index `{name}` exists but differs from the config: {differences}. Either restore the config, or drop the index (FT.DROPINDEX {name}) / choose a new index.name and restart to rebuild"
@@ -110,6 +118,10 @@ pub struct RedisSink {
     lease_ttl_ms: u64,
     /// Lease holder id checked inside every write transaction (None: unfenced).
     fence: std::sync::Arc<std::sync::RwLock<Option<String>>>,
+    /// Marker of the initial load in progress, per index version.
+    load_epoch_key: String,
+    /// While a load runs: its epoch, checked inside every fenced write.
+    load_epoch: std::sync::Arc<std::sync::RwLock<Option<String>>>,
 }
 
 /// A write transaction that first checks the writer lease (the fencing token):
@@ -117,12 +129,16 @@ pub struct RedisSink {
 /// argument count and arguments. A lease nobody holds (expired, or lost with
 /// Redis data) is taken back: no other writer can have written meanwhile.
 /// Scripts run atomically, like MULTI/EXEC.
+/// ARGV[3], when not empty, is the initial load's epoch, which KEYS[2] must
+/// still hold: after a flush the lease is simply taken back, so only the epoch
+/// tells that the load's earlier chunks are gone.
 static FENCED_WRITE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"local holder = redis.call('GET', KEYS[1])
+        if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then return redis.error_reply('LOAD_LOST') end
         if holder == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
         elseif holder ~= ARGV[1] then return redis.error_reply('FENCED') end
-        local i = 3
+        local i = 4
         while i <= #ARGV do
             local n = tonumber(ARGV[i])
             redis.call(unpack(ARGV, i + 1, i + n))
@@ -160,12 +176,14 @@ impl RedisSink {
             vector_bytes: config.embed.dimensions * 4,
             // Per version: a new version starts without a position and is loaded in full.
             position_key: format!("{state}{}:position", version.index),
+            load_epoch_key: format!("{state}{}:load_epoch", version.index),
             version,
             lease_key: format!("{state}{}:writer", config.index.name),
             repair_key: format!("{state}{}:repair", config.index.name),
             cache_prefix: format!("{state}vec:"),
             url: redact_url(url),
             fence: std::sync::Arc::default(),
+            load_epoch: std::sync::Arc::default(),
             lease_ttl_ms: config.redis.lease_ttl_secs * 1000,
         })
     }
@@ -331,6 +349,31 @@ impl RedisSink {
         *self.fence.write().expect("fence lock") = holder;
     }
 
+    /// Starts an initial load under a new epoch: stores it in Redis and makes
+    /// every fenced write until [`Self::end_load`] check that Redis still holds it.
+    pub async fn begin_load(&self, epoch: &str) -> Result<(), SinkError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.set(&self.load_epoch_key, epoch).await?;
+        self.resume_load(epoch);
+        Ok(())
+    }
+
+    /// Makes fenced writes check `epoch` again (a load resumed under the epoch it began with).
+    pub fn resume_load(&self, epoch: &str) {
+        *self.load_epoch.write().expect("epoch lock") = Some(epoch.to_owned());
+    }
+
+    /// The epoch of the load whose writes this Redis holds, if any.
+    pub async fn stored_load_epoch(&self) -> Result<Option<String>, SinkError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(&self.load_epoch_key).await?)
+    }
+
+    /// The load is over (done or abandoned): writes no longer check its epoch.
+    pub fn end_load(&self) {
+        *self.load_epoch.write().expect("epoch lock") = None;
+    }
+
     /// Applies `changes` and, when given, stores `position`, atomically.
     /// New vectors are also stored in the cache under their text hash.
     /// With a fence (see [`Self::fence_with`]) the write is refused with
@@ -352,8 +395,9 @@ impl RedisSink {
                 pipe.query_async::<()>(&mut conn).await?;
             }
             Some(holder) => {
+                let epoch = self.load_epoch.read().expect("epoch lock").clone();
                 let mut invocation = FENCED_WRITE.key(&self.lease_key);
-                invocation.arg(&holder).arg(self.lease_ttl_ms);
+                invocation.key(&self.load_epoch_key).arg(&holder).arg(self.lease_ttl_ms).arg(epoch.as_deref().unwrap_or(""));
                 for command in &commands {
                     invocation.arg(command.len()).arg(command);
                 }
@@ -362,6 +406,9 @@ impl RedisSink {
                     Ok(_) => {}
                     // Redis reports a script's error_reply as "ERR FENCED", so the text is the mark, not the code.
                     Err(e) if e.to_string().contains("FENCED") => return Err(SinkError::Fenced { holder }),
+                    Err(e) if e.to_string().contains("LOAD_LOST") => {
+                        return Err(SinkError::LoadLost { epoch: epoch.unwrap_or_default() });
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }

@@ -116,3 +116,34 @@ async fn trailing_spaces_are_cut_from_fields_unless_configured_to_stay() {
     assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some("KEPT PADDING  "));
     run.stop().await;
 }
+
+/// Redis emptied while the initial load runs: the load's epoch is gone, so
+/// the load starts over instead of resuming and leaving the documents it had
+/// written missing for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_flushed_during_the_initial_load_loses_no_document() {
+    let redis = crate::common::PrivateRedis::start(false).await;
+    let env = TestEnv::new_with("flushload", 12_000, &crate::common::mysql_base_url(), &redis.url()).await;
+    let prefix = env.prefix.clone();
+    let position_key = env.position_key.clone();
+    let run = env.start().await;
+    let mut conn = env.redis.clone();
+    // Wait until the load has written some documents, then empty Redis under it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, keys): (u64, Vec<String>) =
+            redis::cmd("SCAN").arg(0).arg("MATCH").arg(format!("{prefix}*")).arg("COUNT").arg(10_000).query_async(&mut conn).await.unwrap();
+        if keys.len() >= 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the load wrote nothing");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let loaded: Option<String> = redis::cmd("GET").arg(&position_key).query_async(&mut conn).await.unwrap();
+    assert_eq!(loaded, None, "the flush must land while the load runs (make the fixture larger)");
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    run.stop().await;
+}
