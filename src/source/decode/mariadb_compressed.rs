@@ -43,7 +43,7 @@ pub fn decompress(event: &Event) -> Result<Event, String> {
             let extra = usize::from(u16::from_le_bytes(field(data, at, 2)?.try_into().map_err(|_| "short rows event")?));
             at += extra.max(2);
         }
-        let columns = lenenc(data, &mut at)?;
+        let columns = super::read_lenenc(data, &mut at).ok_or("compressed rows event too short")? as usize;
         let bitmap = columns.div_ceil(8);
         at += if plain == 24 || plain == 31 { 2 * bitmap } else { bitmap };
         (plain, at)
@@ -57,22 +57,6 @@ pub fn decompress(event: &Event) -> Result<Event, String> {
 
 fn field(data: &[u8], at: usize, len: usize) -> Result<&[u8], String> {
     data.get(at..at + len).ok_or_else(|| "compressed event too short".to_owned())
-}
-
-fn lenenc(data: &[u8], at: &mut usize) -> Result<usize, String> {
-    let first = *data.get(*at).ok_or("compressed rows event too short")?;
-    let width = match first {
-        0xfc => 2,
-        0xfd => 3,
-        0xfe => 8,
-        n => {
-            *at += 1;
-            return Ok(usize::from(n));
-        }
-    };
-    let bytes = field(data, *at + 1, width)?;
-    *at += 1 + width;
-    Ok(bytes.iter().rev().fold(0usize, |acc, &b| (acc << 8) | usize::from(b)))
 }
 
 /// Undoes MariaDB's `binlog_buf_compress`.

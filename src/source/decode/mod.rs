@@ -405,6 +405,24 @@ impl Decoder {
     }
 }
 
+/// Reads a length-encoded integer at `data[*at]` and moves `*at` past it;
+/// `None` when the bytes end first.
+pub(crate) fn read_lenenc(data: &[u8], at: &mut usize) -> Option<u64> {
+    let first = *data.get(*at)?;
+    let width = match first {
+        0xfc => 2,
+        0xfd => 3,
+        0xfe => 8,
+        _ => {
+            *at += 1;
+            return Some(u64::from(first));
+        }
+    };
+    let bytes = data.get(*at + 1..*at + 1 + width)?;
+    *at += 1 + width;
+    Some(bytes.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+}
+
 fn event_name(data: &EventData<'_>) -> &'static str {
     match data {
         EventData::StartEventV3(_) => "START_EVENT_V3",

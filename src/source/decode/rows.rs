@@ -44,23 +44,6 @@ fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
 }
 
-/// Reads a length-encoded integer (the row value options of partial updates).
-fn lenenc(data: &[u8], at: &mut usize) -> io::Result<u64> {
-    let first = *data.get(*at).ok_or_else(|| invalid("row image ends in value options"))?;
-    let width = match first {
-        0xfc => 2,
-        0xfd => 3,
-        0xfe => 8,
-        _ => {
-            *at += 1;
-            return Ok(u64::from(first));
-        }
-    };
-    let bytes = data.get(*at + 1..*at + 1 + width).ok_or_else(|| invalid("row image ends in value options"))?;
-    *at += 1 + width;
-    Ok(bytes.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
-}
-
 /// Calls `each` with the routing value of every image in `rows` (`None`
 /// where the value is NULL). Returns the number of rows.
 ///
@@ -102,7 +85,7 @@ pub fn route_values(layout: &TableLayout, rows: &RowsEventData<'_>, mut each: im
 /// Steps over one image starting at `data[*at]`, returning the routing value.
 fn read_image(layout: &TableLayout, image: &ImageShape, data: &[u8], at: &mut usize) -> io::Result<Option<String>> {
     if image.shared {
-        let options = lenenc(data, at)?;
+        let options = super::read_lenenc(data, at).ok_or_else(|| invalid("row image ends in value options"))?;
         if options & 1 != 0 {
             *at += layout.json_columns.div_ceil(8);
         }

@@ -108,9 +108,7 @@ impl Stream {
     }
 
     pub fn query(&mut self, schema: &str, sql: &str) -> Event {
-        let mut body = Vec::new();
-        QueryEvent::new(Vec::new(), schema.as_bytes().to_vec()).with_query(sql.as_bytes().to_vec()).serialize(&mut body);
-        self.raw(EventType::QUERY_EVENT as u8, &body)
+        self.raw(EventType::QUERY_EVENT as u8, &query_body(schema, sql))
     }
 
     pub fn xid(&mut self, xid: u64) -> Event {
@@ -210,5 +208,12 @@ pub fn table_map_body(table_id: u64, schema: &str, table: &str, cols: &[Col]) ->
     let names: Vec<u8> = cols.iter().flat_map(|c| std::iter::once(c.name.len() as u8).chain(c.name.bytes())).collect();
     body.extend([4u8, names.len() as u8]);
     body.extend(names);
+    body
+}
+
+/// The body of a QUERY event (no status variables).
+pub fn query_body(schema: &str, sql: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    QueryEvent::new(Vec::new(), schema.as_bytes().to_vec()).with_query(sql.as_bytes().to_vec()).serialize(&mut body);
     body
 }

@@ -318,7 +318,7 @@ fn events_inside_a_transaction_payload_commit_at_the_payload_end() {
     let payload_end = s.pos;
     // mysql_async expands the payload after it: inner events carry log_pos 0.
     let inner = [
-        s.raw_at(EventType::QUERY_EVENT as u8, &query_body("BEGIN"), 0),
+        s.raw_at(EventType::QUERY_EVENT as u8, &query_body("fdb", "BEGIN"), 0),
         s.raw_at(EventType::TABLE_MAP_EVENT as u8, &table_map_body(NDC_ID, "fdb", "rndc14", &ndc), 0),
         s.raw_at(EventType::XID_EVENT as u8, &7u64.to_le_bytes(), 0),
     ];
@@ -328,13 +328,7 @@ fn events_inside_a_transaction_payload_commit_at_the_payload_end() {
     assert_eq!(txs[0].commit, Position::new("binlog.000001", u64::from(payload_end)), "the payload's end, not file:0");
 }
 
-fn query_body(sql: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    QueryEvent::new(Vec::new(), b"fdb".to_vec()).with_query(sql.as_bytes().to_vec()).serialize(&mut body);
-    body
-}
-
 use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::consts::TransactionPayloadCompressionType;
-use mysql_common::binlog::events::{QueryEvent, TransactionPayloadEvent};
+use mysql_common::binlog::events::TransactionPayloadEvent;
 use mysql_common::proto::MySerialize;
