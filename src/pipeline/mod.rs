@@ -56,6 +56,8 @@ pub struct Replicator<E: Embedder> {
     pub router: Router,
     /// Counters shared with tests and logs.
     pub stats: Arc<Stats>,
+    /// A position to replay from, stored once this instance holds the writer lease.
+    replay: std::sync::Mutex<Option<Position>>,
 }
 
 impl<E: Embedder> Replicator<E> {
@@ -98,6 +100,7 @@ impl<E: Embedder> Replicator<E> {
             loader,
             router,
             stats: Arc::default(),
+            replay: std::sync::Mutex::new(None),
         })
     }
 
@@ -135,20 +138,33 @@ impl<E: Embedder> Replicator<E> {
         result
     }
 
-    /// Makes the next [`Self::run`] stream from `position`: checks that the
-    /// server still has it, then sets both the local checkpoint and the
-    /// position in Redis (the start-up cross-check would otherwise prefer the older one).
+    /// Makes [`Self::run`] stream from `position`: checks now that the server
+    /// still has it; `run` stores it as both the local checkpoint and the
+    /// position in Redis (the start-up cross-check would otherwise prefer the
+    /// older one) once it holds the writer lease, so the write is fenced like
+    /// any other and cannot move the position under another writer.
     pub async fn prepare_replay(&self, position: &Position) -> Result<(), RunError> {
         let mut conn = crate::source::connect::pooled(&self.pool).await?;
         crate::source::server::check_position_exists(&mut conn, position).await?;
-        self.sink.apply(&[], Some(position)).await?;
-        self.checkpoint()?.reset(position)?;
+        *self.replay.lock().expect("replay lock") = Some(position.clone());
+        Ok(())
+    }
+
+    /// Stores the position [`Self::prepare_replay`] asked for; under the lease.
+    async fn store_replay_position(&self, cancel: &CancellationToken) -> Result<(), RunError> {
+        let Some(position) = self.replay.lock().expect("replay lock").take() else { return Ok(()) };
+        let store = || async { Ok::<_, RunError>(self.sink.apply(&[], Some(&position)).await?) };
+        if retry::retry(cancel, "storing the replay position", store).await?.is_none() {
+            return Err(RunError::Cancelled);
+        }
+        self.checkpoint()?.reset(&position)?;
         tracing::warn!(%position, "replaying from an operator-supplied position");
         Ok(())
     }
 
     /// Initial load if needed, then streaming; runs while holding the lease.
     async fn replicate(&self, cancel: CancellationToken) -> Result<(), RunError> {
+        self.store_replay_position(&cancel).await?;
         let Some(mut start) = self.starting_position(&cancel).await? else { return Ok(()) };
         let result = loop {
             match stream::run(self, start.clone(), cancel.clone()).await {

@@ -114,6 +114,8 @@ pub struct RedisSink {
     repair_key: String,
     cache_prefix: String,
     url: String,
+    /// For a connection of its own where WATCH needs one (the alias switch).
+    client: redis::Client,
     /// Writer lease TTL, for taking back a lease nobody holds.
     lease_ttl_ms: u64,
     /// Lease holder id checked inside every write transaction (None: unfenced).
@@ -166,11 +168,12 @@ impl RedisSink {
         let manager_config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(std::time::Duration::from_secs(config.redis.response_timeout_secs)))
             .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
-        let conn = ConnectionManager::new_with_config(client, manager_config).await?;
+        let conn = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
         let state = &config.redis.state_prefix;
         let version = super::IndexVersion::of(config);
         Ok(Self {
             conn,
+            client,
             prefix: version.prefix.clone(),
             vector_field: config.index.vector_field.clone(),
             vector_bytes: config.embed.dimensions * 4,
@@ -240,27 +243,76 @@ impl RedisSink {
         })
     }
 
-    /// Points the alias at this version in one step, then drops `old` with its documents.
+    /// Points the alias at this version in one step, then drops `old` (with
+    /// its documents when they are surely its own).
+    ///
+    /// Fenced like every write of the lease holder, though FT.* commands cannot
+    /// run inside the fencing script: on a connection of its own, the lease key
+    /// is WATCHed, its holder checked, and the switch done in one MULTI/EXEC
+    /// that Redis refuses if the lease changed meanwhile. A paused former
+    /// writer can therefore never move the alias or drop the live index.
     pub async fn switch_alias(&self, old: Option<&str>) -> Result<(), SinkError> {
-        let mut conn = self.conn.clone();
         let (alias, index) = (&self.version.alias, &self.version.index);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
         match old {
-            None => redis::cmd("FT.ALIASADD").arg(alias).arg(index).query_async::<()>(&mut conn).await?,
+            None => {
+                pipe.cmd("FT.ALIASADD").arg(alias).arg(index).ignore();
+            }
             // A legacy index carries the alias's name: drop it and add the alias atomically.
             Some(old) if old == alias => {
-                let mut pipe = redis::pipe();
-                pipe.atomic().cmd("FT.DROPINDEX").arg(old).arg("DD").ignore().cmd("FT.ALIASADD").arg(alias).arg(index).ignore();
-                pipe.query_async::<()>(&mut conn).await?;
+                let drop = pipe.cmd("FT.DROPINDEX").arg(old);
+                if self.legacy_documents_are_its_own(old).await? {
+                    drop.arg("DD");
+                } else {
+                    tracing::warn!(index = %old, "the legacy index covers keys drugsync keeps (no PREFIX, or one of drugsync's): dropping it without its documents");
+                }
+                drop.ignore();
+                pipe.cmd("FT.ALIASADD").arg(alias).arg(index).ignore();
             }
             Some(old) => {
-                redis::cmd("FT.ALIASUPDATE").arg(alias).arg(index).query_async::<()>(&mut conn).await?;
-                redis::cmd("FT.DROPINDEX").arg(old).arg("DD").query_async::<()>(&mut conn).await?;
                 let old_position = self.position_key.replacen(index.as_str(), old, 1);
-                redis::cmd("DEL").arg(old_position).query_async::<()>(&mut conn).await?;
+                pipe.cmd("FT.ALIASUPDATE").arg(alias).arg(index).ignore();
+                pipe.cmd("FT.DROPINDEX").arg(old).arg("DD").ignore();
+                pipe.cmd("DEL").arg(old_position).ignore();
             }
         }
+        self.fenced_exec(&pipe).await?;
         tracing::info!(%alias, %index, old = ?old, "alias switched to the new index version");
         Ok(())
+    }
+
+    /// Runs a MULTI/EXEC pipeline only while this sink's fence holds the lease.
+    async fn fenced_exec(&self, pipe: &redis::Pipeline) -> Result<(), SinkError> {
+        let fence = self.fence.read().expect("fence lock").clone();
+        let Some(holder) = fence else {
+            let mut conn = self.conn.clone();
+            return Ok(pipe.query_async::<()>(&mut conn).await?);
+        };
+        // WATCH is per connection: the shared multiplexed one would mix it with other commands.
+        let mut conn = self.client.get_multiplexed_async_connection().await?;
+        redis::cmd("WATCH").arg(&self.lease_key).query_async::<()>(&mut conn).await?;
+        let current: Option<String> = redis::cmd("GET").arg(&self.lease_key).query_async(&mut conn).await?;
+        if current.as_deref().is_some_and(|c| c != holder) {
+            redis::cmd("UNWATCH").query_async::<()>(&mut conn).await?;
+            return Err(SinkError::Fenced { holder });
+        }
+        // EXEC answers nil when the watched lease changed (taken, or renewed by
+        // this instance meanwhile): nothing ran, and the caller's retry tries again.
+        let done: Option<()> = pipe.query_async(&mut conn).await?;
+        done.ok_or_else(|| SinkError::Unavailable("the writer lease changed during a fenced switch; retrying".into()))
+    }
+
+    /// True when every prefix of the legacy index `name` lies outside
+    /// drugsync's own keys (its state and versioned documents), so dropping
+    /// it with DD deletes only its documents. An index created without PREFIX
+    /// covers every key.
+    async fn legacy_documents_are_its_own(&self, name: &str) -> Result<bool, SinkError> {
+        let Some(info) = self.index_info(name).await? else { return Ok(false) };
+        let prefixes = legacy_prefixes(&info);
+        let ours = [self.prefix.as_str(), self.cache_prefix.as_str(), self.position_key.as_str(), self.lease_key.as_str()];
+        Ok(!prefixes.is_empty()
+            && prefixes.iter().all(|p| !p.is_empty() && ours.iter().all(|o| !o.starts_with(p.as_str()) && !p.starts_with(*o))))
     }
 
     /// Documents in this index version (`FT.INFO num_docs`; 0 when it does not exist yet).
@@ -382,7 +434,12 @@ impl RedisSink {
         if changes.is_empty() && position.is_none() {
             return Ok(());
         }
-        let commands = self.write_commands(changes, position);
+        self.write(self.write_commands(changes, position)).await
+    }
+
+    /// Runs `commands` atomically: through the fenced script when this sink
+    /// writes under a lease (and a load epoch), as MULTI/EXEC otherwise.
+    async fn write(&self, commands: Vec<Vec<Vec<u8>>>) -> Result<(), SinkError> {
         let fence = self.fence.read().expect("fence lock").clone();
         let mut conn = self.conn.clone();
         match fence {
@@ -493,11 +550,11 @@ impl RedisSink {
         Ok(keys.into_iter().map(DocumentKey).collect())
     }
 
-    /// Removes the first `n` queued repair keys.
+    /// Removes the first `n` queued repair keys, fenced like every write of
+    /// the lease holder: a paused former writer cannot drop repairs handed to
+    /// the one that took over.
     pub async fn ack_repairs(&self, n: usize) -> Result<(), SinkError> {
-        let mut conn = self.conn.clone();
-        let _: () = redis::cmd("LTRIM").arg(&self.repair_key).arg(n).arg(-1).query_async(&mut conn).await?;
-        Ok(())
+        self.write(vec![vec![b"LTRIM".to_vec(), self.repair_key.as_bytes().to_vec(), n.to_string().into_bytes(), b"-1".to_vec()]]).await
     }
 
     /// Number of queued repair keys.
@@ -526,6 +583,23 @@ impl RedisSink {
 }
 
 /// A top-level text field of an FT.INFO reply.
+/// The key prefixes in an `FT.INFO` reply's index definition.
+fn legacy_prefixes(info: &Value) -> Vec<String> {
+    let Value::Array(items) = info else { return Vec::new() };
+    let definition = items.chunks_exact(2).find_map(|kv| {
+        let key = redis::from_redis_value::<String>(kv[0].clone()).ok()?;
+        (key == "index_definition").then(|| kv[1].clone())
+    });
+    let Some(Value::Array(definition)) = definition else { return Vec::new() };
+    definition
+        .chunks_exact(2)
+        .find_map(|kv| {
+            let key = redis::from_redis_value::<String>(kv[0].clone()).ok()?;
+            (key == "prefixes").then(|| redis::from_redis_value::<Vec<String>>(kv[1].clone()).ok()).flatten()
+        })
+        .unwrap_or_default()
+}
+
 fn info_text(info: &Value, field: &str) -> Option<String> {
     let Value::Array(items) = info else { return None };
     items.chunks_exact(2).find_map(|kv| match (&kv[0], &kv[1]) {

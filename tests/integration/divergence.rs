@@ -147,3 +147,52 @@ async fn redis_flushed_during_the_initial_load_loses_no_document() {
     env.assert_matches_mysql().await;
     run.stop().await;
 }
+
+/// The alias switch drops an index with its documents (FT.DROPINDEX DD):
+/// an instance that no longer holds the writer lease must not do it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_former_writer_cannot_switch_the_alias_or_drop_the_live_index() {
+    let env = TestEnv::new("fencedalias", 100).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    run.stop().await;
+    let live = drugsync::sink::IndexVersion::of(&env.config()).index;
+    // Another holder took the lease; this sink still believes it writes.
+    let replicator = env.connect(&env.config_text).await.unwrap();
+    let mut redis = env.redis.clone();
+    let lease_key = format!("ds:fencedalias:{}:writer", env.index);
+    let _: () = redis::cmd("SET").arg(&lease_key).arg("someone-else").query_async(&mut redis).await.unwrap();
+    replicator.sink.fence_with(Some("me".into()));
+    let err = replicator.sink.switch_alias(Some(&live)).await.unwrap_err();
+    assert!(matches!(err, drugsync::sink::SinkError::Fenced { .. }), "{err}");
+    let info: Result<redis::Value, _> = redis::cmd("FT.INFO").arg(&live).query_async(&mut redis).await;
+    assert!(info.is_ok(), "the live index was not dropped");
+    let _: () = redis::cmd("DEL").arg(&lease_key).query_async(&mut redis).await.unwrap();
+}
+
+/// A legacy index named like the alias is replaced; dropped with its
+/// documents only when its prefixes cannot cover anyone else's keys (an
+/// index created without PREFIX covers every key in Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_index_without_prefix_is_dropped_without_its_documents() {
+    let redis = crate::common::PrivateRedis::start(false).await;
+    let env = TestEnv::new_with("legacyall", 100, &crate::common::mysql_base_url(), &redis.url()).await;
+    let mut conn = env.redis.clone();
+    let _: () = redis::cmd("HSET").arg("someone:else:1").arg("x").arg("keep me").query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("FT.CREATE")
+        .arg(&env.index)
+        .arg("ON")
+        .arg("HASH")
+        .arg("SCHEMA")
+        .arg("x")
+        .arg("TEXT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    let kept: Option<String> = redis::cmd("HGET").arg("someone:else:1").arg("x").query_async(&mut conn).await.unwrap();
+    assert_eq!(kept.as_deref(), Some("keep me"), "DD of an index without PREFIX would have deleted every key");
+    run.stop().await;
+}

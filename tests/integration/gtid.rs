@@ -83,9 +83,8 @@ async fn replay_from_a_gtid_state_reapplies_changes() {
     let replicator = env.connect(&env.config_text).await.unwrap();
     assert!(replicator.prepare_replay(&"@not-a-gtid".parse().unwrap()).await.is_err());
     replicator.prepare_replay(&replay).await.unwrap();
-    drop(replicator);
 
-    let run = env.start().await;
+    let run = env.run(replicator);
     env.wait_caught_up().await;
     env.assert_matches_mysql().await;
     assert_eq!(env.field(&ndcs[0], "manufacturer").await.as_deref(), Some("REPLAYED BY GTID"));

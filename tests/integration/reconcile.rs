@@ -130,9 +130,8 @@ async fn replay_from_an_earlier_position_reapplies_changes() {
     let gone = drugsync::position::Position::new("binlog.999999", 4);
     assert!(replicator.prepare_replay(&gone).await.unwrap_err().to_string().contains("not on the server"));
     replicator.prepare_replay(&earlier).await.unwrap();
-    drop(replicator);
 
-    let run = env.start().await;
+    let run = env.run(replicator);
     env.wait_caught_up().await;
     env.assert_matches_mysql().await;
     assert_eq!(env.field(&ndcs[0], "manufacturer").await.as_deref(), Some("REPLAYED LABS"));

@@ -221,7 +221,11 @@ impl TestEnv {
 
     /// Starts a replicator with another config text (e.g. a second instance).
     pub async fn start_with(&self, config_text: &str) -> Running {
-        let replicator = self.connect(config_text).await.expect("connect");
+        self.run(self.connect(config_text).await.expect("connect"))
+    }
+
+    /// Runs a replicator the test connected (e.g. after `prepare_replay`).
+    pub fn run(&self, replicator: Replicator<LocalEmbedder>) -> Running {
         let stats = replicator.stats.clone();
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(replicator.run(cancel.clone()));
