@@ -207,6 +207,13 @@ impl<E: Embedder> Replicator<E> {
 
     async fn try_starting_position(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
         let alias = self.sink.prepare_index(&self.config).await?;
+        if let AliasState::Switch { old: Some(old) } = &alias {
+            tracing::warn!(
+                live = %old,
+                building = %self.sink.version().index,
+                "the index definition, embedding or mapping changed: building the new version beside the live one (searches keep using it); the alias switches once every document is loaded"
+            );
+        }
         let start = match start::resume_position(self).await? {
             Some(position) => position,
             None => match bootstrap::initial_load(self, cancel).await? {

@@ -2,9 +2,13 @@
 //!
 //! The configured `index.name` is an alias. The physical index is
 //! `<name>_v<hash>` with keys under `<prefix base>_v<hash>:`, where the hash
-//! covers everything that shapes the index or its vectors (fields, vector
+//! covers everything that shapes the index or its documents: fields, vector
 //! definition, embedding provider, model, dimensions, normalisation, template
-//! version). Changing any of them yields a new version, built beside the old
+//! version, and the mapping (`select_sql`, `filter_sql`, `key_expr`,
+//! `key_field`, `text_template`, `trim_trailing_spaces`). The mapping is part
+//! of the index state: a changed mapping reaches every document, and no index
+//! ever mixes documents of two mappings (or vectors of two texts for one
+//! mapping). Changing any of them yields a new version, built beside the old
 //! one while the alias keeps answering from the old; the alias then switches
 //! in one step and the old version is dropped with its keys. Versions never
 //! share a key prefix, so no index ever indexes another version's documents.
@@ -36,13 +40,20 @@ impl IndexVersion {
             h.update(arg.as_bytes());
             h.update([0]);
         }
-        let e = &config.embed;
+        let (e, m) = (&config.embed, &config.mapping);
         for part in [
             format!("{:?}", e.provider),
             e.model_id.clone(),
             e.dimensions.to_string(),
             e.normalize.to_string(),
             e.template_version.to_string(),
+            // Whitespace in the SQL is not a change of mapping.
+            normalise_space(&m.select_sql),
+            normalise_space(&m.filter_sql),
+            normalise_space(&m.key_expr),
+            m.key_field.clone(),
+            m.text_template.clone(),
+            m.trim_trailing_spaces.to_string(),
         ] {
             h.update(part.as_bytes());
             h.update([0]);
@@ -52,6 +63,11 @@ impl IndexVersion {
         let base = config.index.prefix.trim_end_matches(':');
         Self { index: format!("{alias}_v{hash}"), prefix: format!("{base}_v{hash}:"), alias, hash }
     }
+}
+
+/// `text` with every run of whitespace as one space, trimmed.
+fn normalise_space(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Where the alias stands relative to the wanted version.
@@ -92,5 +108,21 @@ mod tests {
             1,
         )));
         assert_ne!(other_field.hash, base.hash);
+        // The mapping is part of the index state; its layout is not.
+        let strength = "COALESCE(NULLIF(g.STR60, ''), g.STR) AS strength";
+        assert!(reference.contains(strength));
+        let other_sql = IndexVersion::of(&config(&reference.replacen(strength, "g.STR AS strength", 1)));
+        assert_ne!(other_sql.hash, base.hash, "select_sql");
+        let reflowed =
+            IndexVersion::of(&config(&reference.replacen(strength, "COALESCE(NULLIF(g.STR60, ''),\n         g.STR)   AS strength", 1)));
+        assert_eq!(reflowed.hash, base.hash, "whitespace only");
+        for (from, to) in [
+            ("text_template = \"{drug_name} |", "text_template = \"{drug_name} -"),
+            ("filter_sql = \"n.OBSDTEC = '0000-00-00'\"", "filter_sql = \"n.OBSDTEC = '0000-00-00' AND n.DEA <> '1'\""),
+            ("trim_trailing_spaces = true", "trim_trailing_spaces = false"),
+        ] {
+            assert!(reference.contains(from), "{from}");
+            assert_ne!(IndexVersion::of(&config(&reference.replacen(from, to, 1))).hash, base.hash, "{from}");
+        }
     }
 }

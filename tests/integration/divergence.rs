@@ -96,10 +96,11 @@ async fn commented_renames_and_statement_logged_dml_are_reconciled() {
 }
 
 /// FDB's fixed-width values keep trailing spaces in MySQL; documents carry
-/// them cut, unless `mapping.trim_trailing_spaces = false`.
+/// them cut, unless `mapping.trim_trailing_spaces = false` (a mapping change:
+/// another index version, built beside).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trailing_spaces_are_cut_from_fields_unless_configured_to_stay() {
-    let env = TestEnv::new("trim", 150).await;
+    let mut env = TestEnv::new("trim", 150).await;
     let run = env.start().await;
     env.wait_caught_up().await;
     env.exec(&["UPDATE rlblrid3 SET MFG = 'IVORY DRUG CO LTD   ' WHERE LBLRID = '000001'"]).await;
@@ -110,10 +111,38 @@ async fn trailing_spaces_are_cut_from_fields_unless_configured_to_stay() {
 
     let kept = env.config_text.replacen("trim_trailing_spaces = true", "trim_trailing_spaces = false", 1);
     assert_ne!(kept, env.config_text);
-    let run = env.start_with(&kept).await;
+    env.use_config(kept);
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some("IVORY DRUG CO LTD   "), "the new version was loaded untrimmed");
     env.exec(&["UPDATE rlblrid3 SET MFG = 'KEPT PADDING  ' WHERE LBLRID = '000001'"]).await;
     env.wait_caught_up().await;
     assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some("KEPT PADDING  "));
+    run.stop().await;
+}
+
+/// A changed `select_sql` reaches every document, through a version built
+/// beside the live one (no index ever mixes two mappings); the old version's
+/// documents are gone afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_mapping_reaches_every_document_through_a_version_built_beside() {
+    let mut env = TestEnv::new("mapchange", 200).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    run.stop().await;
+    let old_prefix = env.prefix.clone();
+    let strength = "COALESCE(NULLIF(g.STR60, ''), g.STR) AS strength";
+    assert!(env.config_text.contains(strength));
+    env.use_config(env.config_text.replacen(strength, "CONCAT('S:', g.STR) AS strength", 1));
+    assert_ne!(env.prefix, old_prefix, "a new index version");
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    let ndc = env.active_ndcs_where("1 = 1").await.remove(0);
+    assert!(env.field(&ndc, "strength").await.unwrap_or_default().starts_with("S:"));
+    let mut redis = env.redis.clone();
+    let left: Vec<String> = redis::cmd("KEYS").arg(format!("{old_prefix}*")).query_async(&mut redis).await.unwrap();
+    assert!(left.is_empty(), "the old version's documents were dropped: {} left", left.len());
     run.stop().await;
 }
 

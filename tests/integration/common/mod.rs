@@ -162,6 +162,15 @@ impl TestEnv {
         }
     }
 
+    /// Switches the test to `config_text` (another index version when its
+    /// definition or mapping differs): later starts and checks use it.
+    pub fn use_config(&mut self, config_text: String) {
+        let version = drugsync::sink::IndexVersion::of(&parse_config(&config_text));
+        self.position_key = format!("ds:{}:{}:position", self.name, version.index);
+        self.prefix = version.prefix;
+        self.config_text = config_text;
+    }
+
     pub fn config(&self) -> Config {
         parse_config(&self.config_text)
     }
