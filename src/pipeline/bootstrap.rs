@@ -18,8 +18,8 @@
 
 use std::time::Instant;
 
+use mysql_async::TxOpts;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Row, TxOpts};
 use tokio_util::sync::CancellationToken;
 
 use super::retry::retry;
@@ -49,7 +49,7 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
     let mut opts = TxOpts::default();
     opts.with_consistent_snapshot(true).with_readonly(true);
     let mut tx = conn.start_transaction(opts).await.map_err(source)?;
-    let snapshot = match snapshot_position(&mut tx).await? {
+    let snapshot = match server::snapshot_position(&mut tx).await? {
         Some(mut exact) => {
             exact.gtid = server::gtid_state_at(&mut tx, &exact).await?;
             exact
@@ -135,22 +135,4 @@ async fn sweep_orphans<E: Embedder, Q: Queryable>(r: &Replicator<E>, conn: &mut 
         tracing::info!(orphans = orphans.len(), "initial load: removing documents the source no longer has");
     }
     sync_documents(r, orphans, None).await
-}
-
-/// MariaDB's exact snapshot position; `None` on servers without it (MySQL).
-async fn snapshot_position<Q: Queryable>(conn: &mut Q) -> Result<Option<Position>, SourceError> {
-    let query = "SHOW STATUS LIKE 'binlog_snapshot_%'";
-    let rows: Vec<Row> = conn.query(query).await.map_err(|e| SourceError::from_driver(e, query))?;
-    let mut file = None;
-    let mut offset = None;
-    for row in rows {
-        let name: Option<String> = row.get(0);
-        let value: Option<String> = row.get(1);
-        match name.as_deref() {
-            Some("Binlog_snapshot_file") => file = value.filter(|v| !v.is_empty()),
-            Some("Binlog_snapshot_position") => offset = value.and_then(|v| v.parse::<u64>().ok()),
-            _ => {}
-        }
-    }
-    Ok(file.zip(offset).map(|(file, offset)| Position::new(file, offset)))
 }

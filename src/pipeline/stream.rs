@@ -31,6 +31,9 @@ use crate::source::{BinlogTailer, InFlight, SourceError};
 
 /// Transactions buffered between the binlog reader and the apply loop.
 const CHANNEL_CAPACITY: usize = 4096;
+/// Longest wait for the source to commit what its binlog already holds
+/// before the batch is retried (a healthy server takes milliseconds).
+const VISIBILITY_LIMIT: Duration = Duration::from_secs(10);
 /// How often an otherwise idle writer looks for reconcile repairs.
 const REPAIR_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -158,6 +161,10 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: u
     let commit = &batch.commit;
     if let (Some((ddl, at)), OnLostSync::Stop) = (&batch.ddl, r.config.pipeline.on_lost_sync) {
         return Err(SourceError::TrackedDdl { table: ddl.table.clone(), position: at.to_string(), statement: ddl.statement.clone() }.into());
+    }
+    if !batch.routing.is_empty() || batch.ddl.is_some() {
+        // Re-reads below must see the batch's own transactions (invariant 7).
+        crate::source::visibility::wait_until_visible(&r.pool, commit, VISIBILITY_LIMIT).await?;
     }
     let routed = if batch.routing.is_empty() {
         Routed::Keys(Default::default())

@@ -9,6 +9,7 @@ pub mod gtid;
 pub mod preflight;
 pub mod server;
 pub mod value;
+pub mod visibility;
 
 pub use binlog::{BinlogTailer, InFlight};
 pub use decode::{DecodeSpec, RoutingValues, TrackedDdl, Transaction};

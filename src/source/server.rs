@@ -91,3 +91,21 @@ pub async fn check_position_exists(conn: &mut Conn, position: &Position) -> Resu
 pub(super) async fn query_first(conn: &mut Conn, query: &str) -> Result<Option<String>, SourceError> {
     conn.query_first::<Option<String>, _>(query).await.map(Option::flatten).map_err(|e| SourceError::from_driver(e, query))
 }
+
+/// MariaDB's exact snapshot position; `None` on servers without it (MySQL).
+pub async fn snapshot_position<Q: Queryable>(conn: &mut Q) -> Result<Option<Position>, SourceError> {
+    let query = "SHOW STATUS LIKE 'binlog_snapshot_%'";
+    let rows: Vec<Row> = conn.query(query).await.map_err(|e| SourceError::from_driver(e, query))?;
+    let mut file = None;
+    let mut offset = None;
+    for row in rows {
+        let name: Option<String> = row.get(0);
+        let value: Option<String> = row.get(1);
+        match name.as_deref() {
+            Some("Binlog_snapshot_file") => file = value.filter(|v| !v.is_empty()),
+            Some("Binlog_snapshot_position") => offset = value.and_then(|v| v.parse::<u64>().ok()),
+            _ => {}
+        }
+    }
+    Ok(file.zip(offset).map(|(file, offset)| Position::new(file, offset)))
+}

@@ -225,3 +225,32 @@ async fn a_legacy_index_without_prefix_is_dropped_without_its_documents() {
     assert_eq!(kept.as_deref(), Some("keep me"), "DD of an index without PREFIX would have deleted every key");
     run.stop().await;
 }
+
+/// MariaDB writes an XA transaction's rows at XA PREPARE, long before they
+/// are visible; XA COMMIT carries no rows. The rows must reach the index at
+/// the commit, and a rolled-back XA must change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xa_transactions_are_applied_at_commit_and_dropped_at_rollback() {
+    let env = TestEnv::new("xa", 200).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.exec(&[
+        "XA START 'q1'",
+        "UPDATE rlblrid3 SET MFG = 'XA VISIBLE LABS' WHERE LBLRID = '000001'",
+        "XA END 'q1'",
+        "XA PREPARE 'q1'",
+        "DO SLEEP(2)",
+        "XA COMMIT 'q1'",
+        "XA START 'q2'",
+        "UPDATE rlblrid3 SET MFG = 'XA ROLLED BACK' WHERE LBLRID = '000002'",
+        "XA END 'q2'",
+        "XA PREPARE 'q2'",
+        "XA ROLLBACK 'q2'",
+    ])
+    .await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    let ndc = &env.active_ndcs_where("n.LBLRID = '000001'").await[0];
+    assert_eq!(env.field(ndc, "manufacturer").await.as_deref(), Some("XA VISIBLE LABS"));
+    run.stop().await;
+}

@@ -19,6 +19,7 @@ pub mod layout;
 pub mod mariadb_compressed;
 pub mod routing;
 pub mod rows;
+pub mod xa;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -111,6 +112,8 @@ pub struct Decoder {
     payload_end: Option<u32>,
     /// Rotated into a new file and no transaction yet: its header events are positions to store.
     at_file_start: bool,
+    /// Routing values of XA transactions prepared but not yet committed.
+    prepared_xa: xa::PreparedXa,
 }
 
 impl Decoder {
@@ -137,6 +140,7 @@ impl Decoder {
             payload_end: None,
             // Streaming from a file's start: its header events are positions too.
             at_file_start: !start.file.is_empty() && start.offset == 4,
+            prepared_xa: xa::PreparedXa::default(),
         })
     }
 
@@ -250,6 +254,7 @@ impl Decoder {
                         Ok(None)
                     }
                     "COMMIT" => Ok(Some(self.commit(event))),
+                    "XA" => Ok(self.xa_statement(&statement, event)),
                     _ => {
                         let tracked = self.tracked.iter().map(String::as_str);
                         if let Some(table) = events::ddl_touching(&statement, &query.schema(), &self.spec.schema, tracked) {
@@ -265,6 +270,19 @@ impl Decoder {
                 }
             }
             EventData::XidEvent(_) => Ok(Some(self.commit(event))),
+            EventData::XaPrepareLogEvent(body) => {
+                let (xid, one_phase) =
+                    xa::Xid::from_prepare_event(&body).ok_or_else(|| self.decode_error(event, "malformed XA_PREPARE event"))?;
+                if one_phase {
+                    return Ok(Some(self.commit(event))); // XA COMMIT ... ONE PHASE: committed here
+                }
+                // Prepared, not committed: its rows are invisible until XA COMMIT.
+                let routing = std::mem::replace(&mut self.pending, RoutingValues::with_limit(self.spec.limit));
+                self.pending_rows = 0;
+                self.in_transaction = false;
+                self.prepared_xa.prepare(xid, routing);
+                Ok(None)
+            }
             EventData::TableMapEvent(tme) => {
                 self.remember_table(&tme, event)?;
                 Ok(None)
@@ -280,7 +298,6 @@ impl Decoder {
             | EventData::RowsQueryEvent(_)
             | EventData::TransactionContextEvent(_)
             | EventData::ViewChangeEvent(_)
-            | EventData::XaPrepareLogEvent(_)
             | EventData::IntvarEvent(_)
             | EventData::RandEvent(_)
             | EventData::UserVarEvent(_)
@@ -331,6 +348,38 @@ impl Decoder {
         .map_err(|e| self.decode_error(event, &format!("rows of `{}`: {e}", layout.table)))?;
         self.pending_rows += count;
         Ok(())
+    }
+
+    /// `XA ...` statements: START opens a transaction (MySQL), COMMIT applies
+    /// what its prepare held, ROLLBACK drops it. See [`xa`].
+    fn xa_statement(&mut self, statement: &str, event: &Event) -> Option<Transaction> {
+        match xa::XaStatement::recognise(statement)? {
+            xa::XaStatement::Start => {
+                self.at_file_start = false;
+                self.in_transaction = true;
+                None
+            }
+            xa::XaStatement::Commit(xid) => {
+                let held = self.prepared_xa.take(&xid);
+                let mut tx = self.commit(event);
+                match held {
+                    Some(routing) => tx.routing.merge(routing),
+                    // Prepared before the stream's start: what it changed is unknown.
+                    None => {
+                        tx.ddl = Some(TrackedDdl {
+                            table: "(an XA transaction prepared before the stream's start position)".into(),
+                            statement: truncate(statement, 200),
+                        })
+                    }
+                }
+                Some(tx)
+            }
+            xa::XaStatement::Rollback(xid) => {
+                self.prepared_xa.take(&xid);
+                (!self.in_transaction).then(|| self.commit(event))
+            }
+            xa::XaStatement::End | xa::XaStatement::Other => (!self.in_transaction).then(|| self.commit(event)),
+        }
     }
 
     /// A position-only transaction (nothing tracked changed) at `offset` of the current file.

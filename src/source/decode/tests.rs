@@ -155,6 +155,87 @@ fn rollback_to_a_savepoint_keeps_the_changes_before_it() {
     assert_eq!(values(&txs[0], "rndc14"), ["00000000001"]);
 }
 
+/// An XA_PREPARE event body for `'name'` (MariaDB and MySQL lay it out alike).
+fn xa_prepare_body(name: &str, one_phase: bool) -> Vec<u8> {
+    let mut body = vec![u8::from(one_phase)];
+    body.extend(1u32.to_le_bytes());
+    body.extend((name.len() as u32).to_le_bytes());
+    body.extend(0u32.to_le_bytes());
+    body.extend(name.as_bytes());
+    body
+}
+
+#[test]
+fn xa_rows_are_held_from_prepare_to_commit_and_dropped_at_rollback() {
+    let mut s = Stream::default();
+    let (ndc, lbl) = (ndc_cols(), labeler_cols());
+    let mut d = decoder(100);
+    // MariaDB's layout: GTID, rows, XA END, XA_PREPARE; later XA COMMIT on its own.
+    let prepared = feed_all(
+        &mut d,
+        &[
+            s.mariadb_gtid(0, 1, false),
+            s.table_map(LBL_ID, "fdb", "rlblrid3", &lbl),
+            s.rows_v1(24, LBL_ID, &lbl, &[vec![vec![Cell::Str("OLD"), Cell::Str("X00001")], vec![Cell::Str("XA"), Cell::Str("X00001")]]]),
+            s.query("fdb", "XA END X'7131',X'',1"),
+            s.raw(38, &xa_prepare_body("q1", false)),
+        ],
+    );
+    assert!(prepared.is_empty(), "nothing is routed while the rows are invisible");
+    // Other transactions pass meanwhile.
+    let between = feed_all(
+        &mut d,
+        &[
+            s.mariadb_gtid(0, 2, false),
+            s.table_map(NDC_ID, "fdb", "rndc14", &ndc),
+            s.rows_v1(23, NDC_ID, &ndc, &[vec![ndc_row("00000000009", 1)]]),
+            s.xid(2),
+        ],
+    );
+    assert_eq!(values(&between[0], "rndc14"), ["00000000009"]);
+    assert!(values(&between[0], "rlblrid3").is_empty());
+    let committed = feed_all(&mut d, &[s.mariadb_gtid(0, 3, true), s.query("fdb", "XA COMMIT X'7131',X'',1")]);
+    assert_eq!(values(&committed[0], "rlblrid3"), ["X00001"], "routed at XA COMMIT, when the rows become visible");
+    assert!(committed[0].ddl.is_none());
+
+    // A rolled-back XA routes nothing; a commit the stream never saw prepared is a full diff.
+    let rolled_back = feed_all(
+        &mut d,
+        &[
+            s.mariadb_gtid(0, 4, false),
+            s.table_map(LBL_ID, "fdb", "rlblrid3", &lbl),
+            s.rows_v1(23, LBL_ID, &lbl, &[vec![vec![Cell::Str("NEW"), Cell::Str("X00002")]]]),
+            s.query("fdb", "XA END 'q2'"),
+            s.raw(38, &xa_prepare_body("q2", false)),
+            s.mariadb_gtid(0, 5, true),
+            s.query("fdb", "XA ROLLBACK X'7132',X'',1"),
+        ],
+    );
+    assert_eq!(rolled_back.len(), 1);
+    assert!(rolled_back[0].routing.is_empty() && rolled_back[0].ddl.is_none());
+    let unknown = feed_all(&mut d, &[s.mariadb_gtid(0, 6, true), s.query("fdb", "XA COMMIT 'before-start'")]);
+    assert!(unknown[0].ddl.is_some(), "an unknown XA commit is reconciled, not ignored");
+}
+
+#[test]
+fn mysql_xa_start_opens_the_transaction_and_one_phase_commits_at_once() {
+    let mut s = Stream::default();
+    let lbl = labeler_cols();
+    let mut d = decoder(100);
+    let txs = feed_all(
+        &mut d,
+        &[
+            s.query("fdb", "XA START X'7133',X'',1"),
+            s.table_map(LBL_ID, "fdb", "rlblrid3", &lbl),
+            s.rows_v1(23, LBL_ID, &lbl, &[vec![vec![Cell::Str("ONE"), Cell::Str("X00003")]]]),
+            s.query("fdb", "XA END X'7133',X'',1"),
+            s.raw(38, &xa_prepare_body("q3", true)),
+        ],
+    );
+    assert_eq!(txs.len(), 1, "nothing committed at XA START or XA END");
+    assert_eq!(values(&txs[0], "rlblrid3"), ["X00003"]);
+}
+
 #[test]
 fn rotate_sets_the_file_and_heartbeats_change_nothing() {
     let mut s = Stream::default();
