@@ -103,8 +103,14 @@ impl SourceError {
     pub fn from_driver(err: mysql_async::Error, query: &str) -> Self {
         match err {
             mysql_async::Error::Server(server) => {
-                // Server-side conditions that go away by themselves.
-                const TRANSIENT: &[u16] = &[1040, 1053, 1205, 1213, 1927, 2006, 2013, 1317];
+                // Server-side conditions that go away by themselves: too many connections,
+                // shutdown, lock wait / deadlock, killed, gone away, lost, interrupted,
+                // network read/write errors (1158-1161), a table definition changed under a
+                // snapshot (1412), statement timeouts (MySQL 3024, MariaDB 1969), and an idle
+                // connection closed after wait_timeout (4031: FDB changes weekly, so
+                // connections sit idle for days).
+                const TRANSIENT: &[u16] =
+                    &[1040, 1053, 1158, 1159, 1160, 1161, 1205, 1213, 1317, 1412, 1927, 1969, 2006, 2013, 3024, 4031];
                 // Access denied: to the server, the database, a table or column; a missing privilege.
                 const DENIED: &[u16] = &[1044, 1045, 1142, 1143, 1227, 1698];
                 if DENIED.contains(&server.code) {
@@ -135,5 +141,25 @@ pub fn truncate(text: &str, max: usize) -> String {
     match one_line.char_indices().nth(max) {
         Some((cut, _)) => format!("{}...", &one_line[..cut]),
         None => one_line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: u16) -> SourceError {
+        let err = mysql_async::Error::Server(mysql_async::ServerError { code, message: "m".into(), state: "HY000".into() });
+        SourceError::from_driver(err, "SELECT 1")
+    }
+
+    #[test]
+    fn passing_server_conditions_are_retried_and_the_rest_stop() {
+        for code in [4031, 1412, 3024, 1969, 1205, 1213, 2013, 1160] {
+            assert!(server(code).is_transient(), "{code} should be retried");
+        }
+        assert!(matches!(server(1045), SourceError::AccessDenied { .. }));
+        assert!(matches!(server(1146), SourceError::Query { .. }), "an unknown table is the config's problem");
+        assert!(!server(1146).is_transient());
     }
 }
