@@ -6,8 +6,9 @@
 //! is kept in the checkpoint store, so the *same* instance restarting after a
 //! crash reclaims its own lease at once instead of waiting for the TTL.
 //!
-//! Not yet here (issue 4): a fencing token checked inside every write
-//! transaction, which also stops a paused old writer that wakes up late.
+//! The lease is also the fencing token: every write of the holder checks it
+//! inside Redis, atomically with the write (`RedisSink::apply` and the alias
+//! switch), so a paused old writer that wakes up late cannot write.
 
 use std::time::Duration;
 
@@ -18,10 +19,10 @@ use super::redis::SinkError;
 /// Renew if we hold it, or take it back if nobody does (expired while we
 /// stalled, or Redis lost it); answers 1 when held afterwards.
 const RENEW: &str = r"local v = redis.call('GET', KEYS[1]) if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) elseif v == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 else return 0 end";
-/// Delete if we hold it.
 /// Longest wait for [`WriterLease::release`].
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Delete if we hold it.
 const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 /// Take it when free or already ours; answers 1 when held afterwards.
 const ACQUIRE: &str = r"local v = redis.call('GET', KEYS[1]) if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 else return 0 end";
