@@ -214,10 +214,17 @@ impl<E: Embedder> Replicator<E> {
                 "the index definition, embedding or mapping changed: building the new version beside the live one (searches keep using it); the alias switches once every document is loaded"
             );
         }
+        let fields = crate::mapping::MappingFingerprint::of(&self.config.mapping).fields;
         let start = match start::resume_position(self).await? {
-            Some(position) => position,
+            Some(position) => {
+                self.reconcile_changed_fields(&fields, cancel).await?;
+                position
+            }
             None => match bootstrap::initial_load(self, cancel).await? {
-                Some(position) => position,
+                Some(position) => {
+                    self.sink.store_mapping_fingerprint(&fields).await?;
+                    position
+                }
                 None => return Ok(None),
             },
         };
@@ -225,6 +232,25 @@ impl<E: Embedder> Replicator<E> {
             self.sink.switch_alias(old.as_deref()).await?;
         }
         Ok(Some(start))
+    }
+
+    /// The mapping changed in fields the embedded text does not use (a change
+    /// that can reach the text is a new index version instead): every document
+    /// is compared with MySQL in place, then the new fingerprint is recorded.
+    async fn reconcile_changed_fields(&self, fields: &str, cancel: &CancellationToken) -> Result<(), RunError> {
+        let stored = self.sink.mapping_fingerprint().await?;
+        if stored.as_deref() == Some(fields) {
+            return Ok(());
+        }
+        match stored {
+            Some(_) => tracing::warn!(
+                "the mapping changed in fields the embedded text does not use: comparing every document with MySQL in place (no embedding call for an unchanged text)"
+            ),
+            None => tracing::info!("no mapping fingerprint recorded for this index version yet: comparing every document with MySQL once"),
+        }
+        reconcile::repair_as_writer(self, cancel).await?;
+        self.sink.store_mapping_fingerprint(fields).await?;
+        Ok(())
     }
 
     /// After the binlog lost our position: note the server's current position

@@ -122,6 +122,8 @@ pub struct RedisSink {
     fence: std::sync::Arc<std::sync::RwLock<Option<String>>>,
     /// Marker of the initial load in progress, per index version.
     load_epoch_key: String,
+    /// The fields part of the mapping fingerprint the documents were built with.
+    mapping_key: String,
     /// While a load runs: its epoch, checked inside every fenced write.
     load_epoch: std::sync::Arc<std::sync::RwLock<Option<String>>>,
 }
@@ -180,6 +182,7 @@ impl RedisSink {
             // Per version: a new version starts without a position and is loaded in full.
             position_key: format!("{state}{}:position", version.index),
             load_epoch_key: format!("{state}{}:load_epoch", version.index),
+            mapping_key: format!("{state}{}:mapping", version.index),
             version,
             lease_key: format!("{state}{}:writer", config.index.name),
             repair_key: format!("{state}{}:repair", config.index.name),
@@ -399,6 +402,18 @@ impl RedisSink {
     /// the write, that the lease still names this holder. `None` turns fencing off.
     pub fn fence_with(&self, holder: Option<String>) {
         *self.fence.write().expect("fence lock") = holder;
+    }
+
+    /// The fields part of the mapping fingerprint this version's documents
+    /// were built with (see `mapping::fingerprint`), if recorded.
+    pub async fn mapping_fingerprint(&self) -> Result<Option<String>, SinkError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(&self.mapping_key).await?)
+    }
+
+    /// Records that every document now follows `fields` (fenced like every write).
+    pub async fn store_mapping_fingerprint(&self, fields: &str) -> Result<(), SinkError> {
+        self.write(vec![vec![b"SET".to_vec(), self.mapping_key.as_bytes().to_vec(), fields.as_bytes().to_vec()]]).await
     }
 
     /// Starts an initial load under a new epoch: stores it in Redis and makes

@@ -4,11 +4,10 @@
 //! `<name>_v<hash>` with keys under `<prefix base>_v<hash>:`, where the hash
 //! covers everything that shapes the index or its documents: fields, vector
 //! definition, embedding provider, model, dimensions, normalisation, template
-//! version, and the mapping (`select_sql`, `filter_sql`, `key_expr`,
-//! `key_field`, `text_template`, `trim_trailing_spaces`). The mapping is part
-//! of the index state: a changed mapping reaches every document, and no index
-//! ever mixes documents of two mappings (or vectors of two texts for one
-//! mapping). Changing any of them yields a new version, built beside the old
+//! version, and the part of the mapping that can change embedded text (see
+//! `mapping::fingerprint`; a change to other fields is reconciled in place).
+//! No index ever holds vectors of two mappings. Changing any of them yields a
+//! new version, built beside the old
 //! one while the alias keeps answering from the old; the alias then switches
 //! in one step and the old version is dropped with its keys. Versions never
 //! share a key prefix, so no index ever indexes another version's documents.
@@ -17,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::index::IndexSpec;
 use crate::config::Config;
+use crate::mapping::MappingFingerprint;
 
 /// Names of the index version a config asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,20 +40,14 @@ impl IndexVersion {
             h.update(arg.as_bytes());
             h.update([0]);
         }
-        let (e, m) = (&config.embed, &config.mapping);
+        let e = &config.embed;
         for part in [
             format!("{:?}", e.provider),
             e.model_id.clone(),
             e.dimensions.to_string(),
             e.normalize.to_string(),
             e.template_version.to_string(),
-            // Whitespace in the SQL is not a change of mapping.
-            normalise_space(&m.select_sql),
-            normalise_space(&m.filter_sql),
-            normalise_space(&m.key_expr),
-            m.key_field.clone(),
-            m.text_template.clone(),
-            m.trim_trailing_spaces.to_string(),
+            MappingFingerprint::of(&config.mapping).text,
         ] {
             h.update(part.as_bytes());
             h.update([0]);
@@ -63,11 +57,6 @@ impl IndexVersion {
         let base = config.index.prefix.trim_end_matches(':');
         Self { index: format!("{alias}_v{hash}"), prefix: format!("{base}_v{hash}:"), alias, hash }
     }
-}
-
-/// `text` with every run of whitespace as one space, trimmed.
-fn normalise_space(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Where the alias stands relative to the wanted version.
@@ -108,7 +97,7 @@ mod tests {
             1,
         )));
         assert_ne!(other_field.hash, base.hash);
-        // The mapping is part of the index state; its layout is not.
+        // The text side of the mapping is part of the version; its layout is not.
         let strength = "COALESCE(NULLIF(g.STR60, ''), g.STR) AS strength";
         assert!(reference.contains(strength));
         let other_sql = IndexVersion::of(&config(&reference.replacen(strength, "g.STR AS strength", 1)));
@@ -116,6 +105,8 @@ mod tests {
         let reflowed =
             IndexVersion::of(&config(&reference.replacen(strength, "COALESCE(NULLIF(g.STR60, ''),\n         g.STR)   AS strength", 1)));
         assert_eq!(reflowed.hash, base.hash, "whitespace only");
+        let manufacturer = IndexVersion::of(&config(&reference.replacen("l.MFG AS manufacturer", "UPPER(l.MFG) AS manufacturer", 1)));
+        assert_eq!(manufacturer.hash, base.hash, "a field the text does not use is reconciled in place, not rebuilt");
         for (from, to) in [
             ("text_template = \"{drug_name} |", "text_template = \"{drug_name} -"),
             ("filter_sql = \"n.OBSDTEC = '0000-00-00'\"", "filter_sql = \"n.OBSDTEC = '0000-00-00' AND n.DEA <> '1'\""),

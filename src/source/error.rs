@@ -109,8 +109,7 @@ impl SourceError {
                 // snapshot (1412), statement timeouts (MySQL 3024, MariaDB 1969), and an idle
                 // connection closed after wait_timeout (4031: FDB changes weekly, so
                 // connections sit idle for days).
-                const TRANSIENT: &[u16] =
-                    &[1040, 1053, 1158, 1159, 1160, 1161, 1205, 1213, 1317, 1412, 1927, 1969, 2006, 2013, 3024, 4031];
+                const TRANSIENT: &[u16] = &[1040, 1053, 1158, 1159, 1160, 1161, 1205, 1213, 1317, 1412, 1927, 1969, 2006, 2013, 3024, 4031];
                 // Access denied: to the server, the database, a table or column; a missing privilege.
                 const DENIED: &[u16] = &[1044, 1045, 1142, 1143, 1227, 1698];
                 if DENIED.contains(&server.code) {

@@ -254,3 +254,25 @@ async fn xa_transactions_are_applied_at_commit_and_dropped_at_rollback() {
     assert_eq!(env.field(ndc, "manufacturer").await.as_deref(), Some("XA VISIBLE LABS"));
     run.stop().await;
 }
+
+/// A mapping change in a field the embedded text does not use keeps the
+/// index version: every document is compared in place, none re-embedded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_field_the_text_does_not_use_is_reconciled_in_place() {
+    let mut env = TestEnv::new("fieldchange", 200).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    run.stop().await;
+    let prefix = env.prefix.clone();
+    let manufacturer = "l.MFG AS manufacturer";
+    assert!(env.config_text.contains(manufacturer));
+    env.use_config(env.config_text.replacen(manufacturer, "CONCAT('M:', l.MFG) AS manufacturer", 1));
+    assert_eq!(env.prefix, prefix, "the same index version");
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    let ndc = env.active_ndcs_where("n.LBLRID = '000001'").await.remove(0);
+    assert!(env.field(&ndc, "manufacturer").await.unwrap_or_default().starts_with("M:"));
+    assert_eq!(run.embed_calls(), 0, "no text changed, so nothing was embedded");
+    run.stop().await;
+}
