@@ -55,7 +55,7 @@ pub enum SourceError {
     Misconfigured(String),
     /// DDL on a table that feeds documents, with `pipeline.on_lost_sync = "stop"`.
     #[error(
-        "tracked rows changed without row events at {position} (DDL or a statement on `{table}`: {statement:?}). drugsync stopped before passing it (pipeline.on_lost_sync = stop): run `drugsync --reconcile`, then restart with --replay-from {position}; or set on_lost_sync = reconcile to do this automatically"
+        "the binlog cannot say which rows changed at {position} (`{table}`: {statement:?}). drugsync stopped before passing it (pipeline.on_lost_sync = stop): run `drugsync --reconcile`, then restart with --replay-from {position}; or set on_lost_sync = reconcile to do this automatically"
     )]
     TrackedDdl {
         /// Table named in the statement.

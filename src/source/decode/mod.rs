@@ -10,7 +10,8 @@
 //!
 //! # Events nobody may skip
 //! Every event type is either understood (MariaDB's compressed events are
-//! inflated first), known to be harmless, or refused
+//! inflated first), known to be harmless, or treated like DDL on a tracked
+//! table (`pipeline.on_lost_sync`: reconcile, or stop with the fix)
 //! with an error saying what to change on the source: an event the decoder
 //! cannot read could carry tracked changes, and skipping it silently would
 //! leave documents stale with nothing to show for it.
@@ -78,12 +79,14 @@ pub struct Transaction {
     pub ddl: Option<TrackedDdl>,
 }
 
-/// DDL on a tracked table, as found in the binlog.
+/// A point after which the binlog cannot say which rows changed: DDL on a
+/// tracked table, DML on one logged as a statement, an XA commit whose
+/// prepare the stream never saw, an INCIDENT, an unknown event type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackedDdl {
-    /// The tracked table the statement changes.
+    /// The tracked table the statement changes, or what happened.
     pub table: String,
-    /// The statement, shortened for messages.
+    /// The statement (shortened) or why the binlog cannot be trusted.
     pub statement: String,
 }
 
@@ -114,6 +117,8 @@ pub struct Decoder {
     at_file_start: bool,
     /// Routing values of XA transactions prepared but not yet committed.
     prepared_xa: xa::PreparedXa,
+    /// The open transaction held an event the decoder cannot read.
+    pending_lost: Option<TrackedDdl>,
 }
 
 impl Decoder {
@@ -141,6 +146,7 @@ impl Decoder {
             // Streaming from a file's start: its header events are positions too.
             at_file_start: !start.file.is_empty() && start.offset == 4,
             prepared_xa: xa::PreparedXa::default(),
+            pending_lost: None,
         })
     }
 
@@ -189,10 +195,8 @@ impl Decoder {
         let data = match event.read_data() {
             Ok(Some(data)) => data,
             Ok(None) => {
-                return Err(self.decode_error(
-                    event,
-                    &format!("unknown binlog event type {raw_type}: drugsync cannot tell whether it changed tracked rows; upgrade drugsync or report the server version"),
-                ));
+                tracing::warn!(event_type = raw_type, position = %self.here(event), "unknown binlog event type: it may have changed tracked rows");
+                return Ok(self.lost(event, format!("binlog event type {raw_type}"), "an event type drugsync cannot read"));
             }
             Err(e) => return Err(self.decode_error(event, &e.to_string())),
         };
@@ -303,13 +307,16 @@ impl Decoder {
             | EventData::UserVarEvent(_)
             | EventData::BeginLoadQueryEvent(_)
             | EventData::ExecuteLoadQueryEvent(_) => Ok(None),
-            EventData::IncidentEvent(_) => Err(self.decode_error(
-                event,
-                "the source logged an INCIDENT: it lost events, so the binlog cannot say what changed. Run `drugsync --reconcile`, then restart with --replay-from the next transaction's position",
-            )),
+            EventData::IncidentEvent(_) => {
+                tracing::warn!(position = %self.here(event), "the source logged an INCIDENT: it lost events");
+                Ok(self.lost(event, "INCIDENT event".into(), "the source lost events"))
+            }
             other => Err(self.decode_error(
                 event,
-                &format!("binlog event {:?} is not supported (a pre-5.0 or LOAD DATA event): drugsync needs ROW binlog events", event_name(&other)),
+                &format!(
+                    "binlog event {:?} is not supported (a pre-5.0 or LOAD DATA event): drugsync needs ROW binlog events",
+                    event_name(&other)
+                ),
             )),
         }
     }
@@ -413,6 +420,15 @@ impl Decoder {
     fn discard_pending(&mut self) {
         self.pending = RoutingValues::with_limit(self.spec.limit);
         self.pending_rows = 0;
+        self.pending_lost = None;
+    }
+
+    /// An event after which the binlog cannot say what changed: the
+    /// transaction it belongs to (or, outside one, the event itself) commits
+    /// as one that must be reconciled (`pipeline.on_lost_sync`), never skipped.
+    fn lost(&mut self, event: &Event, what: String, why: &str) -> Option<Transaction> {
+        self.pending_lost = Some(TrackedDdl { table: what, statement: why.to_owned() });
+        (!self.in_transaction).then(|| self.commit(event))
     }
 
     fn commit(&mut self, event: &Event) -> Transaction {
@@ -421,7 +437,8 @@ impl Decoder {
         self.payload_end = None;
         let routing = std::mem::replace(&mut self.pending, RoutingValues::with_limit(self.spec.limit));
         let rows = std::mem::take(&mut self.pending_rows);
-        Transaction { routing, rows, commit, committed_at: event.header().timestamp(), ddl: None }
+        let ddl = self.pending_lost.take();
+        Transaction { routing, rows, commit, committed_at: event.header().timestamp(), ddl }
     }
 
     /// The position right after `event` (inside a transaction payload: after the payload).

@@ -340,17 +340,25 @@ fn a_corrupted_event_fails_its_checksum() {
 }
 
 #[test]
-fn events_that_cannot_be_read_are_refused_not_skipped() {
+fn events_that_cannot_be_read_are_reconciled_or_refused_never_skipped() {
     let mut s = Stream::default();
     let compressed = s.raw(166, &[0u8; 12]);
     let err = decoder(10).feed(&compressed).unwrap_err();
     assert!(err.to_string().contains("MariaDB compressed event"), "a broken compressed event is refused: {err}");
+    // Outside a transaction an unreadable event commits at once as one to reconcile.
     let unknown = s.raw(200, &[0u8; 4]);
-    let err = decoder(10).feed(&unknown).unwrap_err();
-    assert!(err.to_string().contains("unknown binlog event type 200"), "{err}");
+    let tx = decoder(10).feed(&unknown).unwrap().expect("reconciled, not skipped");
+    assert!(tx.ddl.as_ref().is_some_and(|d| d.table.contains("type 200")), "{tx:?}");
     let incident = s.raw(26, &[1, 0, 0]);
-    let err = decoder(10).feed(&incident).unwrap_err();
-    assert!(err.to_string().contains("INCIDENT"), "{err}");
+    let tx = decoder(10).feed(&incident).unwrap().expect("reconciled, not skipped");
+    assert!(tx.ddl.as_ref().is_some_and(|d| d.table.contains("INCIDENT")), "{tx:?}");
+    // Inside one, the whole transaction is reconciled when it commits; a rollback forgets it.
+    let mut d = decoder(10);
+    let txs = feed_all(&mut d, &[s.query("fdb", "BEGIN"), s.raw(200, &[0u8; 4]), s.xid(1)]);
+    assert!(txs[0].ddl.is_some(), "{txs:?}");
+    let txs =
+        feed_all(&mut d, &[s.query("fdb", "BEGIN"), s.raw(200, &[0u8; 4]), s.query("fdb", "ROLLBACK"), s.query("fdb", "BEGIN"), s.xid(2)]);
+    assert!(txs[0].ddl.is_none());
 }
 
 #[test]
