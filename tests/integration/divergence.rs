@@ -276,3 +276,24 @@ async fn a_changed_field_the_text_does_not_use_is_reconciled_in_place() {
     assert_eq!(run.embed_calls(), 0, "no text changed, so nothing was embedded");
     run.stop().await;
 }
+
+/// FDB's tables are latin1. A routing value read from the binlog arrives in
+/// the column's bytes; it must still find the NDCs of a non-ASCII labeler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latin1_labeler_key_routes_its_rename() {
+    let env = TestEnv::new("latin1key", 150).await;
+    let ndc = env.active_ndcs_where("1 = 1").await.remove(0);
+    env.exec(&[
+        "INSERT INTO rlblrid3 (LBLRID, MFG) VALUES ('ÄB0001', 'UMLAUT LABS')",
+        &format!("UPDATE rndc14 SET LBLRID = 'ÄB0001' WHERE NDC = '{ndc}'"),
+    ])
+    .await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some("UMLAUT LABS"));
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'ÜMLAUT RENAMED' WHERE LBLRID = 'ÄB0001'"]).await;
+    env.wait_caught_up().await;
+    assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some("ÜMLAUT RENAMED"), "the rename reached the document");
+    env.assert_matches_mysql().await;
+    run.stop().await;
+}
