@@ -107,13 +107,27 @@ async fn oversized_values_text_that_is_not_utf8_and_tables_without_keys() {
     env.use_config(config.clone());
     let run = env.start().await;
     env.wait_caught_up().await;
+    // Each step is caught up before the next, so no DDL's full repair (below)
+    // can cover for a row change that was not routed.
     env.exec(&[
         "UPDATE rlblrid3 SET MFG = REPEAT('Pharma ', 150000) WHERE LBLRID = (SELECT MIN(LBLRID) FROM rndc14 WHERE OBSDTEC = '0000-00-00')",
         "UPDATE rhiclsq1 SET GNN60 = REPEAT('x', 200000) WHERE HICL_SEQNO = (SELECT MIN(HICL_SEQNO) FROM rhiclsq1)",
-        // A tracked table without a primary key: row images still carry every column.
-        "ALTER TABLE retcgc0 DROP PRIMARY KEY",
-        "UPDATE retcgc0 SET ETC_DEFAULT_USE_IND = '1' WHERE ETC_DEFAULT_USE_IND <> '1' LIMIT 5",
-        // Untracked tables, with and without a key, in this schema: ignored.
+    ])
+    .await;
+    env.wait_caught_up().await;
+    let labeler_ndc = env.active_ndcs_where("n.LBLRID = (SELECT MIN(LBLRID) FROM rndc14 WHERE OBSDTEC = '0000-00-00')").await.remove(0);
+    assert_eq!(
+        env.field(&labeler_ndc, "manufacturer").await.map(|m| m.len()),
+        Some(1_050_000 - 1),
+        "the 1 MB value arrived (trailing space cut)"
+    );
+    // A tracked table without a primary key: row images still carry every column.
+    env.exec(&["ALTER TABLE retcgc0 DROP PRIMARY KEY"]).await;
+    env.wait_caught_up().await;
+    env.exec(&["UPDATE retcgc0 SET ETC_DEFAULT_USE_IND = '1' WHERE ETC_DEFAULT_USE_IND <> '1' LIMIT 5"]).await;
+    env.wait_caught_up().await;
+    // Untracked tables, with and without a key, in this schema: ignored.
+    env.exec(&[
         "CREATE TABLE notes_without_key (note MEDIUMTEXT)",
         "INSERT INTO notes_without_key VALUES (REPEAT('n', 70000)), (NULL)",
         "CREATE TABLE audit_log (id INT PRIMARY KEY, ndc CHAR(11))",

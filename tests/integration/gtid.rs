@@ -8,13 +8,22 @@ use drugsync::checkpoint::CheckpointStore;
 use drugsync::position::Position;
 use drugsync::source::gtid::GtidState;
 
+/// A GTID resume that failed would otherwise be repaired by the reconcile
+/// fallback and pass unnoticed: these tests stop on a lost position instead.
+fn stopping_on_lost_sync(mut env: TestEnv) -> TestEnv {
+    let stop = env.config_text.replacen("on_lost_sync = \"reconcile\"", "on_lost_sync = \"stop\"", 1);
+    assert_ne!(stop, env.config_text);
+    env.config_text = stop;
+    env
+}
+
 async fn stored_position(env: &TestEnv) -> Position {
     CheckpointStore::open(&env.config().checkpoint.path).unwrap().load().unwrap().expect("a checkpoint")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn positions_carry_the_server_gtid_state_and_resume_by_gtid_works() {
-    let env = TestEnv::new("gtidresume", 200).await;
+    let env = stopping_on_lost_sync(TestEnv::new("gtidresume", 200).await);
     let run = env.start().await;
     env.wait_caught_up().await;
     env.exec(&["UPDATE rlblrid3 SET MFG = 'GTID ONE' WHERE LBLRID = '000001'"]).await;
@@ -41,7 +50,7 @@ async fn positions_carry_the_server_gtid_state_and_resume_by_gtid_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binlog_file_that_no_longer_exists_falls_back_to_the_gtid_state() {
-    let env = TestEnv::new("gtidfallback", 200).await;
+    let env = stopping_on_lost_sync(TestEnv::new("gtidfallback", 200).await);
     let run = env.start().await;
     env.wait_caught_up().await;
     run.stop().await;
@@ -64,7 +73,7 @@ async fn a_binlog_file_that_no_longer_exists_falls_back_to_the_gtid_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_from_a_gtid_state_reapplies_changes() {
-    let env = TestEnv::new("gtidreplay", 200).await;
+    let env = stopping_on_lost_sync(TestEnv::new("gtidreplay", 200).await);
     let run = env.start().await;
     env.wait_caught_up().await;
     run.stop().await;
