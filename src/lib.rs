@@ -21,3 +21,4 @@ pub mod position;
 pub mod secrets;
 pub mod sink;
 pub mod source;
+pub mod sql_text;

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::MappingConfig;
 use crate::document::template_fields;
+use crate::sql_text::{split_top_level, top_level};
 
 /// See the module docs. Both parts are hex SHA-256 prefixes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,44 +105,10 @@ impl SelectList {
     }
 }
 
-/// Splits `text` at `separator` outside parentheses and quotes.
-fn split_top_level(text: &str, separator: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut depth, mut quote, mut start) = (0i32, None, 0);
-    for (i, c) in text.char_indices() {
-        match (c, quote) {
-            ('\'' | '"' | '`', None) => quote = Some(c),
-            (c, Some(q)) if c == q => quote = None,
-            (_, Some(_)) => {}
-            ('(', None) => depth += 1,
-            (')', None) => depth -= 1,
-            (c, None) if c == separator && depth == 0 => {
-                parts.push(&text[start..i]);
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
-    parts.push(&text[start..]);
-    parts
-}
-
 /// The select list and everything from the first top-level ` FROM ` on.
 fn split_at_top_level_from(body: &str) -> Option<(&str, &str)> {
     let lower = body.to_ascii_lowercase();
-    let (mut depth, mut quote) = (0i32, None);
-    for (i, c) in body.char_indices() {
-        match (c, quote) {
-            ('\'' | '"' | '`', None) => quote = Some(c),
-            (c, Some(q)) if c == q => quote = None,
-            (_, Some(_)) => {}
-            ('(', None) => depth += 1,
-            (')', None) => depth -= 1,
-            (' ', None) if depth == 0 && lower[i..].starts_with(" from ") => return Some((&body[..i], &body[i + 1..])),
-            _ => {}
-        }
-    }
-    None
+    top_level(body).find(|&(i, c)| c == ' ' && lower[i..].starts_with(" from ")).map(|(i, _)| (&body[..i], &body[i + 1..]))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 
 use super::RoutingValues;
+use crate::sql_text::split_top_level;
 
 /// Most prepared, uncommitted XA transactions held at once. Past it the oldest
 /// is forgotten (its commit then triggers a full diff), so memory stays bounded.
@@ -45,7 +46,7 @@ impl Xid {
     /// From the xid part of `XA COMMIT|ROLLBACK|END <xid>` as servers log it
     /// (`X'7131',X'',1`) or as people write it (`'q1'`, `'q1','b',3`).
     pub fn parse(text: &str) -> Option<Self> {
-        let parts = split_top_level(text.trim());
+        let parts = split_top_level(text.trim(), ',');
         let gtrid = literal(parts.first()?)?;
         let bqual = parts.get(1).map(|p| literal(p)).unwrap_or(Some(Vec::new()))?;
         let format_id = match parts.get(2) {
@@ -64,25 +65,6 @@ fn literal(part: &str) -> Option<Vec<u8>> {
     }
     let quote = part.chars().next().filter(|c| *c == '\'' || *c == '"')?;
     part.strip_prefix(quote).and_then(|r| r.strip_suffix(quote)).map(|s| s.as_bytes().to_vec())
-}
-
-/// Splits on commas outside quotes.
-fn split_top_level(text: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut quote) = (0, None);
-    for (i, c) in text.char_indices() {
-        match (c, quote) {
-            ('\'' | '"', None) => quote = Some(c),
-            (c, Some(q)) if c == q => quote = None,
-            (',', None) => {
-                parts.push(&text[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&text[start..]);
-    parts
 }
 
 /// What an `XA ...` statement in the binlog is.
