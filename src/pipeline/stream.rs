@@ -162,43 +162,31 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: u
     if let (Some((ddl, at)), OnLostSync::Stop) = (&batch.ddl, r.config.pipeline.on_lost_sync) {
         return Err(SourceError::TrackedDdl { table: ddl.table.clone(), position: at.to_string(), statement: ddl.statement.clone() }.into());
     }
-    if !batch.routing.is_empty() || batch.ddl.is_some() {
-        // Re-reads below must see the batch's own transactions (invariant 7).
-        crate::source::visibility::wait_until_visible(&r.pool, commit, VISIBILITY_LIMIT).await?;
-    }
-    let routed = if batch.routing.is_empty() {
-        Routed::Keys(Default::default())
+    if let Some((ddl, _)) = &batch.ddl {
+        tracing::warn!(table = %ddl.table, statement = %ddl.statement, "reconciling after DDL on a tracked table");
+        apply_by_full_diff(r, commit, cancel).await?;
+    } else if batch.routing.is_empty() {
+        // Nothing tracked changed: record progress so a restart need not re-read these events.
+        r.sink.apply(&[], Some(commit)).await?;
     } else {
+        crate::source::visibility::wait_until_visible(&r.pool, commit, VISIBILITY_LIMIT).await?;
         let mut conn = crate::source::connect::pooled(&r.pool).await?;
-        r.router.resolve(&mut conn, &batch.routing, limit).await?
-    };
-    match (routed, &batch.ddl) {
-        (Routed::Keys(keys), None) => {
-            tracing::debug!(transactions = batch.transactions, documents = keys.len(), position = %commit, "applying batch");
-            if keys.is_empty() {
-                // Nothing tracked changed: record progress so a restart need not re-read these events.
-                r.sink.apply(&[], Some(commit)).await?;
-            } else {
-                let mut conn = crate::source::connect::pooled(&r.pool).await?;
+        match r.router.resolve(&mut conn, &batch.routing, limit).await? {
+            Routed::Keys(keys) => {
+                tracing::debug!(transactions = batch.transactions, documents = keys.len(), position = %commit, "applying batch");
                 sync_keys(r, &mut conn, keys.into_iter().collect(), Some(commit)).await?;
             }
-        }
-        (routed, ddl) => {
-            match ddl {
-                Some((ddl, _)) => {
-                    tracing::warn!(table = %ddl.table, statement = %ddl.statement, "reconciling after DDL on a tracked table")
-                }
-                None => tracing::info!(
+            Routed::Everything => {
+                tracing::info!(
                     transactions = batch.transactions,
                     rows = batch.rows,
-                    routed_to_everything = routed == Routed::Everything,
                     limit,
                     position = %commit,
                     "batch touches a large share of the index: applying it by a full hash diff"
-                ),
+                );
+                drop(conn);
+                apply_by_full_diff(r, commit, cancel).await?;
             }
-            reconcile::repair_as_writer(r, cancel).await?;
-            r.sink.apply(&[], Some(commit)).await?;
         }
     }
     // Redis acknowledged every document of the batch and the position: now it is safe.
@@ -206,6 +194,16 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: u
     Stats::add(&r.stats.transactions, batch.transactions as u64);
     Stats::add(&r.stats.batches, 1);
     r.stats.applied_commit(batch.committed_at);
+    Ok(())
+}
+
+/// Compares every document with MySQL once the source shows `commit`
+/// committed, then stores `commit`: the position passes only after the diff.
+async fn apply_by_full_diff<E: Embedder>(r: &Replicator<E>, commit: &Position, cancel: &CancellationToken) -> Result<(), RunError> {
+    // Re-reads must see the batch's own transactions (invariant 7).
+    crate::source::visibility::wait_until_visible(&r.pool, commit, VISIBILITY_LIMIT).await?;
+    reconcile::repair_as_writer(r, cancel).await?;
+    r.sink.apply(&[], Some(commit)).await?;
     Ok(())
 }
 

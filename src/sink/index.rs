@@ -166,6 +166,15 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
+/// Every key prefix in an `FT.INFO` reply's index definition (empty when unreadable).
+pub(super) fn prefixes_of(info: &Value) -> Vec<String> {
+    let prefixes = pairs(info).and_then(|top| pairs(top.get("index_definition")?)?.get("prefixes").copied().cloned());
+    match prefixes {
+        Some(Value::Array(items)) => items.iter().filter_map(text).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// An alternating key/value array (or a RESP3 map) as a map.
 fn pairs(value: &Value) -> Option<BTreeMap<String, &Value>> {
     match value {

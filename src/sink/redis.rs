@@ -312,7 +312,7 @@ impl RedisSink {
     /// covers every key.
     async fn legacy_documents_are_its_own(&self, name: &str) -> Result<bool, SinkError> {
         let Some(info) = self.index_info(name).await? else { return Ok(false) };
-        let prefixes = legacy_prefixes(&info);
+        let prefixes = super::index::prefixes_of(&info);
         let ours = [self.prefix.as_str(), self.cache_prefix.as_str(), self.position_key.as_str(), self.lease_key.as_str()];
         Ok(!prefixes.is_empty()
             && prefixes.iter().all(|p| !p.is_empty() && ours.iter().all(|o| !o.starts_with(p.as_str()) && !p.starts_with(*o))))
@@ -598,23 +598,6 @@ impl RedisSink {
 }
 
 /// A top-level text field of an FT.INFO reply.
-/// The key prefixes in an `FT.INFO` reply's index definition.
-fn legacy_prefixes(info: &Value) -> Vec<String> {
-    let Value::Array(items) = info else { return Vec::new() };
-    let definition = items.chunks_exact(2).find_map(|kv| {
-        let key = redis::from_redis_value::<String>(kv[0].clone()).ok()?;
-        (key == "index_definition").then(|| kv[1].clone())
-    });
-    let Some(Value::Array(definition)) = definition else { return Vec::new() };
-    definition
-        .chunks_exact(2)
-        .find_map(|kv| {
-            let key = redis::from_redis_value::<String>(kv[0].clone()).ok()?;
-            (key == "prefixes").then(|| redis::from_redis_value::<Vec<String>>(kv[1].clone()).ok()).flatten()
-        })
-        .unwrap_or_default()
-}
-
 fn info_text(info: &Value, field: &str) -> Option<String> {
     let Value::Array(items) = info else { return None };
     items.chunks_exact(2).find_map(|kv| match (&kv[0], &kv[1]) {
