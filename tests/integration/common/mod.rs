@@ -2,6 +2,7 @@
 //! key prefix, checkpoint file and replica server id per test, so tests run
 //! in parallel against the one MariaDB and Redis that `tests/env/testenv.sh up` starts.
 
+pub mod oracle;
 pub mod proxy;
 pub mod tls;
 
@@ -316,10 +317,25 @@ impl TestEnv {
         }
     }
 
-    /// What the index should hold, computed from MySQL with the mapping and the local embedder.
+    /// What the index should hold. For the reference mapping this is the
+    /// test-owned [`oracle`] (its own SQL and formatting, nothing from
+    /// `src/mapping`); a test that changes the mapping is judged by the
+    /// mapping itself, through drugsync's loader, and says why it may.
     pub async fn expected(&self) -> BTreeMap<String, Expected> {
         let config = self.config();
         let embedder = local_embedder(&config);
+        if is_reference_mapping(&config) {
+            let mut conn = self.mysql().await;
+            let documents = oracle::expected_documents(&mut conn).await;
+            conn.disconnect().await.unwrap();
+            return documents
+                .into_iter()
+                .map(|(ndc, doc)| {
+                    let vector = embedder.vector(&doc.text);
+                    (ndc, Expected { fields: doc.fields, text: doc.text, vector })
+                })
+                .collect();
+        }
         let loader = DocumentLoader::new(&config, embedder.space().clone());
         let mut conn = self.mysql().await;
         let mut out = BTreeMap::new();
@@ -414,6 +430,21 @@ impl TestEnv {
         let mut redis = self.redis.clone();
         redis::cmd("HGET").arg(format!("{}{ndc}", self.prefix)).arg(field).query_async(&mut redis).await.unwrap()
     }
+}
+
+/// Whether `config` maps documents exactly as the reference config does
+/// (the only mapping [`oracle`] knows).
+pub fn is_reference_mapping(config: &Config) -> bool {
+    let reference = parse_config(REFERENCE_CONFIG);
+    let (m, r) = (&config.mapping, &reference.mapping);
+    let names = |c: &Config| c.index.fields.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+    m.select_sql == r.select_sql
+        && m.filter_sql == r.filter_sql
+        && m.key_expr == r.key_expr
+        && m.key_field == r.key_field
+        && m.text_template == r.text_template
+        && m.trim_trailing_spaces == r.trim_trailing_spaces
+        && names(config) == names(&reference)
 }
 
 /// What one document should look like.
