@@ -335,7 +335,8 @@ async fn decode_comparison(args: &Args, conn: &mut mysql_async::Conn, before: &P
     let megabytes = (stop - before.offset) as f64 / 1e6;
 
     let config = Config::from_toml(include_str!("../config/drugsync.toml"), Path::new("bench"), |_| None)?;
-    let router = drugsync::mapping::Router::new(&config.mapping.tables, 500);
+    let router =
+        drugsync::mapping::Router::new(&config.mapping.tables, 500, std::time::Duration::from_secs(config.mysql.query_timeout_secs));
     let mut decoder = Decoder::new(router.decode_spec(SCHEMA, config.pipeline.max_batch_keys), before)?;
     // The file was just written, so it is in the page cache: this times decoding, not the disk.
     let t = Instant::now();

@@ -148,6 +148,11 @@ pub struct MysqlConfig {
     /// heartbeats mean the link is dead and drugsync reconnects.
     #[serde(default = "default_heartbeat_secs")]
     pub heartbeat_secs: u64,
+    /// Longest wait for one query's answer (re-reads, key lookups, snapshot
+    /// pages). A half-open connection answers never; past this the
+    /// connection is dropped and the step retried on a fresh one.
+    #[serde(default = "default_query_timeout_secs")]
+    pub query_timeout_secs: u64,
     /// How a stored position is resumed: `position` (file:offset; falls back to
     /// the GTID state when the file no longer exists) or `gtid` (always by GTID).
     #[serde(default)]
@@ -216,6 +221,9 @@ pub enum ResumeBy {
 }
 
 /// A heartbeat every 5 s detects a dead link within 15 s without noticeable traffic.
+fn default_query_timeout_secs() -> u64 {
+    60
+}
 fn default_heartbeat_secs() -> u64 {
     5
 }
@@ -362,6 +370,9 @@ pub struct EmbedConfig {
     /// SDK attempts per text, including the first (throttling is retried with backoff).
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// Longest wait for one embedding call's answer, in seconds (each attempt).
+    #[serde(default = "default_embed_timeout_secs")]
+    pub timeout_secs: u64,
     /// Bump when the text template changes meaning, to force re-embedding.
     #[serde(default = "default_template_version")]
     pub template_version: u32,
@@ -383,6 +394,9 @@ fn default_model_id() -> String {
 }
 fn default_true() -> bool {
     true
+}
+fn default_embed_timeout_secs() -> u64 {
+    30
 }
 fn default_max_attempts() -> u32 {
     5
@@ -433,6 +447,12 @@ pub struct PipelineConfig {
     /// This bounds memory however large a source transaction is.
     #[serde(default = "default_max_batch_keys")]
     pub max_batch_keys: usize,
+    /// A writer that has been inside one step (a query, a write, an embedding
+    /// call, a retry wait) for longer than this, in seconds, stops renewing
+    /// its lease and exits, so a standby takes over. Every network wait has
+    /// its own shorter deadline; this is the bound behind them all.
+    #[serde(default = "default_stall_timeout_secs")]
+    pub stall_timeout_secs: u64,
 }
 
 /// See [`PipelineConfig::on_lost_sync`].
@@ -469,6 +489,11 @@ fn default_full_diff_share() -> f64 {
 fn default_max_batch_keys() -> usize {
     100_000
 }
+/// Above every single wait a healthy writer makes: a query (60 s), a
+/// Redis reply (30 s), Bedrock's attempts (5 x 30 s), a backoff (30 s).
+fn default_stall_timeout_secs() -> u64 {
+    300
+}
 /// 100 documents per MULTI/EXEC keeps each transaction (synchronous HNSW
 /// inserts) short enough not to stall searches noticeably.
 fn default_write_chunk() -> usize {
@@ -485,6 +510,7 @@ impl Default for PipelineConfig {
             on_lost_sync: OnLostSync::default(),
             full_diff_share: default_full_diff_share(),
             max_batch_keys: default_max_batch_keys(),
+            stall_timeout_secs: default_stall_timeout_secs(),
         }
     }
 }
@@ -580,6 +606,18 @@ impl Config {
         }
         if !(1..=3600).contains(&self.mysql.heartbeat_secs) {
             return Err(invalid("mysql.heartbeat_secs", "must be between 1 and 3600"));
+        }
+        if !(1..=3600).contains(&self.mysql.query_timeout_secs) {
+            return Err(invalid("mysql.query_timeout_secs", "must be between 1 and 3600"));
+        }
+        if !(1..=600).contains(&self.embed.timeout_secs) {
+            return Err(invalid("embed.timeout_secs", "must be between 1 and 600"));
+        }
+        if self.pipeline.stall_timeout_secs < 2 * self.redis.lease_ttl_secs.max(1) {
+            return Err(invalid(
+                "pipeline.stall_timeout_secs",
+                "must be at least twice redis.lease_ttl_secs: a writer must be able to renew its lease while it is healthy",
+            ));
         }
         require_pem_file("mysql.tls.ca_file", self.mysql.tls.ca_file.as_deref())?;
         if self.mysql.tls.mode == TlsMode::VerifyCa && self.mysql.tls.ca_file.is_none() {

@@ -7,6 +7,8 @@
 //! (the pipeline retries the batch later, the position does not move),
 //! anything the service rejected is [`EmbedError::Rejected`] with a hint.
 
+use std::time::Duration;
+
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
@@ -57,8 +59,14 @@ impl BedrockEmbedder {
 
     /// Builds on an existing SDK config (tests pass static credentials and a local endpoint).
     pub fn from_sdk_config(sdk: &SdkConfig, config: &EmbedConfig) -> Self {
-        let mut builder =
-            aws_sdk_bedrockruntime::config::Builder::from(sdk).retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts));
+        // Each attempt is bounded: a call that never answers must not hold the writer.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .operation_attempt_timeout(Duration::from_secs(config.timeout_secs))
+            .build();
+        let mut builder = aws_sdk_bedrockruntime::config::Builder::from(sdk)
+            .retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts))
+            .timeout_config(timeouts);
         if let Some(url) = &config.endpoint_url {
             builder = builder.endpoint_url(url);
         }

@@ -12,6 +12,7 @@ use super::placeholders;
 use crate::config::Config;
 use crate::document::{Document, DocumentKey, EmbeddingSpace, TextTemplate};
 use crate::source::SourceError;
+use crate::source::deadline::within;
 use crate::source::value::value_to_string;
 
 /// See the module docs.
@@ -26,6 +27,8 @@ pub struct DocumentLoader {
     space: EmbeddingSpace,
     chunk: usize,
     trim_trailing_spaces: bool,
+    /// Longest wait for one query (`mysql.query_timeout_secs`).
+    deadline: std::time::Duration,
 }
 
 impl DocumentLoader {
@@ -43,6 +46,7 @@ impl DocumentLoader {
             space,
             chunk: config.pipeline.load_chunk,
             trim_trailing_spaces: m.trim_trailing_spaces,
+            deadline: std::time::Duration::from_secs(config.mysql.query_timeout_secs),
         }
     }
 
@@ -58,7 +62,8 @@ impl DocumentLoader {
         for chunk in keys.chunks(self.chunk) {
             let query = format!("{} WHERE ({}) AND {} IN ({})", self.select_sql, self.filter_sql, self.key_expr, placeholders(chunk.len()));
             let params: Vec<Value> = chunk.iter().map(|k| Value::Bytes(k.0.clone().into_bytes())).collect();
-            let rows: Vec<Row> = conn.exec(&query, Params::Positional(params)).await.map_err(|e| SourceError::from_driver(e, &query))?;
+            let read = async { conn.exec(&query, Params::Positional(params)).await.map_err(|e| SourceError::from_driver(e, &query)) };
+            let rows: Vec<Row> = within(self.deadline, "loading documents", read).await?;
             for row in rows {
                 let doc = self.document(row, &query)?;
                 docs.insert(doc.key.clone(), doc);
@@ -70,7 +75,8 @@ impl DocumentLoader {
     /// How many documents the source has (rows of `select_sql` meeting `filter_sql`).
     pub async fn count<Q: Queryable>(&self, conn: &mut Q) -> Result<u64, SourceError> {
         let query = format!("SELECT COUNT(*) FROM ({} WHERE {}) AS documents", self.select_sql, self.filter_sql);
-        Ok(conn.query_first(&query).await.map_err(|e| SourceError::from_driver(e, &query))?.unwrap_or(0))
+        let read = async { conn.query_first(&query).await.map_err(|e| SourceError::from_driver(e, &query)) };
+        Ok(within(self.deadline, "counting documents", read).await?.unwrap_or(0))
     }
 
     /// One page of all documents in key order, after `after` (exclusive).
@@ -82,7 +88,8 @@ impl DocumentLoader {
         };
         let query = format!("{} WHERE ({}){} ORDER BY {} LIMIT {}", self.select_sql, self.filter_sql, condition, self.key_expr, limit);
         let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
-        let rows: Vec<Row> = conn.exec(&query, params).await.map_err(|e| SourceError::from_driver(e, &query))?;
+        let read = async { conn.exec(&query, params).await.map_err(|e| SourceError::from_driver(e, &query)) };
+        let rows: Vec<Row> = within(self.deadline, "reading a page of documents", read).await?;
         rows.into_iter().map(|row| self.document(row, &query)).collect()
     }
 

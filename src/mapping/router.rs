@@ -16,6 +16,7 @@ use mysql_async::{Params, Value};
 use super::placeholders;
 use crate::config::TableRule;
 use crate::document::DocumentKey;
+use crate::source::deadline::within;
 use crate::source::value::value_to_string;
 use crate::source::{DecodeSpec, RoutingValues, SourceError};
 
@@ -25,6 +26,7 @@ pub struct Router {
     /// Lower-cased table name -> its rule.
     rules: HashMap<String, TableRule>,
     chunk: usize,
+    deadline: std::time::Duration,
 }
 
 /// The documents a batch must rebuild.
@@ -37,9 +39,10 @@ pub enum Routed {
 }
 
 impl Router {
-    /// A router for `rules`; key lookups use at most `chunk` values per query.
-    pub fn new(rules: &[TableRule], chunk: usize) -> Self {
-        Self { rules: rules.iter().map(|r| (r.table.to_ascii_lowercase(), r.clone())).collect(), chunk }
+    /// A router for `rules`; key lookups use at most `chunk` values per
+    /// query, and wait at most `deadline` for each.
+    pub fn new(rules: &[TableRule], chunk: usize, deadline: std::time::Duration) -> Self {
+        Self { rules: rules.iter().map(|r| (r.table.to_ascii_lowercase(), r.clone())).collect(), chunk, deadline }
     }
 
     /// Lower-cased names of all tracked tables.
@@ -76,8 +79,9 @@ impl Router {
                         // Values travel as text: the server converts them to the
                         // column's type and charset, as it does for the loader's keys.
                         let params = chunk.iter().map(|v| Value::Bytes(v.as_bytes().to_vec())).collect();
-                        let found: Vec<Value> =
-                            conn.exec(&query, Params::Positional(params)).await.map_err(|e| SourceError::from_driver(e, &query))?;
+                        let read =
+                            async { conn.exec(&query, Params::Positional(params)).await.map_err(|e| SourceError::from_driver(e, &query)) };
+                        let found: Vec<Value> = within(self.deadline, "looking up the documents a change touches", read).await?;
                         keys.extend(found.iter().map(|v| DocumentKey(value_to_string(v))));
                         if keys.len() > limit {
                             return Ok(Routed::Everything);
@@ -103,7 +107,11 @@ mod tests {
 
     #[test]
     fn decode_spec_names_each_tables_routing_column() {
-        let router = Router::new(&[rule("RNDC14", "NDC", None), rule("rgcnseq4", "GCN_SEQNO", Some("x {values}"))], 100);
+        let router = Router::new(
+            &[rule("RNDC14", "NDC", None), rule("rgcnseq4", "GCN_SEQNO", Some("x {values}"))],
+            100,
+            std::time::Duration::from_secs(1),
+        );
         let spec = router.decode_spec("fdb", 7);
         assert_eq!(spec.routes["rndc14"], "NDC");
         assert_eq!(spec.routes["rgcnseq4"], "GCN_SEQNO");

@@ -33,6 +33,14 @@ pub enum RunError {
         /// Current holder.
         holder: String,
     },
+    /// The writer sat in one wait past `pipeline.stall_timeout_secs`.
+    #[error(
+        "the writer made no progress for {secs}s (one wait never ended: a half-open connection or a hung server), so it gave up its lease for a standby to take over and stopped. Check the network paths to MySQL, Redis and the embedding endpoint; raise pipeline.stall_timeout_secs only if one step legitimately takes longer"
+    )]
+    Stalled {
+        /// How long the writer had been silent.
+        secs: u64,
+    },
     /// Redis no longer holds the position of the last acknowledged batch: it
     /// lost writes (restart without persistence, failover to a lagging replica,
     /// restore). The replicator decides again where to start; not an exit.
@@ -59,7 +67,11 @@ impl Classify for RunError {
             RunError::Sink(e) => e.class(),
             RunError::Embed(e) => e.class(),
             RunError::Checkpoint(e) => e.class(),
-            RunError::Task(_) | RunError::LeaseLost { .. } | RunError::Cancelled | RunError::RedisRewound { .. } => ErrorClass::Definite,
+            RunError::Task(_)
+            | RunError::LeaseLost { .. }
+            | RunError::Stalled { .. }
+            | RunError::Cancelled
+            | RunError::RedisRewound { .. } => ErrorClass::Definite,
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod bootstrap;
 pub mod error;
+pub mod progress;
 pub mod reconcile;
 pub mod retry;
 pub mod start;
@@ -89,7 +90,7 @@ impl<E: Embedder> Replicator<E> {
         }
         let checkpoint = if open_checkpoint { Some(CheckpointStore::open(&config.checkpoint.path)?) } else { None };
         let loader = DocumentLoader::new(&config, embedder.space().clone());
-        let router = Router::new(&config.mapping.tables, config.pipeline.load_chunk);
+        let router = Router::new(&config.mapping.tables, config.pipeline.load_chunk, Duration::from_secs(config.mysql.query_timeout_secs));
         Ok(Self {
             config: Arc::new(config),
             pool,
@@ -102,6 +103,11 @@ impl<E: Embedder> Replicator<E> {
             stats: Arc::default(),
             replay: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Longest wait for one MySQL query (`mysql.query_timeout_secs`).
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.mysql.query_timeout_secs)
     }
 
     /// The checkpoint store (absent when connected for a reconcile).
@@ -123,8 +129,17 @@ impl<E: Embedder> Replicator<E> {
         Stats::set(&self.stats.writer, 1);
         let inner = cancel.child_token();
         let lost = Arc::new(AtomicBool::new(false));
-        let renewer = tokio::spawn(writer::keep_renewed(lease.clone(), inner.clone(), lost.clone()));
-        let result = self.replicate(inner.clone()).await;
+        let stalled = CancellationToken::new();
+        let stall = Duration::from_secs(self.config.pipeline.stall_timeout_secs);
+        let progress = self.stats.progress.clone();
+        let renewer =
+            tokio::spawn(writer::keep_renewed(lease.clone(), inner.clone(), lost.clone(), progress.clone(), stall, stalled.clone()));
+        let result = tokio::select! {
+            result = progress.scope(self.replicate(inner.clone())) => result,
+            // Dropping the run drops the wait it is stuck in, and every
+            // connection that wait holds: nothing of it can write later.
+            _ = stalled.cancelled() => Err(RunError::Stalled { secs: progress.silent_for().as_secs() }),
+        };
         inner.cancel();
         renewer.await.ok();
         Stats::set(&self.stats.writer, 0);

@@ -106,9 +106,17 @@ pub async fn reconcile<E: Embedder>(r: &Replicator<E>, dry_run: bool, cancel: &C
         Mode::Handoff
     };
     let renewing = CancellationToken::new();
-    let renewer = (mode == Mode::Repair)
-        .then(|| tokio::spawn(writer::keep_renewed(lease.clone(), renewing.clone(), Arc::new(AtomicBool::new(false)))));
-    let result = pass(r, mode, cancel).await;
+    let stalled = CancellationToken::new();
+    let progress = r.stats.progress.clone();
+    let stall = Duration::from_secs(r.config.pipeline.stall_timeout_secs);
+    let renewer = (mode == Mode::Repair).then(|| {
+        let lost = Arc::new(AtomicBool::new(false));
+        tokio::spawn(writer::keep_renewed(lease.clone(), renewing.clone(), lost, progress.clone(), stall, stalled.clone()))
+    });
+    let result = tokio::select! {
+        result = progress.scope(pass(r, mode, cancel)) => result,
+        _ = stalled.cancelled() => Err(RunError::Stalled { secs: progress.silent_for().as_secs() }),
+    };
     renewing.cancel();
     if let Some(renewer) = renewer {
         renewer.await.ok();
@@ -162,6 +170,7 @@ async fn pass<E: Embedder>(r: &Replicator<E>, mode: Mode, cancel: &CancellationT
             return Err(RunError::Cancelled);
         }
         let page = r.loader.page(&mut conn, after.as_ref(), PAGE).await?;
+        super::progress::beat();
         let Some(last) = page.last() else { break };
         after = Some(last.key.clone());
         let keys: Vec<DocumentKey> = page.iter().map(|d| d.key.clone()).collect();

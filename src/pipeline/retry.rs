@@ -56,7 +56,10 @@ where
 {
     let mut backoff = Backoff::default();
     loop {
-        match op().await {
+        let outcome = op().await;
+        // An answer, even an error, means the loop is not stuck in a wait.
+        super::progress::beat();
+        match outcome {
             Ok(value) => return Ok(Some(value)),
             Err(e) => {
                 if !backoff.wait(e, cancel, what).await? {

@@ -27,6 +27,8 @@ pub struct Stats {
     pub lag_ms: AtomicU64,
     /// 1 while this instance holds the writer lease, 0 while it stands by.
     pub writer: AtomicU64,
+    /// When the writer's loop last moved (see [`super::progress`]).
+    pub progress: super::progress::Progress,
 }
 
 impl Stats {

@@ -169,7 +169,7 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: u
         // Nothing tracked changed: record progress so a restart need not re-read these events.
         r.sink.apply(&[], Some(commit)).await?;
     } else {
-        crate::source::visibility::wait_until_visible(&r.pool, commit, VISIBILITY_LIMIT).await?;
+        crate::source::visibility::wait_until_visible(&r.pool, commit, VISIBILITY_LIMIT, r.query_timeout()).await?;
         let mut conn = crate::source::connect::pooled(&r.pool).await?;
         match r.router.resolve(&mut conn, &batch.routing, limit).await? {
             Routed::Keys(keys) => {
@@ -201,7 +201,7 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: u
 /// committed, then stores `commit`: the position passes only after the diff.
 async fn apply_by_full_diff<E: Embedder>(r: &Replicator<E>, commit: &Position, cancel: &CancellationToken) -> Result<(), RunError> {
     // Re-reads must see the batch's own transactions (invariant 7).
-    crate::source::visibility::wait_until_visible(&r.pool, commit, VISIBILITY_LIMIT).await?;
+    crate::source::visibility::wait_until_visible(&r.pool, commit, VISIBILITY_LIMIT, r.query_timeout()).await?;
     reconcile::repair_as_writer(r, cancel).await?;
     r.sink.apply(&[], Some(commit)).await?;
     Ok(())

@@ -56,6 +56,7 @@ pub async fn sync_documents<E: Embedder>(
         let chunk: Vec<_> = wanted.by_ref().take(chunk_size).collect();
         let changes = plan_chunk(r, chunk).await?;
         r.sink.apply(&changes, if i + 1 == total { position } else { None }).await?;
+        super::progress::beat();
     }
     Ok(())
 }

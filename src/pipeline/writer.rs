@@ -3,7 +3,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
+
+use super::progress::Progress;
 
 use super::RunError;
 use crate::sink::WriterLease;
@@ -33,11 +37,31 @@ pub async fn acquire(lease: &WriterLease, cancel: &CancellationToken) -> Result<
 
 /// Renews the lease until `stop` fires. When the lease is lost, sets `lost`
 /// and cancels `stop`, so the replicator ends its run instead of writing on.
-pub async fn keep_renewed(lease: WriterLease, stop: CancellationToken, lost: Arc<AtomicBool>) {
+/// When the writer's `progress` has been silent for longer than `stall`,
+/// stops renewing and cancels `stalled`: the run is then abandoned (its
+/// stuck wait dropped) and the lease left for a standby.
+pub async fn keep_renewed(
+    lease: WriterLease,
+    stop: CancellationToken,
+    lost: Arc<AtomicBool>,
+    progress: Progress,
+    stall: Duration,
+    stalled: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(lease.renew_every()) => {}
+        }
+        let silent = progress.silent_for();
+        if silent > stall {
+            tracing::error!(
+                silent_s = silent.as_secs(),
+                stall_timeout_s = stall.as_secs(),
+                "the writer is stuck in one wait; no longer renewing its lease"
+            );
+            stalled.cancel();
+            return;
         }
         match lease.renew().await {
             Ok(true) => {}

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use super::connection::FailoverConnection;
 
 use super::redis::SinkError;
 
@@ -30,7 +30,7 @@ const ACQUIRE: &str = r"local v = redis.call('GET', KEYS[1]) if v == false or v 
 /// A held (or wanted) writer lease.
 #[derive(Clone)]
 pub struct WriterLease {
-    conn: ConnectionManager,
+    conn: FailoverConnection,
     key: String,
     holder: String,
     ttl: Duration,
@@ -38,7 +38,7 @@ pub struct WriterLease {
 
 impl WriterLease {
     /// A lease handle for `key`, held under the id `holder`.
-    pub fn new(conn: ConnectionManager, key: String, holder: String, ttl: Duration) -> Self {
+    pub fn new(conn: FailoverConnection, key: String, holder: String, ttl: Duration) -> Self {
         Self { conn, key, holder, ttl }
     }
 

@@ -1,5 +1,6 @@
 //! The Redis side: the vector index definition and the document writer.
 
+pub mod connection;
 pub mod index;
 pub mod lease;
 pub mod redis;

@@ -8,7 +8,7 @@
 //! absent keys are no-ops. Applying the same changes twice therefore leaves
 //! the same state as applying them once.
 
-use redis::aio::ConnectionManager;
+use super::connection::FailoverConnection;
 use redis::{AsyncCommands, ErrorKind, RedisError, RetryMethod, Value};
 
 use super::index::IndexSpec;
@@ -30,6 +30,15 @@ pub enum SinkError {
         /// What Redis said.
         message: String,
         /// What to check.
+        hint: &'static str,
+    },
+    /// Redis refuses writes for a reason that clears (out of memory, a failed
+    /// snapshot, a long script): waited out with backoff, with the fix in the warning.
+    #[error("Redis refuses writes: {message}. {hint}")]
+    Refused {
+        /// What Redis said.
+        message: String,
+        /// What the operator can do.
         hint: &'static str,
     },
     /// Another instance holds the writer lease: this write was refused inside Redis.
@@ -69,7 +78,7 @@ pub enum SinkError {
 impl Classify for SinkError {
     fn class(&self) -> ErrorClass {
         match self {
-            SinkError::Unavailable(_) => ErrorClass::Transient,
+            SinkError::Unavailable(_) | SinkError::Refused { .. } => ErrorClass::Transient,
             _ => ErrorClass::Definite,
         }
     }
@@ -80,6 +89,12 @@ impl From<RedisError> for SinkError {
         if err.kind() == ErrorKind::AuthenticationFailed {
             return SinkError::Command { message: err.to_string(), hint: "check the user and password in redis.url / DRUGSYNC_REDIS_URL" };
         }
+        if let Some(hint) = refusal_hint(&err) {
+            return SinkError::Refused { message: err.to_string(), hint };
+        }
+        if super::connection::is_read_only(&err) {
+            return SinkError::Unavailable(format!("{err} (reconnecting to find the new primary)"));
+        }
         match err.retry_method() {
             RetryMethod::NoRetry => SinkError::Command {
                 message: err.to_string(),
@@ -87,6 +102,28 @@ impl From<RedisError> for SinkError {
             },
             _ => SinkError::Unavailable(err.to_string()),
         }
+    }
+}
+
+/// Redis states that refuse writes for a while and clear without drugsync:
+/// waiting them out loses nothing (the position waits too), and exiting
+/// would only turn them into a crash loop. Each names what the operator can do.
+fn refusal_hint(err: &RedisError) -> Option<&'static str> {
+    // Errors raised inside drugsync's scripts keep the server's code too.
+    let code = err.code().unwrap_or_default();
+    let inner = |c: &str| code == c;
+    if inner("OOM") {
+        Some(
+            "Redis is at maxmemory and evicts nothing (noeviction): raise maxmemory or free memory (an old index version, stale vector cache entries); drugsync waits and retries, its position does not move",
+        )
+    } else if inner("MISCONF") {
+        Some(
+            "Redis cannot write its snapshot and refuses writes (stop-writes-on-bgsave-error): fix its disk or persistence settings; drugsync waits and retries",
+        )
+    } else if inner("BUSY") {
+        Some("a script or function has been running too long on Redis (SCRIPT KILL or FUNCTION KILL ends it); drugsync waits and retries")
+    } else {
+        None
     }
 }
 
@@ -104,7 +141,7 @@ pub struct StoredState {
 /// See the module docs.
 #[derive(Clone)]
 pub struct RedisSink {
-    conn: ConnectionManager,
+    conn: FailoverConnection,
     version: super::IndexVersion,
     prefix: String,
     vector_field: String,
@@ -170,7 +207,7 @@ impl RedisSink {
         let manager_config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(std::time::Duration::from_secs(config.redis.response_timeout_secs)))
             .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
-        let conn = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
+        let conn = FailoverConnection::connect(client.clone(), manager_config).await?;
         let state = &config.redis.state_prefix;
         let version = super::IndexVersion::of(config);
         Ok(Self {
@@ -636,4 +673,54 @@ fn escape_glob(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Classify, ErrorClass};
+
+    /// A server error reply as the client library hands it over.
+    fn server_error(line: &str) -> RedisError {
+        match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap() {
+            redis::Value::ServerError(e) => RedisError::from(e),
+            other => panic!("not an error reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn writes_refused_for_a_while_are_waited_out_with_the_fix_named() {
+        for (line, fix) in [
+            ("OOM command not allowed when used memory > 'maxmemory'.", "maxmemory"),
+            ("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.", "snapshot"),
+            ("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.", "SCRIPT KILL"),
+        ] {
+            let err = SinkError::from(server_error(line));
+            assert!(matches!(err, SinkError::Refused { .. }), "{line}: {err:?}");
+            assert_eq!(err.class(), ErrorClass::Transient, "{line}");
+            assert!(err.to_string().contains(fix), "{err}");
+        }
+    }
+
+    #[test]
+    fn readonly_loading_and_tryagain_are_transient_and_readonly_is_recognised() {
+        let readonly = server_error("READONLY You can't write against a read only replica.");
+        assert!(super::super::connection::is_read_only(&readonly));
+        assert_eq!(SinkError::from(readonly).class(), ErrorClass::Transient);
+        for line in [
+            "LOADING Redis is loading the dataset in memory",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "MASTERDOWN Link with MASTER is down",
+        ] {
+            assert_eq!(SinkError::from(server_error(line)).class(), ErrorClass::Transient, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_refused_permission_is_definite_with_the_acl_hint() {
+        let err = SinkError::from(server_error("NOPERM User drugsync has no permissions to run the 'flushall' command"));
+        assert_eq!(err.class(), ErrorClass::Definite);
+        assert!(err.to_string().contains("ACL"), "{err}");
+        assert!(!super::super::connection::is_read_only(&server_error("ERR unknown command")));
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, SslOpts};
 
 use super::SourceError;
@@ -11,12 +12,33 @@ use super::SourceError;
 /// Longest wait for a connection (TCP, handshake and session setup).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A connection from `pool`, or a transient error after [`CONNECT_TIMEOUT`].
+/// Longest wait for a pooled connection to answer a ping before it is used.
+pub const CHECKOUT_PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections tried before a fresh one is insisted on.
+const CHECKOUT_ATTEMPTS: usize = 4;
+
+/// A connection from `pool` that just answered a ping, or a transient error.
+///
+/// An idle pooled connection may be half-open: after a writer failover or a
+/// partition it answers nothing, ever, and TCP keepalive takes minutes to
+/// say so. The ping (one round trip) finds that out in
+/// [`CHECKOUT_PING_TIMEOUT`] instead of a query's deadline, and the dead
+/// connection is dropped rather than given back.
 pub async fn pooled(pool: &Pool) -> Result<Conn, SourceError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn()).await {
-        Ok(conn) => conn.map_err(|e| SourceError::from_driver(e, "connect")),
-        Err(_) => Err(SourceError::Connection(format!("no MySQL connection within {}s", CONNECT_TIMEOUT.as_secs()))),
+    let mut last = String::new();
+    for _ in 0..CHECKOUT_ATTEMPTS {
+        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn()).await {
+            Ok(conn) => conn.map_err(|e| SourceError::from_driver(e, "connect"))?,
+            Err(_) => return Err(SourceError::Connection(format!("no MySQL connection within {}s", CONNECT_TIMEOUT.as_secs()))),
+        };
+        match tokio::time::timeout(CHECKOUT_PING_TIMEOUT, conn.ping()).await {
+            Ok(Ok(())) => return Ok(conn),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = format!("no answer to a ping within {}s", CHECKOUT_PING_TIMEOUT.as_secs()),
+        }
+        tracing::debug!(error = %last, "dropping a pooled MySQL connection that does not answer");
     }
+    Err(SourceError::Connection(format!("pooled MySQL connections do not answer: {last}")))
 }
 
 /// Connection options from the config: the URL plus TLS. Every MySQL
@@ -76,10 +98,14 @@ fn base_opts(config: &crate::config::MysqlConfig) -> Result<Opts, SourceError> {
     };
     let mut builder = OptsBuilder::from_opts(opts)
         // Detects a silently dropped link (no RST) on idle pooled connections.
-        .tcp_keepalive(Some(Duration::from_secs(10)));
+        .tcp_keepalive(Some(Duration::from_secs(10)))
+        // Exactly the address the URL names. mysql_async would otherwise move a
+        // connection to 127.0.0.1 onto the Unix socket the server reports: past
+        // TLS, and past a local tunnel or proxy to another server, onto
+        // whatever local server owns that socket path.
+        .prefer_socket(false);
     if let Some(ssl) = ssl {
-        // A local server would otherwise be reached over its Unix socket, without TLS.
-        builder = builder.ssl_opts(ssl).prefer_socket(false);
+        builder = builder.ssl_opts(ssl);
     }
     Ok(builder.into())
 }

@@ -2,6 +2,7 @@
 
 pub mod binlog;
 pub mod connect;
+pub mod deadline;
 pub mod decode;
 pub mod error;
 pub mod events;

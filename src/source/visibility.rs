@@ -33,17 +33,23 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// Returns once a re-read of the source sees every transaction up to
 /// `commit`; errs (transient: the batch is retried) after `limit`.
-pub async fn wait_until_visible(pool: &Pool, commit: &Position, limit: Duration) -> Result<(), SourceError> {
+/// Each look at the source is bounded by `query_timeout`.
+pub async fn wait_until_visible(pool: &Pool, commit: &Position, limit: Duration, query_timeout: Duration) -> Result<(), SourceError> {
     let started = Instant::now();
     loop {
         let mut conn = super::connect::pooled(pool).await?;
-        let mut opts = TxOpts::default();
-        opts.with_consistent_snapshot(true).with_readonly(true);
-        let mut tx = conn.start_transaction(opts).await.map_err(|e| SourceError::from_driver(e, "consistent snapshot"))?;
-        let snapshot = server::snapshot_position(&mut tx).await?;
-        tx.rollback().await.map_err(|e| SourceError::from_driver(e, "consistent snapshot"))?;
-        let Some(snapshot) = snapshot else {
-            return wait_for_mysql_gtids(&mut conn, commit, limit).await;
+        let look = async {
+            let mut opts = TxOpts::default();
+            opts.with_consistent_snapshot(true).with_readonly(true);
+            let mut tx = conn.start_transaction(opts).await.map_err(|e| SourceError::from_driver(e, "consistent snapshot"))?;
+            let snapshot = server::snapshot_position(&mut tx).await?;
+            tx.rollback().await.map_err(|e| SourceError::from_driver(e, "consistent snapshot"))?;
+            Ok(snapshot)
+        };
+        let what = "reading the source's committed position";
+        let Some(snapshot) = super::deadline::within(query_timeout, what, look).await? else {
+            let what = "waiting for the source to show the batch committed";
+            return super::deadline::within(limit + query_timeout, what, wait_for_mysql_gtids(&mut conn, commit, limit)).await;
         };
         match snapshot.try_cmp(commit) {
             Ok(order) if order.is_ge() => return Ok(()),

@@ -17,6 +17,7 @@ fn embed_config(endpoint: &str, max_attempts: u32) -> EmbedConfig {
         region: Some("us-east-1".into()),
         endpoint_url: Some(endpoint.into()),
         max_attempts,
+        timeout_secs: 1,
         template_version: 1,
         concurrency: 1,
         price_per_1k_tokens: 0.00002,
@@ -132,4 +133,22 @@ async fn oversized_text_is_cut_to_the_model_limit_on_a_character_boundary() {
     let sent = body["inputText"].as_str().unwrap();
     assert_eq!(sent.chars().count(), drugsync::embed::bedrock::MAX_INPUT_CHARS);
     assert!(sent.chars().all(|c| c == 'é'));
+}
+
+/// A call that never answers is bounded by `embed.timeout_secs` per attempt
+/// and comes back as a transient error, instead of holding the writer.
+#[tokio::test]
+async fn a_call_that_does_not_answer_times_out_as_transient() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(INVOKE_PATH))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(600)))
+        .mount(&server)
+        .await;
+    let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 2));
+    let started = std::time::Instant::now();
+    let err = embedder.embed("x").await.unwrap_err();
+    assert!(matches!(err, EmbedError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "bounded by the per-attempt deadline, not the server");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2, "each attempt timed out and was retried");
 }

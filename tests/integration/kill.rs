@@ -81,11 +81,25 @@ async fn random_transactions_with_sigkills_converge_to_mysql() {
         writer_conn.disconnect().await.unwrap();
     });
 
-    // SIGKILL at random moments: while the writer runs and while the backlog drains.
+    // SIGKILL at random moments, every other one aimed at the moment a batch
+    // is acknowledged: while the writer runs and while the backlog drains.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let mut kills = 0;
+    let mut redis = env.redis.clone();
     while !writer.is_finished() || kills < wanted_kills {
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
+        if kills % 2 == 1 {
+            // Aimed: the moment Redis shows a new position, the writer is
+            // about to move its checkpoint; kill it in that window.
+            let seen: Option<String> = redis::cmd("GET").arg(&env.position_key).query_async(&mut redis).await.unwrap();
+            let aim_until = std::time::Instant::now() + Duration::from_secs(2);
+            while std::time::Instant::now() < aim_until {
+                let now: Option<String> = redis::cmd("GET").arg(&env.position_key).query_async(&mut redis).await.unwrap();
+                if now != seen {
+                    break;
+                }
+            }
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         kills += 1;
@@ -99,4 +113,42 @@ async fn random_transactions_with_sigkills_converge_to_mysql() {
     assert!(kills >= wanted_kills);
     let last = std::fs::read_to_string(env.log_path(&format!("run-{kills}.log"))).unwrap();
     assert!(last.contains("resuming from checkpoint"), "the last run resumed rather than reloading:\n{last}");
+
+    // Where each kill fell, read from the start-up decision of the run after it.
+    let falls: Vec<KillFell> = (1..=kills).map(|run| kill_fell(&env.log_path(&format!("run-{run}.log")))).collect();
+    let count = |kind: KillFell| falls.iter().filter(|f| **f == kind).count();
+    eprintln!(
+        "kills: {} after Redis acknowledged a batch and before the checkpoint moved, {} elsewhere (idle, reading, or before the acknowledgement), {} during the initial load",
+        count(KillFell::BetweenRedisAndCheckpoint),
+        count(KillFell::Elsewhere),
+        count(KillFell::DuringLoad)
+    );
+    assert!(count(KillFell::BetweenRedisAndCheckpoint) > 0, "no kill fell inside an apply's critical window: {falls:?}");
+}
+
+/// Where a SIGKILL fell, as the next run's start-up decision tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillFell {
+    /// Redis held a later position than the local checkpoint: the batch was
+    /// acknowledged and the checkpoint not yet moved (the crash-safety window).
+    BetweenRedisAndCheckpoint,
+    /// Both positions equal: killed between batches, or before Redis acknowledged.
+    Elsewhere,
+    /// No checkpoint yet: killed during the initial load.
+    DuringLoad,
+}
+
+fn kill_fell(log: &std::path::Path) -> KillFell {
+    let text = std::fs::read_to_string(log).unwrap();
+    for line in text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+        if line["message"] == "resuming from checkpoint" {
+            let position = |field: &str| line[field].as_str().unwrap().parse::<drugsync::position::Position>().unwrap();
+            let ahead = position("redis").try_cmp(&position("checkpoint")).is_ok_and(|o| o.is_gt());
+            return if ahead { KillFell::BetweenRedisAndCheckpoint } else { KillFell::Elsewhere };
+        }
+        if line["message"].as_str().is_some_and(|m| m.contains("initial load")) {
+            return KillFell::DuringLoad;
+        }
+    }
+    panic!("{} has no start-up decision", log.display());
 }

@@ -21,6 +21,8 @@ mod outage;
 mod preflight;
 mod purge;
 mod reconcile;
+mod redis_errors;
 mod restart;
 mod security;
+mod stall;
 mod streaming;

@@ -29,14 +29,19 @@ async fn mysql_restarted_mid_stream() {
 
 /// The network, not the server, fails: first every connection closed at
 /// once, then a partition (nothing delivered, no FIN or RST) longer than the
-/// heartbeat timeout. Changes made meanwhile all arrive, none twice.
+/// heartbeat timeout, whose connections never come back: only a stream
+/// declared dead and reopened gets past it. Changes made meanwhile all arrive, none twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_connections_cut_and_partitioned_mid_stream() {
     let env = TestEnv::new("mysqlcut", 300).await;
     let direct = common::mysql_base_url();
     let address = direct.rsplit('@').next().unwrap().to_owned();
     let proxy = common::proxy::FaultyProxy::start(address.clone()).await;
-    let through_proxy = env.config_text.replacen(&format!("@{address}/"), &format!("@127.0.0.1:{}/", proxy.port), 1);
+    let through_proxy = env
+        .config_text
+        .replacen(&format!("@{address}/"), &format!("@127.0.0.1:{}/", proxy.port), 1)
+        // A re-read on a partitioned pooled connection is abandoned after this.
+        .replacen("query_timeout_secs = 60", "query_timeout_secs = 3", 1);
     assert_ne!(through_proxy, env.config_text);
     let run = env.start_with(&through_proxy).await;
     env.wait_caught_up().await;
@@ -45,17 +50,20 @@ async fn mysql_connections_cut_and_partitioned_mid_stream() {
     env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER THE CUT' WHERE LBLRID = '000001'"]).await;
     env.wait_caught_up().await;
 
-    proxy.freeze();
+    proxy.partition().await;
     env.exec(&[
         "UPDATE rlblrid3 SET MFG = 'DURING THE PARTITION' WHERE LBLRID = '000002'",
         "UPDATE rgcnseq4 SET STR60 = '37 MG' WHERE GCN_SEQNO = 3",
     ])
     .await;
-    // Longer than three heartbeats (1 s in tests): the stream is declared dead while frozen.
+    // Longer than three heartbeats (1 s in tests): the stream is declared dead while partitioned.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    proxy.restore();
+    let before_heal = proxy.accepted();
+    proxy.heal();
+    // Partitioned connections never deliver again: catching up needs new ones.
     env.wait_caught_up().await;
     env.assert_matches_mysql().await;
+    assert!(proxy.accepted() > before_heal, "drugsync opened new connections after the partition");
     assert!(!run.handle.is_finished(), "drugsync kept running through both");
     run.stop().await;
 }

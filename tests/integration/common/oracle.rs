@@ -23,6 +23,15 @@ pub struct OracleDocument {
     pub text: String,
 }
 
+/// One rgcnseq4 row: what a formulation contributes.
+struct Formulation {
+    hicl: Option<String>,
+    gcdf: Option<String>,
+    gcrt: Option<String>,
+    strength: Option<String>,
+    strength60: Option<String>,
+}
+
 /// How the servers compare the join columns: FDB's tables are
 /// `latin1_swedish_ci`, which ignores case and trailing spaces.
 fn join_key(value: &str) -> String {
@@ -57,14 +66,14 @@ pub async fn expected_documents(conn: &mut Conn) -> BTreeMap<String, OracleDocum
         .query("SELECT NDC, LBLRID, CAST(GCN_SEQNO AS CHAR), LN, LN60, BN, INNOV, DEA, CAST(OBSDTEC AS CHAR) FROM rndc14")
         .await
         .unwrap();
-    let formulations: HashMap<String, (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>)> = conn
+    let formulations: HashMap<String, Formulation> = conn
         .query::<(String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>), _>(
             "SELECT CAST(GCN_SEQNO AS CHAR), CAST(HICL_SEQNO AS CHAR), GCDF, GCRT, STR, STR60 FROM rgcnseq4",
         )
         .await
         .unwrap()
         .into_iter()
-        .map(|(gcn, hicl, gcdf, gcrt, str_, str60)| (gcn, (hicl, gcdf, gcrt, str_, str60)))
+        .map(|(gcn, hicl, gcdf, gcrt, strength, strength60)| (gcn, Formulation { hicl, gcdf, gcrt, strength, strength60 }))
         .collect();
     let ingredients: HashMap<String, (Option<String>, Option<String>)> = conn
         .query::<(String, Option<String>, Option<String>), _>("SELECT CAST(HICL_SEQNO AS CHAR), GNN, GNN60 FROM rhiclsq1")
@@ -95,7 +104,7 @@ pub async fn expected_documents(conn: &mut Conn) -> BTreeMap<String, OracleDocum
             continue;
         }
         let formulation = gcn.as_ref().and_then(|g| formulations.get(g));
-        let ingredient = formulation.and_then(|f| f.0.as_ref()).and_then(|h| ingredients.get(h));
+        let ingredient = formulation.and_then(|f| f.hicl.as_ref()).and_then(|h| ingredients.get(h));
         let by_code = |table: &HashMap<String, Option<String>>, code: Option<&String>| -> Option<String> {
             code.and_then(|c| table.get(&join_key(c))).and_then(|v| cut(v.as_ref()))
         };
@@ -105,9 +114,9 @@ pub async fn expected_documents(conn: &mut Conn) -> BTreeMap<String, OracleDocum
         fields.insert("brand_name".into(), cut(bn.as_ref()));
         fields.insert("generic_name".into(), ingredient.and_then(|(gnn, gnn60)| long_or_short(gnn60.as_ref(), gnn.as_ref())));
         fields.insert("gcn_seqno".into(), gcn.clone());
-        fields.insert("dosage_form".into(), by_code(&dose_forms, formulation.and_then(|f| f.1.as_ref())));
-        fields.insert("route".into(), by_code(&routes, formulation.and_then(|f| f.2.as_ref())));
-        fields.insert("strength".into(), formulation.and_then(|f| long_or_short(f.4.as_ref(), f.3.as_ref())));
+        fields.insert("dosage_form".into(), by_code(&dose_forms, formulation.and_then(|f| f.gcdf.as_ref())));
+        fields.insert("route".into(), by_code(&routes, formulation.and_then(|f| f.gcrt.as_ref())));
+        fields.insert("strength".into(), formulation.and_then(|f| long_or_short(f.strength60.as_ref(), f.strength.as_ref())));
         fields.insert(
             "therapeutic_class".into(),
             gcn.as_ref().and_then(|g| default_class.get(g)).and_then(|etc| class_names.get(etc)).and_then(|name| cut(name.as_ref())),

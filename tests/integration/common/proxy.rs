@@ -1,22 +1,32 @@
 //! A TCP proxy that can break the network between drugsync and a server the
-//! ways networks break: every connection closed at once (`cut`), or nothing
-//! delivered in either direction with no FIN or RST (`freeze`), as in a
-//! partition. Bytes held while frozen are delivered on `restore`, like TCP
-//! retransmissions after the network heals.
+//! ways networks break: every connection closed at once (`cut`), or a
+//! partition (`partition`): nothing delivered in either direction, no FIN or
+//! RST. A partitioned connection stays silent for good, even after `heal`:
+//! its held bytes are dropped, so the only way past a partition is for the
+//! client to notice a dead connection and open a new one, which is what the
+//! tests must prove. `switch_to` points new connections at another server, as
+//! DNS does after a failover.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+/// One relayed connection: its task and whether it was partitioned.
+struct Relay {
+    task: JoinHandle<()>,
+    silenced: Arc<AtomicBool>,
+}
+
 pub struct FaultyProxy {
     pub port: u16,
-    frozen: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    partitioned: Arc<AtomicBool>,
+    upstream: Arc<std::sync::Mutex<String>>,
+    accepted: Arc<AtomicU64>,
+    connections: Arc<Mutex<Vec<Relay>>>,
     listener: JoinHandle<()>,
 }
 
@@ -25,66 +35,91 @@ impl FaultyProxy {
     pub async fn start(upstream: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let frozen = Arc::new(AtomicBool::new(false));
-        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (f, c) = (frozen.clone(), connections.clone());
+        let partitioned = Arc::new(AtomicBool::new(false));
+        let upstream = Arc::new(std::sync::Mutex::new(upstream));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let connections: Arc<Mutex<Vec<Relay>>> = Arc::default();
+        let (p, u, a, c) = (partitioned.clone(), upstream.clone(), accepted.clone(), connections.clone());
         let listener = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = TcpStream::connect(&upstream).await else { continue };
-                let frozen = f.clone();
-                c.lock().await.push(tokio::spawn(relay(client, server, frozen)));
+                a.fetch_add(1, Ordering::SeqCst);
+                let target = u.lock().unwrap().clone();
+                let Ok(server) = TcpStream::connect(&target).await else { continue };
+                // A connection opened during a partition never gets through either.
+                let silenced = Arc::new(AtomicBool::new(p.load(Ordering::SeqCst)));
+                let task = tokio::spawn(relay(client, server, silenced.clone()));
+                c.lock().await.push(Relay { task, silenced });
             }
         });
-        Self { port, frozen, connections, listener }
+        Self { port, partitioned, upstream, accepted, connections, listener }
     }
 
     /// Closes every open connection (new ones still work).
     pub async fn cut(&self) {
-        for task in self.connections.lock().await.drain(..) {
-            task.abort();
+        for relay in self.connections.lock().await.drain(..) {
+            relay.task.abort();
         }
     }
 
-    /// Stops delivering anything, on open and new connections, without closing them.
-    pub fn freeze(&self) {
-        self.frozen.store(true, Ordering::SeqCst);
+    /// Silences every open connection for good, and new ones until [`Self::heal`].
+    pub async fn partition(&self) {
+        self.partitioned.store(true, Ordering::SeqCst);
+        for relay in self.connections.lock().await.iter() {
+            relay.silenced.store(true, Ordering::SeqCst);
+        }
     }
 
-    /// Delivers again, held bytes first.
-    pub fn restore(&self) {
-        self.frozen.store(false, Ordering::SeqCst);
+    /// New connections get through again; partitioned ones stay silent.
+    pub fn heal(&self) {
+        self.partitioned.store(false, Ordering::SeqCst);
+    }
+
+    /// Points new connections at `upstream`; open ones keep their server.
+    pub fn switch_to(&self, upstream: String) {
+        *self.upstream.lock().unwrap() = upstream;
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
     }
 }
 
 impl Drop for FaultyProxy {
     fn drop(&mut self) {
         self.listener.abort();
-        if let Ok(mut tasks) = self.connections.try_lock() {
-            tasks.drain(..).for_each(|t| t.abort());
+        if let Ok(mut relays) = self.connections.try_lock() {
+            relays.drain(..).for_each(|r| r.task.abort());
         }
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, frozen: Arc<AtomicBool>) {
+async fn relay(client: TcpStream, server: TcpStream, silenced: Arc<AtomicBool>) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
-    let up = pump(&mut client_read, &mut server_write, &frozen);
-    let down = pump(&mut server_read, &mut client_write, &frozen);
+    let up = pump(&mut client_read, &mut server_write, &silenced);
+    let down = pump(&mut server_read, &mut client_write, &silenced);
     tokio::select! {
         _ = up => {}
         _ = down => {}
     }
 }
 
-async fn pump(from: &mut tokio::net::tcp::OwnedReadHalf, to: &mut tokio::net::tcp::OwnedWriteHalf, frozen: &AtomicBool) {
+/// Copies `from` to `to` until either side closes; once silenced, reads go
+/// on (so the sender sees no back-pressure or reset) and nothing is written.
+async fn pump(from: &mut tokio::net::tcp::OwnedReadHalf, to: &mut tokio::net::tcp::OwnedWriteHalf, silenced: &AtomicBool) {
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         let Ok(n) = from.read(&mut buffer).await else { return };
         if n == 0 {
+            if silenced.load(Ordering::SeqCst) {
+                // A partitioned peer's FIN does not get through either.
+                std::future::pending::<()>().await;
+            }
             return;
         }
-        while frozen.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if silenced.load(Ordering::SeqCst) {
+            continue;
         }
         if to.write_all(&buffer[..n]).await.is_err() {
             return;
