@@ -99,3 +99,48 @@ async fn redis_unreachable_for_a_while_then_back_empty_is_rebuilt() {
     assert_eq!((docs as usize, failures), (env.expected().await.len(), 0), "index rebuilt and searchable");
     run.stop().await;
 }
+
+/// FDB changes weekly, so drugsync's pooled connections sit idle for days
+/// and the server closes them (`wait_timeout`; MySQL 8 then says 4031). The
+/// next change must still arrive: a closed connection is dropped, not fatal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_closed_by_the_server_while_idle_are_replaced() {
+    let mysql = PrivateMariadb::start_with(vec!["--wait-timeout=2".into(), "--interactive-timeout=2".into()]).await;
+    let env = TestEnv::new_on("idleclose", 200, &mysql.base_url()).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    // Every pooled connection outlives the server's patience.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER A LONG QUIET' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    assert!(!run.handle.is_finished(), "idle connections closed by the server are not fatal");
+    run.stop().await;
+}
+
+/// A statement the server kills for running too long (MariaDB 1969, MySQL
+/// 3024) is retried, not fatal: here the fan-out query is slow until an
+/// operator removes the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_killed_by_the_server_timeout_is_retried() {
+    let mysql = PrivateMariadb::start_with(vec!["--max-statement-time=0.5".into()]).await;
+    let mut env = TestEnv::new_on("stmttimeout", 200, &mysql.base_url()).await;
+    env.exec(&["CREATE TABLE slow_switch (on_ tinyint)"]).await;
+    // The labeler fan-out sleeps for a second while the switch holds a row.
+    let slow = env.config_text.replacen(
+        "WHERE n.LBLRID IN ({values}) AND n.OBSDTEC = '0000-00-00'\"",
+        "WHERE n.LBLRID IN ({values}) AND n.OBSDTEC = '0000-00-00' AND SLEEP((SELECT COUNT(*) FROM slow_switch)) = 0\"",
+        1,
+    );
+    assert_ne!(slow, env.config_text);
+    env.use_config(slow);
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.exec(&["INSERT INTO slow_switch VALUES (1)", "UPDATE rlblrid3 SET MFG = 'AFTER THE TIMEOUTS' WHERE LBLRID = '000002'"]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!run.handle.is_finished(), "a killed statement is not fatal");
+    env.exec(&["DELETE FROM slow_switch"]).await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    run.stop().await;
+}
