@@ -103,6 +103,17 @@ pub enum DocumentChange {
     },
     /// Remove the document (idempotent).
     Delete(DocumentKey),
+    /// Leave the document as it is and record it in the quarantine with
+    /// `reason`: it cannot be built or embedded for good, and replication
+    /// goes on without it until a reconcile retries it.
+    Quarantine {
+        /// The document.
+        key: DocumentKey,
+        /// Why, for the operator.
+        reason: String,
+    },
+    /// The document is in line again: take it out of the quarantine.
+    Release(DocumentKey),
 }
 
 /// Collapses runs of whitespace and trims, so formatting noise in the source

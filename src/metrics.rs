@@ -58,6 +58,10 @@ fn describe() {
     describe_counter!("drugsync_documents_upserted_total", "Documents written (created or changed)");
     describe_counter!("drugsync_documents_deleted_total", "Documents removed");
     describe_counter!("drugsync_documents_unchanged_total", "Documents rebuilt and found identical (not rewritten)");
+    describe_counter!(
+        "drugsync_documents_quarantined_total",
+        "Documents put in the quarantine (cannot be built or embedded; left as they are)"
+    );
     describe_counter!("drugsync_vector_cache_hits_total", "Vectors reused from the cache instead of an embedding call");
     describe_counter!("drugsync_embed_calls_total", "Embedding calls made");
     describe_counter!("drugsync_embed_tokens_total", "Input tokens reported by the embedding service");
@@ -74,6 +78,7 @@ fn publish(stats: &Stats) {
         ("drugsync_documents_upserted_total", &stats.upserts),
         ("drugsync_documents_deleted_total", &stats.deletes),
         ("drugsync_documents_unchanged_total", &stats.unchanged),
+        ("drugsync_documents_quarantined_total", &stats.quarantined),
         ("drugsync_vector_cache_hits_total", &stats.cache_hits),
         ("drugsync_embed_calls_total", &stats.embed.calls),
         ("drugsync_embed_tokens_total", &stats.embed.tokens),

@@ -132,7 +132,10 @@ fn classify_sdk_error(err: SdkError<InvokeModelError>) -> EmbedError {
             InvokeModelError::ServiceQuotaExceededException(_) => {
                 EmbedError::Rejected { message, hint: "raise the Bedrock quota in Service Quotas or lower embed.concurrency" }
             }
-            InvokeModelError::ValidationException(_) | InvokeModelError::ModelErrorException(_) => {
+            // The request is built the same way for every text, and the
+            // dimensions are validated at start-up: what fails validation is this text.
+            InvokeModelError::ValidationException(_) => EmbedError::TextRejected(message),
+            InvokeModelError::ModelErrorException(_) => {
                 EmbedError::Rejected { message, hint: "check embed.dimensions and embed.model_id; the request does not fit the model" }
             }
             _ if service.raw().status().as_u16() >= 500 || service.raw().status().as_u16() == 429 => EmbedError::Unavailable(message),

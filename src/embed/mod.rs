@@ -45,13 +45,19 @@ pub enum EmbedError {
     /// The service answered with something that is not a usable vector.
     #[error("embedding response unusable: {0}")]
     BadResponse(String),
+    /// The service refused this one text (Bedrock's ValidationException:
+    /// empty after a custom template, over the model's token limit). Other
+    /// texts are fine, so the pipeline quarantines the documents of this
+    /// text instead of stopping.
+    #[error("the embedding service refused this text: {0}")]
+    TextRejected(String),
 }
 
 impl Classify for EmbedError {
     fn class(&self) -> ErrorClass {
         match self {
             EmbedError::Unavailable(_) => ErrorClass::Transient,
-            EmbedError::Rejected { .. } | EmbedError::BadResponse(_) => ErrorClass::Definite,
+            EmbedError::Rejected { .. } | EmbedError::BadResponse(_) | EmbedError::TextRejected(_) => ErrorClass::Definite,
         }
     }
 }
@@ -122,12 +128,25 @@ impl EmbedStats {
 
 /// Embeds each text once, at most `concurrency` at a time; results are in input order.
 /// The caller passes distinct texts: this function does not deduplicate.
+/// Any failure fails the whole set; see [`embed_each`] to keep the texts that worked.
 pub async fn embed_distinct<E: Embedder>(
     embedder: &E,
     texts: &[&str],
     concurrency: usize,
     stats: &EmbedStats,
 ) -> Result<Vec<Vec<f32>>, EmbedError> {
+    embed_each(embedder, texts, concurrency, stats).await?.into_iter().map(|r| r.map_err(EmbedError::TextRejected)).collect()
+}
+
+/// Like [`embed_distinct`], but a text the service refuses
+/// ([`EmbedError::TextRejected`]) is an inner `Err` with the reason, and the
+/// other texts still get their vectors. Every other error fails the set.
+pub async fn embed_each<E: Embedder>(
+    embedder: &E,
+    texts: &[&str],
+    concurrency: usize,
+    stats: &EmbedStats,
+) -> Result<Vec<Result<Vec<f32>, String>>, EmbedError> {
     let dims = embedder.space().dimensions;
     let mut out = Vec::with_capacity(texts.len());
     // Groups of `concurrency` calls in flight; futures are built eagerly so no
@@ -135,16 +154,24 @@ pub async fn embed_distinct<E: Embedder>(
     for group in texts.chunks(concurrency.max(1)) {
         let results = futures_util::future::join_all(group.iter().map(|text| embedder.embed(text))).await;
         for result in results {
-            let embedding = result?;
             stats.calls.fetch_add(1, Ordering::Relaxed);
+            let embedding = match result {
+                Ok(embedding) => embedding,
+                Err(EmbedError::TextRejected(reason)) => {
+                    out.push(Err(reason));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             stats.tokens.fetch_add(embedding.tokens, Ordering::Relaxed);
             if embedding.vector.len() != dims {
                 return Err(EmbedError::BadResponse(format!(
-                    "expected {dims} dimensions, got {}; check embed.dimensions against the model",
+                    "model {} answered {} dimensions where embed.dimensions is {dims}; check embed.dimensions against the model",
+                    embedder.space().model,
                     embedding.vector.len()
                 )));
             }
-            out.push(embedding.vector);
+            out.push(Ok(embedding.vector));
         }
     }
     Ok(out)

@@ -23,7 +23,7 @@ use mysql_async::prelude::Queryable;
 use tokio_util::sync::CancellationToken;
 
 use super::retry::retry;
-use super::sync::sync_documents;
+use super::sync::{load_or_quarantine, sync_documents, sync_documents_quarantining};
 use super::{Replicator, RunError, Stats};
 use crate::checkpoint::BootstrapProgress;
 use crate::document::{Document, DocumentKey};
@@ -127,12 +127,14 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
 async fn sweep_orphans<E: Embedder, Q: Queryable>(r: &Replicator<E>, conn: &mut Q) -> Result<(), RunError> {
     let keys = r.sink.document_keys().await?;
     let mut orphans: Vec<(DocumentKey, Option<Document>)> = Vec::new();
+    let mut poisoned = std::collections::BTreeMap::new();
     for chunk in keys.chunks(r.config.pipeline.load_chunk) {
-        let found = r.loader.load(conn, chunk).await?;
-        orphans.extend(chunk.iter().filter(|k| !found.contains_key(*k)).map(|k| (k.clone(), None)));
+        let (found, refused) = load_or_quarantine(r, conn, chunk).await?;
+        orphans.extend(chunk.iter().filter(|k| !found.contains_key(*k) && !refused.contains_key(*k)).map(|k| (k.clone(), None)));
+        poisoned.extend(refused);
     }
     if !orphans.is_empty() {
         tracing::info!(orphans = orphans.len(), "initial load: removing documents the source no longer has");
     }
-    sync_documents(r, orphans, None).await
+    sync_documents_quarantining(r, orphans, poisoned, None).await
 }

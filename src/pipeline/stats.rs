@@ -15,6 +15,8 @@ pub struct Stats {
     pub deletes: AtomicU64,
     /// Documents rebuilt but found identical in Redis (not rewritten).
     pub unchanged: AtomicU64,
+    /// Documents put in the quarantine (see `sink::quarantine`).
+    pub quarantined: AtomicU64,
     /// Vectors reused from the cache instead of calling the embedder.
     pub cache_hits: AtomicU64,
     /// Source transactions applied.

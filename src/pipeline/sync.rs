@@ -13,10 +13,13 @@ use mysql_async::prelude::Queryable;
 
 use super::{Replicator, RunError, Stats};
 use crate::document::{Document, DocumentChange, DocumentKey, TextHash};
-use crate::embed::{Embedder, embed_distinct};
+use crate::embed::{Embedder, embed_each};
+use crate::error::Classify;
 use crate::position::Position;
 
 /// Loads the documents for `keys` and syncs them; `position` is stored with the last chunk.
+/// A key the source refuses to look up for good is quarantined (see
+/// [`load_or_quarantine`]) and left as it is.
 pub async fn sync_keys<E: Embedder, Q: Queryable>(
     r: &Replicator<E>,
     conn: &mut Q,
@@ -30,11 +33,47 @@ pub async fn sync_keys<E: Embedder, Q: Queryable>(
     let chunks: Vec<&[DocumentKey]> = keys.chunks(chunk_size).collect();
     let last = chunks.len() - 1;
     for (i, chunk) in chunks.into_iter().enumerate() {
-        let mut docs = r.loader.load(conn, chunk).await?;
-        let wanted = chunk.iter().map(|k| (k.clone(), docs.remove(k))).collect();
-        sync_documents(r, wanted, if i == last { position } else { None }).await?;
+        let (mut docs, poisoned) = load_or_quarantine(r, conn, chunk).await?;
+        let wanted = chunk.iter().filter(|k| !poisoned.contains_key(*k)).map(|k| (k.clone(), docs.remove(k))).collect();
+        sync_documents_quarantining(r, wanted, poisoned, if i == last { position } else { None }).await?;
     }
     Ok(())
+}
+
+/// The documents of `keys`, plus the keys whose lookup the source refuses
+/// for good (with the reason). Such a key (written under the prefix by
+/// something else, say, in a form the key column cannot even be compared
+/// with) would otherwise fail its chunk on every retry and every restart.
+///
+/// A definite error could also be the mapping's fault, which must stop the
+/// writer, not quarantine every key: so the query is first tried with a key
+/// that cannot be anyone's problem. Only if that passes are the keys tried
+/// one by one, and only those that fail alone are quarantined.
+pub async fn load_or_quarantine<E: Embedder, Q: Queryable>(
+    r: &Replicator<E>,
+    conn: &mut Q,
+    keys: &[DocumentKey],
+) -> Result<(BTreeMap<DocumentKey, Document>, BTreeMap<DocumentKey, String>), RunError> {
+    let error = match r.loader.load(conn, keys).await {
+        Ok(docs) => return Ok((docs, BTreeMap::new())),
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) => e,
+    };
+    // The probe: a plain ASCII key no row has. Its failure is the mapping's.
+    if r.loader.load(conn, &[DocumentKey("0".into())]).await.is_err() {
+        return Err(error.into());
+    }
+    let (mut docs, mut poisoned) = (BTreeMap::new(), BTreeMap::new());
+    for key in keys {
+        match r.loader.load(conn, std::slice::from_ref(key)).await {
+            Ok(found) => docs.extend(found),
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                poisoned.insert(key.clone(), format!("the source refuses to look this key up: {e}"));
+            }
+        }
+    }
+    Ok((docs, poisoned))
 }
 
 /// Makes Redis hold exactly `wanted` for these keys (`None` = must not exist).
@@ -45,8 +84,20 @@ pub async fn sync_documents<E: Embedder>(
     wanted: Vec<(DocumentKey, Option<Document>)>,
     position: Option<&Position>,
 ) -> Result<(), RunError> {
+    sync_documents_quarantining(r, wanted, BTreeMap::new(), position).await
+}
+
+/// [`sync_documents`], also quarantining `poisoned` (key -> reason) in the
+/// first write, so the position never passes them unrecorded.
+pub async fn sync_documents_quarantining<E: Embedder>(
+    r: &Replicator<E>,
+    wanted: Vec<(DocumentKey, Option<Document>)>,
+    poisoned: BTreeMap<DocumentKey, String>,
+    position: Option<&Position>,
+) -> Result<(), RunError> {
+    let mut first: Vec<DocumentChange> = poisoned.into_iter().map(|(key, reason)| quarantine(r, key, reason)).collect();
     if wanted.is_empty() {
-        r.sink.apply(&[], position).await?;
+        r.sink.apply(&first, position).await?;
         return Ok(());
     }
     let chunk_size = r.config.pipeline.write_chunk;
@@ -54,56 +105,87 @@ pub async fn sync_documents<E: Embedder>(
     let mut wanted = wanted.into_iter();
     for i in 0..total {
         let chunk: Vec<_> = wanted.by_ref().take(chunk_size).collect();
-        let changes = plan_chunk(r, chunk).await?;
+        let mut changes = std::mem::take(&mut first);
+        changes.extend(plan_chunk(r, chunk).await?);
         r.sink.apply(&changes, if i + 1 == total { position } else { None }).await?;
         super::progress::beat();
     }
     Ok(())
 }
 
+/// Records, counts and logs one document going into the quarantine.
+fn quarantine<E: Embedder>(r: &Replicator<E>, key: DocumentKey, reason: String) -> DocumentChange {
+    tracing::error!(key = %r.sink.key_of(&key), %reason, "document quarantined: left as it is, replication goes on; a reconcile retries it");
+    Stats::add(&r.stats.quarantined, 1);
+    DocumentChange::Quarantine { key, reason }
+}
+
 /// Decides the changes for one chunk and fetches or computes the vectors they need.
 async fn plan_chunk<E: Embedder>(r: &Replicator<E>, chunk: Vec<(DocumentKey, Option<Document>)>) -> Result<Vec<DocumentChange>, RunError> {
     let keys: Vec<DocumentKey> = chunk.iter().map(|(k, _)| k.clone()).collect();
     let stored = r.sink.read_state(&keys).await?;
-    let mut deletes = Vec::new();
-    // (document, keep the stored vector)
-    let mut upserts: Vec<(Document, bool)> = Vec::new();
+    let in_quarantine = r.sink.quarantined(&keys).await?;
+    let mut changes = Vec::new();
+    // (document, keep the stored vector, leaves the quarantine)
+    let mut upserts: Vec<(Document, bool, bool)> = Vec::new();
     let mut needed: BTreeMap<TextHash, String> = BTreeMap::new();
-    for ((key, doc), state) in chunk.into_iter().zip(stored) {
+    for (((key, doc), state), quarantined) in chunk.into_iter().zip(stored).zip(in_quarantine) {
         match (doc, state) {
             (Some(doc), Some(state)) if state.doc_hash.as_deref() == Some(doc.doc_hash.as_str()) && state.vector_ok => {
                 Stats::add(&r.stats.unchanged, 1);
+                if quarantined {
+                    changes.push(DocumentChange::Release(key));
+                }
             }
             (Some(doc), state) => {
                 let keep = state.is_some_and(|s| s.vector_ok && s.text_hash.as_deref() == Some(doc.text_hash.0.as_str()));
                 if !keep {
                     needed.entry(doc.text_hash.clone()).or_insert_with(|| doc.text.clone());
                 }
-                upserts.push((doc, keep));
+                upserts.push((doc, keep, quarantined));
             }
-            (None, Some(_)) => deletes.push(DocumentChange::Delete(key)),
+            (None, Some(_)) => {
+                Stats::add(&r.stats.deletes, 1);
+                changes.push(DocumentChange::Delete(key.clone()));
+                if quarantined {
+                    changes.push(DocumentChange::Release(key));
+                }
+            }
+            (None, None) if quarantined => changes.push(DocumentChange::Release(key)),
             (None, None) => {}
         }
     }
     let vectors = vectors_for(r, needed).await?;
-    Stats::add(&r.stats.upserts, upserts.len() as u64);
-    Stats::add(&r.stats.deletes, deletes.len() as u64);
-    let mut changes: Vec<DocumentChange> = upserts
-        .into_iter()
-        .map(|(doc, keep)| {
-            let vector = if keep { None } else { Some(vectors[&doc.text_hash].clone()) };
-            DocumentChange::Upsert { doc, vector }
-        })
-        .collect();
-    changes.extend(deletes);
+    for (doc, keep, quarantined) in upserts {
+        let vector = match (keep, vectors.get(&doc.text_hash)) {
+            (true, _) => None,
+            (false, Some(Ok(vector))) => Some(vector.clone()),
+            (false, Some(Err(reason))) => {
+                changes.push(quarantine(
+                    r,
+                    doc.key.clone(),
+                    format!("{reason} (text: {:?})", crate::source::error::truncate(&doc.text, 120)),
+                ));
+                continue;
+            }
+            (false, None) => unreachable!("every text that needs a vector was asked for"),
+        };
+        Stats::add(&r.stats.upserts, 1);
+        let key = doc.key.clone();
+        changes.push(DocumentChange::Upsert { doc, vector });
+        if quarantined {
+            changes.push(DocumentChange::Release(key));
+        }
+    }
     Ok(changes)
 }
 
-/// Vectors for distinct texts: from the cache where present, else one embedding call each.
+/// Vectors for distinct texts: from the cache where present, else one
+/// embedding call each. A text the service refuses maps to its reason.
 async fn vectors_for<E: Embedder>(
     r: &Replicator<E>,
     needed: BTreeMap<TextHash, String>,
-) -> Result<HashMap<TextHash, Arc<Vec<f32>>>, RunError> {
+) -> Result<HashMap<TextHash, Result<Arc<Vec<f32>>, String>>, RunError> {
     let hashes: Vec<&TextHash> = needed.keys().collect();
     let cached = r.sink.cached_vectors(&hashes).await?;
     let mut out = HashMap::with_capacity(needed.len());
@@ -112,16 +194,16 @@ async fn vectors_for<E: Embedder>(
         match hit {
             Some(vector) => {
                 Stats::add(&r.stats.cache_hits, 1);
-                out.insert(hash.clone(), Arc::new(vector));
+                out.insert(hash.clone(), Ok(Arc::new(vector)));
             }
             None => misses.push((hash, text)),
         }
     }
     if !misses.is_empty() {
         let texts: Vec<&str> = misses.iter().map(|(_, t)| *t).collect();
-        let vectors = embed_distinct(r.embedder.as_ref(), &texts, r.config.embed.concurrency, &r.stats.embed).await?;
+        let vectors = embed_each(r.embedder.as_ref(), &texts, r.config.embed.concurrency, &r.stats.embed).await?;
         for ((hash, _), vector) in misses.into_iter().zip(vectors) {
-            out.insert(hash.clone(), Arc::new(vector));
+            out.insert(hash.clone(), vector.map(Arc::new));
         }
     }
     Ok(out)

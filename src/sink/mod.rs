@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod index;
 pub mod lease;
+pub mod quarantine;
 pub mod redis;
 pub mod version;
 

@@ -141,7 +141,7 @@ pub struct StoredState {
 /// See the module docs.
 #[derive(Clone)]
 pub struct RedisSink {
-    conn: FailoverConnection,
+    pub(super) conn: FailoverConnection,
     version: super::IndexVersion,
     prefix: String,
     vector_field: String,
@@ -161,6 +161,8 @@ pub struct RedisSink {
     load_epoch_key: String,
     /// The fields part of the mapping fingerprint the documents were built with.
     mapping_key: String,
+    /// Documents left out for good, with the reason (see `quarantine.rs`).
+    pub(super) quarantine_key: String,
     /// While a load runs: its epoch, checked inside every fenced write.
     load_epoch: std::sync::Arc<std::sync::RwLock<Option<String>>>,
 }
@@ -220,6 +222,7 @@ impl RedisSink {
             position_key: format!("{state}{}:position", version.index),
             load_epoch_key: format!("{state}{}:load_epoch", version.index),
             mapping_key: format!("{state}{}:mapping", version.index),
+            quarantine_key: format!("{state}{}:quarantine", version.index),
             version,
             lease_key: format!("{state}{}:writer", config.index.name),
             repair_key: format!("{state}{}:repair", config.index.name),
@@ -527,6 +530,7 @@ impl RedisSink {
 
     /// The commands of one write transaction, each as its arguments.
     fn write_commands(&self, changes: &[DocumentChange], position: Option<&Position>) -> Vec<Vec<Vec<u8>>> {
+        let unix_now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let position_text = position.map(Position::to_string).unwrap_or_default();
         let mut commands: Vec<Vec<Vec<u8>>> = Vec::with_capacity(changes.len() * 3 + 1);
         let bytes = |s: &str| s.as_bytes().to_vec();
@@ -562,6 +566,11 @@ impl RedisSink {
                     }
                 }
                 DocumentChange::Delete(key) => commands.push(vec![bytes("DEL"), bytes(&self.key_of(key))]),
+                DocumentChange::Quarantine { key, reason } => {
+                    let entry = serde_json::json!({ "reason": reason, "since": unix_now(), "position": position_text }).to_string();
+                    commands.push(vec![bytes("HSET"), bytes(&self.quarantine_key), bytes(&key.0), bytes(&entry)]);
+                }
+                DocumentChange::Release(key) => commands.push(vec![bytes("HDEL"), bytes(&self.quarantine_key), bytes(&key.0)]),
             }
         }
         if position.is_some() {

@@ -74,7 +74,7 @@ async fn a_rejected_request_is_a_typed_definite_error() {
         .await;
     let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 3));
     let err = embedder.embed("x").await.unwrap_err();
-    assert!(matches!(err, EmbedError::Rejected { .. }), "{err:?}");
+    assert!(matches!(err, EmbedError::TextRejected(_)), "a validation error is about this text: {err:?}");
     assert!(!err.is_transient());
     assert!(err.to_string().contains("Malformed input request"), "{err}");
     assert_eq!(server.received_requests().await.unwrap().len(), 1, "a validation error is not retried");

@@ -20,6 +20,7 @@ mod oracle;
 mod outage;
 mod preflight;
 mod purge;
+mod quarantine;
 mod reconcile;
 mod redis_errors;
 mod restart;
