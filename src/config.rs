@@ -382,9 +382,19 @@ pub struct EmbedConfig {
     /// USD per 1,000 input tokens, for the reconcile's cost estimate.
     #[serde(default = "default_price_per_1k_tokens")]
     pub price_per_1k_tokens: f64,
+    /// Most vectors kept in Redis's vector cache (by text hash), oldest out
+    /// first; 0 keeps none. Each is 4 x dimensions bytes.
+    #[serde(default = "default_cache_max_vectors")]
+    pub cache_max_vectors: u64,
 }
 
 /// Titan Text Embeddings V2 on-demand price (us-east-1, 2026).
+/// 50,000 vectors are about 200 MB at 1024 dimensions, a fifth of what the
+/// 120,000 FDB documents take themselves; past it the oldest texts go, and a
+/// text that comes back costs one embedding call.
+fn default_cache_max_vectors() -> u64 {
+    50_000
+}
 fn default_price_per_1k_tokens() -> f64 {
     0.00002
 }

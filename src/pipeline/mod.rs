@@ -222,6 +222,12 @@ impl<E: Embedder> Replicator<E> {
 
     async fn try_starting_position(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
         let alias = self.sink.prepare_index(&self.config).await?;
+        self.sink.record_space().await?;
+        // Housekeeping: a cache that outgrew its bound (an earlier version
+        // without one) costs memory, not correctness, so it never blocks a start.
+        if let Err(e) = self.sink.adopt_vector_cache().await {
+            tracing::warn!(error = %e, "could not bound the vector cache now; trying again at the next start");
+        }
         if let AliasState::Switch { old: Some(old) } = &alias {
             tracing::warn!(
                 live = %old,
@@ -245,6 +251,9 @@ impl<E: Embedder> Replicator<E> {
         };
         if let AliasState::Switch { old } = alias {
             self.sink.switch_alias(old.as_deref()).await?;
+            if let Some(old) = old.filter(|o| *o != self.sink.version().alias) {
+                self.sink.drop_vector_cache_of(&old).await?;
+            }
         }
         Ok(Some(start))
     }

@@ -108,6 +108,9 @@ pub async fn sync_documents_quarantining<E: Embedder>(
         let mut changes = std::mem::take(&mut first);
         changes.extend(plan_chunk(r, chunk).await?);
         r.sink.apply(&changes, if i + 1 == total { position } else { None }).await?;
+        if changes.iter().any(|c| matches!(c, DocumentChange::Upsert { vector: Some(_), .. })) {
+            r.sink.trim_vector_cache().await?;
+        }
         super::progress::beat();
     }
     Ok(())

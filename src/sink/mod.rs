@@ -5,6 +5,7 @@ pub mod index;
 pub mod lease;
 pub mod quarantine;
 pub mod redis;
+pub mod vector_cache;
 pub mod version;
 
 pub use self::index::IndexSpec;

@@ -149,7 +149,15 @@ pub struct RedisSink {
     position_key: String,
     lease_key: String,
     repair_key: String,
-    cache_prefix: String,
+    pub(super) cache_prefix: String,
+    /// The cache's entries of this embedding space, scored by when they were stored.
+    pub(super) cache_index_key: String,
+    /// Where this version records the embedding space its vectors are in.
+    pub(super) space_key: String,
+    /// `redis.state_prefix`, for naming another version's state keys.
+    pub(super) state_prefix: String,
+    /// See `embed.cache_max_vectors`.
+    pub(super) cache_max: u64,
     url: String,
     /// For a connection of its own where WATCH needs one (the alias switch).
     client: redis::Client,
@@ -222,11 +230,16 @@ impl RedisSink {
             position_key: format!("{state}{}:position", version.index),
             load_epoch_key: format!("{state}{}:load_epoch", version.index),
             mapping_key: format!("{state}{}:mapping", version.index),
+            space_key: format!("{state}{}:space", version.index),
+            state_prefix: state.clone(),
             quarantine_key: format!("{state}{}:quarantine", version.index),
             version,
             lease_key: format!("{state}{}:writer", config.index.name),
             repair_key: format!("{state}{}:repair", config.index.name),
             cache_prefix: format!("{state}vec:"),
+            cache_index_key: format!("{state}vec:space:{}", super::vector_cache::space_id(&config.embed)),
+
+            cache_max: config.embed.cache_max_vectors,
             url: redact_url(url),
             fence: std::sync::Arc::default(),
             load_epoch: std::sync::Arc::default(),
@@ -428,6 +441,9 @@ impl RedisSink {
 
     /// Cached vectors by text hash, in input order; wrong-sized entries count as missing.
     pub async fn cached_vectors(&self, hashes: &[&TextHash]) -> Result<Vec<Option<Vec<f32>>>, SinkError> {
+        if self.cache_max == 0 {
+            return Ok(vec![None; hashes.len()]);
+        }
         if hashes.is_empty() {
             return Ok(Vec::new());
         }
@@ -530,7 +546,8 @@ impl RedisSink {
 
     /// The commands of one write transaction, each as its arguments.
     fn write_commands(&self, changes: &[DocumentChange], position: Option<&Position>) -> Vec<Vec<Vec<u8>>> {
-        let unix_now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let unix_now = || now_ms / 1000;
         let position_text = position.map(Position::to_string).unwrap_or_default();
         let mut commands: Vec<Vec<Vec<u8>>> = Vec::with_capacity(changes.len() * 3 + 1);
         let bytes = |s: &str| s.as_bytes().to_vec();
@@ -557,7 +574,15 @@ impl RedisSink {
                         // also drops fields nobody writes any more and a key of another type.
                         commands.push(vec![bytes("DEL"), bytes(&key)]);
                         let blob = vector_to_bytes(vector);
-                        commands.push(vec![bytes("SET"), bytes(&format!("{}{}", self.cache_prefix, doc.text_hash.0)), blob.clone()]);
+                        if self.cache_max > 0 {
+                            commands.push(vec![bytes("SET"), bytes(&format!("{}{}", self.cache_prefix, doc.text_hash.0)), blob.clone()]);
+                            commands.push(vec![
+                                bytes("ZADD"),
+                                bytes(&self.cache_index_key),
+                                bytes(&now_ms.to_string()),
+                                bytes(&doc.text_hash.0),
+                            ]);
+                        }
                         hset.extend([bytes(&self.vector_field), blob]);
                     }
                     commands.push(hset);
@@ -673,7 +698,7 @@ fn is_unknown_command(err: &RedisError) -> bool {
 }
 
 /// Escapes glob metacharacters so a prefix matches only itself.
-fn escape_glob(text: &str) -> String {
+pub(super) fn escape_glob(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {

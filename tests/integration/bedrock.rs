@@ -21,6 +21,7 @@ fn embed_config(endpoint: &str, max_attempts: u32) -> EmbedConfig {
         template_version: 1,
         concurrency: 1,
         price_per_1k_tokens: 0.00002,
+        cache_max_vectors: 0,
     }
 }
 

@@ -27,3 +27,4 @@ mod restart;
 mod security;
 mod stall;
 mod streaming;
+mod vector_cache;
