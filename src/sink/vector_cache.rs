@@ -29,16 +29,23 @@ return excess";
 /// Entries dropped or adopted per round trip.
 const BATCH: usize = 1000;
 
-/// The embedding space of `embed`, 8 hex digits: what a cached vector is only good for.
-pub fn space_id(embed: &EmbedConfig) -> String {
-    let mut h = Sha256::new();
-    for part in [
+/// What identifies an embedding space in config: provider, model,
+/// dimensions, normalisation, template version. Vectors are only
+/// interchangeable within one (the index version hashes these too).
+pub fn space_parts(embed: &EmbedConfig) -> [String; 5] {
+    [
         format!("{:?}", embed.provider),
         embed.model_id.clone(),
         embed.dimensions.to_string(),
         embed.normalize.to_string(),
         embed.template_version.to_string(),
-    ] {
+    ]
+}
+
+/// The embedding space of `embed`, 8 hex digits: what a cached vector is only good for.
+pub fn space_id(embed: &EmbedConfig) -> String {
+    let mut h = Sha256::new();
+    for part in space_parts(embed) {
         h.update(part.as_bytes());
         h.update([0]);
     }

@@ -40,15 +40,8 @@ impl IndexVersion {
             h.update(arg.as_bytes());
             h.update([0]);
         }
-        let e = &config.embed;
-        for part in [
-            format!("{:?}", e.provider),
-            e.model_id.clone(),
-            e.dimensions.to_string(),
-            e.normalize.to_string(),
-            e.template_version.to_string(),
-            MappingFingerprint::of(&config.mapping).text,
-        ] {
+        let space = super::vector_cache::space_parts(&config.embed);
+        for part in space.into_iter().chain([MappingFingerprint::of(&config.mapping).text]) {
             h.update(part.as_bytes());
             h.update([0]);
         }

@@ -83,25 +83,9 @@ async fn a_text_the_embedding_service_refuses_is_quarantined_and_retried_by_a_re
     };
     refuse().up_to_n_times(u64::MAX).with_priority(1).mount(&bedrock).await;
     answer().with_priority(2).mount(&bedrock).await;
-    let config = env
-        .config_text
-        .replacen(
-            "provider = \"local\"",
-            &format!("provider = \"bedrock\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"", bedrock.uri()),
-            1,
-        )
-        .replacen("max_attempts = 5", "max_attempts = 1", 1)
-        .replacen(&format!("dimensions = {}", common::TEST_DIMENSIONS), "dimensions = 256", 1);
+    let config = env.bedrock_config(&bedrock.uri());
     env.use_config(config.clone());
-    let spawn = |args: &[&str], log: &str| {
-        env.binary_command(&config, log)
-            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
-            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .args(args)
-            .spawn()
-            .unwrap()
-    };
+    let spawn = |args: &[&str], log: &str| env.binary_with_aws(&config, log).args(args).spawn().unwrap();
     let mut streamer = spawn(&["run"], "streamer.log");
     env.wait_caught_up().await;
 

@@ -12,13 +12,10 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// The real binary on Bedrock (the SDK against a fake endpoint) with a
-/// short lease and stall bound.
-fn bedrock_config(env: &TestEnv, endpoint: &str) -> String {
+/// short lease and stall bound, and embedding calls allowed to wait long.
+fn stall_config(env: &TestEnv, endpoint: &str) -> String {
     let config = env
-        .config_text
-        .replacen("provider = \"local\"", &format!("provider = \"bedrock\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\""), 1)
-        .replacen("max_attempts = 5", "max_attempts = 1", 1)
-        .replacen(&format!("dimensions = {}", common::TEST_DIMENSIONS), "dimensions = 256", 1)
+        .bedrock_config(endpoint)
         .replacen("lease_ttl_secs = 10", "lease_ttl_secs = 3", 1)
         .replacen("\ntimeout_secs = 30", "\ntimeout_secs = 600", 1)
         .replacen("stall_timeout_secs = 300", "stall_timeout_secs = 6", 1);
@@ -27,13 +24,7 @@ fn bedrock_config(env: &TestEnv, endpoint: &str) -> String {
 }
 
 fn spawn(env: &TestEnv, config: &str, log: &str) -> std::process::Child {
-    env.binary_command(config, log)
-        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .arg("run")
-        .spawn()
-        .expect("spawn drugsync")
+    env.binary_with_aws(config, log).arg("run").spawn().expect("spawn drugsync")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,9 +39,9 @@ async fn a_writer_stuck_in_one_wait_gives_up_its_lease_and_a_standby_takes_over(
         .mount(&working)
         .await;
 
-    let stuck_config = bedrock_config(&env, &hanging.uri());
+    let stuck_config = stall_config(&env, &hanging.uri());
     // A standby of its own: another instance, another checkpoint.
-    let healthy_config = bedrock_config(&env, &working.uri()).replacen("checkpoint.redb", "standby.redb", 1);
+    let healthy_config = stall_config(&env, &working.uri()).replacen("checkpoint.redb", "standby.redb", 1);
     // Both are the same index version: the endpoint is not part of it.
     env.use_config(healthy_config.clone());
 

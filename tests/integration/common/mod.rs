@@ -183,6 +183,26 @@ impl TestEnv {
         path
     }
 
+    /// This test's config with Bedrock Titan V2 (256 dimensions, one SDK
+    /// attempt) at a fake InvokeModel `endpoint`: the real SDK client in the pipeline.
+    pub fn bedrock_config(&self, endpoint: &str) -> String {
+        let config = self
+            .config_text
+            .replacen("provider = \"local\"", &format!("provider = \"bedrock\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\""), 1)
+            .replacen("max_attempts = 5", "max_attempts = 1", 1)
+            .replacen(&format!("dimensions = {TEST_DIMENSIONS}"), "dimensions = 256", 1);
+        assert!(config.contains(endpoint) && config.contains("dimensions = 256"));
+        config
+    }
+
+    /// The real binary on `config_text` with static test AWS credentials (for
+    /// a fake Bedrock endpoint) and no instance-metadata lookups.
+    pub fn binary_with_aws(&self, config_text: &str, log_name: &str) -> std::process::Command {
+        let mut command = self.binary_command(config_text, log_name);
+        command.env("AWS_ACCESS_KEY_ID", "AKIDTEST").env("AWS_SECRET_ACCESS_KEY", "test-secret").env("AWS_EC2_METADATA_DISABLED", "true");
+        command
+    }
+
     /// Runs the real binary on this test's config, logging JSON to `log_name` in the test dir.
     pub fn spawn_binary(&self, log_name: &str) -> std::process::Child {
         self.spawn_binary_with(&self.config_text, log_name)
