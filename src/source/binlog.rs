@@ -152,16 +152,14 @@ impl<'a> Session<'a> {
 
     async fn connect(&mut self) -> Result<BinlogStream, SourceError> {
         let mut conn = Conn::new(self.tailer.opts.clone()).await.map_err(|e| SourceError::from_driver(e, "connect"))?;
-        self.flavor = server::flavor(&mut conn).await?;
         // Again on every reconnect, deliberately: after a failover the stream
-        // lands on another server, whose settings nobody has checked yet.
+        // lands on another server, whose version and settings nobody has checked yet.
+        let dialect = super::dialect::detect(&mut conn).await?;
+        self.flavor = dialect.flavor;
         super::preflight::check_binlog_settings(&mut conn).await?;
-        let heartbeat_ns = self.tailer.heartbeat.as_nanos() as u64;
-        let mut setup = vec![format!("SET @master_heartbeat_period = {heartbeat_ns}")];
-        if self.flavor == Flavor::Mariadb {
-            // Without this MariaDB hides its GTID events and sends fake ones.
-            setup.push("SET @mariadb_slave_capability = 4".into());
-        }
+        let mut setup = dialect.heartbeat_statements(self.tailer.heartbeat.as_nanos() as u64);
+        // MariaDB hides its GTID events (and sends fake ones) unless asked.
+        setup.extend(dialect.stream_statements());
         if self.decoder.gtid_state().is_none() && self.flavor == Flavor::Mariadb && !self.resume.is_gtid_only() {
             // Learn the GTID state at the start position so every stored position carries one.
             let state = server::gtid_state_at(&mut conn, &self.resume).await?;

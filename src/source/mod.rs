@@ -4,6 +4,7 @@ pub mod binlog;
 pub mod connect;
 pub mod deadline;
 pub mod decode;
+pub mod dialect;
 pub mod error;
 pub mod events;
 pub mod gtid;

@@ -11,6 +11,8 @@ use crate::config::Config;
 
 /// Runs every check in turn; the first failure is returned.
 pub async fn check_source(conn: &mut Conn, config: &Config) -> Result<(), SourceError> {
+    let dialect = super::dialect::detect(conn).await?;
+    tracing::info!(server = %dialect, "source server");
     check_binlog_settings(conn).await?;
     check_grants(conn, &config.mysql.schema).await?;
     check_server_id(conn, config.mysql.server_id, &replica_hostname(config)).await?;
@@ -130,25 +132,23 @@ pub async fn check_server_id(conn: &mut Conn, server_id: u32, our_host: &str) ->
             "mysql.server_id = {server_id} is the source server's own server_id; choose an id no server or replica of this source uses"
         )));
     }
-    for query in ["SHOW REPLICAS", "SHOW SLAVE HOSTS"] {
-        let rows: Vec<Row> = match conn.query(query).await {
-            Ok(rows) => rows,
-            Err(mysql_async::Error::Server(e)) => {
-                tracing::debug!(query, error = %e.message, "cannot list replicas; server_id uniqueness checked against the source only");
-                continue;
-            }
-            Err(e) => return Err(SourceError::from_driver(e, query)),
-        };
-        for row in &rows {
-            let id = column(row, "server_id").and_then(|v| v.parse::<u32>().ok());
-            let host = column(row, "host").unwrap_or_default();
-            if id == Some(server_id) && host != our_host {
-                return Err(SourceError::Misconfigured(format!(
-                    "mysql.server_id = {server_id} is already used by another replica of this source (it reports host {host:?}); the server would drop one of the two streams again and again: choose another id"
-                )));
-            }
+    let query = super::dialect::detect(conn).await?.replicas_query();
+    let rows: Vec<Row> = match conn.query(query).await {
+        Ok(rows) => rows,
+        Err(mysql_async::Error::Server(e)) => {
+            tracing::debug!(query, error = %e.message, "cannot list replicas; server_id uniqueness checked against the source only");
+            return Ok(());
         }
-        return Ok(());
+        Err(e) => return Err(SourceError::from_driver(e, query)),
+    };
+    for row in &rows {
+        let id = column(row, "server_id").and_then(|v| v.parse::<u32>().ok());
+        let host = column(row, "host").unwrap_or_default();
+        if id == Some(server_id) && host != our_host {
+            return Err(SourceError::Misconfigured(format!(
+                "mysql.server_id = {server_id} is already used by another replica of this source (it reports host {host:?}); the server would drop one of the two streams again and again: choose another id"
+            )));
+        }
     }
     Ok(())
 }

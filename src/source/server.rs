@@ -6,39 +6,21 @@ use mysql_async::{Conn, Row};
 use super::error::SourceError;
 use crate::position::Position;
 
-/// MySQL (Aurora) or MariaDB: they differ in GTIDs and a few commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    /// MySQL 8 / Aurora MySQL 3.
-    Mysql,
-    /// MariaDB 10.5+.
-    Mariadb,
-}
+pub use super::dialect::Flavor;
 
-/// Detects the server flavour from `VERSION()`.
-pub async fn flavor(conn: &mut Conn) -> Result<Flavor, SourceError> {
-    let version: Option<String> = query_first(conn, "SELECT VERSION()").await?;
-    Ok(if version.unwrap_or_default().to_ascii_lowercase().contains("mariadb") { Flavor::Mariadb } else { Flavor::Mysql })
-}
-
-/// The server's current end of binlog (`SHOW MASTER STATUS`, or `SHOW BINARY LOG STATUS` on MySQL 8.4+).
+/// The server's current end of binlog, by the statement its dialect knows
+/// (`SHOW MASTER STATUS`, `SHOW BINARY LOG STATUS` on MySQL 8.2+, `SHOW
+/// BINLOG STATUS` on MariaDB 10.5.2+), with its GTID state.
 pub async fn current_position(conn: &mut Conn) -> Result<Position, SourceError> {
-    let mut row: Option<Row> = None;
-    for query in ["SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"] {
-        match conn.query_first::<Row, _>(query).await {
-            Ok(found) => {
-                row = found;
-                break;
-            }
-            Err(mysql_async::Error::Server(_)) => continue,
-            Err(e) => return Err(SourceError::from_driver(e, query)),
-        }
-    }
+    let query = super::dialect::detect(conn).await?.binlog_status_query();
+    let row: Option<Row> = conn.query_first(query).await.map_err(|e| SourceError::from_driver(e, query))?;
     let row = row.ok_or_else(|| {
-        SourceError::Misconfigured("binary logging is off (SHOW MASTER STATUS is empty): enable log_bin (Aurora: set binlog_format=ROW in the DB cluster parameter group)".into())
+        SourceError::Misconfigured(format!(
+            "binary logging is off ({query} is empty): enable log_bin (Aurora: set binlog_format=ROW in the DB cluster parameter group)"
+        ))
     })?;
-    let file: String = row.get(0).ok_or_else(|| SourceError::Misconfigured("SHOW MASTER STATUS returned no file".into()))?;
-    let offset: u64 = row.get(1).ok_or_else(|| SourceError::Misconfigured("SHOW MASTER STATUS returned no position".into()))?;
+    let file: String = row.get(0).ok_or_else(|| SourceError::Misconfigured(format!("{query} returned no file")))?;
+    let offset: u64 = row.get(1).ok_or_else(|| SourceError::Misconfigured(format!("{query} returned no position")))?;
     let mut position = Position::new(file, offset);
     // MySQL: Executed_Gtid_Set is the 5th column; MariaDB has none and answers BINLOG_GTID_POS.
     let executed: Option<String> = row.get::<Option<String>, _>(4).flatten().filter(|s| !s.trim().is_empty());
