@@ -15,7 +15,8 @@ use mysql_common::packets::Sid;
 pub enum GtidState {
     /// MariaDB: domain -> (server id, sequence number) of the last transaction.
     Mariadb(BTreeMap<u32, (u32, u64)>),
-    /// MySQL: source uuid -> sorted, merged, inclusive intervals of transaction numbers.
+    /// MySQL: source uuid, or `uuid:tag` for a tagged GTID (MySQL 8.4+) ->
+    /// sorted, merged, inclusive intervals of transaction numbers.
     Mysql(BTreeMap<String, Vec<(u64, u64)>>),
 }
 
@@ -27,25 +28,38 @@ impl GtidState {
             return Err("empty GTID state".into());
         }
         if text.contains(':') {
+            // MySQL: uuid:ranges[:tag:ranges...] (tags since 8.4), parts joined by ','.
             let mut set = BTreeMap::new();
             for part in text.split(',') {
-                let (uuid, ranges) = part.split_once(':').ok_or_else(|| format!("GTID set part {part:?} lacks uuid:range"))?;
+                let mut tokens = part.split(':');
+                let uuid = tokens.next().unwrap_or_default();
                 if uuid.len() != 36 || !uuid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
                     return Err(format!("{uuid:?} is not a server uuid"));
                 }
-                let intervals: &mut Vec<(u64, u64)> = set.entry(uuid.to_ascii_lowercase()).or_default();
-                for range in ranges.split(':') {
-                    let (a, b) = range.split_once('-').unwrap_or((range, range));
+                let uuid = uuid.to_ascii_lowercase();
+                let mut key = uuid.clone();
+                let mut any = false;
+                for token in tokens {
+                    if !token.starts_with(|c: char| c.is_ascii_digit()) {
+                        key = format!("{uuid}:{}", parse_tag(token)?);
+                        continue;
+                    }
+                    let (a, b) = token.split_once('-').unwrap_or((token, token));
                     let (a, b): (u64, u64) = (
-                        a.parse().map_err(|_| format!("bad GTID range {range:?}"))?,
-                        b.parse().map_err(|_| format!("bad GTID range {range:?}"))?,
+                        a.parse().map_err(|_| format!("bad GTID range {token:?}"))?,
+                        b.parse().map_err(|_| format!("bad GTID range {token:?}"))?,
                     );
                     if a == 0 || a > b {
-                        return Err(format!("bad GTID range {range:?}"));
+                        return Err(format!("bad GTID range {token:?}"));
                     }
+                    let intervals: &mut Vec<(u64, u64)> = set.entry(key.clone()).or_default();
                     intervals.push((a, b));
+                    normalise(intervals);
+                    any = true;
                 }
-                normalise(intervals);
+                if !any {
+                    return Err(format!("GTID set part {part:?} lacks uuid:range"));
+                }
             }
             Ok(GtidState::Mysql(set))
         } else {
@@ -68,10 +82,15 @@ impl GtidState {
         }
     }
 
-    /// Records a MySQL transaction.
-    pub fn observe_mysql(&mut self, uuid: &str, gno: u64) {
+    /// Records a MySQL transaction (`tag` for a tagged GTID, `uuid:tag:gno`).
+    pub fn observe_mysql(&mut self, uuid: &str, tag: Option<&str>, gno: u64) {
         if let GtidState::Mysql(set) = self {
-            let intervals = set.entry(uuid.to_ascii_lowercase()).or_default();
+            let uuid = uuid.to_ascii_lowercase();
+            let key = match tag {
+                Some(tag) => format!("{uuid}:{}", tag.to_ascii_lowercase()),
+                None => uuid,
+            };
+            let intervals = set.entry(key).or_default();
             intervals.push((gno, gno));
             normalise(intervals);
         }
@@ -93,6 +112,16 @@ impl GtidState {
 }
 
 /// Sorts and merges touching or overlapping inclusive intervals.
+/// A GTID tag as MySQL 8.4 allows it: a letter or `_`, then letters, digits
+/// or `_`, at most 32, compared without case.
+fn parse_tag(token: &str) -> Result<String, String> {
+    let tag = token.to_ascii_lowercase();
+    let valid = (1..=32).contains(&tag.len())
+        && tag.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid { Ok(tag) } else { Err(format!("{token:?} is neither a GTID range nor a tag")) }
+}
+
 fn normalise(intervals: &mut Vec<(u64, u64)>) {
     intervals.sort_unstable();
     let mut merged: Vec<(u64, u64)> = Vec::with_capacity(intervals.len());
@@ -109,14 +138,30 @@ impl fmt::Display for GtidState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts: Vec<String> = match self {
             GtidState::Mariadb(state) => state.iter().map(|(d, (s, n))| format!("{d}-{s}-{n}")).collect(),
-            GtidState::Mysql(set) => set
-                .iter()
-                .map(|(uuid, intervals)| {
+            // MySQL's form: per uuid its untagged ranges, then each tag and its ranges
+            // (keys sort "uuid" before "uuid:tag", so a uuid's entries are adjacent).
+            GtidState::Mysql(set) => {
+                let mut parts: Vec<String> = Vec::new();
+                let mut current_uuid = "";
+                for (key, intervals) in set {
+                    let (uuid, tag) = key.split_once(':').map_or((key.as_str(), None), |(u, t)| (u, Some(t)));
                     let ranges: Vec<String> =
                         intervals.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
-                    format!("{uuid}:{}", ranges.join(":"))
-                })
-                .collect(),
+                    let text = match tag {
+                        Some(tag) => format!("{tag}:{}", ranges.join(":")),
+                        None => ranges.join(":"),
+                    };
+                    match parts.last_mut() {
+                        Some(last) if uuid == current_uuid => {
+                            last.push(':');
+                            last.push_str(&text);
+                        }
+                        _ => parts.push(format!("{uuid}:{text}")),
+                    }
+                    current_uuid = uuid;
+                }
+                parts
+            }
         };
         f.write_str(&parts.join(","))
     }
@@ -141,13 +186,27 @@ mod tests {
         let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
         let mut set = GtidState::parse(&format!("{uuid}:1-5:7,\n{uuid}:9")).unwrap();
         assert_eq!(set.to_string(), format!("{uuid}:1-5:7:9"));
-        set.observe_mysql(uuid, 6);
-        set.observe_mysql(uuid, 8);
+        set.observe_mysql(uuid, None, 6);
+        set.observe_mysql(uuid, None, 8);
         assert_eq!(set.to_string(), format!("{uuid}:1-9"));
         let sids = set.mysql_sids().unwrap();
         assert_eq!(sids.len(), 1);
         assert_eq!((sids[0].intervals()[0].start(), sids[0].intervals()[0].end()), (1, 10));
         assert!(GtidState::parse("nonsense:1-2").is_err());
         assert!(GtidState::parse(&format!("{uuid}:5-2")).is_err());
+    }
+
+    #[test]
+    fn tagged_gtids_keep_their_tags_in_mysql_form() {
+        let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let mut set = GtidState::parse(&format!("{uuid}:1-5:Nightly:1-2")).unwrap();
+        set.observe_mysql(uuid, Some("nightly"), 3);
+        set.observe_mysql(uuid, Some("aa"), 1);
+        set.observe_mysql(uuid, None, 6);
+        assert_eq!(set.to_string(), format!("{uuid}:1-6:aa:1:nightly:1-3"), "untagged first, then tags in order, one part per uuid");
+        assert_eq!(GtidState::parse(&set.to_string()).unwrap(), set);
+        assert_eq!(set.mysql_sids().unwrap().len(), 3, "one Sid per (uuid, tag)");
+        assert!(GtidState::parse(&format!("{uuid}:9tag:1")).is_err(), "a tag starts with a letter or _");
+        assert!(GtidState::parse(&format!("{uuid}:tag")).is_err(), "a tag without ranges");
     }
 }

@@ -166,8 +166,15 @@ impl TableLayout {
                 "row events for `{table}` carry no column names: set binlog_row_metadata=FULL on the source (Aurora: in the DB cluster parameter group)"
             ));
         }
+        Self::build_named(tme, table, route_column, &names)
+    }
+
+    /// [`Self::build`] with the column names given (tests of files written
+    /// with minimal metadata, whose names are known from their DDL).
+    pub(super) fn build_named(tme: &TableMapEvent<'_>, table: Arc<str>, route_column: &str, names: &[String]) -> Result<Self, String> {
+        let extractor = OptionalMetaExtractor::new(tme.iter_optional_meta()).map_err(|e| format!("table map of `{table}`: {e}"))?;
         let mut signedness = extractor.iter_signedness();
-        let mut columns = Vec::with_capacity(count);
+        let mut columns = Vec::with_capacity(names.len());
         for (i, name) in names.iter().enumerate() {
             let ty = tme
                 .get_column_type(i)

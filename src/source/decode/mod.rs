@@ -224,7 +224,7 @@ impl Decoder {
                 let hex = hex::encode(gtid.sid());
                 let uuid = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
                 if let Some(state) = &mut self.gtid_state {
-                    state.observe_mysql(&uuid, gtid.gno());
+                    state.observe_mysql(&uuid, gtid.tag().map(|t| t.as_str()), gtid.gno());
                 }
                 // MySQL follows its GTID with an explicit BEGIN for transactions.
                 self.begin(true);
@@ -512,6 +512,8 @@ fn header_bytes(event: &Event) -> [u8; 19] {
     out
 }
 
+#[cfg(test)]
+mod mysql_files;
 #[cfg(test)]
 mod testkit;
 #[cfg(test)]
