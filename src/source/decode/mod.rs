@@ -513,6 +513,8 @@ fn header_bytes(event: &Event) -> [u8; 19] {
 }
 
 #[cfg(test)]
+mod mysql8_fdb;
+#[cfg(test)]
 mod mysql_files;
 #[cfg(test)]
 mod testkit;

@@ -25,9 +25,13 @@ fn fixture(name: &str) -> PathBuf {
 
 /// The events of a file as mysql_async's binlog stream hands them over: a
 /// TRANSACTION_PAYLOAD event, then the events inside it (no position of their own).
-fn events_as_streamed(name: &str) -> Vec<Event> {
-    let file = std::fs::File::open(fixture(name)).unwrap();
-    let mut reader = BinlogFile::new(BinlogVersion::Version4, std::io::BufReader::new(file)).unwrap();
+pub(super) fn events_as_streamed(name: &str) -> Vec<Event> {
+    events_as_streamed_from(std::io::BufReader::new(std::fs::File::open(fixture(name)).unwrap()))
+}
+
+/// [`events_as_streamed`] of a binlog file's bytes.
+fn events_as_streamed_from(file: impl std::io::BufRead) -> Vec<Event> {
+    let mut reader = BinlogFile::new(BinlogVersion::Version4, file).unwrap();
     let mut events = Vec::new();
     while let Some(event) = reader.next() {
         let event = event.unwrap();

@@ -4,8 +4,11 @@
 //! CRC32) and read back through mysql_common's own `Event::read`, so the
 //! decoder sees exactly what the network stream would hand it.
 
+use mysql_common::binlog::consts::TransactionPayloadCompressionType;
 use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion, EventType};
-use mysql_common::binlog::events::{BinlogEventFooter, Event, FormatDescriptionEvent, GtidEvent, QueryEvent, RotateEvent};
+use mysql_common::binlog::events::{
+    BinlogEventFooter, Event, FormatDescriptionEvent, GtidEvent, QueryEvent, RotateEvent, TransactionPayloadEvent,
+};
 use mysql_common::proto::MySerialize;
 
 /// A column of a synthetic table: its type code, table-map metadata, and name.
@@ -158,6 +161,78 @@ impl Stream {
         }
         self.raw(kind, &body)
     }
+}
+
+impl Stream {
+    /// A v2 rows event (MySQL 8's): `kind` is 30 write, 31 update, 32 delete;
+    /// no extra row info, the statement-end flag set, as the server writes them.
+    pub fn rows_v2(&mut self, kind: u8, table_id: u64, cols: &[Col], rows: &[Vec<Vec<Cell>>]) -> Event {
+        self.raw(kind, &rows_v2_body(kind, table_id, cols, rows))
+    }
+
+    /// A TRANSACTION_PAYLOAD event (`binlog_transaction_compression=ON`):
+    /// the `inner` events (type, body), each with a 19-byte header, log_pos 0
+    /// and no checksum of its own, compressed together with zstd.
+    pub fn payload(&mut self, inner: &[(u8, Vec<u8>)]) -> Event {
+        let mut plain = Vec::new();
+        for (type_code, body) in inner {
+            let size = 19 + body.len() as u32;
+            plain.extend(self.timestamp.to_le_bytes());
+            plain.push(*type_code);
+            plain.extend(self.server_id.to_le_bytes());
+            plain.extend(size.to_le_bytes());
+            plain.extend(0u32.to_le_bytes());
+            plain.extend(0u16.to_le_bytes());
+            plain.extend(body);
+        }
+        let compressed = zstd::encode_all(&plain[..], 3).expect("zstd");
+        let event =
+            TransactionPayloadEvent::new(compressed.len() as u64, TransactionPayloadCompressionType::ZSTD, plain.len() as u64, compressed);
+        let mut body = Vec::new();
+        event.serialize(&mut body);
+        self.raw(EventType::TRANSACTION_PAYLOAD_EVENT as u8, &body)
+    }
+
+    /// `events` as mysql_async's stream hands them over: after a
+    /// TRANSACTION_PAYLOAD event come the events inside it, read without
+    /// checksums (`EventStreamReader::read_decompressed` does the same).
+    pub fn as_streamed(&self, events: &[Event]) -> Vec<Event> {
+        let plain = FormatDescriptionEvent::new(BinlogVersion::Version4);
+        let mut out = Vec::new();
+        for event in events {
+            out.push(event.clone());
+            if event.header().event_type_raw() != EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
+                continue;
+            }
+            let bytes = event.read_event::<TransactionPayloadEvent<'_>>().expect("payload").danger_decompress();
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let size = u32::from_le_bytes(rest[9..13].try_into().expect("size")) as usize;
+                out.push(Event::read(&plain, &rest[..size]).expect("an inner event"));
+                rest = &rest[size..];
+            }
+        }
+        out
+    }
+}
+
+/// The body of a v2 rows event (see [`Stream::rows_v2`]).
+pub fn rows_v2_body(kind: u8, table_id: u64, cols: &[Col], rows: &[Vec<Vec<Cell>>]) -> Vec<u8> {
+    let mut body = table_id.to_le_bytes()[..6].to_vec();
+    body.extend(1u16.to_le_bytes()); // STMT_END_F
+    body.extend(2u16.to_le_bytes()); // extra row info: its own length only
+    body.push(cols.len() as u8);
+    let all = vec![0xffu8; cols.len().div_ceil(8)];
+    body.extend(&all);
+    if kind == 31 {
+        body.extend(&all);
+    }
+    for row in rows {
+        for image in row {
+            body.extend(image_bytes(image));
+        }
+    }
+    body
 }
 
 /// One row image: NULL bitmap over all columns, then the non-NULL values.

@@ -6,12 +6,12 @@ use std::collections::{BTreeSet, HashMap};
 use super::testkit::*;
 use super::*;
 
-const NDC_ID: u64 = 70;
-const LBL_ID: u64 = 71;
+pub(super) const NDC_ID: u64 = 70;
+pub(super) const LBL_ID: u64 = 71;
 const OTHER_ID: u64 = 72;
 
 /// rndc14 as FDB lays it out, trimmed: routing column NDC first, GCN_SEQNO, and filler.
-fn ndc_cols() -> Vec<Col> {
+pub(super) fn ndc_cols() -> Vec<Col> {
     vec![
         char_col("NDC", 11),
         char_col("LBLRID", 6),
@@ -23,11 +23,11 @@ fn ndc_cols() -> Vec<Col> {
 }
 
 /// rlblrid3 with its routing column second, so values before it must be stepped over.
-fn labeler_cols() -> Vec<Col> {
+pub(super) fn labeler_cols() -> Vec<Col> {
     vec![varchar_col("MFG", 30), char_col("LBLRID", 6)]
 }
 
-fn ndc_row(ndc: &'static str, gcn: u32) -> Vec<Cell> {
+pub(super) fn ndc_row(ndc: &'static str, gcn: u32) -> Vec<Cell> {
     vec![Cell::Str(ndc), Cell::Str("A00001"), Cell::Int24(gcn), Cell::Dec([0x80, 0, 0, 1, 0, 0]), Cell::Str("DRUG"), Cell::Date(0, 0, 0)]
 }
 
