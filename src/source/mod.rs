@@ -1,5 +1,6 @@
 //! Reading the source database: the binlog tail, consistent snapshots, value conversion.
 
+pub mod aurora;
 pub mod binlog;
 pub mod connect;
 pub mod deadline;

@@ -12,7 +12,17 @@ use crate::config::Config;
 /// Runs every check in turn; the first failure is returned.
 pub async fn check_source(conn: &mut Conn, config: &Config) -> Result<(), SourceError> {
     let dialect = super::dialect::detect(conn).await?;
-    tracing::info!(server = %dialect, "source server");
+    let facts = super::aurora::binlog_facts(conn, &dialect).await?;
+    tracing::info!(
+        server = %dialect,
+        gtid_mode = ?facts.gtid_mode,
+        transaction_compression = ?facts.transaction_compression,
+        enhanced_binlog = ?facts.enhanced_binlog,
+        "source server"
+    );
+    for warning in super::aurora::advice(&dialect, &facts) {
+        tracing::warn!("{warning}");
+    }
     check_binlog_settings(conn).await?;
     check_grants(conn, &config.mysql.schema).await?;
     check_server_id(conn, config.mysql.server_id, &replica_hostname(config)).await?;
