@@ -118,12 +118,27 @@ pub struct Config {
 }
 
 /// Prometheus endpoint settings.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// `host:port` to serve `/metrics` on; empty = no endpoint.
+    /// `host:port` to serve `/metrics`, `/healthz` and `/readyz` on; empty = no endpoint.
     #[serde(default)]
     pub listen: String,
+    /// `/readyz` fails when the last batch's lag is over this many seconds.
+    #[serde(default = "default_ready_max_lag_secs")]
+    pub ready_max_lag_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { listen: String::new(), ready_max_lag_secs: default_ready_max_lag_secs() }
+    }
+}
+
+/// Five minutes: above the weekly reload's full diff (half a minute at full
+/// FDB scale), far below a day of staleness.
+fn default_ready_max_lag_secs() -> u64 {
+    300
 }
 
 impl MetricsConfig {

@@ -14,6 +14,7 @@ pub mod document;
 pub mod embed;
 pub mod error;
 pub mod fixture;
+pub mod health;
 pub mod mapping;
 pub mod metrics;
 pub mod pipeline;

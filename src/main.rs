@@ -90,7 +90,8 @@ async fn run(config: Config, replay_from: Option<Position>) -> anyhow::Result<()
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
     if let Some(listen) = replicator.config.metrics.address() {
-        drugsync::metrics::serve(listen, replicator.stats.clone(), cancel.clone())?;
+        let bounds = drugsync::metrics::bounds(&replicator.config);
+        drugsync::metrics::serve(listen, replicator.stats.clone(), bounds, cancel.clone())?;
     }
     replicator.run(cancel).await?;
     tracing::info!("drugsync stopped cleanly");

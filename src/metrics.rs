@@ -1,5 +1,5 @@
 //! Prometheus metrics: an HTTP endpoint (`metrics.listen`) serving the
-//! replicator's counters and gauges. Values are copied from [`Stats`] once a
+//! replicator's counters and gauges, and the `/healthz` and `/readyz` probes. Values are copied from [`Stats`] once a
 //! second, so the pipeline itself only touches atomics. Metric names and
 //! labels carry no configuration values, so no secret can reach a scrape.
 
@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Classify, ErrorClass};
+use crate::health::{self, Bounds};
 use crate::pipeline::Stats;
 
 /// The endpoint could not start.
@@ -31,24 +32,94 @@ impl Classify for MetricsError {
     }
 }
 
-/// Starts the endpoint on `listen` (every path answers with the metrics) and
-/// publishes `stats` every second until `stop` fires. Call inside the runtime.
-pub fn serve(listen: SocketAddr, stats: Arc<Stats>, stop: CancellationToken) -> Result<(), MetricsError> {
-    // Bind first: the exporter would only log a failure from its own task.
-    std::net::TcpListener::bind(listen).map_err(|e| MetricsError { listen, message: e.to_string() })?;
-    PrometheusBuilder::new().with_http_listener(listen).install().map_err(|e| MetricsError { listen, message: e.to_string() })?;
+/// Starts the endpoint on `listen` and publishes `stats` every second until
+/// `stop` fires. Paths: `/healthz` and `/readyz` (see [`crate::health`]; 200
+/// or 503 with a JSON body), anything else the Prometheus text. Call inside the runtime.
+pub fn serve(listen: SocketAddr, stats: Arc<Stats>, bounds: Bounds, stop: CancellationToken) -> Result<(), MetricsError> {
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| MetricsError { listen, message: e.to_string() })?;
+    listener.set_nonblocking(true).map_err(|e| MetricsError { listen, message: e.to_string() })?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| MetricsError { listen, message: e.to_string() })?;
+    let handle = PrometheusBuilder::new().install_recorder().map_err(|e| MetricsError { listen, message: e.to_string() })?;
     describe();
+    let publisher = stats.clone();
+    let stop_publishing = stop.clone();
     tokio::spawn(async move {
         loop {
-            publish(&stats);
+            publish(&publisher);
             tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop_publishing.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
     });
-    tracing::info!(%listen, "serving Prometheus metrics");
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let Ok((socket, _)) = accepted else { continue };
+            let (stats, handle) = (stats.clone(), handle.clone());
+            tokio::spawn(async move {
+                // A client that never finishes its request must not hold a task forever.
+                let _ = tokio::time::timeout(Duration::from_secs(5), answer(socket, &stats, &bounds, &handle)).await;
+            });
+        }
+    });
+    tracing::info!(%listen, "serving Prometheus metrics, /healthz and /readyz");
     Ok(())
+}
+
+/// Reads one HTTP request's head and answers it.
+async fn answer(mut socket: tokio::net::TcpStream, stats: &Stats, bounds: &Bounds, handle: &PrometheusHandle) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+        let n = socket.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let path = std::str::from_utf8(&head).ok().and_then(|h| h.split_whitespace().nth(1)).unwrap_or("/").to_owned();
+    let (status, content_type, body) = match path.split('?').next().unwrap_or("/") {
+        "/healthz" => verdict(health::liveness(&observe(stats), bounds)),
+        "/readyz" => verdict(health::readiness(&observe(stats), bounds)),
+        _ => ("200 OK", "text/plain; version=0.0.4", handle.render()),
+    };
+    let response =
+        format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    socket.write_all(response.as_bytes()).await?;
+    socket.shutdown().await
+}
+
+fn verdict(verdict: health::Verdict) -> (&'static str, &'static str, String) {
+    let status = if verdict.ok { "200 OK" } else { "503 Service Unavailable" };
+    (status, "application/json", serde_json::to_string(&verdict).unwrap_or_default())
+}
+
+/// What the probes judge, read from `stats` now.
+pub fn observe(stats: &Stats) -> health::Observed {
+    use std::sync::atomic::Ordering::Relaxed;
+    health::Observed {
+        writer: stats.writer.load(Relaxed) == 1,
+        silent: stats.progress.silent_for(),
+        source_age: stats.source_seen.age(),
+        redis_age: stats.redis_seen.age(),
+        index_live: stats.index_live.load(Relaxed) == 1,
+        lag: Duration::from_millis(stats.lag_ms.load(Relaxed)),
+    }
+}
+
+/// The probes' bounds from the config.
+pub fn bounds(config: &crate::config::Config) -> Bounds {
+    Bounds {
+        stall: Duration::from_secs(config.pipeline.stall_timeout_secs),
+        source: Duration::from_secs(config.mysql.heartbeat_secs * 3 + 1),
+        redis: Duration::from_secs(config.redis.lease_ttl_secs),
+        lag: Duration::from_secs(config.metrics.ready_max_lag_secs),
+    }
 }
 
 fn describe() {

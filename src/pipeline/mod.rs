@@ -5,6 +5,7 @@
 //! binlog ([`stream`]). Documents flow through [`sync`], the one place that
 //! diffs against Redis, embeds what is new and writes.
 
+pub mod activity;
 pub mod batch;
 pub mod bootstrap;
 pub mod error;
@@ -122,7 +123,7 @@ impl<E: Embedder> Replicator<E> {
     /// a change Redis has not acknowledged.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), RunError> {
         let lease = self.sink.lease(self.checkpoint()?.instance_id()?, Duration::from_secs(self.config.redis.lease_ttl_secs));
-        if !writer::acquire(&lease, &cancel).await? {
+        if !writer::acquire(&lease, &cancel, &self.stats.redis_seen).await? {
             return Ok(());
         }
         self.sink.fence_with(Some(lease.holder().to_owned()));
@@ -132,8 +133,14 @@ impl<E: Embedder> Replicator<E> {
         let stalled = CancellationToken::new();
         let stall = Duration::from_secs(self.config.pipeline.stall_timeout_secs);
         let progress = self.stats.progress.clone();
-        let renewer =
-            tokio::spawn(writer::keep_renewed(lease.clone(), inner.clone(), lost.clone(), progress.clone(), stall, stalled.clone()));
+        let renewer = tokio::spawn(writer::keep_renewed(
+            lease.clone(),
+            inner.clone(),
+            lost.clone(),
+            (progress.clone(), self.stats.redis_seen.clone()),
+            stall,
+            stalled.clone(),
+        ));
         let result = tokio::select! {
             result = progress.scope(self.replicate(inner.clone())) => result,
             // Dropping the run drops the wait it is stuck in, and every
@@ -143,6 +150,7 @@ impl<E: Embedder> Replicator<E> {
         inner.cancel();
         renewer.await.ok();
         Stats::set(&self.stats.writer, 0);
+        Stats::set(&self.stats.index_live, 0);
         if lost.load(Ordering::SeqCst) {
             let holder = lease.current_holder().await.ok().flatten().unwrap_or_default();
             return Err(RunError::LeaseLost { holder });
@@ -181,6 +189,7 @@ impl<E: Embedder> Replicator<E> {
     async fn replicate(&self, cancel: CancellationToken) -> Result<(), RunError> {
         self.store_replay_position(&cancel).await?;
         let Some(mut start) = self.starting_position(&cancel).await? else { return Ok(()) };
+        Stats::set(&self.stats.index_live, 1);
         let result = loop {
             match stream::run(self, start.clone(), cancel.clone()).await {
                 Err(RunError::Source(SourceError::PositionUnavailable { position, message }))

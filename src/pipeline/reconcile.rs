@@ -111,7 +111,14 @@ pub async fn reconcile<E: Embedder>(r: &Replicator<E>, dry_run: bool, cancel: &C
     let stall = Duration::from_secs(r.config.pipeline.stall_timeout_secs);
     let renewer = (mode == Mode::Repair).then(|| {
         let lost = Arc::new(AtomicBool::new(false));
-        tokio::spawn(writer::keep_renewed(lease.clone(), renewing.clone(), lost, progress.clone(), stall, stalled.clone()))
+        tokio::spawn(writer::keep_renewed(
+            lease.clone(),
+            renewing.clone(),
+            lost,
+            (progress.clone(), r.stats.redis_seen.clone()),
+            stall,
+            stalled.clone(),
+        ))
     });
     let result = tokio::select! {
         result = progress.scope(pass(r, mode, cancel)) => result,

@@ -31,6 +31,12 @@ pub struct Stats {
     pub writer: AtomicU64,
     /// When the writer's loop last moved (see [`super::progress`]).
     pub progress: super::progress::Progress,
+    /// When the binlog stream last delivered an event or heartbeat.
+    pub source_seen: crate::health::Heartbeat,
+    /// When Redis last answered the lease keeper (writer) or poller (standby).
+    pub redis_seen: crate::health::Heartbeat,
+    /// 1 while this writer's index version is live behind the alias.
+    pub index_live: AtomicU64,
 }
 
 impl Stats {

@@ -49,7 +49,8 @@ pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: Cancel
         r.config.mysql.resume_by,
     )
     .with_budget(r.config.pipeline.max_batch_keys)
-    .reporting_as(crate::source::preflight::replica_hostname(&r.config));
+    .reporting_as(crate::source::preflight::replica_hostname(&r.config))
+    .observed_by(r.stats.source_seen.clone());
     let tail_cancel = cancel.child_token();
     let tail = tokio::spawn(tailer.run(start.clone(), tx, tail_cancel.clone()));
     tracing::info!(position = %start, full_diff_above_keys = limit, "streaming");
@@ -85,10 +86,15 @@ async fn apply_loop<E: Embedder>(
     let max_transactions = r.config.pipeline.batch_max_transactions;
     let max_delay = Duration::from_millis(r.config.pipeline.batch_max_delay_ms);
     let mut repair_tick = tokio::time::interval(REPAIR_POLL);
+    let mut activity = super::activity::ActivityLog::new(&r.stats);
     loop {
         let first = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
+            _ = cancel.cancelled() => {
+                activity.flush(&r.stats);
+                return Ok(());
+            }
             _ = repair_tick.tick() => {
+                activity.flush(&r.stats);
                 if retry(cancel, "applying reconcile repairs", || apply_repairs(r)).await?.is_none() {
                     return Ok(());
                 }
@@ -119,6 +125,7 @@ async fn apply_loop<E: Embedder>(
             return Ok(());
         }
         applied = batch.commit.clone();
+        activity.applied(&r.stats, batch.transactions, &applied);
     }
 }
 

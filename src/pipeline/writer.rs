@@ -8,16 +8,22 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
+use crate::health::Heartbeat;
 
 use super::RunError;
 use crate::sink::WriterLease;
 
 /// Takes the lease, waiting while another instance holds it (a hot standby
 /// waits here). `Ok(false)` when `cancel` fired while waiting.
-pub async fn acquire(lease: &WriterLease, cancel: &CancellationToken) -> Result<bool, RunError> {
+/// Every answer from Redis marks `redis_seen` (what a standby's readiness checks).
+pub async fn acquire(lease: &WriterLease, cancel: &CancellationToken, redis_seen: &Heartbeat) -> Result<bool, RunError> {
     let mut announced = false;
     loop {
-        match lease.try_acquire().await {
+        let answer = lease.try_acquire().await;
+        if answer.is_ok() {
+            redis_seen.mark();
+        }
+        match answer {
             Ok(true) => return Ok(true),
             Ok(false) => {
                 if !announced {
@@ -40,14 +46,16 @@ pub async fn acquire(lease: &WriterLease, cancel: &CancellationToken) -> Result<
 /// When the writer's `progress` has been silent for longer than `stall`,
 /// stops renewing and cancels `stalled`: the run is then abandoned (its
 /// stuck wait dropped) and the lease left for a standby.
+/// Each renewal Redis answers marks the heartbeat in `watch`.
 pub async fn keep_renewed(
     lease: WriterLease,
     stop: CancellationToken,
     lost: Arc<AtomicBool>,
-    progress: Progress,
+    watch: (Progress, Heartbeat),
     stall: Duration,
     stalled: CancellationToken,
 ) {
+    let (progress, redis_seen) = watch;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -63,7 +71,11 @@ pub async fn keep_renewed(
             stalled.cancel();
             return;
         }
-        match lease.renew().await {
+        let renewed = lease.renew().await;
+        if renewed.is_ok() {
+            redis_seen.mark();
+        }
+        match renewed {
             Ok(true) => {}
             Ok(false) => {
                 tracing::error!(holder = lease.holder(), "writer lease lost to another instance; stopping");

@@ -55,6 +55,8 @@ pub struct BinlogTailer {
     /// waits for budget rather than letting them pile up.
     budget: Arc<Semaphore>,
     budget_total: usize,
+    /// Marked on everything the stream delivers.
+    seen: crate::health::Heartbeat,
 }
 
 /// Longest wait between reconnect attempts.
@@ -74,6 +76,7 @@ impl BinlogTailer {
             hostname: String::new(),
             budget: Arc::new(Semaphore::new(budget_total)),
             budget_total,
+            seen: crate::health::Heartbeat::default(),
         }
     }
 
@@ -89,6 +92,13 @@ impl BinlogTailer {
     /// `SHOW REPLICAS`; preflight uses it to tell its own sessions from other replicas).
     pub fn reporting_as(mut self, hostname: String) -> Self {
         self.hostname = hostname;
+        self
+    }
+
+    /// Marks `heartbeat` whenever the stream delivers anything (an event or
+    /// the server's heartbeat): what readiness checks.
+    pub fn observed_by(mut self, heartbeat: crate::health::Heartbeat) -> Self {
+        self.seen = heartbeat;
         self
     }
 
@@ -212,6 +222,7 @@ impl<'a> Session<'a> {
                 Ok(Some(Err(e))) => return Err(self.classify(e)),
                 Ok(Some(Ok(event))) => event,
             };
+            self.tailer.seen.mark();
             if let Some(tx) = self.decoder.feed(&event)? {
                 let commit = tx.commit.clone();
                 let weight = tx.routing.len().clamp(1, self.tailer.budget_total) as u32;

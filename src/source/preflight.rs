@@ -178,18 +178,45 @@ pub async fn check_binlog_retention(conn: &mut Conn, budget_hours: u32) -> Resul
     if budget_hours == 0 {
         return Ok(());
     }
-    let budget = f64::from(budget_hours);
+    let Some(retention) = binlog_retention(conn).await? else { return Ok(()) };
+    if retention.hours < f64::from(budget_hours) {
+        let fix = if retention.rds {
+            format!("CALL mysql.rds_set_configuration('binlog retention hours', {budget_hours})")
+        } else {
+            format!(
+                "SET PERSIST binlog_expire_logs_seconds = {} (MariaDB: SET GLOBAL and the server config)",
+                u64::from(budget_hours) * 3600
+            )
+        };
+        return Err(SourceError::Misconfigured(format!(
+            "the source keeps binlogs for {:.1} hours ({}), less than mysql.downtime_budget_hours = {budget_hours}: an outage that long would lose drugsync's position. Fix: {fix}; or lower the budget",
+            retention.hours, retention.setting
+        )));
+    }
+    Ok(())
+}
+
+/// How long a source keeps its binlogs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retention {
+    /// Hours (0: purged at once).
+    pub hours: f64,
+    /// The setting it comes from, as the operator would look it up.
+    pub setting: String,
+    /// Set through `mysql.rds_set_configuration` (RDS, Aurora).
+    pub rds: bool,
+}
+
+/// The source's binlog retention; `None` when binlogs never expire or the
+/// setting cannot be read (logged).
+pub async fn binlog_retention(conn: &mut Conn) -> Result<Option<Retention>, SourceError> {
     let query = "SELECT value FROM mysql.rds_configuration WHERE name = 'binlog retention hours'";
     match conn.query_first::<Option<String>, _>(query).await {
         Ok(Some(value)) => {
             let hours = value.as_deref().and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0);
-            if hours < budget {
-                let shown = value.unwrap_or_else(|| "NULL".into());
-                return Err(SourceError::Misconfigured(format!(
-                    "the source keeps binlogs for {shown} hours (mysql.rds_configuration 'binlog retention hours'; NULL purges them at once), less than mysql.downtime_budget_hours = {budget_hours}: an outage that long would lose drugsync's position. Fix: CALL mysql.rds_set_configuration('binlog retention hours', {budget_hours}); or lower the budget"
-                )));
-            }
-            return Ok(());
+            let shown = value.unwrap_or_else(|| "NULL".into());
+            let setting = format!("mysql.rds_configuration 'binlog retention hours' = {shown}; NULL purges them at once");
+            return Ok(Some(Retention { hours, setting, rds: true }));
         }
         Ok(None) => {}
         // Not RDS/Aurora (no such table), or the user may not read it.
@@ -197,25 +224,18 @@ pub async fn check_binlog_retention(conn: &mut Conn, budget_hours: u32) -> Resul
             let aurora = query_first(conn, "SELECT @@aurora_version").await.ok().flatten().is_some();
             if aurora {
                 tracing::warn!(error = %e.message, "cannot read mysql.rds_configuration to check binlog retention: GRANT SELECT ON mysql.rds_configuration TO the drugsync user");
-                return Ok(());
+                return Ok(None);
             }
         }
         Err(e) => return Err(SourceError::from_driver(e, query)),
     }
     let seconds = query_first(conn, "SELECT @@GLOBAL.binlog_expire_logs_seconds").await.ok().flatten().and_then(|v| v.parse::<f64>().ok());
     let days = query_first(conn, "SELECT @@GLOBAL.expire_logs_days").await.ok().flatten().and_then(|v| v.parse::<f64>().ok());
-    let (variable, hours) = match (seconds, days) {
-        (Some(s), _) if s > 0.0 => ("binlog_expire_logs_seconds", s / 3600.0),
-        (_, Some(d)) if d > 0.0 => ("expire_logs_days", d * 24.0),
-        _ => return Ok(()), // binlogs never expire
-    };
-    if hours < budget {
-        return Err(SourceError::Misconfigured(format!(
-            "the source expires binlogs after {hours:.1} hours ({variable}), less than mysql.downtime_budget_hours = {budget_hours}: an outage that long would lose drugsync's position. Fix: SET PERSIST binlog_expire_logs_seconds = {} (MariaDB: SET GLOBAL and the server config); or lower the budget",
-            u64::from(budget_hours) * 3600
-        )));
-    }
-    Ok(())
+    Ok(match (seconds, days) {
+        (Some(s), _) if s > 0.0 => Some(Retention { hours: s / 3600.0, setting: format!("binlog_expire_logs_seconds = {s}"), rds: false }),
+        (_, Some(d)) if d > 0.0 => Some(Retention { hours: d * 24.0, setting: format!("expire_logs_days = {d}"), rds: false }),
+        _ => None, // binlogs never expire
+    })
 }
 
 /// Server errors that mean the mapping names something that does not exist:

@@ -109,7 +109,8 @@ async fn binlog_retention_shorter_than_the_downtime_budget_is_refused() {
     .await;
     let message = env.connect_error(&env.config_text).await.expect("Aurora's NULL retention is refused");
     assert!(
-        message.contains("NULL hours") && message.contains("CALL mysql.rds_set_configuration('binlog retention hours', 24)"),
+        message.contains("'binlog retention hours' = NULL")
+            && message.contains("CALL mysql.rds_set_configuration('binlog retention hours', 24)"),
         "{message}"
     );
     env.exec(&["UPDATE mysql.rds_configuration SET value = '48' WHERE name = 'binlog retention hours'"]).await;
