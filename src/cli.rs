@@ -85,6 +85,14 @@ pub enum Command {
     /// Replicate continuously (the default). Performs the initial load when no
     /// checkpoint exists, then streams. Stops cleanly on SIGTERM/SIGINT.
     Run,
+    /// Where replication stands: positions, lag and age of the last commit,
+    /// documents, quarantine, lease, the source's binlogs, the last error.
+    /// Works whether drugsync runs or not; writes nothing.
+    Status {
+        /// A table (people) or one JSON object (machines).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
     /// Inspect the checkpoint.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
         }
         match cli.command.unwrap_or(Command::Run) {
             Command::Run => run(config, replay_from).await,
+            Command::Status { output } => status(config, output).await,
             Command::Checkpoint(CheckpointCommand::Show) => show_checkpoint(config).await,
             Command::Seed { ndcs, seed, yes_destroy_schema } => seed_schema(config, ndcs, seed, yes_destroy_schema).await,
         }
@@ -120,6 +121,15 @@ async fn reconcile(config: Config, dry_run: bool, output: OutputFormat) -> anyho
         OutputFormat::Table => print!("{}", report.to_table()),
     }
     tracing::info!(drift = report.drift(), mode = %report.mode, "reconcile finished");
+    Ok(())
+}
+
+async fn status(config: Config, output: OutputFormat) -> anyhow::Result<()> {
+    let report = drugsync::status::gather(&config).await?;
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
+        OutputFormat::Table => print!("{}", report.to_table()),
+    }
     Ok(())
 }
 

@@ -106,6 +106,24 @@ impl<E: Embedder> Replicator<E> {
         })
     }
 
+    /// Publishes this writer's [`crate::status::StatusRecord`] (once a second
+    /// from the apply loop, and with the error it stops on). Best effort: the
+    /// status is for people, and must never fail replication.
+    pub async fn publish_status(&self) {
+        let Ok(holder) = self.checkpoint().and_then(|c| Ok(c.instance_id()?)) else { return };
+        let record = crate::status::StatusRecord {
+            holder,
+            written_at: crate::health::unix_ms() / 1000,
+            last_commit: Stats::get(&self.stats.last_commit_unix),
+            lag_ms: Stats::get(&self.stats.lag_ms),
+            last_error: self.stats.progress.last_error(),
+        };
+        let Ok(json) = serde_json::to_string(&record) else { return };
+        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), self.sink.store_status(&json)).await {
+            tracing::debug!(error = %e, "could not publish the status record");
+        }
+    }
+
     /// Longest wait for one MySQL query (`mysql.query_timeout_secs`).
     pub fn query_timeout(&self) -> Duration {
         Duration::from_secs(self.config.mysql.query_timeout_secs)
@@ -147,6 +165,12 @@ impl<E: Embedder> Replicator<E> {
             // connection that wait holds: nothing of it can write later.
             _ = stalled.cancelled() => Err(RunError::Stalled { secs: progress.silent_for().as_secs() }),
         };
+        if let Err(e) = &result {
+            self.stats.progress.error_now(&e.to_string());
+            if !lost.load(Ordering::SeqCst) {
+                self.publish_status().await;
+            }
+        }
         inner.cancel();
         renewer.await.ok();
         Stats::set(&self.stats.writer, 0);

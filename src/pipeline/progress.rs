@@ -16,17 +16,20 @@ tokio::task_local! {
     static CURRENT: Progress;
 }
 
-/// The time of the last beat of one writer; clones share it.
+/// The time of the last beat of one writer, and the last error it retried;
+/// clones share them.
 #[derive(Debug, Clone)]
 pub struct Progress {
     origin: Instant,
     /// Milliseconds after `origin` of the last beat.
     last_ms: Arc<AtomicU64>,
+    /// The last error a step failed with (retried or not), and when (Unix seconds).
+    last_error: Arc<std::sync::Mutex<Option<(String, u64)>>>,
 }
 
 impl Default for Progress {
     fn default() -> Self {
-        Self { origin: Instant::now(), last_ms: Arc::default() }
+        Self { origin: Instant::now(), last_ms: Arc::default(), last_error: Arc::default() }
     }
 }
 
@@ -34,6 +37,17 @@ impl Progress {
     /// Records a beat now.
     pub fn beat_now(&self) {
         self.last_ms.store(self.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Records `error` as the last one (for `drugsync status`).
+    pub fn error_now(&self, error: &str) {
+        let at = crate::health::unix_ms() / 1000;
+        *self.last_error.lock().expect("last error lock") = Some((error.to_owned(), at));
+    }
+
+    /// The last error recorded, with its Unix time.
+    pub fn last_error(&self) -> Option<(String, u64)> {
+        self.last_error.lock().expect("last error lock").clone()
     }
 
     /// How long since the last beat.
@@ -53,17 +67,22 @@ pub fn beat() {
     let _ = CURRENT.try_with(Progress::beat_now);
 }
 
+/// Records `error` as the last error of the writer this task runs for, if any.
+pub fn record_error(error: &str) {
+    let _ = CURRENT.try_with(|p| p.error_now(error));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn beats_inside_the_scope_reach_it_and_silence_grows_without_them() {
-        let progress = Progress { origin: Instant::now() - Duration::from_secs(10), last_ms: Arc::default() };
+        let progress = Progress { origin: Instant::now() - Duration::from_secs(10), ..Progress::default() };
         assert!(progress.silent_for() >= Duration::from_secs(10), "no beat since the origin");
         progress.scope(async { beat() }).await;
         assert!(progress.silent_for() < Duration::from_secs(1), "a beat inside the scope reached it");
-        let other = Progress { origin: Instant::now() - Duration::from_secs(10), last_ms: Arc::default() };
+        let other = Progress { origin: Instant::now() - Duration::from_secs(10), ..Progress::default() };
         beat(); // outside any scope: a no-op, not a panic
         assert!(other.silent_for() >= Duration::from_secs(10));
     }

@@ -30,6 +30,7 @@ impl Backoff {
     /// a transient one is logged with `what`, waited out, and `Ok(true)` means
     /// try again. `Ok(false)` means `cancel` fired while waiting.
     pub async fn wait(&mut self, error: RunError, cancel: &CancellationToken, what: &str) -> Result<bool, RunError> {
+        super::progress::record_error(&error.to_string());
         if !error.is_transient() {
             return Err(error);
         }

@@ -95,6 +95,7 @@ async fn apply_loop<E: Embedder>(
             }
             _ = repair_tick.tick() => {
                 activity.flush(&r.stats);
+                r.publish_status().await;
                 if retry(cancel, "applying reconcile repairs", || apply_repairs(r)).await?.is_none() {
                     return Ok(());
                 }

@@ -83,6 +83,13 @@ impl WriterLease {
         Ok(redis::cmd("GET").arg(&self.key).query_async(&mut conn).await?)
     }
 
+    /// Milliseconds until the lease expires unless renewed; `None` when nobody holds it.
+    pub async fn ttl_left_ms(&self) -> Result<Option<u64>, SinkError> {
+        let mut conn = self.conn.clone();
+        let ms: i64 = redis::cmd("PTTL").arg(&self.key).query_async(&mut conn).await?;
+        Ok(u64::try_from(ms).ok())
+    }
+
     /// How often to renew: a third of the TTL leaves two chances before expiry.
     pub fn renew_every(&self) -> Duration {
         self.ttl / 3

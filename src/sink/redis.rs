@@ -171,6 +171,8 @@ pub struct RedisSink {
     mapping_key: String,
     /// Documents left out for good, with the reason (see `quarantine.rs`).
     pub(super) quarantine_key: String,
+    /// The writer's status record (`drugsync status`).
+    status_key: String,
     /// While a load runs: its epoch, checked inside every fenced write.
     load_epoch: std::sync::Arc<std::sync::RwLock<Option<String>>>,
 }
@@ -233,6 +235,7 @@ impl RedisSink {
             space_key: format!("{state}{}:space", version.index),
             state_prefix: state.clone(),
             quarantine_key: format!("{state}{}:quarantine", version.index),
+            status_key: format!("{state}{}:status", version.index),
             version,
             lease_key: format!("{state}{}:writer", config.index.name),
             repair_key: format!("{state}{}:repair", config.index.name),
@@ -470,6 +473,17 @@ impl RedisSink {
     /// Records that every document now follows `fields` (fenced like every write).
     pub async fn store_mapping_fingerprint(&self, fields: &str) -> Result<(), SinkError> {
         self.write(vec![vec![b"SET".to_vec(), self.mapping_key.as_bytes().to_vec(), fields.as_bytes().to_vec()]]).await
+    }
+
+    /// Stores the writer's status record (JSON, see `crate::status`), fenced like every write.
+    pub async fn store_status(&self, json: &str) -> Result<(), SinkError> {
+        self.write(vec![vec![b"SET".to_vec(), self.status_key.as_bytes().to_vec(), json.as_bytes().to_vec()]]).await
+    }
+
+    /// The writer's last status record, if any.
+    pub async fn status_record(&self) -> Result<Option<String>, SinkError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(&self.status_key).await?)
     }
 
     /// Starts an initial load under a new epoch: stores it in Redis and makes

@@ -16,6 +16,7 @@ mod ddl;
 mod divergence;
 mod gtid;
 mod kill;
+mod operations;
 mod oracle;
 mod outage;
 mod preflight;

@@ -650,6 +650,17 @@ impl PrivateRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// SIGKILL; the port stays closed until [`Self::start_again`].
+    pub fn stop(&mut self) {
+        kill_child(&mut self.child);
+    }
+
+    /// Starts a stopped server again on the same port and directory.
+    pub async fn start_again(&mut self) {
+        self.spawn();
+        self.wait_ready().await;
+    }
+
     /// SIGKILL, then start again on the same port and directory.
     pub async fn restart(&mut self) {
         kill_child(&mut self.child);
