@@ -3,7 +3,8 @@
 //!
 //! | local | Redis | decision |
 //! |---|---|---|
-//! | none | any | initial load |
+//! | none | none | initial load |
+//! | none | R | resume from R: a new task or host (the checkpoint is per task), or a standby taking over. R was written atomically with the batch it ends, so nothing before it is missing |
 //! | some | none | Redis lost everything (flushed, new instance): initial load |
 //! | L | R >= L | resume from L (Redis is ahead only after a crash between EXEC and checkpoint; replay is idempotent) |
 //! | L | R < L | Redis lost recent writes (restored from an older snapshot): replay from R |
@@ -18,8 +19,17 @@ use crate::position::Position;
 /// The position to stream from, or `None` when an initial load is needed.
 pub async fn resume_position<E: Embedder>(r: &Replicator<E>) -> Result<Option<Position>, RunError> {
     let Some(local) = r.checkpoint()?.load()? else {
-        tracing::info!("no checkpoint: starting with an initial load");
-        return Ok(None);
+        return match r.sink.position().await? {
+            Some(remote) => {
+                tracing::info!(redis = %remote, "no local checkpoint (a new task or host, or a standby taking over): resuming from the position Redis stored with the last applied batch");
+                r.checkpoint()?.reset(&remote)?;
+                Ok(Some(remote))
+            }
+            None => {
+                tracing::info!("no checkpoint: starting with an initial load");
+                Ok(None)
+            }
+        };
     };
     let Some(remote) = r.sink.position().await? else {
         tracing::warn!(checkpoint = %local, "Redis holds no applied position (flushed or replaced): running the initial load again");

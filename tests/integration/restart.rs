@@ -35,6 +35,29 @@ async fn clean_stop_then_changes_then_restart_catches_up_without_reloading() {
     run.stop().await;
 }
 
+/// A new ECS task (or host) has no checkpoint of its own: it resumes from
+/// the position Redis stored with the last batch instead of reloading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_task_without_a_checkpoint_resumes_from_redis_without_reloading() {
+    let env = TestEnv::new("new_task", 600).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    run.stop().await;
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'WHILE NO TASK RAN' WHERE LBLRID = '000003'"]).await;
+
+    let fresh = env.config_text.replacen("checkpoint.redb", "another-task.redb", 1);
+    assert_ne!(fresh, env.config_text);
+    let run = env.start_with(&fresh).await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    let touched = Stats::get(&run.stats.upserts) + Stats::get(&run.stats.deletes) + Stats::get(&run.stats.unchanged);
+    let of_labeler = env.active_ndcs_where("n.LBLRID = '000003'").await.len() as u64;
+    assert_eq!(touched, of_labeler, "only the change's documents were compared, no reload");
+    run.stop().await;
+    let local = drugsync::checkpoint::CheckpointStore::open(&env.dir.path().join("another-task.redb")).unwrap().load().unwrap();
+    assert_eq!(local, Some(env.master_position().await), "the new task's own checkpoint follows");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_binary_cleanly_with_exit_code_zero() {
     let env = TestEnv::new("sigterm", 100).await;
