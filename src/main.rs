@@ -120,7 +120,8 @@ async fn reconcile(config: Config, dry_run: bool, output: OutputFormat) -> anyho
         OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
         OutputFormat::Table => print!("{}", report.to_table()),
     }
-    tracing::info!(drift = report.drift(), mode = %report.mode, "reconcile finished");
+    // The nightly alarm on embedding calls reads this line (deploy/sst/drugsync.ts).
+    tracing::info!(drift = report.drift(), mode = %report.mode, embed_calls = report.embed_calls, "reconcile finished");
     Ok(())
 }
 

@@ -10,6 +10,9 @@ use crate::position::Position;
 
 /// Longest a summary waits before it is written.
 const EVERY: Duration = Duration::from_secs(1);
+/// How often a writer says it is one, work or not: the "no writer" alarm
+/// counts these lines (deploy/sst/drugsync.ts).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
 
 /// The counters at the last line, to log differences.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,12 +53,24 @@ pub struct ActivityLog {
     transactions: u64,
     batches: u64,
     position: Option<Position>,
+    /// When the last "writer heartbeat" line was written (`None`: not yet).
+    heartbeat: Option<Instant>,
+    /// The last position applied, for the heartbeat line.
+    applied: Option<Position>,
 }
 
 impl ActivityLog {
     /// Starts counting from `stats` as they are now.
     pub fn new(stats: &Stats) -> Self {
-        Self { last: Instant::now(), counts: Counts::of(stats), transactions: 0, batches: 0, position: None }
+        Self {
+            last: Instant::now(),
+            counts: Counts::of(stats),
+            transactions: 0,
+            batches: 0,
+            position: None,
+            heartbeat: None,
+            applied: None,
+        }
     }
 
     /// A batch of `transactions` was applied up to `position`; logs if a second has passed.
@@ -68,12 +83,19 @@ impl ActivityLog {
         }
     }
 
-    /// Logs what is pending, if anything (call at least once a second while idle).
+    /// Logs what is pending, if anything, and the writer heartbeat when it
+    /// is due (call at least once a second while idle).
     pub fn flush(&mut self, stats: &Stats) {
+        if self.heartbeat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+            let position = self.position.as_ref().or(self.applied.as_ref()).map(ToString::to_string).unwrap_or_default();
+            tracing::info!(%position, lag_ms = Stats::get(&stats.lag_ms), "writer heartbeat");
+            self.heartbeat = Some(Instant::now());
+        }
         let Some(position) = self.position.take() else {
             self.last = Instant::now();
             return;
         };
+        self.applied = Some(position.clone());
         let now = Counts::of(stats);
         let done = now.since(self.counts);
         tracing::info!(
@@ -88,7 +110,7 @@ impl ActivityLog {
             lag_ms = Stats::get(&stats.lag_ms),
             "applied"
         );
-        *self = Self { last: Instant::now(), counts: now, transactions: 0, batches: 0, position: None };
+        (self.last, self.counts, self.transactions, self.batches) = (Instant::now(), now, 0, 0);
     }
 }
 
