@@ -273,6 +273,16 @@ async fn a_changed_field_the_text_does_not_use_is_reconciled_in_place() {
     assert_eq!(env.prefix, prefix, "the same index version");
     let run = env.start().await;
     env.wait_caught_up().await;
+    // The position was already caught up: the in-place reconcile is done when
+    // the new fingerprint is recorded, which happens only after it.
+    let fields = drugsync::mapping::MappingFingerprint::of(&env.config().mapping).fields;
+    let key = env.position_key.replace(":position", ":mapping");
+    let mut redis = env.redis.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while redis::cmd("GET").arg(&key).query_async::<Option<String>>(&mut redis).await.unwrap().as_deref() != Some(fields.as_str()) {
+        assert!(std::time::Instant::now() < deadline, "the in-place reconcile did not finish");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     env.assert_matches_mysql().await;
     let ndc = env.active_ndcs_where("n.LBLRID = '000001'").await.remove(0);
     assert!(env.field(&ndc, "manufacturer").await.unwrap_or_default().starts_with("M:"));

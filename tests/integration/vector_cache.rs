@@ -13,7 +13,10 @@ async fn cache_entries(env: &TestEnv) -> std::collections::BTreeMap<String, usiz
     let mut out = std::collections::BTreeMap::new();
     for key in keys.into_iter().filter(|k| k.rsplit(':').next().is_some_and(|h| h.len() == 64)) {
         let len: usize = redis::cmd("STRLEN").arg(&key).query_async(&mut redis).await.unwrap();
-        out.insert(key, len);
+        // 0: deleted (trimmed) between KEYS and STRLEN.
+        if len > 0 {
+            out.insert(key, len);
+        }
     }
     out
 }
@@ -63,7 +66,15 @@ async fn the_old_spaces_cache_leaves_with_its_version() {
     env.use_config(env.config_text.replacen(&format!("dimensions = {}", common::TEST_DIMENSIONS), "dimensions = 32", 1));
     let run = env.start().await;
     env.wait_caught_up().await;
-    let entries = cache_entries(&env).await;
+    // The old space's vectors go just after the alias switch: wait for that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let entries = loop {
+        let entries = cache_entries(&env).await;
+        if entries.values().all(|len| *len == 4 * 32) || std::time::Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(!entries.is_empty());
     assert!(entries.values().all(|len| *len == 4 * 32), "no vector of the dropped version's space is left: {entries:?}");
     let mut redis = env.redis.clone();
