@@ -388,6 +388,18 @@ pub struct EmbedConfig {
     /// Longest wait for one embedding call's answer, in seconds (each attempt).
     #[serde(default = "default_embed_timeout_secs")]
     pub timeout_secs: u64,
+    /// Client-side pacing to the Bedrock quota: calls per minute (0: none).
+    #[serde(default)]
+    pub requests_per_minute: u32,
+    /// Client-side pacing to the Bedrock quota: input tokens per minute (0: none).
+    #[serde(default)]
+    pub tokens_per_minute: u64,
+    /// Unavailable answers in a row that open the circuit breaker (0: never).
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// Seconds the open circuit fails calls at once before trying one again.
+    #[serde(default = "default_breaker_cooldown_secs")]
+    pub breaker_cooldown_secs: u64,
     /// Bump when the text template changes meaning, to force re-embedding.
     #[serde(default = "default_template_version")]
     pub template_version: u32,
@@ -419,6 +431,12 @@ fn default_model_id() -> String {
 }
 fn default_true() -> bool {
     true
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown_secs() -> u64 {
+    30
 }
 fn default_embed_timeout_secs() -> u64 {
     30

@@ -7,7 +7,10 @@
 //! embedder's.
 
 pub mod bedrock;
+pub mod breaker;
+pub mod guarded;
 pub mod local;
+pub mod quota;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,8 +83,8 @@ pub trait Embedder: Send + Sync + 'static {
 pub enum AnyEmbedder {
     /// Offline default.
     Local(LocalEmbedder),
-    /// AWS Bedrock.
-    Bedrock(BedrockEmbedder),
+    /// AWS Bedrock, paced to the quota behind a circuit breaker.
+    Bedrock(guarded::Guarded<BedrockEmbedder>),
 }
 
 impl AnyEmbedder {
@@ -89,7 +92,9 @@ impl AnyEmbedder {
     pub async fn from_config(config: &EmbedConfig) -> Self {
         match config.provider {
             EmbedProvider::Local => AnyEmbedder::Local(LocalEmbedder::new(config.dimensions, config.template_version)),
-            EmbedProvider::Bedrock => AnyEmbedder::Bedrock(BedrockEmbedder::from_default_chain(config).await),
+            EmbedProvider::Bedrock => {
+                AnyEmbedder::Bedrock(guarded::Guarded::from_config(BedrockEmbedder::from_default_chain(config).await, config))
+            }
         }
     }
 }
@@ -147,32 +152,34 @@ pub async fn embed_each<E: Embedder>(
     concurrency: usize,
     stats: &EmbedStats,
 ) -> Result<Vec<Result<Vec<f32>, String>>, EmbedError> {
+    use futures_util::StreamExt;
     let dims = embedder.space().dimensions;
     let mut out = Vec::with_capacity(texts.len());
-    // Groups of `concurrency` calls in flight; futures are built eagerly so no
-    // closure has to be generic over the borrow of `embedder`.
-    for group in texts.chunks(concurrency.max(1)) {
-        let results = futures_util::future::join_all(group.iter().map(|text| embedder.embed(text))).await;
-        for result in results {
-            stats.calls.fetch_add(1, Ordering::Relaxed);
-            let embedding = match result {
-                Ok(embedding) => embedding,
-                Err(EmbedError::TextRejected(reason)) => {
-                    out.push(Err(reason));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            stats.tokens.fetch_add(embedding.tokens, Ordering::Relaxed);
-            if embedding.vector.len() != dims {
-                return Err(EmbedError::BadResponse(format!(
-                    "model {} answered {} dimensions where embed.dimensions is {dims}; check embed.dimensions against the model",
-                    embedder.space().model,
-                    embedding.vector.len()
-                )));
+    // `concurrency` calls in flight all the time (a slow call does not hold
+    // back the next ones), results kept in input order.
+    // The futures are built eagerly (one per text of a chunk), so no closure
+    // has to be generic over the borrow of `embedder`: the caller's future stays `Send`.
+    let futures: Vec<_> = texts.iter().map(|text| embedder.embed(text)).collect();
+    let mut calls = futures_util::stream::iter(futures).buffered(concurrency.max(1));
+    while let Some(result) = calls.next().await {
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        let embedding = match result {
+            Ok(embedding) => embedding,
+            Err(EmbedError::TextRejected(reason)) => {
+                out.push(Err(reason));
+                continue;
             }
-            out.push(Ok(embedding.vector));
+            Err(e) => return Err(e),
+        };
+        stats.tokens.fetch_add(embedding.tokens, Ordering::Relaxed);
+        if embedding.vector.len() != dims {
+            return Err(EmbedError::BadResponse(format!(
+                "model {} answered {} dimensions where embed.dimensions is {dims}; check embed.dimensions against the model",
+                embedder.space().model,
+                embedding.vector.len()
+            )));
         }
+        out.push(Ok(embedding.vector));
     }
     Ok(out)
 }

@@ -18,6 +18,10 @@ fn embed_config(endpoint: &str, max_attempts: u32) -> EmbedConfig {
         endpoint_url: Some(endpoint.into()),
         max_attempts,
         timeout_secs: 1,
+        requests_per_minute: 0,
+        tokens_per_minute: 0,
+        breaker_failures: 5,
+        breaker_cooldown_secs: 30,
         template_version: 1,
         concurrency: 1,
         price_per_1k_tokens: 0.00002,
@@ -152,4 +156,75 @@ async fn a_call_that_does_not_answer_times_out_as_transient() {
     assert!(matches!(err, EmbedError::Unavailable(_)), "{err:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "bounded by the per-attempt deadline, not the server");
     assert_eq!(server.received_requests().await.unwrap().len(), 2, "each attempt timed out and was retried");
+}
+
+/// Records when each request arrived, then answers like Titan after `delay`.
+struct Timed {
+    at: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+    delay: std::time::Duration,
+}
+
+impl wiremock::Respond for Timed {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        self.at.lock().unwrap().push(std::time::Instant::now());
+        let vector: Vec<f32> = vec![0.0625; 256];
+        ResponseTemplate::new(200).set_delay(self.delay).set_body_json(serde_json::json!({"embedding": vector, "inputTextTokenCount": 3}))
+    }
+}
+
+/// With a quota of 10 calls per 2 s window and 8 calls allowed in flight
+/// against an endpoint taking 80 ms a call, the endpoint never sees more
+/// than 10 calls in any 2 s window, counted on its side.
+#[tokio::test]
+async fn a_configured_quota_is_never_exceeded_as_the_endpoint_counts() {
+    use drugsync::embed::Embedder as _;
+    let server = MockServer::start().await;
+    let at = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    Mock::given(method("POST"))
+        .and(path_regex(INVOKE_PATH))
+        .respond_with(Timed { at: at.clone(), delay: std::time::Duration::from_millis(80) })
+        .mount(&server)
+        .await;
+    let window = std::time::Duration::from_secs(2);
+    let embedder = drugsync::embed::guarded::Guarded::new(
+        BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 1)),
+        drugsync::embed::quota::Quota::per_window(window, 10, 0),
+        drugsync::embed::breaker::CircuitBreaker::new(5, std::time::Duration::from_secs(30)),
+    );
+    let texts: Vec<String> = (0..35).map(|i| format!("text {i}")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let stats = drugsync::embed::EmbedStats::default();
+    let vectors = drugsync::embed::embed_distinct(&embedder, &refs, 8, &stats).await.unwrap();
+    assert_eq!(vectors.len(), 35);
+    assert_eq!(embedder.space().dimensions, 256);
+    let at = at.lock().unwrap().clone();
+    assert_eq!(at.len(), 35);
+    let busiest = at.iter().map(|start| at.iter().filter(|t| **t >= *start && t.duration_since(*start) < window).count()).max().unwrap();
+    assert!(busiest <= 10, "the endpoint saw {busiest} calls in one window of the quota's 10");
+}
+
+/// An endpoint that keeps failing is called `breaker_failures` times in a
+/// row, then not at all for the cooldown: the rest fail at once, transient.
+#[tokio::test]
+async fn a_failing_endpoint_opens_the_circuit() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(INVOKE_PATH))
+        .respond_with(ResponseTemplate::new(500).insert_header("x-amzn-errortype", "InternalServerException"))
+        .mount(&server)
+        .await;
+    let embedder = drugsync::embed::guarded::Guarded::new(
+        BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 1)),
+        drugsync::embed::quota::Quota::per_minute(0, 0),
+        drugsync::embed::breaker::CircuitBreaker::new(3, std::time::Duration::from_secs(60)),
+    );
+    use drugsync::embed::Embedder as _;
+    for i in 0..10 {
+        let err = embedder.embed(&format!("text {i}")).await.unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        if i >= 3 {
+            assert!(err.to_string().contains("circuit open"), "call {i}: {err}");
+        }
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 3, "only the calls before the circuit opened reached the endpoint");
 }

@@ -1,0 +1,49 @@
+//! An embedder paced to its quota ([`Quota`]) behind a circuit breaker
+//! ([`CircuitBreaker`]): what the pipeline calls Bedrock through.
+
+use std::time::Duration;
+
+use super::breaker::CircuitBreaker;
+use super::quota::Quota;
+use super::{EmbedError, Embedder, Embedding};
+use crate::config::EmbedConfig;
+use crate::document::EmbeddingSpace;
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Guarded<E> {
+    inner: E,
+    quota: Quota,
+    breaker: CircuitBreaker,
+}
+
+impl<E: Embedder> Guarded<E> {
+    /// `inner` behind `quota` and `breaker`.
+    pub fn new(inner: E, quota: Quota, breaker: CircuitBreaker) -> Self {
+        Self { inner, quota, breaker }
+    }
+
+    /// With the quota and breaker settings of `config`.
+    pub fn from_config(inner: E, config: &EmbedConfig) -> Self {
+        Self::new(
+            inner,
+            Quota::per_minute(config.requests_per_minute, config.tokens_per_minute),
+            CircuitBreaker::new(config.breaker_failures, Duration::from_secs(config.breaker_cooldown_secs)),
+        )
+    }
+}
+
+impl<E: Embedder> Embedder for Guarded<E> {
+    fn space(&self) -> &EmbeddingSpace {
+        self.inner.space()
+    }
+
+    async fn embed(&self, text: &str) -> Result<Embedding, EmbedError> {
+        self.breaker.check()?;
+        let admission = self.quota.admit(Quota::estimate(text)).await;
+        let result = self.inner.embed(text).await;
+        drop(admission);
+        self.breaker.record(matches!(result, Err(EmbedError::Unavailable(_))));
+        result
+    }
+}
