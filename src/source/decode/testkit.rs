@@ -148,17 +148,7 @@ impl Stream {
     pub fn rows_v1(&mut self, kind: u8, table_id: u64, cols: &[Col], rows: &[Vec<Vec<Cell>>]) -> Event {
         let mut body = table_id.to_le_bytes()[..6].to_vec();
         body.extend(0u16.to_le_bytes());
-        body.push(cols.len() as u8);
-        let all = vec![0xffu8; cols.len().div_ceil(8)];
-        body.extend(&all);
-        if kind == 24 {
-            body.extend(&all);
-        }
-        for row in rows {
-            for image in row {
-                body.extend(image_bytes(image));
-            }
-        }
+        body.extend(rows_payload(kind == 24, cols, rows));
         self.raw(kind, &body)
     }
 }
@@ -221,10 +211,17 @@ pub fn rows_v2_body(kind: u8, table_id: u64, cols: &[Col], rows: &[Vec<Vec<Cell>
     let mut body = table_id.to_le_bytes()[..6].to_vec();
     body.extend(1u16.to_le_bytes()); // STMT_END_F
     body.extend(2u16.to_le_bytes()); // extra row info: its own length only
-    body.push(cols.len() as u8);
+    body.extend(rows_payload(kind == 31, cols, rows));
+    body
+}
+
+/// What follows a rows event's post-header in both versions: the column
+/// count, the present-column bitmaps (all present; two for an update), the images.
+fn rows_payload(update: bool, cols: &[Col], rows: &[Vec<Vec<Cell>>]) -> Vec<u8> {
+    let mut body = vec![cols.len() as u8];
     let all = vec![0xffu8; cols.len().div_ceil(8)];
     body.extend(&all);
-    if kind == 31 {
+    if update {
         body.extend(&all);
     }
     for row in rows {
