@@ -107,8 +107,9 @@ impl Embedder for BedrockEmbedder {
             .send()
             .await
             .map_err(classify_sdk_error)?;
+        // A garbled answer is the service's hiccup, not this text's fault: retried.
         let response: TitanResponse = serde_json::from_slice(output.body().as_ref())
-            .map_err(|e| EmbedError::BadResponse(format!("not a Titan embedding response: {e}")))?;
+            .map_err(|e| EmbedError::Unavailable(format!("an answer that is not a Titan embedding response: {e}")))?;
         Ok(Embedding { vector: response.embedding, tokens: response.input_text_token_count })
     }
 }

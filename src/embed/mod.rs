@@ -140,18 +140,39 @@ pub async fn embed_distinct<E: Embedder>(
     concurrency: usize,
     stats: &EmbedStats,
 ) -> Result<Vec<Vec<f32>>, EmbedError> {
-    embed_each(embedder, texts, concurrency, stats).await?.into_iter().map(|r| r.map_err(EmbedError::TextRejected)).collect()
+    embed_each(embedder, texts, concurrency, stats)
+        .await?
+        .into_iter()
+        .map(|outcome| match outcome {
+            Outcome::Vector(vector) => Ok(vector),
+            Outcome::Refused(reason) => Err(EmbedError::TextRejected(reason)),
+            Outcome::Unavailable(e) => Err(e),
+        })
+        .collect()
 }
 
-/// Like [`embed_distinct`], but a text the service refuses
-/// ([`EmbedError::TextRejected`]) is an inner `Err` with the reason, and the
-/// other texts still get their vectors. Every other error fails the set.
+/// What became of one text in [`embed_each`].
+#[derive(Debug)]
+pub enum Outcome {
+    /// Its vector.
+    Vector(Vec<f32>),
+    /// The service refused this text ([`EmbedError::TextRejected`]).
+    Refused(String),
+    /// The service could not answer this time (a transient error).
+    Unavailable(EmbedError),
+}
+
+/// Embeds every text, whatever happens to the others: a refused text or a
+/// call the service could not answer is that text's [`Outcome`], so the
+/// vectors that did come back are kept (the caller caches them: a retry
+/// then costs only the calls that failed). Only a definite error that is no
+/// single text's (a vector of the wrong size, access denied) fails the set.
 pub async fn embed_each<E: Embedder>(
     embedder: &E,
     texts: &[&str],
     concurrency: usize,
     stats: &EmbedStats,
-) -> Result<Vec<Result<Vec<f32>, String>>, EmbedError> {
+) -> Result<Vec<Outcome>, EmbedError> {
     use futures_util::StreamExt;
     let dims = embedder.space().dimensions;
     let mut out = Vec::with_capacity(texts.len());
@@ -166,7 +187,11 @@ pub async fn embed_each<E: Embedder>(
         let embedding = match result {
             Ok(embedding) => embedding,
             Err(EmbedError::TextRejected(reason)) => {
-                out.push(Err(reason));
+                out.push(Outcome::Refused(reason));
+                continue;
+            }
+            Err(e) if e.is_transient() => {
+                out.push(Outcome::Unavailable(e));
                 continue;
             }
             Err(e) => return Err(e),
@@ -179,7 +204,7 @@ pub async fn embed_each<E: Embedder>(
                 embedding.vector.len()
             )));
         }
-        out.push(Ok(embedding.vector));
+        out.push(Outcome::Vector(embedding.vector));
     }
     Ok(out)
 }

@@ -25,11 +25,13 @@ pub struct Progress {
     last_ms: Arc<AtomicU64>,
     /// The last error a step failed with (retried or not), and when (Unix seconds).
     last_error: Arc<std::sync::Mutex<Option<(String, u64)>>>,
+    /// Chunks of documents written so far: a retry that made some starts its backoff over.
+    work: Arc<AtomicU64>,
 }
 
 impl Default for Progress {
     fn default() -> Self {
-        Self { origin: Instant::now(), last_ms: Arc::default(), last_error: Arc::default() }
+        Self { origin: Instant::now(), last_ms: Arc::default(), last_error: Arc::default(), work: Arc::default() }
     }
 }
 
@@ -65,6 +67,16 @@ impl Progress {
 /// Beats the progress of the writer this task runs for, if any.
 pub fn beat() {
     let _ = CURRENT.try_with(Progress::beat_now);
+}
+
+/// Counts a chunk of documents written by the writer this task runs for, if any.
+pub fn worked() {
+    let _ = CURRENT.try_with(|p| p.work.fetch_add(1, Ordering::Relaxed));
+}
+
+/// Chunks written so far by the writer this task runs for (0 outside one).
+pub fn work_done() -> u64 {
+    CURRENT.try_with(|p| p.work.load(Ordering::Relaxed)).unwrap_or(0)
 }
 
 /// Records `error` as the last error of the writer this task runs for, if any.

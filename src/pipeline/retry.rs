@@ -1,5 +1,6 @@
 //! Retrying transient failures. *Whether* to retry is the error's class
-//! ([`Classify`]); *how long to wait* is [`Backoff`].
+//! ([`Classify`]); *how long to wait* is [`Backoff`]: doubling with jitter,
+//! and starting over after an attempt that got some work done.
 
 use std::time::Duration;
 
@@ -34,10 +35,14 @@ impl Backoff {
         if !error.is_transient() {
             return Err(error);
         }
-        tracing::warn!(error = %error, retry_in_ms = self.next.as_millis() as u64, "{what} failed; retrying");
+        // Jitter (half to all of the step) keeps many writers, or a writer and
+        // its retries, from hitting a throttled service in lockstep.
+        let fraction = 0.5 + f64::from(crate::health::unix_ms().wrapping_mul(2_654_435_761) as u32 % 1000) / 2000.0;
+        let wait = self.next.mul_f64(fraction);
+        tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "{what} failed; retrying");
         let slept = tokio::select! {
             _ = cancel.cancelled() => false,
-            _ = tokio::time::sleep(self.next) => true,
+            _ = tokio::time::sleep(wait) => true,
         };
         self.next = (self.next * 2).min(MAX_BACKOFF);
         Ok(slept)
@@ -57,7 +62,13 @@ where
 {
     let mut backoff = Backoff::default();
     loop {
+        let done_before = super::progress::work_done();
         let outcome = op().await;
+        // An attempt that wrote something before failing (a long load meeting a
+        // throttled call) is not a service that stays down: start the backoff over.
+        if outcome.is_err() && super::progress::work_done() > done_before {
+            backoff = Backoff::default();
+        }
         // An answer, even an error, means the loop is not stuck in a wait.
         super::progress::beat();
         match outcome {

@@ -13,7 +13,7 @@ use mysql_async::prelude::Queryable;
 
 use super::{Replicator, RunError, Stats};
 use crate::document::{Document, DocumentChange, DocumentKey, TextHash};
-use crate::embed::{Embedder, embed_each};
+use crate::embed::{Embedder, Outcome, embed_each};
 use crate::error::Classify;
 use crate::position::Position;
 
@@ -108,6 +108,7 @@ pub async fn sync_documents_quarantining<E: Embedder>(
         let mut changes = std::mem::take(&mut first);
         changes.extend(plan_chunk(r, chunk).await?);
         r.sink.apply(&changes, if i + 1 == total { position } else { None }).await?;
+        super::progress::worked();
         if changes.iter().any(|c| matches!(c, DocumentChange::Upsert { vector: Some(_), .. })) {
             r.sink.trim_vector_cache().await?;
         }
@@ -204,9 +205,28 @@ async fn vectors_for<E: Embedder>(
     }
     if !misses.is_empty() {
         let texts: Vec<&str> = misses.iter().map(|(_, t)| *t).collect();
-        let vectors = embed_each(r.embedder.as_ref(), &texts, r.config.embed.concurrency, &r.stats.embed).await?;
-        for ((hash, _), vector) in misses.into_iter().zip(vectors) {
-            out.insert(hash.clone(), vector.map(Arc::new));
+        let outcomes = embed_each(r.embedder.as_ref(), &texts, r.config.embed.concurrency, &r.stats.embed).await?;
+        let mut unavailable = None;
+        let mut got = Vec::new();
+        for ((hash, _), outcome) in misses.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Vector(vector) => {
+                    let vector = Arc::new(vector);
+                    got.push((hash.clone(), vector.clone()));
+                    out.insert(hash.clone(), Ok(vector));
+                }
+                Outcome::Refused(reason) => {
+                    out.insert(hash.clone(), Err(reason));
+                }
+                Outcome::Unavailable(e) => {
+                    unavailable.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = unavailable {
+            // The chunk is retried; the vectors that came back are not paid for twice.
+            r.sink.cache_vectors(&got).await?;
+            return Err(e.into());
         }
     }
     Ok(out)

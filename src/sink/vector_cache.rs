@@ -60,6 +60,23 @@ impl RedisSink {
         Ok(redis::Script::new(TRIM).key(&self.cache_index_key).arg(max).arg(&self.cache_prefix).invoke_async(&mut conn).await?)
     }
 
+    /// Caches vectors outside a document write (those of a chunk that failed
+    /// on other texts and will be retried), then trims.
+    pub async fn cache_vectors(&self, vectors: &[(crate::document::TextHash, std::sync::Arc<Vec<f32>>)]) -> Result<(), SinkError> {
+        if self.cache_max == 0 || vectors.is_empty() {
+            return Ok(());
+        }
+        let now_ms = crate::health::unix_ms();
+        let mut pipe = redis::pipe();
+        for (hash, vector) in vectors {
+            pipe.cmd("SET").arg(format!("{}{}", self.cache_prefix, hash.0)).arg(crate::embed::vector_to_bytes(vector)).ignore();
+            pipe.cmd("ZADD").arg(&self.cache_index_key).arg(now_ms).arg(&hash.0).ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        self.trim_vector_cache().await.map(drop)
+    }
+
     /// Cached vectors in this space's set.
     pub async fn vector_cache_len(&self) -> Result<u64, SinkError> {
         let mut conn = self.conn.clone();
