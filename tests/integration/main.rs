@@ -11,6 +11,7 @@ mod common;
 
 mod bad_input;
 mod bedrock;
+mod bedrock_pipeline;
 mod big_transaction;
 mod ddl;
 mod divergence;
