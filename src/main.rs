@@ -92,7 +92,8 @@ async fn run(config: Config, replay_from: Option<Position>) -> anyhow::Result<()
     tokio::spawn(stop_on_signal(cancel.clone()));
     if let Some(listen) = replicator.config.metrics.address() {
         let bounds = drugsync::metrics::bounds(&replicator.config);
-        drugsync::metrics::serve(listen, replicator.stats.clone(), bounds, cancel.clone())?;
+        let price = replicator.config.embed.price_per_1k_tokens;
+        drugsync::metrics::serve(listen, replicator.stats.clone(), bounds, price, cancel.clone())?;
     }
     replicator.run(cancel).await?;
     tracing::info!("drugsync stopped cleanly");

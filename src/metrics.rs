@@ -35,7 +35,14 @@ impl Classify for MetricsError {
 /// Starts the endpoint on `listen` and publishes `stats` every second until
 /// `stop` fires. Paths: `/healthz` and `/readyz` (see [`crate::health`]; 200
 /// or 503 with a JSON body), anything else the Prometheus text. Call inside the runtime.
-pub fn serve(listen: SocketAddr, stats: Arc<Stats>, bounds: Bounds, stop: CancellationToken) -> Result<(), MetricsError> {
+/// `price_per_1k_tokens` (USD, `embed.price_per_1k_tokens`) turns tokens into the cost gauge.
+pub fn serve(
+    listen: SocketAddr,
+    stats: Arc<Stats>,
+    bounds: Bounds,
+    price_per_1k_tokens: f64,
+    stop: CancellationToken,
+) -> Result<(), MetricsError> {
     let listener = std::net::TcpListener::bind(listen).map_err(|e| MetricsError { listen, message: e.to_string() })?;
     listener.set_nonblocking(true).map_err(|e| MetricsError { listen, message: e.to_string() })?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| MetricsError { listen, message: e.to_string() })?;
@@ -45,7 +52,7 @@ pub fn serve(listen: SocketAddr, stats: Arc<Stats>, bounds: Bounds, stop: Cancel
     let stop_publishing = stop.clone();
     tokio::spawn(async move {
         loop {
-            publish(&publisher);
+            publish(&publisher, price_per_1k_tokens);
             tokio::select! {
                 _ = stop_publishing.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -138,10 +145,14 @@ fn describe() {
     describe_counter!("drugsync_embed_tokens_total", "Input tokens reported by the embedding service");
     describe_gauge!("drugsync_replication_lag_seconds", "Seconds from the source commit to the Redis write, for the last batch");
     describe_gauge!("drugsync_last_source_commit_timestamp_seconds", "Source commit time of the last applied transaction");
+    describe_gauge!(
+        "drugsync_embed_estimated_cost_usd",
+        "Embedding cost of this process so far: tokens the service reported x embed.price_per_1k_tokens"
+    );
     describe_gauge!("drugsync_writer", "1 while this instance holds the writer lease, 0 while it stands by");
 }
 
-fn publish(stats: &Stats) {
+fn publish(stats: &Stats, price_per_1k_tokens: f64) {
     use std::sync::atomic::Ordering::Relaxed;
     for (name, value) in [
         ("drugsync_transactions_total", &stats.transactions),
@@ -159,4 +170,5 @@ fn publish(stats: &Stats) {
     metrics::gauge!("drugsync_replication_lag_seconds").set(stats.lag_ms.load(Relaxed) as f64 / 1000.0);
     metrics::gauge!("drugsync_last_source_commit_timestamp_seconds").set(stats.last_commit_unix.load(Relaxed) as f64);
     metrics::gauge!("drugsync_writer").set(stats.writer.load(Relaxed) as f64);
+    metrics::gauge!("drugsync_embed_estimated_cost_usd").set(stats.embed.tokens.load(Relaxed) as f64 / 1000.0 * price_per_1k_tokens);
 }

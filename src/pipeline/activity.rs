@@ -60,8 +60,8 @@ pub struct ActivityLog {
 }
 
 impl ActivityLog {
-    /// Starts counting from `stats` as they are now.
-    pub fn new(stats: &Stats) -> Self {
+    /// Starts counting from `stats` as they are now, streaming from `start`.
+    pub fn new(stats: &Stats, start: &Position) -> Self {
         Self {
             last: Instant::now(),
             counts: Counts::of(stats),
@@ -69,7 +69,7 @@ impl ActivityLog {
             batches: 0,
             position: None,
             heartbeat: None,
-            applied: None,
+            applied: Some(start.clone()),
         }
     }
 
@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn counts_are_the_differences_since_the_last_line() {
         let stats = Stats::default();
-        let mut log = ActivityLog::new(&stats);
+        let mut log = ActivityLog::new(&stats, &Position::new("binlog.000001", 4));
         Stats::add(&stats.upserts, 3);
         Stats::add(&stats.unchanged, 7);
         log.applied(&stats, 2, &Position::new("binlog.000001", 100));

@@ -86,7 +86,7 @@ async fn apply_loop<E: Embedder>(
     let max_transactions = r.config.pipeline.batch_max_transactions;
     let max_delay = Duration::from_millis(r.config.pipeline.batch_max_delay_ms);
     let mut repair_tick = tokio::time::interval(REPAIR_POLL);
-    let mut activity = super::activity::ActivityLog::new(&r.stats);
+    let mut activity = super::activity::ActivityLog::new(&r.stats, &applied);
     loop {
         let first = tokio::select! {
             _ = cancel.cancelled() => {

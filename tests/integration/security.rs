@@ -172,6 +172,8 @@ async fn secrets_manager_tls_redis_acl_and_no_secret_in_any_output() {
     assert!(value("drugsync_documents_upserted_total") >= 1.0, "{scrape}");
     assert!(value("drugsync_batches_total") >= 1.0);
     assert_eq!(value("drugsync_writer"), 1.0);
+    // The local embedder reports no tokens: the cost gauge is there, at zero.
+    assert_eq!(value("drugsync_embed_estimated_cost_usd"), 0.0);
     assert!(value("drugsync_replication_lag_seconds") < 600.0);
 
     // Commands an operator runs beside it.
