@@ -108,10 +108,20 @@ async fn random_transactions_with_sigkills_converge_to_mysql() {
     writer.await.unwrap();
     env.wait_caught_up().await;
     env.assert_matches_mysql().await;
+    // The previous run may have caught up before it was killed: the last one
+    // must still get to its start-up decision before it is stopped.
+    let last_log = env.log_path(&format!("run-{kills}.log"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let last = loop {
+        let text = std::fs::read_to_string(&last_log).unwrap_or_default();
+        if text.contains("resuming from") || text.contains("initial load") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(kills >= wanted_kills);
-    let last = std::fs::read_to_string(env.log_path(&format!("run-{kills}.log"))).unwrap();
     assert!(last.contains("resuming from checkpoint"), "the last run resumed rather than reloading:\n{last}");
 
     // Where each kill fell, read from the start-up decision of the run after it.
