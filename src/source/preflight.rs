@@ -25,7 +25,7 @@ pub async fn check_source(conn: &mut Conn, config: &Config) -> Result<(), Source
     }
     check_binlog_settings(conn).await?;
     check_grants(conn, &config.mysql.schema).await?;
-    check_server_id(conn, config.mysql.server_id, &replica_hostname(config)).await?;
+    check_server_id(conn, &dialect, config.mysql.server_id, &replica_hostname(config)).await?;
     check_binlog_retention(conn, config.mysql.downtime_budget_hours).await?;
     check_mapping(conn, config).await
 }
@@ -135,14 +135,19 @@ fn is_role_grant(line: &str) -> bool {
 /// replica registered with it (the server would drop one of the two
 /// streams, again and again). Listing replicas needs a privilege the
 /// minimal grants lack on MariaDB; then only the first check runs.
-pub async fn check_server_id(conn: &mut Conn, server_id: u32, our_host: &str) -> Result<(), SourceError> {
+pub async fn check_server_id(
+    conn: &mut Conn,
+    dialect: &super::dialect::Dialect,
+    server_id: u32,
+    our_host: &str,
+) -> Result<(), SourceError> {
     let source_id = query_first(conn, "SELECT @@GLOBAL.server_id").await?.and_then(|v| v.parse::<u32>().ok());
     if source_id == Some(server_id) {
         return Err(SourceError::Misconfigured(format!(
             "mysql.server_id = {server_id} is the source server's own server_id; choose an id no server or replica of this source uses"
         )));
     }
-    let query = super::dialect::detect(conn).await?.replicas_query();
+    let query = dialect.replicas_query();
     let rows: Vec<Row> = match conn.query(query).await {
         Ok(rows) => rows,
         Err(mysql_async::Error::Server(e)) => {
