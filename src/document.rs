@@ -114,6 +114,11 @@ pub enum DocumentChange {
     },
     /// The document is in line again: take it out of the quarantine.
     Release(DocumentKey),
+    /// Write this document's fields now, without a vector, and owe the
+    /// vector: the embedding service could not answer, and freshness must
+    /// not wait for it (see `sink::pending`). Whatever vector the key held
+    /// goes, since it belongs to a text the document no longer has.
+    Owe(Document),
 }
 
 /// Collapses runs of whitespace and trims, so formatting noise in the source

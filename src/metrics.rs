@@ -140,6 +140,12 @@ fn describe() {
         "drugsync_documents_quarantined_total",
         "Documents put in the quarantine (cannot be built or embedded; left as they are)"
     );
+    describe_counter!(
+        "drugsync_documents_owed_vector_total",
+        "Documents written without their vector because the embedding service could not answer (the vector is owed)"
+    );
+    describe_gauge!("drugsync_vectors_owed", "Documents in the index waiting for their vector (the pending set)");
+    describe_gauge!("drugsync_vectors_owed_max_age_seconds", "Seconds the oldest owed vector has waited; 0 when none is owed");
     describe_counter!("drugsync_vector_cache_hits_total", "Vectors reused from the cache instead of an embedding call");
     describe_counter!("drugsync_embed_calls_total", "Embedding calls made");
     describe_counter!("drugsync_embed_tokens_total", "Input tokens reported by the embedding service");
@@ -161,6 +167,7 @@ fn publish(stats: &Stats, price_per_1k_tokens: f64) {
         ("drugsync_documents_deleted_total", &stats.deletes),
         ("drugsync_documents_unchanged_total", &stats.unchanged),
         ("drugsync_documents_quarantined_total", &stats.quarantined),
+        ("drugsync_documents_owed_vector_total", &stats.owed),
         ("drugsync_vector_cache_hits_total", &stats.cache_hits),
         ("drugsync_embed_calls_total", &stats.embed.calls),
         ("drugsync_embed_tokens_total", &stats.embed.tokens),
@@ -169,6 +176,8 @@ fn publish(stats: &Stats, price_per_1k_tokens: f64) {
     }
     metrics::gauge!("drugsync_replication_lag_seconds").set(stats.lag_ms.load(Relaxed) as f64 / 1000.0);
     metrics::gauge!("drugsync_last_source_commit_timestamp_seconds").set(stats.last_commit_unix.load(Relaxed) as f64);
+    metrics::gauge!("drugsync_vectors_owed").set(stats.owed_now.load(Relaxed) as f64);
+    metrics::gauge!("drugsync_vectors_owed_max_age_seconds").set(stats.owed_max_age_secs.load(Relaxed) as f64);
     metrics::gauge!("drugsync_writer").set(stats.writer.load(Relaxed) as f64);
     metrics::gauge!("drugsync_embed_estimated_cost_usd").set(stats.embed.tokens.load(Relaxed) as f64 / 1000.0 * price_per_1k_tokens);
 }

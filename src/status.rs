@@ -61,6 +61,10 @@ pub struct StatusReport {
     pub quarantined: u64,
     /// Keys a reconcile handed to the writer, not yet rebuilt.
     pub pending_repairs: usize,
+    /// Documents written without their vector, waiting for it (see `sink::pending`).
+    pub owed_vectors: u64,
+    /// Seconds the oldest of them has waited.
+    pub owed_max_age_secs: u64,
     /// Vectors in the cache of this embedding space.
     pub cached_vectors: u64,
     /// The source's binlogs against the stored position.
@@ -98,6 +102,7 @@ pub async fn gather(config: &Config) -> Result<StatusReport, StatusError> {
     let record: Option<StatusRecord> = sink.status_record().await?.and_then(|text| serde_json::from_str(&text).ok());
     let now = unix_ms() / 1000;
     let last_commit = record.as_ref().map(|r| r.last_commit).filter(|c| *c > 0);
+    let owed = sink.owed().await?;
     Ok(StatusReport {
         index: config.index.name.clone(),
         version: sink.version().index.clone(),
@@ -112,6 +117,8 @@ pub async fn gather(config: &Config) -> Result<StatusReport, StatusError> {
         documents: sink.document_count().await?,
         quarantined: sink.quarantine_len().await?,
         pending_repairs: sink.pending_repairs().await?,
+        owed_vectors: owed.count,
+        owed_max_age_secs: owed.max_age_secs(now),
         cached_vectors: sink.vector_cache_len().await?,
         source: source_status(config, redis_position.as_ref()).await,
         last_error: record.and_then(|r| r.last_error).map(|(e, at)| (e, now.saturating_sub(at))),
@@ -182,6 +189,13 @@ impl StatusReport {
             ("documents", self.documents.to_string()),
             ("quarantined", self.quarantined.to_string()),
             ("pending repairs", self.pending_repairs.to_string()),
+            (
+                "owed vectors",
+                match self.owed_vectors {
+                    0 => "0".to_owned(),
+                    n => format!("{n} (oldest waiting {} s; filled when the embedding service answers)", self.owed_max_age_secs),
+                },
+            ),
             ("cached vectors", self.cached_vectors.to_string()),
             ("source", source),
             ("last error", self.last_error.as_ref().map_or("none".to_owned(), |(e, age)| format!("{e} ({age} s ago)"))),

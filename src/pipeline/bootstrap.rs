@@ -23,7 +23,7 @@ use mysql_async::prelude::Queryable;
 use tokio_util::sync::CancellationToken;
 
 use super::retry::retry;
-use super::sync::{load_or_quarantine, sync_documents, sync_documents_quarantining};
+use super::sync::{WhenUnavailable, load_or_quarantine, sync_documents, sync_documents_quarantining};
 use super::{Replicator, RunError, Stats};
 use crate::checkpoint::BootstrapProgress;
 use crate::document::{Document, DocumentKey};
@@ -93,7 +93,7 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
         let last_key = last.key.clone();
         loaded += page.len() as u64;
         let wanted = page.into_iter().map(|d| (d.key.clone(), Some(d))).collect();
-        sync_documents(r, wanted, None).await?;
+        sync_documents(r, wanted, None, WhenUnavailable::Wait).await?;
         progress.last_key = Some(last_key.0.clone());
         r.checkpoint()?.set_bootstrap_progress(&progress)?;
         after = Some(last_key);
@@ -109,7 +109,7 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
     }
     tx.commit().await.map_err(source)?;
     sweep_orphans(r, &mut conn).await?;
-    sync_documents(r, Vec::new(), Some(&position)).await?;
+    sync_documents(r, Vec::new(), Some(&position), WhenUnavailable::Wait).await?;
     tracing::info!(
         documents = total,
         embed_calls = r.stats.embed.calls(),
@@ -136,5 +136,5 @@ async fn sweep_orphans<E: Embedder, Q: Queryable>(r: &Replicator<E>, conn: &mut 
     if !orphans.is_empty() {
         tracing::info!(orphans = orphans.len(), "initial load: removing documents the source no longer has");
     }
-    sync_documents_quarantining(r, orphans, poisoned, None).await
+    sync_documents_quarantining(r, orphans, poisoned, None, WhenUnavailable::Wait).await
 }

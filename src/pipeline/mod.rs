@@ -9,6 +9,7 @@ pub mod activity;
 pub mod batch;
 pub mod bootstrap;
 pub mod error;
+pub mod fill;
 pub mod progress;
 pub mod reconcile;
 pub mod retry;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::sync::sync_documents;
+use super::sync::{WhenUnavailable, sync_documents};
 use super::{Replicator, RunError, Stats, writer};
 use crate::document::{Document, DocumentKey, TextHash};
 use crate::embed::Embedder;
@@ -256,7 +256,7 @@ async fn repair<E: Embedder>(
     }
     match mode {
         Mode::DryRun => Ok(()),
-        Mode::Repair => sync_documents(r, wanted, None).await,
+        Mode::Repair => sync_documents(r, wanted, None, WhenUnavailable::Owe).await,
         Mode::Handoff => {
             let keys: Vec<DocumentKey> = wanted.into_iter().map(|(k, _)| k).collect();
             r.sink.push_repairs(&keys).await?;

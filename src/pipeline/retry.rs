@@ -35,17 +35,24 @@ impl Backoff {
         if !error.is_transient() {
             return Err(error);
         }
-        // Jitter (half to all of the step) keeps many writers, or a writer and
-        // its retries, from hitting a throttled service in lockstep.
-        let fraction = 0.5 + f64::from(crate::health::unix_ms().wrapping_mul(2_654_435_761) as u32 % 1000) / 2000.0;
-        let wait = self.next.mul_f64(fraction);
+        let wait = self.step();
         tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "{what} failed; retrying");
         let slept = tokio::select! {
             _ = cancel.cancelled() => false,
             _ = tokio::time::sleep(wait) => true,
         };
-        self.next = (self.next * 2).min(MAX_BACKOFF);
         Ok(slept)
+    }
+
+    /// How long to wait before the next try, and the step after that doubled
+    /// (up to the maximum). Jitter (half to all of the step) keeps many
+    /// writers, or a writer and its retries, from hitting a throttled service
+    /// in lockstep.
+    pub fn step(&mut self) -> Duration {
+        let fraction = 0.5 + f64::from(crate::health::unix_ms().wrapping_mul(2_654_435_761) as u32 % 1000) / 2000.0;
+        let wait = self.next.mul_f64(fraction);
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+        wait
     }
 }
 

@@ -17,6 +17,12 @@ pub struct Stats {
     pub unchanged: AtomicU64,
     /// Documents put in the quarantine (see `sink::quarantine`).
     pub quarantined: AtomicU64,
+    /// Documents written without their vector, the vector owed (see `sink::pending`).
+    pub owed: AtomicU64,
+    /// Vectors owed now (a gauge, read from Redis by the writer).
+    pub owed_now: AtomicU64,
+    /// Seconds the oldest owed vector has waited (a gauge).
+    pub owed_max_age_secs: AtomicU64,
     /// Vectors reused from the cache instead of calling the embedder.
     pub cache_hits: AtomicU64,
     /// Source transactions applied.

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::Batch;
 use super::reconcile;
 use super::retry::retry;
-use super::sync::sync_keys;
+use super::sync::{WhenUnavailable, sync_keys};
 use super::{Replicator, RunError, Stats};
 use crate::config::OnLostSync;
 use crate::embed::Embedder;
@@ -87,6 +87,7 @@ async fn apply_loop<E: Embedder>(
     let max_delay = Duration::from_millis(r.config.pipeline.batch_max_delay_ms);
     let mut repair_tick = tokio::time::interval(REPAIR_POLL);
     let mut activity = super::activity::ActivityLog::new(&r.stats, &applied);
+    let mut owed = super::fill::OwedVectors::default();
     loop {
         let first = tokio::select! {
             _ = cancel.cancelled() => {
@@ -99,6 +100,7 @@ async fn apply_loop<E: Embedder>(
                 if retry(cancel, "applying reconcile repairs", || apply_repairs(r)).await?.is_none() {
                     return Ok(());
                 }
+                owed.tick(r).await?;
                 continue;
             }
             next = rx.recv() => match next {
@@ -152,7 +154,7 @@ async fn apply_repairs<E: Embedder>(r: &Replicator<E>) -> Result<(), RunError> {
     let mut unique = keys.clone();
     unique.sort();
     unique.dedup();
-    sync_keys(r, &mut conn, unique, None).await?;
+    sync_keys(r, &mut conn, unique, None, WhenUnavailable::Owe).await?;
     r.sink.ack_repairs(keys.len()).await?;
     tracing::info!(documents = keys.len(), "applied reconcile repairs");
     Ok(())
@@ -182,7 +184,7 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: u
         match r.router.resolve(&mut conn, &batch.routing, limit).await? {
             Routed::Keys(keys) => {
                 tracing::debug!(transactions = batch.transactions, documents = keys.len(), position = %commit, "applying batch");
-                sync_keys(r, &mut conn, keys.into_iter().collect(), Some(commit)).await?;
+                sync_keys(r, &mut conn, keys.into_iter().collect(), Some(commit), WhenUnavailable::Owe).await?;
             }
             Routed::Everything => {
                 tracing::info!(

@@ -17,6 +17,20 @@ use crate::embed::{Embedder, Outcome, embed_each};
 use crate::error::Classify;
 use crate::position::Position;
 
+/// What a document whose new text cannot be embedded now (the service is
+/// throttling, failing or unreachable) becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenUnavailable {
+    /// Its chunk fails transiently and is retried: nothing is written
+    /// without its vector. For the initial load, which must not switch the
+    /// alias to an index missing vectors.
+    Wait,
+    /// It is written without its vector and the vector is owed (see
+    /// `sink::pending`): the position moves on. For everything after the
+    /// initial load, so an outage does not freeze freshness.
+    Owe,
+}
+
 /// Loads the documents for `keys` and syncs them; `position` is stored with the last chunk.
 /// A key the source refuses to look up for good is quarantined (see
 /// [`load_or_quarantine`]) and left as it is.
@@ -25,9 +39,10 @@ pub async fn sync_keys<E: Embedder, Q: Queryable>(
     conn: &mut Q,
     keys: Vec<DocumentKey>,
     position: Option<&Position>,
+    unavailable: WhenUnavailable,
 ) -> Result<(), RunError> {
     if keys.is_empty() {
-        return sync_documents(r, Vec::new(), position).await;
+        return sync_documents(r, Vec::new(), position, unavailable).await;
     }
     let chunk_size = r.config.pipeline.write_chunk;
     let chunks: Vec<&[DocumentKey]> = keys.chunks(chunk_size).collect();
@@ -35,7 +50,7 @@ pub async fn sync_keys<E: Embedder, Q: Queryable>(
     for (i, chunk) in chunks.into_iter().enumerate() {
         let (mut docs, poisoned) = load_or_quarantine(r, conn, chunk).await?;
         let wanted = chunk.iter().filter(|k| !poisoned.contains_key(*k)).map(|k| (k.clone(), docs.remove(k))).collect();
-        sync_documents_quarantining(r, wanted, poisoned, if i == last { position } else { None }).await?;
+        sync_documents_quarantining(r, wanted, poisoned, if i == last { position } else { None }, unavailable).await?;
     }
     Ok(())
 }
@@ -83,8 +98,9 @@ pub async fn sync_documents<E: Embedder>(
     r: &Replicator<E>,
     wanted: Vec<(DocumentKey, Option<Document>)>,
     position: Option<&Position>,
+    unavailable: WhenUnavailable,
 ) -> Result<(), RunError> {
-    sync_documents_quarantining(r, wanted, BTreeMap::new(), position).await
+    sync_documents_quarantining(r, wanted, BTreeMap::new(), position, unavailable).await
 }
 
 /// [`sync_documents`], also quarantining `poisoned` (key -> reason) in the
@@ -94,6 +110,7 @@ pub async fn sync_documents_quarantining<E: Embedder>(
     wanted: Vec<(DocumentKey, Option<Document>)>,
     poisoned: BTreeMap<DocumentKey, String>,
     position: Option<&Position>,
+    unavailable: WhenUnavailable,
 ) -> Result<(), RunError> {
     let mut first: Vec<DocumentChange> = poisoned.into_iter().map(|(key, reason)| quarantine(r, key, reason)).collect();
     if wanted.is_empty() {
@@ -106,7 +123,7 @@ pub async fn sync_documents_quarantining<E: Embedder>(
     for i in 0..total {
         let chunk: Vec<_> = wanted.by_ref().take(chunk_size).collect();
         let mut changes = std::mem::take(&mut first);
-        changes.extend(plan_chunk(r, chunk).await?);
+        changes.extend(plan_chunk(r, chunk, unavailable).await?);
         r.sink.apply(&changes, if i + 1 == total { position } else { None }).await?;
         super::progress::worked();
         if changes.iter().any(|c| matches!(c, DocumentChange::Upsert { vector: Some(_), .. })) {
@@ -125,7 +142,11 @@ fn quarantine<E: Embedder>(r: &Replicator<E>, key: DocumentKey, reason: String) 
 }
 
 /// Decides the changes for one chunk and fetches or computes the vectors they need.
-async fn plan_chunk<E: Embedder>(r: &Replicator<E>, chunk: Vec<(DocumentKey, Option<Document>)>) -> Result<Vec<DocumentChange>, RunError> {
+async fn plan_chunk<E: Embedder>(
+    r: &Replicator<E>,
+    chunk: Vec<(DocumentKey, Option<Document>)>,
+    unavailable: WhenUnavailable,
+) -> Result<Vec<DocumentChange>, RunError> {
     let keys: Vec<DocumentKey> = chunk.iter().map(|(k, _)| k.clone()).collect();
     let stored = r.sink.read_state(&keys).await?;
     let in_quarantine = r.sink.quarantined(&keys).await?;
@@ -159,17 +180,27 @@ async fn plan_chunk<E: Embedder>(r: &Replicator<E>, chunk: Vec<(DocumentKey, Opt
             (None, None) => {}
         }
     }
-    let vectors = vectors_for(r, needed).await?;
+    let vectors = vectors_for(r, needed, unavailable).await?;
+    let mut owed = 0u64;
     for (doc, keep, quarantined) in upserts {
         let vector = match (keep, vectors.get(&doc.text_hash)) {
             (true, _) => None,
-            (false, Some(Ok(vector))) => Some(vector.clone()),
-            (false, Some(Err(reason))) => {
+            (false, Some(VectorFor::Vector(vector))) => Some(vector.clone()),
+            (false, Some(VectorFor::Refused(reason))) => {
                 changes.push(quarantine(
                     r,
                     doc.key.clone(),
                     format!("{reason} (text: {:?})", crate::source::error::truncate(&doc.text, 120)),
                 ));
+                continue;
+            }
+            (false, Some(VectorFor::Owed)) => {
+                owed += 1;
+                let key = doc.key.clone();
+                changes.push(DocumentChange::Owe(doc));
+                if quarantined {
+                    changes.push(DocumentChange::Release(key));
+                }
                 continue;
             }
             (false, None) => unreachable!("every text that needs a vector was asked for"),
@@ -181,15 +212,34 @@ async fn plan_chunk<E: Embedder>(r: &Replicator<E>, chunk: Vec<(DocumentKey, Opt
             changes.push(DocumentChange::Release(key));
         }
     }
+    if owed > 0 {
+        Stats::add(&r.stats.owed, owed);
+        tracing::warn!(
+            documents = owed,
+            "embedding service unavailable: documents written with their new fields and without a vector; the vectors are owed and filled when it answers"
+        );
+    }
     Ok(changes)
 }
 
+/// Where the vector of one distinct text comes from.
+enum VectorFor {
+    /// Cached or just embedded.
+    Vector(Arc<Vec<f32>>),
+    /// The service refused the text: its documents are quarantined.
+    Refused(String),
+    /// The service could not answer: the vector is owed ([`WhenUnavailable::Owe`]).
+    Owed,
+}
+
 /// Vectors for distinct texts: from the cache where present, else one
-/// embedding call each. A text the service refuses maps to its reason.
+/// embedding call each. A text the service refuses maps to its reason; one
+/// it could not answer is owed or fails the chunk, as `unavailable` says.
 async fn vectors_for<E: Embedder>(
     r: &Replicator<E>,
     needed: BTreeMap<TextHash, String>,
-) -> Result<HashMap<TextHash, Result<Arc<Vec<f32>>, String>>, RunError> {
+    unavailable: WhenUnavailable,
+) -> Result<HashMap<TextHash, VectorFor>, RunError> {
     let hashes: Vec<&TextHash> = needed.keys().collect();
     let cached = r.sink.cached_vectors(&hashes).await?;
     let mut out = HashMap::with_capacity(needed.len());
@@ -198,7 +248,7 @@ async fn vectors_for<E: Embedder>(
         match hit {
             Some(vector) => {
                 Stats::add(&r.stats.cache_hits, 1);
-                out.insert(hash.clone(), Ok(Arc::new(vector)));
+                out.insert(hash.clone(), VectorFor::Vector(Arc::new(vector)));
             }
             None => misses.push((hash, text)),
         }
@@ -206,24 +256,25 @@ async fn vectors_for<E: Embedder>(
     if !misses.is_empty() {
         let texts: Vec<&str> = misses.iter().map(|(_, t)| *t).collect();
         let outcomes = embed_each(r.embedder.as_ref(), &texts, r.config.embed.concurrency, &r.stats.embed).await?;
-        let mut unavailable = None;
+        let mut failed = None;
         let mut got = Vec::new();
         for ((hash, _), outcome) in misses.into_iter().zip(outcomes) {
             match outcome {
                 Outcome::Vector(vector) => {
                     let vector = Arc::new(vector);
                     got.push((hash.clone(), vector.clone()));
-                    out.insert(hash.clone(), Ok(vector));
+                    out.insert(hash.clone(), VectorFor::Vector(vector));
                 }
                 Outcome::Refused(reason) => {
-                    out.insert(hash.clone(), Err(reason));
+                    out.insert(hash.clone(), VectorFor::Refused(reason));
                 }
                 Outcome::Unavailable(e) => {
-                    unavailable.get_or_insert(e);
+                    out.insert(hash.clone(), VectorFor::Owed);
+                    failed.get_or_insert(e);
                 }
             }
         }
-        if let Some(e) = unavailable {
+        if let (Some(e), WhenUnavailable::Wait) = (failed, unavailable) {
             // The chunk is retried; the vectors that came back are not paid for twice.
             r.sink.cache_vectors(&got).await?;
             return Err(e.into());

@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod index;
 pub mod lease;
+pub mod pending;
 pub mod quarantine;
 pub mod redis;
 pub mod vector_cache;

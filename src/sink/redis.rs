@@ -171,6 +171,8 @@ pub struct RedisSink {
     mapping_key: String,
     /// Documents left out for good, with the reason (see `quarantine.rs`).
     pub(super) quarantine_key: String,
+    /// Documents written without their vector, by when (see `pending.rs`).
+    pub(super) pending_key: String,
     /// The writer's status record (`drugsync status`).
     status_key: String,
     /// While a load runs: its epoch, checked inside every fenced write.
@@ -235,6 +237,7 @@ impl RedisSink {
             space_key: format!("{state}{}:space", version.index),
             state_prefix: state.clone(),
             quarantine_key: format!("{state}{}:quarantine", version.index),
+            pending_key: format!("{state}{}:pending", version.index),
             status_key: format!("{state}{}:status", version.index),
             version,
             lease_key: format!("{state}{}:writer", config.index.name),
@@ -587,6 +590,7 @@ impl RedisSink {
                         // A new vector means a whole new document: start from an empty key, which
                         // also drops fields nobody writes any more and a key of another type.
                         commands.push(vec![bytes("DEL"), bytes(&key)]);
+                        commands.push(vec![bytes("ZREM"), bytes(&self.pending_key), bytes(&doc.key.0)]);
                         let blob = vector_to_bytes(vector);
                         if self.cache_max > 0 {
                             commands.push(vec![bytes("SET"), bytes(&format!("{}{}", self.cache_prefix, doc.text_hash.0)), blob.clone()]);
@@ -604,10 +608,37 @@ impl RedisSink {
                         commands.push(hdel);
                     }
                 }
-                DocumentChange::Delete(key) => commands.push(vec![bytes("DEL"), bytes(&self.key_of(key))]),
+                DocumentChange::Delete(key) => {
+                    commands.push(vec![bytes("DEL"), bytes(&self.key_of(key))]);
+                    commands.push(vec![bytes("ZREM"), bytes(&self.pending_key), bytes(&key.0)]);
+                }
+                DocumentChange::Owe(doc) => {
+                    let key = self.key_of(&doc.key);
+                    // From an empty key: the old vector belongs to another text.
+                    commands.push(vec![bytes("DEL"), bytes(&key)]);
+                    let mut hset = vec![bytes("HSET"), bytes(&key)];
+                    for (name, value) in doc.fields.iter().filter(|(_, v)| !v.is_empty()) {
+                        hset.extend([bytes(name), bytes(value)]);
+                    }
+                    hset.extend([bytes("text_hash"), bytes(&doc.text_hash.0), bytes("doc_hash"), bytes(&doc.doc_hash)]);
+                    if position.is_some() {
+                        hset.extend([bytes("source_position"), bytes(&position_text)]);
+                    }
+                    commands.push(hset);
+                    // NX: a document owed again keeps the time it was first owed, which is what the age measures.
+                    commands.push(vec![
+                        bytes("ZADD"),
+                        bytes(&self.pending_key),
+                        bytes("NX"),
+                        bytes(&unix_now().to_string()),
+                        bytes(&doc.key.0),
+                    ]);
+                }
                 DocumentChange::Quarantine { key, reason } => {
                     let entry = serde_json::json!({ "reason": reason, "since": unix_now(), "position": position_text }).to_string();
                     commands.push(vec![bytes("HSET"), bytes(&self.quarantine_key), bytes(&key.0), bytes(&entry)]);
+                    // The quarantine now records what this document lacks; no use asking the filler for it.
+                    commands.push(vec![bytes("ZREM"), bytes(&self.pending_key), bytes(&key.0)]);
                 }
                 DocumentChange::Release(key) => commands.push(vec![bytes("HDEL"), bytes(&self.quarantine_key), bytes(&key.0)]),
             }

@@ -103,3 +103,114 @@ async fn a_vector_of_the_wrong_size_is_never_written_and_the_error_names_model_a
     );
     assert!(env.actual().await.is_empty(), "no document was written");
 }
+
+/// Bedrock answering, or down (503 ServiceUnavailableException for every call).
+struct Switchable {
+    down: Arc<std::sync::atomic::AtomicBool>,
+    calls_while_down: Arc<AtomicU64>,
+}
+
+impl Respond for Switchable {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if self.down.load(Ordering::SeqCst) {
+            self.calls_while_down.fetch_add(1, Ordering::SeqCst);
+            return ResponseTemplate::new(503)
+                .insert_header("x-amzn-errortype", "ServiceUnavailableException")
+                .set_body_json(serde_json::json!({"message": "Bedrock is unavailable"}));
+        }
+        titan_answer(request, 256)
+    }
+}
+
+async fn strings(env: &TestEnv, sql: &str) -> Vec<String> {
+    use mysql_async::prelude::Queryable;
+    let mut conn = env.mysql().await;
+    let out: Vec<String> = conn.query(sql).await.unwrap();
+    conn.disconnect().await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bedrock_outage_does_not_freeze_freshness_and_the_owed_vectors_are_filled_when_it_answers() {
+    let mut env = TestEnv::new("bedrock_outage", 400).await;
+    let bedrock = MockServer::start().await;
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls_while_down = Arc::new(AtomicU64::new(0));
+    Mock::given(method("POST"))
+        .respond_with(Switchable { down: down.clone(), calls_while_down: calls_while_down.clone() })
+        .mount(&bedrock)
+        .await;
+    let config = bedrock_env_config(&env, &bedrock.uri()).replacen("breaker_cooldown_secs = 30", "breaker_cooldown_secs = 2", 1);
+    env.use_config(config.clone());
+    let mut child = env.binary_with_aws(&config, "outage.log").arg("run").spawn().unwrap();
+    env.wait_caught_up().await;
+
+    // What changes, chosen and judged by the test's own SQL: the strength of
+    // the GCN with the most active NDCs (their text changes: vectors owed), a
+    // labeler of other NDCs renamed (no text change), one other NDC obsoleted.
+    let gcn = strings(&env, "SELECT CAST(GCN_SEQNO AS CHAR) FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY GCN_SEQNO ORDER BY COUNT(*) DESC, GCN_SEQNO LIMIT 1").await.remove(0);
+    let text_changed =
+        strings(&env, &format!("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND GCN_SEQNO = {gcn} ORDER BY NDC")).await;
+    let labeler =
+        strings(&env, &format!("SELECT LBLRID FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND GCN_SEQNO <> {gcn} ORDER BY NDC LIMIT 1"))
+            .await
+            .remove(0);
+    let obsoleted = strings(
+        &env,
+        &format!(
+            "SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND GCN_SEQNO <> {gcn} AND LBLRID <> '{labeler}' ORDER BY NDC DESC LIMIT 1"
+        ),
+    )
+    .await
+    .remove(0);
+    assert!(text_changed.len() >= 2, "the GCN has several NDCs: {text_changed:?}");
+
+    down.store(true, Ordering::SeqCst);
+    let mut conn = env.mysql().await;
+    {
+        use mysql_async::prelude::Queryable;
+        let mut tx = conn.start_transaction(Default::default()).await.unwrap();
+        tx.query_drop(format!("UPDATE rgcnseq4 SET STR60 = 'OUTAGE 7.5 MG' WHERE GCN_SEQNO = {gcn}")).await.unwrap();
+        tx.query_drop(format!("UPDATE rlblrid3 SET MFG = 'RENAMED DURING OUTAGE' WHERE LBLRID = '{labeler}'")).await.unwrap();
+        tx.query_drop(format!("UPDATE rndc14 SET OBSDTEC = '2026-11-30' WHERE NDC = '{obsoleted}'")).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    conn.disconnect().await.unwrap();
+
+    // The position passes the transaction while Bedrock is still down.
+    env.wait_applied().await;
+    assert!(calls_while_down.load(Ordering::SeqCst) > 0, "the new texts were tried");
+    assert_eq!(env.field(&obsoleted, "ndc").await, None, "the obsolete NDC left the index during the outage");
+    let renamed = strings(&env, &format!("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND LBLRID = '{labeler}'")).await;
+    for ndc in &renamed {
+        assert_eq!(env.field(ndc, "manufacturer").await.as_deref(), Some("RENAMED DURING OUTAGE"), "{ndc}");
+    }
+    let mut redis = env.redis.clone();
+    for ndc in &text_changed {
+        assert_eq!(env.field(ndc, "strength").await.as_deref(), Some("OUTAGE 7.5 MG"), "{ndc}: its new fields are written");
+        let vector: Option<Vec<u8>> =
+            redis::cmd("HGET").arg(format!("{}{ndc}", env.prefix)).arg("embedding").query_async(&mut redis).await.unwrap();
+        assert_eq!(vector, None, "{ndc} keeps no vector of the text it no longer has");
+    }
+    let mut owed: Vec<String> = redis::cmd("ZRANGE").arg(env.owed_key()).arg(0).arg(-1).query_async(&mut redis).await.unwrap();
+    owed.sort();
+    assert_eq!(owed, text_changed, "exactly the documents whose text changed owe a vector");
+    let output = env
+        .binary_with_aws(&config, "outage-status.log")
+        .args(["status", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["owed_vectors"], text_changed.len(), "{status}");
+
+    // Bedrock answers again: the owed vectors are filled, and the index equals MySQL.
+    down.store(false, Ordering::SeqCst);
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    assert!(child.try_wait().unwrap().is_none(), "drugsync ran through the outage");
+    let log = std::fs::read_to_string(env.log_path("outage.log")).unwrap();
+    assert!(log.contains("owed vectors filled"), "{log}");
+    child.kill().ok();
+    child.wait().ok();
+}

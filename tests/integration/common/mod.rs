@@ -311,8 +311,25 @@ impl TestEnv {
         pos
     }
 
-    /// Waits until Redis holds a position at or past the source's current end of binlog.
+    /// The sorted set of documents whose vector is owed (see `sink::pending`).
+    pub fn owed_key(&self) -> String {
+        self.position_key.strip_suffix(":position").map(|stem| format!("{stem}:pending")).expect("position key ends in :position")
+    }
+
+    /// Waits until Redis holds a position at or past the source's current
+    /// end of binlog, and owes no vector (a document written during an
+    /// embedding outage is not caught up until its vector is in).
     pub async fn wait_caught_up(&self) {
+        self.wait_until_applied(true).await;
+    }
+
+    /// Waits until Redis holds a position at or past the source's current
+    /// end of binlog, whatever vectors are still owed.
+    pub async fn wait_applied(&self) {
+        self.wait_until_applied(false).await;
+    }
+
+    async fn wait_until_applied(&self, owing_nothing: bool) {
         let target = self.master_position().await;
         let key = self.position_key.clone();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -329,6 +346,8 @@ impl TestEnv {
             if let Some(Ok(order)) = text.and_then(|t| t.parse::<Position>().ok()).map(|p| p.try_cmp(&target))
                 && order != std::cmp::Ordering::Less
                 && redis::cmd("FT.INFO").arg(&self.index).query_async::<redis::Value>(&mut redis).await.is_ok()
+                && (!owing_nothing
+                    || redis::cmd("ZCARD").arg(self.owed_key()).query_async::<u64>(&mut redis).await.is_ok_and(|owed| owed == 0))
             {
                 return;
             }

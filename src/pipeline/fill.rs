@@ -1,0 +1,76 @@
+//! Paying owed vectors back (see `sink::pending`): the writer's side.
+//!
+//! On the apply loop's idle tick the writer reads how many vectors are owed
+//! (the metrics' gauges) and, when a try is due, rebuilds the oldest owed
+//! documents from current MySQL state through the one sync path, this time
+//! waiting for the embedding service ([`WhenUnavailable::Wait`]): a document
+//! whose vector still cannot be had is left as it is, not rewritten. A try
+//! that fails waits a growing backoff; one that fills something is followed
+//! by the next at once. Rebuilding from current state is what a reconcile
+//! repair does: idempotent, and never older than what the stream wrote.
+
+use tokio::time::Instant;
+
+use super::retry::Backoff;
+use super::sync::{WhenUnavailable, sync_keys};
+use super::{Replicator, RunError, Stats};
+use crate::embed::Embedder;
+use crate::error::Classify;
+
+/// The writer's state of filling; see the module docs.
+#[derive(Debug)]
+pub struct OwedVectors {
+    next_try: Instant,
+    backoff: Backoff,
+}
+
+impl Default for OwedVectors {
+    fn default() -> Self {
+        Self { next_try: Instant::now(), backoff: Backoff::default() }
+    }
+}
+
+impl OwedVectors {
+    /// Updates the owed gauges and, when due, fills up to a write chunk of
+    /// owed vectors. Transient failures (the service still down, MySQL
+    /// away) only postpone the next try; a definite error (a lost lease, a
+    /// refused write) is the writer's and is returned.
+    pub async fn tick<E: Embedder>(&mut self, r: &Replicator<E>) -> Result<(), RunError> {
+        let before = match r.sink.owed().await {
+            Ok(owed) => owed,
+            Err(e) if e.is_transient() => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        Stats::set(&r.stats.owed_now, before.count);
+        Stats::set(&r.stats.owed_max_age_secs, before.max_age_secs(crate::health::unix_ms() / 1000));
+        if before.count == 0 {
+            self.backoff = Backoff::default();
+            return Ok(());
+        }
+        if Instant::now() < self.next_try {
+            return Ok(());
+        }
+        match self.fill(r).await {
+            Ok(()) => {}
+            Err(e) if e.is_transient() => {
+                let wait = self.backoff.step();
+                self.next_try = Instant::now() + wait;
+                tracing::warn!(owed = before.count, error = %e, retry_in_ms = wait.as_millis() as u64, "owed vectors not filled yet");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        let after = r.sink.owed().await?;
+        Stats::set(&r.stats.owed_now, after.count);
+        Stats::set(&r.stats.owed_max_age_secs, after.max_age_secs(crate::health::unix_ms() / 1000));
+        tracing::info!(filled = before.count.saturating_sub(after.count), owed = after.count, "owed vectors filled");
+        self.backoff = Backoff::default();
+        Ok(())
+    }
+
+    async fn fill<E: Embedder>(&self, r: &Replicator<E>) -> Result<(), RunError> {
+        let keys = r.sink.owed_oldest(r.config.pipeline.write_chunk).await?;
+        let mut conn = crate::source::connect::pooled(&r.pool).await?;
+        sync_keys(r, &mut conn, keys, None, WhenUnavailable::Wait).await
+    }
+}
