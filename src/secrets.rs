@@ -57,21 +57,11 @@ struct RdsSecret {
     port: Option<serde_json::Value>,
 }
 
-/// The region of a Secrets Manager ARN
-/// (`arn:aws:secretsmanager:<region>:<account>:secret:<name>`).
-pub fn region_of(arn: &str) -> Result<String, String> {
-    let parts: Vec<&str> = arn.splitn(7, ':').collect();
-    match parts.as_slice() {
-        ["arn", _, "secretsmanager", region, _, "secret", name] if !region.is_empty() && !name.is_empty() => Ok((*region).to_owned()),
-        _ => Err("must be a Secrets Manager ARN: arn:aws:secretsmanager:<region>:<account>:secret:<name>".into()),
-    }
-}
-
 /// Replaces the user and password of `mysql.url` (and its host and port when
 /// the secret has them) with the secret's, when `mysql.secret_arn` is set.
 pub async fn resolve(config: &mut Config) -> Result<(), SecretsError> {
     let Some(arn) = config.mysql.secret_arn.clone() else { return Ok(()) };
-    let region = region_of(&arn).map_err(|reason| SecretsError::Format { arn: arn.clone(), reason })?;
+    let region = crate::config::arn_region(&arn).map_err(|reason| SecretsError::Format { arn: arn.clone(), reason })?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region));
     if let Some(endpoint) = &config.mysql.secrets_endpoint_url {
         loader = loader.endpoint_url(endpoint);
@@ -123,9 +113,12 @@ mod tests {
 
     #[test]
     fn region_comes_from_the_arn() {
-        assert_eq!(region_of("arn:aws:secretsmanager:us-east-2:123456789012:secret:rds!cluster-abc-XyZ").unwrap(), "us-east-2");
-        assert!(region_of("rds!cluster-abc").is_err());
-        assert!(region_of("arn:aws:s3:::bucket").is_err());
+        assert_eq!(
+            crate::config::arn_region("arn:aws:secretsmanager:us-east-2:123456789012:secret:rds!cluster-abc-XyZ").unwrap(),
+            "us-east-2"
+        );
+        assert!(crate::config::arn_region("rds!cluster-abc").is_err());
+        assert!(crate::config::arn_region("arn:aws:s3:::bucket").is_err());
     }
 
     #[test]

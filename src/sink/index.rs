@@ -49,9 +49,9 @@ impl IndexSpec {
                 })
                 .collect(),
             vector_field: i.vector_field.clone(),
-            algorithm: i.algorithm.clone(),
+            algorithm: i.algorithm.as_str().to_owned(),
             dimensions: config.embed.dimensions,
-            distance: i.distance.clone(),
+            distance: i.distance.as_str().to_owned(),
         }
     }
 
@@ -83,12 +83,12 @@ impl IndexSpec {
             "DIM".into(),
             config.embed.dimensions.to_string(),
             "DISTANCE_METRIC".into(),
-            i.distance.clone(),
+            i.distance.as_str().to_owned(),
         ];
-        if i.algorithm == "HNSW" {
+        if i.algorithm == crate::config::VectorAlgorithm::Hnsw {
             vector.extend(["M".into(), i.m.to_string(), "EF_CONSTRUCTION".into(), i.ef_construction.to_string()]);
         }
-        args.extend([i.vector_field.clone(), "VECTOR".into(), i.algorithm.clone(), vector.len().to_string()]);
+        args.extend([i.vector_field.clone(), "VECTOR".into(), i.algorithm.as_str().to_owned(), vector.len().to_string()]);
         args.extend(vector);
         args
     }
