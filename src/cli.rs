@@ -18,7 +18,8 @@ use crate::config::DEFAULT_CONFIG_PATH;
 pub struct Cli {
     /// Configuration file (TOML). URLs and secrets may come from the environment
     /// instead: DRUGSYNC_MYSQL_URL, DRUGSYNC_MYSQL_SECRET_ARN, DRUGSYNC_REDIS_URL,
-    /// DRUGSYNC_SECRETS_ENDPOINT_URL, DRUGSYNC_BEDROCK_ENDPOINT_URL, DRUGSYNC_CHECKPOINT_PATH.
+    /// DRUGSYNC_SECRETS_ENDPOINT_URL, DRUGSYNC_EMBED_ENDPOINT_URL, DRUGSYNC_EMBED_API_KEY,
+    /// DRUGSYNC_CHECKPOINT_PATH.
     #[arg(long, short, global = true, default_value = DEFAULT_CONFIG_PATH, env = "DRUGSYNC_CONFIG", hide_env_values = true)]
     pub config: PathBuf,
 
@@ -33,14 +34,16 @@ pub struct Cli {
     #[arg(long, conflicts_with_all = ["replay_from"])]
     pub reconcile: bool,
 
-    /// With --reconcile: report what would be done (including estimated
-    /// embedding calls, tokens and cost) and change nothing.
-    #[arg(long, requires = "reconcile")]
+    /// With --reconcile or --replay-from: report what would be done
+    /// (documents, embedding calls, texts, tokens and cost, with the model)
+    /// and change nothing.
+    #[arg(long)]
     pub dry_run: bool,
 
-    /// With --reconcile: summary as a table (people) or JSON (machines).
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table, requires = "reconcile")]
-    pub output: OutputFormat,
+    /// With --reconcile or --replay-from --dry-run: summary as a table
+    /// (people) or JSON (machines).
+    #[arg(long, value_enum)]
+    pub output: Option<OutputFormat>,
 
     /// Replay from a binlog position: FILE:OFFSET (as printed by `checkpoint show`
     /// or SHOW BINLOG EVENTS; a transaction boundary), or @GTID_STATE (MariaDB

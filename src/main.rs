@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use drugsync::checkpoint::CheckpointStore;
 use drugsync::cli::{CheckpointCommand, Cli, Command, LogFormat, OutputFormat};
 use drugsync::config::{Config, redact_url};
-use drugsync::embed::AnyEmbedder;
+use drugsync::embed::{AnyEmbedder, Embedder};
 use drugsync::fixture::{self, FixtureSpec, Generator};
 use drugsync::pipeline::Replicator;
 use drugsync::position::Position;
@@ -41,11 +41,24 @@ fn main() -> ExitCode {
         eprintln!("drugsync: --reconcile and --replay-from go without a subcommand");
         return ExitCode::from(2);
     }
+    let dry_run_replay = cli.dry_run && replay_from.is_some();
+    if cli.dry_run && !cli.reconcile && !dry_run_replay {
+        eprintln!("drugsync: --dry-run goes with --reconcile or --replay-from");
+        return ExitCode::from(2);
+    }
+    if cli.output.is_some() && !cli.reconcile && !dry_run_replay {
+        eprintln!("drugsync: --output goes with --reconcile or --replay-from --dry-run (status takes its own)");
+        return ExitCode::from(2);
+    }
+    let output = cli.output.unwrap_or(OutputFormat::Table);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         drugsync::secrets::resolve(&mut config).await?;
         if cli.reconcile {
-            return reconcile(config, cli.dry_run, cli.output).await;
+            return reconcile(config, cli.dry_run, output).await;
+        }
+        if let (true, Some(from)) = (dry_run_replay, &replay_from) {
+            return price_replay(config, from, output).await;
         }
         match cli.command.unwrap_or(Command::Run) {
             Command::Run => run(config, replay_from).await,
@@ -83,7 +96,7 @@ async fn run(config: Config, replay_from: Option<Position>) -> anyhow::Result<()
         embedder = ?config.embed.provider,
         "drugsync starting"
     );
-    let embedder = AnyEmbedder::from_config(&config.embed).await;
+    let embedder = AnyEmbedder::from_config(&config.embed).await?;
     let replicator = Replicator::connect(config, embedder).await?;
     if let Some(position) = replay_from {
         replicator.prepare_replay(&position).await?;
@@ -92,8 +105,8 @@ async fn run(config: Config, replay_from: Option<Position>) -> anyhow::Result<()
     tokio::spawn(stop_on_signal(cancel.clone()));
     if let Some(listen) = replicator.config.metrics.address() {
         let bounds = drugsync::metrics::bounds(&replicator.config);
-        let price = replicator.config.embed.price_per_1k_tokens;
-        drugsync::metrics::serve(listen, replicator.stats.clone(), bounds, price, cancel.clone())?;
+        let pricing = drugsync::metrics::Pricing::of(&replicator.config, &replicator.embedder.space().model);
+        drugsync::metrics::serve(listen, replicator.stats.clone(), bounds, pricing, cancel.clone())?;
     }
     replicator.run(cancel).await?;
     tracing::info!("drugsync stopped cleanly");
@@ -112,7 +125,7 @@ async fn stop_on_signal(cancel: CancellationToken) {
 }
 
 async fn reconcile(config: Config, dry_run: bool, output: OutputFormat) -> anyhow::Result<()> {
-    let embedder = AnyEmbedder::from_config(&config.embed).await;
+    let embedder = AnyEmbedder::from_config(&config.embed).await?;
     let replicator = Replicator::connect_for_reconcile(config, embedder).await?;
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
@@ -123,6 +136,19 @@ async fn reconcile(config: Config, dry_run: bool, output: OutputFormat) -> anyho
     }
     // The nightly alarm on embedding calls reads this line (deploy/sst/drugsync.ts).
     tracing::info!(drift = report.drift(), mode = %report.mode, embed_calls = report.embed_calls, "reconcile finished");
+    Ok(())
+}
+
+async fn price_replay(config: Config, from: &Position, output: OutputFormat) -> anyhow::Result<()> {
+    let embedder = AnyEmbedder::from_config(&config.embed).await?;
+    let replicator = Replicator::connect_for_reconcile(config, embedder).await?;
+    let cancel = CancellationToken::new();
+    tokio::spawn(stop_on_signal(cancel.clone()));
+    let estimate = drugsync::pipeline::replay::price_replay(&replicator, from, &cancel).await?;
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string(&estimate)?),
+        OutputFormat::Table => print!("{}", estimate.to_table()),
+    }
     Ok(())
 }
 

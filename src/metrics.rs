@@ -35,14 +35,8 @@ impl Classify for MetricsError {
 /// Starts the endpoint on `listen` and publishes `stats` every second until
 /// `stop` fires. Paths: `/healthz` and `/readyz` (see [`crate::health`]; 200
 /// or 503 with a JSON body), anything else the Prometheus text. Call inside the runtime.
-/// `price_per_1k_tokens` (USD, `embed.price_per_1k_tokens`) turns tokens into the cost gauge.
-pub fn serve(
-    listen: SocketAddr,
-    stats: Arc<Stats>,
-    bounds: Bounds,
-    price_per_1k_tokens: f64,
-    stop: CancellationToken,
-) -> Result<(), MetricsError> {
+/// `pricing` labels the embedding metrics with the model and turns tokens into the cost gauge.
+pub fn serve(listen: SocketAddr, stats: Arc<Stats>, bounds: Bounds, pricing: Pricing, stop: CancellationToken) -> Result<(), MetricsError> {
     let listener = std::net::TcpListener::bind(listen).map_err(|e| MetricsError { listen, message: e.to_string() })?;
     listener.set_nonblocking(true).map_err(|e| MetricsError { listen, message: e.to_string() })?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| MetricsError { listen, message: e.to_string() })?;
@@ -52,7 +46,7 @@ pub fn serve(
     let stop_publishing = stop.clone();
     tokio::spawn(async move {
         loop {
-            publish(&publisher, price_per_1k_tokens);
+            publish(&publisher, &pricing);
             tokio::select! {
                 _ = stop_publishing.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -106,6 +100,22 @@ fn verdict(verdict: health::Verdict) -> (&'static str, &'static str, String) {
     (status, "application/json", serde_json::to_string(&verdict).unwrap_or_default())
 }
 
+/// The embedding model, the label of every embedding metric, and its price.
+#[derive(Debug, Clone)]
+pub struct Pricing {
+    /// `embed.model_id` (the offline embedder's name for `local`).
+    pub model: String,
+    /// USD per 1,000 input tokens.
+    pub price_per_1k_tokens: f64,
+}
+
+impl Pricing {
+    /// The configured model and price.
+    pub fn of(config: &crate::config::Config, model: &str) -> Self {
+        Self { model: model.to_owned(), price_per_1k_tokens: config.embed.price_per_1k() }
+    }
+}
+
 /// What the probes judge, read from `stats` now.
 pub fn observe(stats: &Stats) -> health::Observed {
     use std::sync::atomic::Ordering::Relaxed;
@@ -147,18 +157,23 @@ fn describe() {
     describe_gauge!("drugsync_vectors_owed", "Documents in the index waiting for their vector (the pending set)");
     describe_gauge!("drugsync_vectors_owed_max_age_seconds", "Seconds the oldest owed vector has waited; 0 when none is owed");
     describe_counter!("drugsync_vector_cache_hits_total", "Vectors reused from the cache instead of an embedding call");
-    describe_counter!("drugsync_embed_calls_total", "Embedding calls made");
-    describe_counter!("drugsync_embed_tokens_total", "Input tokens reported by the embedding service");
+    describe_counter!("drugsync_embed_calls_total", "Embedding calls made, by model (a call carries one text or a batch)");
+    describe_counter!("drugsync_embed_texts_total", "Texts sent to the embedding model, by model");
+    describe_counter!(
+        "drugsync_embed_tokens_total",
+        "Input tokens by model: source=reported as the service counted them, source=estimated (characters / 4) where it does not say"
+    );
+    describe_counter!("drugsync_embed_texts_cut_total", "Texts cut to the model's input limit (embed.max_input_chars), by model");
     describe_gauge!("drugsync_replication_lag_seconds", "Seconds from the source commit to the Redis write, for the last batch");
     describe_gauge!("drugsync_last_source_commit_timestamp_seconds", "Source commit time of the last applied transaction");
     describe_gauge!(
         "drugsync_embed_estimated_cost_usd",
-        "Embedding cost of this process so far: tokens the service reported x embed.price_per_1k_tokens"
+        "Embedding cost of this process so far, by model: input tokens x embed.price_per_1k_tokens"
     );
     describe_gauge!("drugsync_writer", "1 while this instance holds the writer lease, 0 while it stands by");
 }
 
-fn publish(stats: &Stats, price_per_1k_tokens: f64) {
+fn publish(stats: &Stats, pricing: &Pricing) {
     use std::sync::atomic::Ordering::Relaxed;
     for (name, value) in [
         ("drugsync_transactions_total", &stats.transactions),
@@ -169,15 +184,22 @@ fn publish(stats: &Stats, price_per_1k_tokens: f64) {
         ("drugsync_documents_quarantined_total", &stats.quarantined),
         ("drugsync_documents_owed_vector_total", &stats.owed),
         ("drugsync_vector_cache_hits_total", &stats.cache_hits),
-        ("drugsync_embed_calls_total", &stats.embed.calls),
-        ("drugsync_embed_tokens_total", &stats.embed.tokens),
     ] {
         metrics::counter!(name).absolute(value.load(Relaxed));
     }
+    let model = pricing.model.clone();
+    let e = &stats.embed;
+    metrics::counter!("drugsync_embed_calls_total", "model" => model.clone()).absolute(e.calls.load(Relaxed));
+    metrics::counter!("drugsync_embed_texts_total", "model" => model.clone()).absolute(e.texts.load(Relaxed));
+    metrics::counter!("drugsync_embed_texts_cut_total", "model" => model.clone()).absolute(e.texts_cut.load(Relaxed));
+    metrics::counter!("drugsync_embed_tokens_total", "model" => model.clone(), "source" => "reported").absolute(e.tokens.load(Relaxed));
+    metrics::counter!("drugsync_embed_tokens_total", "model" => model.clone(), "source" => "estimated")
+        .absolute(e.tokens_estimated.load(Relaxed));
     metrics::gauge!("drugsync_replication_lag_seconds").set(stats.lag_ms.load(Relaxed) as f64 / 1000.0);
     metrics::gauge!("drugsync_last_source_commit_timestamp_seconds").set(stats.last_commit_unix.load(Relaxed) as f64);
     metrics::gauge!("drugsync_vectors_owed").set(stats.owed_now.load(Relaxed) as f64);
     metrics::gauge!("drugsync_vectors_owed_max_age_seconds").set(stats.owed_max_age_secs.load(Relaxed) as f64);
     metrics::gauge!("drugsync_writer").set(stats.writer.load(Relaxed) as f64);
-    metrics::gauge!("drugsync_embed_estimated_cost_usd").set(stats.embed.tokens.load(Relaxed) as f64 / 1000.0 * price_per_1k_tokens);
+    metrics::gauge!("drugsync_embed_estimated_cost_usd", "model" => model)
+        .set(e.billed_tokens() as f64 / 1000.0 * pricing.price_per_1k_tokens);
 }

@@ -137,8 +137,12 @@ impl Config {
         if let Some(url) = get("DRUGSYNC_SECRETS_ENDPOINT_URL") {
             self.mysql.secrets_endpoint_url = Some(url);
         }
-        if let Some(url) = get("DRUGSYNC_BEDROCK_ENDPOINT_URL") {
+        // DRUGSYNC_BEDROCK_ENDPOINT_URL is the older name, still honoured.
+        if let Some(url) = get("DRUGSYNC_EMBED_ENDPOINT_URL").or_else(|| get("DRUGSYNC_BEDROCK_ENDPOINT_URL")) {
             self.embed.endpoint_url = Some(url);
+        }
+        if let Some(key) = get("DRUGSYNC_EMBED_API_KEY") {
+            self.embed.api_key = Some(Secret::new(key));
         }
         if let Some(path) = get("DRUGSYNC_CHECKPOINT_PATH") {
             self.checkpoint.path = PathBuf::from(path);
@@ -322,6 +326,37 @@ mod tests {
         }
         let err = parse(&REFERENCE.replacen("[mysql]", "[mysql]\nbogus = 1", 1)).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn each_provider_is_validated_by_its_own_rules() {
+        let with = |embed: &str| {
+            REFERENCE.replacen("provider = \"local\"\nmodel_id = \"amazon.titan-embed-text-v2:0\"\ndimensions = 1024", embed, 1)
+        };
+        assert!(with("X").contains("X\nnormalize"), "the reference config's [embed] starts as expected");
+        let cases = [
+            ("provider = \"bedrock\"\nmodel_id = \"cohere.embed-english-v3\"\ndimensions = 512", "embed.dimensions"),
+            ("provider = \"bedrock\"\nmodel_id = \"cohere.embed-v4:0\"\ndimensions = 2048", "embed.dimensions"),
+            ("provider = \"bedrock\"\nmodel_id = \"cohere.embed-english-v3\"\ndimensions = 1024\nbatch_size = 97", "embed.batch_size"),
+            ("provider = \"bedrock\"\nmodel_id = \"amazon.titan-embed-text-v2:0\"\ndimensions = 1024\nbatch_size = 2", "embed.batch_size"),
+            ("provider = \"bedrock\"\nmodel_id = \"amazon.titan-embed-text-v1\"\ndimensions = 1024", "embed.model_id"),
+            ("provider = \"openai\"\nmodel_id = \"bge-small\"\ndimensions = 384", "embed.endpoint_url"),
+            (
+                "provider = \"openai\"\nmodel_id = \"amazon.titan-embed-text-v2:0\"\nendpoint_url = \"http://tei:8080\"\ndimensions = 384",
+                "embed.model_id",
+            ),
+        ];
+        for (embed, field) in cases {
+            let err = parse(&with(embed)).unwrap_err().to_string();
+            assert!(err.contains(field), "{embed}: {err} should name {field}");
+        }
+        let cohere = parse(&with("provider = \"bedrock\"\nmodel_id = \"us.cohere.embed-v4:0\"\ndimensions = 1536")).unwrap();
+        assert_eq!(cohere.embed.family(), ModelFamily::Cohere { v4: true }, "an inference profile's prefix is fine");
+        assert_eq!((cohere.embed.texts_per_call(), cohere.embed.input_char_limit()), (96, 2048));
+        assert_eq!(cohere.embed.price_per_1k(), 0.0001);
+        let openai = parse(&with("provider = \"openai\"\nmodel_id = \"bge-small\"\nendpoint_url = \"http://tei:8080\"\ndimensions = 384"));
+        let openai = openai.unwrap();
+        assert_eq!((openai.embed.texts_per_call(), openai.embed.price_per_1k()), (32, 0.0));
     }
 
     #[test]

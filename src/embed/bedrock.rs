@@ -1,4 +1,11 @@
-//! AWS Bedrock Titan Text Embeddings V2 through `aws-sdk-bedrockruntime`.
+//! AWS Bedrock InvokeModel through `aws-sdk-bedrockruntime`, for the two
+//! embedding families it serves drugsync: Titan Text Embeddings V2 (one
+//! text per call; `inputText`, `dimensions`, `normalize`; the reply counts
+//! tokens) and Cohere Embed (up to 96 texts per call; `texts`,
+//! `input_type = search_document`, `truncate = END`; v4 also
+//! `output_dimension`; the reply does not count tokens, so they are
+//! estimated). Cohere's vectors are normalised here when `embed.normalize`
+//! asks for it: Titan does that itself.
 //!
 //! # Error handling
 //! The SDK's standard retry policy retries throttling and 5xx answers with
@@ -16,18 +23,18 @@ use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
 use aws_sdk_bedrockruntime::primitives::Blob;
 use serde::{Deserialize, Serialize};
 
-use super::{EmbedError, Embedder, Embedding};
-use crate::config::EmbedConfig;
+use super::{EmbedError, Embedded, Embedder};
+use crate::config::{EmbedConfig, ModelFamily};
 use crate::document::EmbeddingSpace;
-
-/// Titan V2 accepts at most 50,000 characters per text.
-pub const MAX_INPUT_CHARS: usize = 50_000;
 
 /// A Bedrock InvokeModel client for one model.
 #[derive(Debug, Clone)]
 pub struct BedrockEmbedder {
     client: aws_sdk_bedrockruntime::Client,
     space: EmbeddingSpace,
+    family: ModelFamily,
+    batch: usize,
+    max_input_chars: usize,
 }
 
 #[derive(Serialize)]
@@ -43,7 +50,30 @@ struct TitanRequest<'a> {
 struct TitanResponse {
     embedding: Vec<f32>,
     #[serde(default)]
-    input_text_token_count: u64,
+    input_text_token_count: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct CohereRequest<'a> {
+    texts: &'a [&'a str],
+    input_type: &'static str,
+    truncate: &'static str,
+    embedding_types: [&'static str; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_dimension: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct CohereResponse {
+    embeddings: CohereEmbeddings,
+}
+
+/// `embeddings` is a list of vectors, or by type when `embedding_types` was sent.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CohereEmbeddings {
+    Floats(Vec<Vec<f32>>),
+    ByType { float: Vec<Vec<f32>> },
 }
 
 impl BedrockEmbedder {
@@ -72,6 +102,9 @@ impl BedrockEmbedder {
         }
         Self {
             client: aws_sdk_bedrockruntime::Client::from_conf(builder.build()),
+            family: config.family(),
+            batch: config.texts_per_call(),
+            max_input_chars: config.input_char_limit(),
             space: EmbeddingSpace {
                 model: config.model_id.clone(),
                 dimensions: config.dimensions,
@@ -87,16 +120,31 @@ impl Embedder for BedrockEmbedder {
         &self.space
     }
 
-    async fn embed(&self, text: &str) -> Result<Embedding, EmbedError> {
-        let input_text = match text.char_indices().nth(MAX_INPUT_CHARS) {
-            Some((cut, _)) => {
-                tracing::warn!(chars = text.chars().count(), "embedding text truncated to {MAX_INPUT_CHARS} characters");
-                &text[..cut]
-            }
-            None => text,
+    fn max_batch(&self) -> usize {
+        self.batch
+    }
+
+    fn max_input_chars(&self) -> usize {
+        self.max_input_chars
+    }
+
+    async fn embed_batch(&self, texts: &[&str]) -> Result<Embedded, EmbedError> {
+        let encoded = match self.family {
+            ModelFamily::Cohere { v4 } => serde_json::to_vec(&CohereRequest {
+                texts,
+                input_type: "search_document",
+                truncate: "END",
+                embedding_types: ["float"],
+                output_dimension: v4.then_some(self.space.dimensions),
+            }),
+            _ => match texts {
+                [input_text] => {
+                    serde_json::to_vec(&TitanRequest { input_text, dimensions: self.space.dimensions, normalize: self.space.normalize })
+                }
+                _ => return Err(EmbedError::BadResponse(format!("Titan takes one text per call, not {}", texts.len()))),
+            },
         };
-        let body = serde_json::to_vec(&TitanRequest { input_text, dimensions: self.space.dimensions, normalize: self.space.normalize })
-            .map_err(|e| EmbedError::BadResponse(format!("cannot encode request: {e}")))?;
+        let body = encoded.map_err(|e| EmbedError::BadResponse(format!("cannot encode request: {e}")))?;
         let output = self
             .client
             .invoke_model()
@@ -108,9 +156,32 @@ impl Embedder for BedrockEmbedder {
             .await
             .map_err(classify_sdk_error)?;
         // A garbled answer is the service's hiccup, not this text's fault: retried.
-        let response: TitanResponse = serde_json::from_slice(output.body().as_ref())
-            .map_err(|e| EmbedError::Unavailable(format!("an answer that is not a Titan embedding response: {e}")))?;
-        Ok(Embedding { vector: response.embedding, tokens: response.input_text_token_count })
+        let garbled =
+            |e: serde_json::Error| EmbedError::Unavailable(format!("an answer that is not a {} embedding response: {e}", self.space.model));
+        match self.family {
+            ModelFamily::Cohere { .. } => {
+                let response: CohereResponse = serde_json::from_slice(output.body().as_ref()).map_err(garbled)?;
+                let mut vectors = match response.embeddings {
+                    CohereEmbeddings::Floats(v) | CohereEmbeddings::ByType { float: v } => v,
+                };
+                if self.space.normalize {
+                    vectors.iter_mut().for_each(|v| normalise(v));
+                }
+                Ok(Embedded { vectors, tokens: None })
+            }
+            _ => {
+                let response: TitanResponse = serde_json::from_slice(output.body().as_ref()).map_err(garbled)?;
+                Ok(Embedded { vectors: vec![response.embedding], tokens: response.input_text_token_count })
+            }
+        }
+    }
+}
+
+/// Scales `v` to unit length (a zero vector stays as it is).
+pub fn normalise(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::breaker::CircuitBreaker;
 use super::quota::Quota;
-use super::{EmbedError, Embedder, Embedding};
+use super::{EmbedError, Embedded, Embedder};
 use crate::config::EmbedConfig;
 use crate::document::EmbeddingSpace;
 
@@ -38,10 +38,18 @@ impl<E: Embedder> Embedder for Guarded<E> {
         self.inner.space()
     }
 
-    async fn embed(&self, text: &str) -> Result<Embedding, EmbedError> {
+    fn max_batch(&self) -> usize {
+        self.inner.max_batch()
+    }
+
+    fn max_input_chars(&self) -> usize {
+        self.inner.max_input_chars()
+    }
+
+    async fn embed_batch(&self, texts: &[&str]) -> Result<Embedded, EmbedError> {
         self.breaker.check()?;
-        let admission = self.quota.admit(Quota::estimate(text)).await;
-        let result = self.inner.embed(text).await;
+        let admission = self.quota.admit(texts.iter().map(|t| Quota::estimate(t)).sum()).await;
+        let result = self.inner.embed_batch(texts).await;
         drop(admission);
         self.breaker.record(matches!(result, Err(EmbedError::Unavailable(_))));
         result

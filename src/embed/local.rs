@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{EmbedError, Embedder, Embedding};
+use super::{EmbedError, Embedded, Embedder};
 use crate::document::EmbeddingSpace;
 
 /// Model name recorded in text hashes; bump the suffix if the algorithm changes.
@@ -57,8 +57,12 @@ impl Embedder for LocalEmbedder {
         &self.space
     }
 
-    async fn embed(&self, text: &str) -> Result<Embedding, EmbedError> {
-        Ok(Embedding { vector: self.vector(text), tokens: 0 })
+    fn max_input_chars(&self) -> usize {
+        crate::config::ModelFamily::Local.default_max_input_chars()
+    }
+
+    async fn embed_batch(&self, texts: &[&str]) -> Result<Embedded, EmbedError> {
+        Ok(Embedded { vectors: texts.iter().map(|text| self.vector(text)).collect(), tokens: Some(0) })
     }
 }
 

@@ -1,15 +1,18 @@
 //! Embedding: turning document texts into vectors.
 //!
-//! [`Embedder`] is one text in, one vector out (Titan V2 takes one text per
-//! call). [`embed_distinct`] fans a set of distinct texts out with bounded
-//! concurrency and counts calls and tokens. Deciding *whether* a text needs a
-//! call (hash already stored, vector cached) is the pipeline's job, not the
-//! embedder's.
+//! [`Embedder`] is one call: up to [`Embedder::max_batch`] texts in (Titan
+//! V2 takes one, Cohere 96, an OpenAI-compatible server a list), a vector
+//! per text out. [`embed_each`] cuts texts to the model's limit, groups them
+//! into calls, keeps `concurrency` calls in flight and counts calls, tokens
+//! and cuts. Deciding *whether* a text needs a call (hash already stored,
+//! vector cached) is the pipeline's job, not the embedder's.
 
 pub mod bedrock;
 pub mod breaker;
+pub mod cut;
 pub mod guarded;
 pub mod local;
+pub mod openai;
 pub mod quota;
 
 use std::future::Future;
@@ -21,6 +24,7 @@ use crate::error::{Classify, ErrorClass};
 
 pub use bedrock::BedrockEmbedder;
 pub use local::LocalEmbedder;
+pub use openai::OpenAiEmbedder;
 
 /// One embedding result.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +33,16 @@ pub struct Embedding {
     pub vector: Vec<f32>,
     /// Input tokens billed for this text (0 for the local embedder).
     pub tokens: u64,
+}
+
+/// The answer to one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedded {
+    /// One vector per text, in the order of the texts.
+    pub vectors: Vec<Vec<f32>>,
+    /// Input tokens the service reported for the call; `None` when it does
+    /// not say (Cohere on Bedrock), and the tokens are then estimated.
+    pub tokens: Option<u64>,
 }
 
 /// Why a text could not be embedded.
@@ -68,34 +82,60 @@ impl Classify for EmbedError {
 /// Produces vectors for texts.
 ///
 /// Contract: the same text in the same [`EmbeddingSpace`] yields a vector
-/// close enough to be interchangeable (the pipeline caches by text hash); the
-/// vector has exactly `space().dimensions` elements; errors are classed.
-/// Implementations may retry internally but must return within bounded time.
+/// close enough to be interchangeable (the pipeline caches by text hash); each
+/// vector has exactly `space().dimensions` elements, one per text, in order;
+/// errors are classed, and a text the service refuses is
+/// [`EmbedError::TextRejected`] (for a call of several texts, the caller
+/// finds which one). Implementations may retry internally but must return
+/// within bounded time.
 pub trait Embedder: Send + Sync + 'static {
     /// The vector space this embedder produces; part of every text hash.
     fn space(&self) -> &EmbeddingSpace;
 
-    /// Embeds one text.
-    fn embed(&self, text: &str) -> impl Future<Output = Result<Embedding, EmbedError>> + Send;
+    /// Most texts one call carries.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Longest text in characters the model takes ([`cut::cut_to_limit`] applies it).
+    fn max_input_chars(&self) -> usize;
+
+    /// Embeds 1 to [`Self::max_batch`] texts, each within [`Self::max_input_chars`], in one call.
+    fn embed_batch(&self, texts: &[&str]) -> impl Future<Output = Result<Embedded, EmbedError>> + Send;
+
+    /// Embeds one text in one call.
+    fn embed(&self, text: &str) -> impl Future<Output = Result<Embedding, EmbedError>> + Send {
+        async move {
+            let texts = [text];
+            let mut answer = self.embed_batch(&texts).await?;
+            let vector = answer.vectors.pop().filter(|_| answer.vectors.is_empty()).ok_or_else(|| {
+                EmbedError::Unavailable(format!("{} answered {} vectors for one text", self.space().model, answer.vectors.len() + 1))
+            })?;
+            Ok(Embedding { vector, tokens: answer.tokens.unwrap_or(0) })
+        }
+    }
 }
 
 /// The embedder chosen by configuration.
 pub enum AnyEmbedder {
     /// Offline default.
     Local(LocalEmbedder),
-    /// AWS Bedrock, paced to the quota behind a circuit breaker.
+    /// AWS Bedrock (Titan V2, Cohere Embed), paced to the quota behind a circuit breaker.
     Bedrock(guarded::Guarded<BedrockEmbedder>),
+    /// An OpenAI-compatible server, paced and guarded the same way.
+    OpenAi(guarded::Guarded<OpenAiEmbedder>),
 }
 
 impl AnyEmbedder {
     /// Builds the configured embedder (Bedrock loads the default AWS credential chain).
-    pub async fn from_config(config: &EmbedConfig) -> Self {
-        match config.provider {
+    pub async fn from_config(config: &EmbedConfig) -> Result<Self, EmbedError> {
+        Ok(match config.provider {
             EmbedProvider::Local => AnyEmbedder::Local(LocalEmbedder::new(config.dimensions, config.template_version)),
             EmbedProvider::Bedrock => {
                 AnyEmbedder::Bedrock(guarded::Guarded::from_config(BedrockEmbedder::from_default_chain(config).await, config))
             }
-        }
+            EmbedProvider::Openai => AnyEmbedder::OpenAi(guarded::Guarded::from_config(OpenAiEmbedder::from_config(config)?, config)),
+        })
     }
 }
 
@@ -104,13 +144,31 @@ impl Embedder for AnyEmbedder {
         match self {
             AnyEmbedder::Local(e) => e.space(),
             AnyEmbedder::Bedrock(e) => e.space(),
+            AnyEmbedder::OpenAi(e) => e.space(),
         }
     }
 
-    async fn embed(&self, text: &str) -> Result<Embedding, EmbedError> {
+    fn max_batch(&self) -> usize {
         match self {
-            AnyEmbedder::Local(e) => e.embed(text).await,
-            AnyEmbedder::Bedrock(e) => e.embed(text).await,
+            AnyEmbedder::Local(e) => e.max_batch(),
+            AnyEmbedder::Bedrock(e) => e.max_batch(),
+            AnyEmbedder::OpenAi(e) => e.max_batch(),
+        }
+    }
+
+    fn max_input_chars(&self) -> usize {
+        match self {
+            AnyEmbedder::Local(e) => e.max_input_chars(),
+            AnyEmbedder::Bedrock(e) => e.max_input_chars(),
+            AnyEmbedder::OpenAi(e) => e.max_input_chars(),
+        }
+    }
+
+    async fn embed_batch(&self, texts: &[&str]) -> Result<Embedded, EmbedError> {
+        match self {
+            AnyEmbedder::Local(e) => e.embed_batch(texts).await,
+            AnyEmbedder::Bedrock(e) => e.embed_batch(texts).await,
+            AnyEmbedder::OpenAi(e) => e.embed_batch(texts).await,
         }
     }
 }
@@ -118,10 +176,17 @@ impl Embedder for AnyEmbedder {
 /// Running totals of embedding work, for logs, tests and the reconcile summary.
 #[derive(Debug, Default)]
 pub struct EmbedStats {
-    /// Embedding calls made (one per distinct text).
+    /// Embedding calls made (a call carries up to [`Embedder::max_batch`] texts).
     pub calls: AtomicU64,
+    /// Texts sent.
+    pub texts: AtomicU64,
     /// Input tokens reported by the service.
     pub tokens: AtomicU64,
+    /// Input tokens estimated (one per four characters) for calls whose
+    /// answer does not say.
+    pub tokens_estimated: AtomicU64,
+    /// Texts cut to the model's input limit (see [`cut`]).
+    pub texts_cut: AtomicU64,
 }
 
 impl EmbedStats {
@@ -129,6 +194,17 @@ impl EmbedStats {
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
+
+    /// Tokens reported plus tokens estimated: what the cost is computed from.
+    pub fn billed_tokens(&self) -> u64 {
+        self.tokens.load(Ordering::Relaxed) + self.tokens_estimated.load(Ordering::Relaxed)
+    }
+}
+
+/// Tokens a text is estimated at when the service does not say: one per
+/// four characters, AWS's own rule of thumb for these models.
+pub fn estimated_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
 }
 
 /// Embeds each text once, at most `concurrency` at a time; results are in input order.
@@ -167,6 +243,11 @@ pub enum Outcome {
 /// vectors that did come back are kept (the caller caches them: a retry
 /// then costs only the calls that failed). Only a definite error that is no
 /// single text's (a vector of the wrong size, access denied) fails the set.
+///
+/// Texts are cut to the model's limit ([`cut`]), grouped into calls of
+/// [`Embedder::max_batch`], and `concurrency` calls are kept in flight. A
+/// call of several texts that the service refuses is tried again text by
+/// text, so only the refused one is refused.
 pub async fn embed_each<E: Embedder>(
     embedder: &E,
     texts: &[&str],
@@ -174,39 +255,79 @@ pub async fn embed_each<E: Embedder>(
     stats: &EmbedStats,
 ) -> Result<Vec<Outcome>, EmbedError> {
     use futures_util::StreamExt;
-    let dims = embedder.space().dimensions;
+    let limit = embedder.max_input_chars();
+    let texts: Vec<&str> = texts
+        .iter()
+        .map(|text| {
+            let (sent, was_cut) = cut::cut_to_limit(text, limit);
+            if was_cut {
+                stats.texts_cut.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    chars = text.chars().count(),
+                    limit,
+                    "embedding text cut to the model's input limit (embed.max_input_chars)"
+                );
+            }
+            sent
+        })
+        .collect();
     let mut out = Vec::with_capacity(texts.len());
-    // `concurrency` calls in flight all the time (a slow call does not hold
-    // back the next ones), results kept in input order.
-    // The futures are built eagerly (one per text of a chunk), so no closure
+    // The futures are built eagerly (one per call of a chunk), so no closure
     // has to be generic over the borrow of `embedder`: the caller's future stays `Send`.
-    let futures: Vec<_> = texts.iter().map(|text| embedder.embed(text)).collect();
+    let futures: Vec<_> = texts.chunks(embedder.max_batch().max(1)).map(|group| embed_group(embedder, group, stats)).collect();
     let mut calls = futures_util::stream::iter(futures).buffered(concurrency.max(1));
-    while let Some(result) = calls.next().await {
-        stats.calls.fetch_add(1, Ordering::Relaxed);
-        let embedding = match result {
-            Ok(embedding) => embedding,
-            Err(EmbedError::TextRejected(reason)) => {
-                out.push(Outcome::Refused(reason));
-                continue;
-            }
-            Err(e) if e.is_transient() => {
-                out.push(Outcome::Unavailable(e));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        stats.tokens.fetch_add(embedding.tokens, Ordering::Relaxed);
-        if embedding.vector.len() != dims {
-            return Err(EmbedError::BadResponse(format!(
-                "model {} answered {} dimensions where embed.dimensions is {dims}; check embed.dimensions against the model",
-                embedder.space().model,
-                embedding.vector.len()
-            )));
-        }
-        out.push(Outcome::Vector(embedding.vector));
+    while let Some(outcomes) = calls.next().await {
+        out.extend(outcomes?);
     }
     Ok(out)
+}
+
+/// One call for `texts`, then the search for the refused text when the call was refused.
+async fn embed_group<E: Embedder>(embedder: &E, texts: &[&str], stats: &EmbedStats) -> Result<Vec<Outcome>, EmbedError> {
+    match call(embedder, texts, stats).await {
+        Err(EmbedError::TextRejected(_)) if texts.len() > 1 => {
+            let mut out = Vec::with_capacity(texts.len());
+            for text in texts {
+                out.extend(outcomes(call(embedder, std::slice::from_ref(text), stats).await, 1)?);
+            }
+            Ok(out)
+        }
+        result => outcomes(result, texts.len()),
+    }
+}
+
+/// The outcome of each of the `n` texts of one call.
+fn outcomes(result: Result<Vec<Vec<f32>>, EmbedError>, n: usize) -> Result<Vec<Outcome>, EmbedError> {
+    match result {
+        Ok(vectors) => Ok(vectors.into_iter().map(Outcome::Vector).collect()),
+        Err(EmbedError::TextRejected(reason)) => Ok((0..n).map(|_| Outcome::Refused(reason.clone())).collect()),
+        Err(EmbedError::Unavailable(reason)) => Ok((0..n).map(|_| Outcome::Unavailable(EmbedError::Unavailable(reason.clone()))).collect()),
+        Err(e) => Err(e),
+    }
+}
+
+/// One call, counted, its answer checked: a vector per text, each of the configured size.
+async fn call<E: Embedder>(embedder: &E, texts: &[&str], stats: &EmbedStats) -> Result<Vec<Vec<f32>>, EmbedError> {
+    stats.calls.fetch_add(1, Ordering::Relaxed);
+    stats.texts.fetch_add(texts.len() as u64, Ordering::Relaxed);
+    let answer = embedder.embed_batch(texts).await?;
+    match answer.tokens {
+        Some(tokens) => stats.tokens.fetch_add(tokens, Ordering::Relaxed),
+        None => stats.tokens_estimated.fetch_add(texts.iter().map(|t| estimated_tokens(t)).sum(), Ordering::Relaxed),
+    };
+    let model = &embedder.space().model;
+    if answer.vectors.len() != texts.len() {
+        // A reply that lost or added vectors cannot be matched to texts: the service's hiccup.
+        return Err(EmbedError::Unavailable(format!("{model} answered {} vectors for {} texts", answer.vectors.len(), texts.len())));
+    }
+    let dims = embedder.space().dimensions;
+    if let Some(wrong) = answer.vectors.iter().find(|v| v.len() != dims) {
+        return Err(EmbedError::BadResponse(format!(
+            "model {model} answered {} dimensions where embed.dimensions is {dims}; check embed.dimensions against the model",
+            wrong.len()
+        )));
+    }
+    Ok(answer.vectors)
 }
 
 /// Little-endian FLOAT32 bytes, the layout RediSearch expects for a vector field.
@@ -226,6 +347,14 @@ pub fn vector_from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
 mod tests {
     use super::*;
 
+    /// Counter access as in the pipeline's stats.
+    struct Stats;
+    impl Stats {
+        fn get(counter: &AtomicU64) -> u64 {
+            counter.load(Ordering::Relaxed)
+        }
+    }
+
     #[test]
     fn vector_bytes_round_trip_little_endian() {
         let v = vec![1.0f32, -0.5, 0.25];
@@ -234,6 +363,88 @@ mod tests {
         assert_eq!(&bytes[..4], &1.0f32.to_le_bytes());
         assert_eq!(vector_from_bytes(&bytes).unwrap(), v);
         assert!(vector_from_bytes(&bytes[..5]).is_none());
+    }
+
+    /// A model taking `batch` texts per call that refuses texts containing
+    /// "BAD", answers vectors of the text's length, and reports no tokens.
+    struct Batching {
+        space: EmbeddingSpace,
+        batch: usize,
+        calls: std::sync::Mutex<Vec<Vec<String>>>,
+    }
+
+    impl Batching {
+        fn new(batch: usize) -> Self {
+            let space = EmbeddingSpace { model: "fake".into(), dimensions: 2, normalize: false, template_version: 1 };
+            Self { space, batch, calls: Default::default() }
+        }
+    }
+
+    impl Embedder for Batching {
+        fn space(&self) -> &EmbeddingSpace {
+            &self.space
+        }
+        fn max_batch(&self) -> usize {
+            self.batch
+        }
+        fn max_input_chars(&self) -> usize {
+            20
+        }
+        async fn embed_batch(&self, texts: &[&str]) -> Result<Embedded, EmbedError> {
+            self.calls.lock().unwrap().push(texts.iter().map(|t| t.to_string()).collect());
+            assert!(texts.len() <= self.batch, "never more than a call takes");
+            if texts.iter().any(|t| t.contains("BAD")) {
+                return Err(EmbedError::TextRejected("contains BAD".into()));
+            }
+            Ok(Embedded { vectors: texts.iter().map(|t| vec![t.len() as f32, 1.0]).collect(), tokens: None })
+        }
+    }
+
+    #[tokio::test]
+    async fn texts_go_in_calls_of_the_batch_size_in_order() {
+        let e = Batching::new(3);
+        let stats = EmbedStats::default();
+        let texts: Vec<String> = (0..7).map(|i| "x".repeat(i + 1)).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let out = embed_each(&e, &refs, 2, &stats).await.unwrap();
+        let sizes: Vec<usize> = e.calls.lock().unwrap().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [3, 3, 1]);
+        for (i, outcome) in out.iter().enumerate() {
+            assert!(matches!(outcome, Outcome::Vector(v) if v[0] == (i + 1) as f32), "{i}: {outcome:?}");
+        }
+        assert_eq!((stats.calls(), Stats::get(&stats.texts)), (3, 7));
+        assert_eq!(Stats::get(&stats.tokens), 0, "the model reports none");
+        assert_eq!(Stats::get(&stats.tokens_estimated), (1..=7u64).map(|n| n.div_ceil(4)).sum::<u64>(), "so they are estimated");
+    }
+
+    #[tokio::test]
+    async fn a_refused_call_is_tried_text_by_text_so_only_the_refused_text_is_refused() {
+        let e = Batching::new(4);
+        let stats = EmbedStats::default();
+        let out = embed_each(&e, &["a", "b", "BAD c", "d", "e"], 1, &stats).await.unwrap();
+        let kinds: Vec<&str> = out
+            .iter()
+            .map(|o| match o {
+                Outcome::Vector(_) => "vector",
+                Outcome::Refused(_) => "refused",
+                Outcome::Unavailable(_) => "unavailable",
+            })
+            .collect();
+        assert_eq!(kinds, ["vector", "vector", "refused", "vector", "vector"]);
+        // [a b BAD d] refused, then a, b, BAD, d alone; [e] as it was.
+        assert_eq!(stats.calls(), 6);
+    }
+
+    #[tokio::test]
+    async fn texts_over_the_limit_are_cut_and_counted() {
+        let e = Batching::new(2);
+        let stats = EmbedStats::default();
+        let long = "WORD ".repeat(10);
+        embed_each(&e, &[long.as_str(), "short"], 1, &stats).await.unwrap();
+        let sent = e.calls.lock().unwrap()[0].clone();
+        assert_eq!(sent[0], "WORD WORD WORD WORD", "cut at a word boundary within 20 characters");
+        assert_eq!(sent[1], "short");
+        assert_eq!(Stats::get(&stats.texts_cut), 1);
     }
 
     #[tokio::test]

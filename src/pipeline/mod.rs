@@ -12,6 +12,7 @@ pub mod error;
 pub mod fill;
 pub mod progress;
 pub mod reconcile;
+pub mod replay;
 pub mod retry;
 pub mod start;
 pub mod stats;
@@ -61,6 +62,8 @@ pub struct Replicator<E: Embedder> {
     pub stats: Arc<Stats>,
     /// A position to replay from, stored once this instance holds the writer lease.
     replay: std::sync::Mutex<Option<Position>>,
+    /// The replay under way, until the stream has caught up with it.
+    replay_watch: std::sync::Mutex<Option<replay::ReplayWatch>>,
 }
 
 impl<E: Embedder> Replicator<E> {
@@ -104,6 +107,7 @@ impl<E: Embedder> Replicator<E> {
             router,
             stats: Arc::default(),
             replay: std::sync::Mutex::new(None),
+            replay_watch: std::sync::Mutex::new(None),
         })
     }
 
@@ -207,7 +211,21 @@ impl<E: Embedder> Replicator<E> {
         }
         self.checkpoint()?.reset(&position)?;
         tracing::warn!(%position, "replaying from an operator-supplied position");
+        let watch = || replay::ReplayWatch::start(self, &position);
+        if let Some(watch) = retry::retry(cancel, "reading the end of binlog for the replay summary", watch).await? {
+            *self.replay_watch.lock().expect("replay lock") = Some(watch);
+        }
         Ok(())
+    }
+
+    /// Logs the replay's summary once the stream has applied up to where it was asked.
+    pub(crate) fn note_applied(&self, applied: &Position) {
+        let mut slot = self.replay_watch.lock().expect("replay lock");
+        if slot.as_ref().is_some_and(|watch| watch.reached(applied))
+            && let Some(watch) = slot.take()
+        {
+            watch.finish(self, applied);
+        }
     }
 
     /// Initial load if needed, then streaming; runs while holding the lease.

@@ -33,8 +33,8 @@ const PAGE: usize = 1000;
 /// What a reconcile found and did. Serialised as the `--output json` summary.
 #[derive(Debug, Default, Clone, Serialize, PartialEq)]
 pub struct ReconcileReport {
-    /// `repair` (this process wrote), `handoff` (a running streamer repairs) or `dry-run`.
-    pub mode: String,
+    /// How the drift was repaired (`repair`, `handoff` or `dry-run`).
+    pub mode: Mode,
     /// Documents MySQL says should exist.
     pub checked: u64,
     /// Of those, absent from Redis.
@@ -47,11 +47,16 @@ pub struct ReconcileReport {
     pub orphans: u64,
     /// Keys handed to the running streamer (handoff mode).
     pub handed_off: u64,
+    /// The embedding model calls are made to (or would be).
+    pub model: String,
     /// Embedding calls made (repair mode) or that would be made (dry run).
     pub embed_calls: u64,
-    /// Input tokens billed (repair mode) or estimated (dry run: characters / 4).
+    /// Distinct texts embedded (or that would be): a call carries several with batching models.
+    pub embed_texts: u64,
+    /// Input tokens: as the service reported them (estimated at characters / 4
+    /// where it does not say, and in a dry run).
     pub tokens: u64,
-    /// Estimated cost in USD of the embedding calls (`embed.price_per_1k_tokens`).
+    /// Estimated cost in USD of the embedding calls (`embed.price_per_1k_tokens`, by model).
     pub estimated_cost_usd: f64,
     /// Wall-clock seconds.
     pub duration_secs: f64,
@@ -65,15 +70,17 @@ impl ReconcileReport {
 
     /// The summary as a table for people.
     pub fn to_table(&self) -> String {
-        let rows: [(&str, String); 11] = [
-            ("mode", self.mode.clone()),
+        let rows: [(&str, String); 13] = [
+            ("mode", self.mode.as_str().to_owned()),
             ("checked", self.checked.to_string()),
             ("missing", self.missing.to_string()),
             ("stale fields", self.stale_fields.to_string()),
             ("stale vectors", self.stale_vectors.to_string()),
             ("orphans", self.orphans.to_string()),
             ("handed off", self.handed_off.to_string()),
+            ("model", self.model.clone()),
             ("embed calls", self.embed_calls.to_string()),
+            ("embed texts", self.embed_texts.to_string()),
             ("tokens", self.tokens.to_string()),
             ("est. cost (USD)", format!("{:.6}", self.estimated_cost_usd)),
             ("duration (s)", format!("{:.2}", self.duration_secs)),
@@ -83,11 +90,33 @@ impl ReconcileReport {
 }
 
 /// How the drift found is repaired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Found and priced, nothing changed.
+    #[default]
     DryRun,
+    /// This process held the writer lease and wrote.
     Repair,
+    /// A running streamer holds the lease: the differing keys went to it.
     Handoff,
+}
+
+impl Mode {
+    /// The name in summaries and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DryRun => "dry-run",
+            Self::Repair => "repair",
+            Self::Handoff => "handoff",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Runs one reconcile pass. `dry_run` reports and changes nothing.
@@ -131,7 +160,6 @@ pub async fn reconcile<E: Embedder>(r: &Replicator<E>, dry_run: bool, cancel: &C
     }
     let mut report = result?;
     report.duration_secs = started.elapsed().as_secs_f64();
-    report.estimated_cost_usd = report.tokens as f64 / 1000.0 * r.config.embed.price_per_1k_tokens;
     Ok(report)
 }
 
@@ -141,7 +169,6 @@ pub async fn repair_as_writer<E: Embedder>(r: &Replicator<E>, cancel: &Cancellat
     let started = Instant::now();
     let mut report = pass(r, Mode::Repair, cancel).await?;
     report.duration_secs = started.elapsed().as_secs_f64();
-    report.estimated_cost_usd = report.tokens as f64 / 1000.0 * r.config.embed.price_per_1k_tokens;
     tracing::info!(
         checked = report.checked,
         missing = report.missing,
@@ -154,23 +181,13 @@ pub async fn repair_as_writer<E: Embedder>(r: &Replicator<E>, cancel: &Cancellat
     Ok(report)
 }
 
-async fn pass<E: Embedder>(r: &Replicator<E>, mode: Mode, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
-    let mut report = ReconcileReport {
-        mode: match mode {
-            Mode::DryRun => "dry-run",
-            Mode::Repair => "repair",
-            Mode::Handoff => "handoff",
-        }
-        .into(),
-        ..Default::default()
-    };
-    let calls_before = r.stats.embed.calls();
-    let tokens_before = Stats::get(&r.stats.embed.tokens);
+pub(super) async fn pass<E: Embedder>(r: &Replicator<E>, mode: Mode, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
+    let mut report = ReconcileReport { mode, ..Default::default() };
+    let spent = Spending::start(r);
     let mut conn = crate::source::connect::pooled(&r.pool).await?;
     let progress = Progress::new(r.loader.count(&mut conn).await?);
     let mut seen: HashSet<DocumentKey> = HashSet::new();
-    // Dry run: distinct texts that would need a vector.
-    let mut wanted_texts: BTreeMap<TextHash, usize> = BTreeMap::new();
+    let mut texts = WantedTexts::default();
     let mut after: Option<DocumentKey> = None;
     loop {
         if cancel.is_cancelled() {
@@ -180,27 +197,8 @@ async fn pass<E: Embedder>(r: &Replicator<E>, mode: Mode, cancel: &CancellationT
         super::progress::beat();
         let Some(last) = page.last() else { break };
         after = Some(last.key.clone());
-        let keys: Vec<DocumentKey> = page.iter().map(|d| d.key.clone()).collect();
-        let states = r.sink.read_state(&keys).await?;
-        let mut differing: Vec<Document> = Vec::new();
-        for (doc, state) in page.into_iter().zip(states) {
-            seen.insert(doc.key.clone());
-            let drift = classify(&doc, state.as_ref());
-            match drift {
-                Drift::None => {
-                    Stats::add(&r.stats.unchanged, 1);
-                    continue;
-                }
-                Drift::Missing => report.missing += 1,
-                Drift::Fields => report.stale_fields += 1,
-                Drift::Vector => report.stale_vectors += 1,
-            }
-            if drift != Drift::Fields {
-                wanted_texts.entry(doc.text_hash.clone()).or_insert(doc.text.chars().count());
-            }
-            differing.push(doc);
-        }
-        report.checked += keys.len() as u64;
+        seen.extend(page.iter().map(|d| d.key.clone()));
+        let differing = assess(r, page, &mut report, &mut texts).await?;
         repair(r, mode, differing.into_iter().map(|d| (d.key.clone(), Some(d))).collect(), &mut report).await?;
         progress.set(report.checked);
     }
@@ -212,19 +210,92 @@ async fn pass<E: Embedder>(r: &Replicator<E>, mode: Mode, cancel: &CancellationT
     repair(r, mode, orphans, &mut report).await?;
 
     if mode == Mode::DryRun {
-        let hashes: Vec<&TextHash> = wanted_texts.keys().collect();
-        let cached = r.sink.cached_vectors(&hashes).await?;
-        for (chars, hit) in wanted_texts.values().zip(cached) {
-            if hit.is_none() {
-                report.embed_calls += 1;
-                report.tokens += (*chars as u64).div_ceil(4);
-            }
-        }
+        texts.price(r, &mut report).await?;
     } else {
-        report.embed_calls = r.stats.embed.calls() - calls_before;
-        report.tokens = Stats::get(&r.stats.embed.tokens) - tokens_before;
+        spent.record(r, &mut report);
     }
     Ok(report)
+}
+
+/// Compares `docs` with what Redis holds: counts each kind of drift in
+/// `report` and `checked`, notes the texts that would need a vector, and
+/// returns the documents that differ.
+pub(super) async fn assess<E: Embedder>(
+    r: &Replicator<E>,
+    docs: Vec<Document>,
+    report: &mut ReconcileReport,
+    texts: &mut WantedTexts,
+) -> Result<Vec<Document>, RunError> {
+    let keys: Vec<DocumentKey> = docs.iter().map(|d| d.key.clone()).collect();
+    let states = r.sink.read_state(&keys).await?;
+    report.checked += keys.len() as u64;
+    let mut differing = Vec::new();
+    for (doc, state) in docs.into_iter().zip(states) {
+        let drift = classify(&doc, state.as_ref());
+        match drift {
+            Drift::None => {
+                Stats::add(&r.stats.unchanged, 1);
+                continue;
+            }
+            Drift::Missing => report.missing += 1,
+            Drift::Fields => report.stale_fields += 1,
+            Drift::Vector => report.stale_vectors += 1,
+        }
+        if drift != Drift::Fields {
+            texts.0.entry(doc.text_hash.clone()).or_insert(doc.text.chars().count());
+        }
+        differing.push(doc);
+    }
+    Ok(differing)
+}
+
+/// Distinct texts a dry run found in need of a vector (hash -> characters).
+#[derive(Debug, Default)]
+pub(super) struct WantedTexts(BTreeMap<TextHash, usize>);
+
+impl WantedTexts {
+    /// What embedding them would cost: the texts the cache does not hold, in
+    /// calls of the model's batch size, tokens estimated at characters / 4.
+    pub(super) async fn price<E: Embedder>(&self, r: &Replicator<E>, report: &mut ReconcileReport) -> Result<(), RunError> {
+        let hashes: Vec<&TextHash> = self.0.keys().collect();
+        let cached = r.sink.cached_vectors(&hashes).await?;
+        let limit = r.config.embed.input_char_limit();
+        for (chars, hit) in self.0.values().zip(cached) {
+            if hit.is_none() {
+                report.embed_texts += 1;
+                report.tokens += (*chars.min(&limit) as u64).div_ceil(4);
+            }
+        }
+        report.embed_calls = report.embed_texts.div_ceil(r.config.embed.texts_per_call() as u64);
+        report.model = r.embedder.space().model.clone();
+        report.estimated_cost_usd = report.tokens as f64 / 1000.0 * r.config.embed.price_per_1k();
+        Ok(())
+    }
+}
+
+/// The embedding counters at the start of a pass, to report what it spent.
+#[derive(Debug)]
+pub(super) struct Spending {
+    calls: u64,
+    texts: u64,
+    tokens: u64,
+}
+
+impl Spending {
+    pub(super) fn start<E: Embedder>(r: &Replicator<E>) -> Self {
+        let e = &r.stats.embed;
+        Self { calls: e.calls(), texts: Stats::get(&e.texts), tokens: e.billed_tokens() }
+    }
+
+    /// Puts what was spent since [`Self::start`] into `report`.
+    pub(super) fn record<E: Embedder>(&self, r: &Replicator<E>, report: &mut ReconcileReport) {
+        let e = &r.stats.embed;
+        report.model = r.embedder.space().model.clone();
+        report.embed_calls = e.calls() - self.calls;
+        report.embed_texts = Stats::get(&e.texts) - self.texts;
+        report.tokens = e.billed_tokens() - self.tokens;
+        report.estimated_cost_usd = report.tokens as f64 / 1000.0 * r.config.embed.price_per_1k();
+    }
 }
 
 /// How one document differs from what Redis holds.

@@ -30,7 +30,7 @@ use crate::position::Position;
 use crate::source::{BinlogTailer, InFlight, SourceError};
 
 /// Transactions buffered between the binlog reader and the apply loop.
-const CHANNEL_CAPACITY: usize = 4096;
+pub(super) const CHANNEL_CAPACITY: usize = 4096;
 /// Longest wait for the source to commit what its binlog already holds
 /// before the batch is retried (a healthy server takes milliseconds).
 const VISIBILITY_LIMIT: Duration = Duration::from_secs(10);
@@ -41,16 +41,7 @@ const REPAIR_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: CancellationToken) -> Result<(), RunError> {
     let Some(limit) = batch_key_limit(r, &cancel).await? else { return Ok(()) };
     let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let tailer = BinlogTailer::new(
-        r.opts.clone(),
-        r.config.mysql.server_id,
-        r.router.decode_spec(&r.config.mysql.schema, limit),
-        Duration::from_secs(r.config.mysql.heartbeat_secs),
-        r.config.mysql.resume_by,
-    )
-    .with_budget(r.config.pipeline.max_batch_keys)
-    .reporting_as(crate::source::preflight::replica_hostname(&r.config))
-    .observed_by(r.stats.source_seen.clone());
+    let tailer = tailer(r, limit, r.config.mysql.server_id);
     let tail_cancel = cancel.child_token();
     let tail = tokio::spawn(tailer.run(start.clone(), tx, tail_cancel.clone()));
     tracing::info!(position = %start, full_diff_above_keys = limit, "streaming");
@@ -62,10 +53,25 @@ pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: Cancel
     tailed.map_err(RunError::from)
 }
 
+/// The binlog reader of this replicator, decoding for batches of at most
+/// `limit` keys, connecting as replica `server_id`.
+pub(super) fn tailer<E: Embedder>(r: &Replicator<E>, limit: usize, server_id: u32) -> BinlogTailer {
+    BinlogTailer::new(
+        r.opts.clone(),
+        server_id,
+        r.router.decode_spec(&r.config.mysql.schema, limit),
+        Duration::from_secs(r.config.mysql.heartbeat_secs),
+        r.config.mysql.resume_by,
+    )
+    .with_budget(r.config.pipeline.max_batch_keys)
+    .reporting_as(crate::source::preflight::replica_hostname(&r.config))
+    .observed_by(r.stats.source_seen.clone())
+}
+
 /// Most keys a batch is applied by key: `pipeline.full_diff_share` of the
 /// documents in the index, never more than `pipeline.max_batch_keys`.
 /// `None` when cancelled meanwhile.
-async fn batch_key_limit<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<Option<usize>, RunError> {
+pub(super) async fn batch_key_limit<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<Option<usize>, RunError> {
     let count = || async { Ok::<_, RunError>(r.sink.document_count().await?) };
     let Some(documents) = retry(cancel, "counting indexed documents", count).await? else { return Ok(None) };
     Ok(Some(key_limit(documents, r.config.pipeline.full_diff_share, r.config.pipeline.max_batch_keys)))
@@ -101,6 +107,7 @@ async fn apply_loop<E: Embedder>(
                     return Ok(());
                 }
                 owed.tick(r).await?;
+                r.note_applied(&applied);
                 continue;
             }
             next = rx.recv() => match next {
@@ -129,6 +136,7 @@ async fn apply_loop<E: Embedder>(
         }
         applied = batch.commit.clone();
         activity.applied(&r.stats, batch.transactions, &applied);
+        r.note_applied(&applied);
     }
 }
 

@@ -3,7 +3,7 @@
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_bedrockruntime::config::{Credentials, SharedCredentialsProvider};
 use drugsync::config::{EmbedConfig, EmbedProvider};
-use drugsync::embed::{BedrockEmbedder, EmbedError, Embedder};
+use drugsync::embed::{BedrockEmbedder, EmbedError, EmbedStats, Embedder};
 use drugsync::error::Classify;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -16,6 +16,9 @@ fn embed_config(endpoint: &str, max_attempts: u32) -> EmbedConfig {
         normalize: true,
         region: Some("us-east-1".into()),
         endpoint_url: Some(endpoint.into()),
+        api_key: None,
+        batch_size: None,
+        max_input_chars: None,
         max_attempts,
         timeout_secs: 1,
         requests_per_minute: 0,
@@ -24,7 +27,7 @@ fn embed_config(endpoint: &str, max_attempts: u32) -> EmbedConfig {
         breaker_cooldown_secs: 30,
         template_version: 1,
         concurrency: 1,
-        price_per_1k_tokens: 0.00002,
+        price_per_1k_tokens: None,
         cache_max_vectors: 0,
     }
 }
@@ -131,13 +134,17 @@ async fn oversized_text_is_cut_to_the_model_limit_on_a_character_boundary() {
         .mount(&server)
         .await;
     let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 1));
-    let text = "é".repeat(drugsync::embed::bedrock::MAX_INPUT_CHARS + 1234);
-    embedder.embed(&text).await.unwrap();
+    let limit = embedder.max_input_chars();
+    assert_eq!(limit, 50_000);
+    let text = "é".repeat(limit + 1234);
+    let stats = EmbedStats::default();
+    drugsync::embed::embed_each(&embedder, &[text.as_str()], 1, &stats).await.unwrap();
     let requests = server.received_requests().await.unwrap();
     let body: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
     let sent = body["inputText"].as_str().unwrap();
-    assert_eq!(sent.chars().count(), drugsync::embed::bedrock::MAX_INPUT_CHARS);
+    assert_eq!(sent.chars().count(), limit);
     assert!(sent.chars().all(|c| c == 'é'));
+    assert_eq!(stats.texts_cut.load(std::sync::atomic::Ordering::Relaxed), 1, "the cut is counted");
 }
 
 /// A call that never answers is bounded by `embed.timeout_secs` per attempt

@@ -43,17 +43,20 @@ async fn dry_run_reports_drift_without_changing_anything_then_repair_fixes_it() 
     let before = env.actual().await;
     let dry = run_reconcile(&env, true).await;
     assert_eq!(env.actual().await, before, "a dry run changes nothing");
-    assert_eq!(dry.mode, "dry-run");
+    assert_eq!(dry.mode, drugsync::pipeline::reconcile::Mode::DryRun);
     assert_eq!(dry.missing, 2, "the inserted NDC and the deleted hash: {dry:?}");
     assert_eq!(dry.orphans, 2, "the obsolete NDC and the stray hash: {dry:?}");
     // Strength drift changes the text (vector); a labeler rename changes fields only.
     let only_lbl = lbl_ndcs.iter().filter(|n| !gcn_ndcs.contains(n) && **n != deleted).count() as u64;
     assert_eq!(dry.stale_fields, only_lbl, "{dry:?}");
     assert!(dry.stale_vectors >= 1 && dry.stale_vectors <= gcn_ndcs.len() as u64, "{dry:?}");
-    assert!(dry.embed_calls >= 2 && dry.tokens > 0 && dry.estimated_cost_usd > 0.0, "estimates: {dry:?}");
+    assert!(dry.embed_calls >= 2 && dry.tokens > 0, "estimates: {dry:?}");
+    assert_eq!((dry.embed_calls, dry.model.as_str()), (dry.embed_texts, "drugsync-local-ngram-v1"), "one text per call: {dry:?}");
+    assert_eq!(dry.estimated_cost_usd, 0.0, "the offline embedder costs nothing: {dry:?}");
 
     let repaired = run_reconcile(&env, false).await;
-    assert_eq!(repaired.mode, "repair");
+    assert_eq!(repaired.mode, drugsync::pipeline::reconcile::Mode::Repair);
+    assert_eq!(repaired.embed_texts, dry.embed_texts, "the dry run predicted the texts embedded: {repaired:?}");
     assert_eq!(
         (repaired.missing, repaired.orphans, repaired.stale_fields, repaired.stale_vectors),
         (dry.missing, dry.orphans, dry.stale_fields, dry.stale_vectors)
@@ -89,7 +92,11 @@ async fn reconcile_beside_a_running_streamer_hands_keys_over_and_the_index_ends_
     });
     let report = run_reconcile(&env, false).await;
     writer.await.unwrap();
-    assert_eq!(report.mode, "handoff", "the streamer holds the lease, so the reconcile must not write: {report:?}");
+    assert_eq!(
+        report.mode,
+        drugsync::pipeline::reconcile::Mode::Handoff,
+        "the streamer holds the lease, so the reconcile must not write: {report:?}"
+    );
     assert!(report.handed_off > 0);
 
     // The streamer drains the repair queue; then everything equals MySQL.
