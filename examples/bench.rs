@@ -17,13 +17,18 @@
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mysql_async::prelude::Queryable;
 use mysql_common::binlog::BinlogFile;
 use mysql_common::binlog::consts::BinlogVersion;
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{BoxError, Replicator, binary, clean_redis, status_kb, wait_for_position};
 
 use drugsync::config::Config;
 use drugsync::fixture::{self, FixtureSpec, Generator};
@@ -68,8 +73,6 @@ struct Args {
 
 const SCHEMA: &str = "bench_fdb";
 
-type BoxError = Box<dyn std::error::Error>;
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
@@ -91,7 +94,7 @@ async fn main() -> Result<(), BoxError> {
     let position_key = format!("benchstate:{}:position", drugsync::sink::IndexVersion::of(&config).index);
     let bin = binary()?;
 
-    let mut redis = clean_redis(&args.redis).await?;
+    let mut redis = clean_redis(&args.redis, "bench_idx", &["bench:", "bench_v", "benchstate:"]).await?;
     let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&args.mysql)?).await?;
     let t = Instant::now();
     fixture::create_schema(&mut conn, SCHEMA).await?;
@@ -221,73 +224,6 @@ async fn main() -> Result<(), BoxError> {
 }
 
 /// The release binary built beside this example.
-fn binary() -> Result<PathBuf, BoxError> {
-    let exe = std::env::current_exe()?;
-    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("drugsync")).ok_or("no target dir")?;
-    if !bin.exists() {
-        return Err(format!("{} is missing: run `cargo build --release --bins` first", bin.display()).into());
-    }
-    Ok(bin)
-}
-
-/// The spawned replicator and its memory figures from /proc.
-struct Replicator {
-    child: Child,
-}
-
-impl Replicator {
-    fn spawn(bin: &Path, config: &Path, log: &Path) -> Result<Self, BoxError> {
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(config)
-            .args(["--log-format", "json", "run"])
-            // The config file names the bench's servers; overrides from the shell would not.
-            .env_remove("DRUGSYNC_MYSQL_URL")
-            .env_remove("DRUGSYNC_REDIS_URL")
-            .env_remove("DRUGSYNC_CHECKPOINT_PATH")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log)?)
-            .spawn()?;
-        Ok(Self { child })
-    }
-
-    fn status_kb(&self, field: &str) -> u64 {
-        status_kb(self.child.id(), field).unwrap_or(0)
-    }
-
-    fn peak_mb(&self) -> u64 {
-        self.status_kb("VmHWM:") / 1024
-    }
-
-    fn rss_mb(&self) -> u64 {
-        self.status_kb("VmRSS:") / 1024
-    }
-
-    /// Starts the next step's peak from the current RSS (Linux: clear_refs 5).
-    fn reset_peak(&self) {
-        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
-    }
-
-    fn check_running(&mut self) -> Result<(), BoxError> {
-        match self.child.try_wait()? {
-            Some(status) => Err(format!("drugsync exited ({status}); see its log").into()),
-            None => Ok(()),
-        }
-    }
-
-    fn stop(mut self) -> Result<(), BoxError> {
-        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-fn status_kb(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Runs `--reconcile --dry-run` and returns its wall time and peak RSS (MB).
 fn full_diff(bin: &Path, config: &Path) -> Result<(f64, u64), BoxError> {
     let t = Instant::now();
@@ -508,42 +444,4 @@ async fn measure_change(
     wait_for_position(redis, conn, position_key, streamer).await?;
     println!("{what}: {affected} source rows, visible {:.0} ms after commit", t.elapsed().as_secs_f64() * 1000.0);
     Ok(())
-}
-
-/// A Redis connection with the bench's index, documents and state removed.
-async fn clean_redis(url: &str) -> Result<redis::aio::MultiplexedConnection, BoxError> {
-    let redis_config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
-    let mut redis = redis::Client::open(url)?.get_multiplexed_async_connection_with_config(&redis_config).await?;
-    let _: Result<(), _> = redis::cmd("FT.ALIASDEL").arg("bench_idx").query_async(&mut redis).await;
-    let indexes: Vec<String> = redis::cmd("FT._LIST").query_async(&mut redis).await?;
-    for old in indexes.iter().filter(|i| i.starts_with("bench_idx")) {
-        let _: Result<(), _> = redis::cmd("FT.DROPINDEX").arg(old).query_async(&mut redis).await;
-    }
-    for pattern in ["bench*", "benchstate:*"] {
-        let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut redis).await?;
-        for chunk in keys.chunks(10_000) {
-            let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut redis).await?;
-        }
-    }
-    Ok(redis)
-}
-
-/// Waits until the position drugsync stored in Redis reaches the server's current one.
-async fn wait_for_position(
-    redis: &mut redis::aio::MultiplexedConnection,
-    conn: &mut mysql_async::Conn,
-    position_key: &str,
-    streamer: &mut Replicator,
-) -> Result<(), BoxError> {
-    let target = drugsync::source::server::current_position(conn).await?;
-    loop {
-        let text: Option<String> = redis::cmd("GET").arg(position_key).query_async(redis).await?;
-        if let Some(p) = text.and_then(|t| t.parse::<Position>().ok())
-            && p.try_cmp(&target)? != std::cmp::Ordering::Less
-        {
-            return Ok(());
-        }
-        streamer.check_running()?;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -23,7 +23,7 @@ use mysql_async::prelude::Queryable;
 use tokio_util::sync::CancellationToken;
 
 use super::retry::retry;
-use super::sync::{WhenUnavailable, load_or_quarantine, sync_documents, sync_documents_quarantining};
+use super::sync::{Prepared, WhenUnavailable, load_or_quarantine, prepare, sync_documents, sync_documents_quarantining, write_prepared};
 use super::{Replicator, RunError, Stats};
 use crate::checkpoint::BootstrapProgress;
 use crate::document::{Document, DocumentKey};
@@ -82,21 +82,39 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
     let total = r.loader.count(&mut tx).await?;
 
     let mut loaded: u64 = 0;
-    let page_size = r.config.pipeline.write_chunk;
+    let page_size = r.config.pipeline.load_chunk;
+    // Two pages in flight: one written while the next is read, decided and
+    // embedded, so Bedrock's calls and Redis's indexing overlap. The progress
+    // moves only past a page whose write was acknowledged.
+    let mut in_flight: Option<(Prepared, DocumentKey)> = None;
     loop {
         if cancel.is_cancelled() {
             tracing::info!(loaded, "initial load interrupted; the next run resumes where it stopped");
             return Ok(None);
         }
-        let page = r.loader.page(&mut tx, after.as_ref(), page_size).await?;
-        let Some(last) = page.last() else { break };
-        let last_key = last.key.clone();
-        loaded += page.len() as u64;
-        let wanted = page.into_iter().map(|d| (d.key.clone(), Some(d))).collect();
-        sync_documents(r, wanted, None, WhenUnavailable::Wait).await?;
-        progress.last_key = Some(last_key.0.clone());
-        r.checkpoint()?.set_bootstrap_progress(&progress)?;
-        after = Some(last_key);
+        let recent = in_flight.as_ref().map(|(prepared, _)| prepared.recent());
+        let to_write = in_flight.take();
+        let write = async {
+            let Some((prepared, last_key)) = to_write else { return Ok(None) };
+            write_prepared(r, prepared, None).await.map(|()| Some(last_key))
+        };
+        let next = async {
+            let page = r.loader.page(&mut tx, after.as_ref(), page_size).await?;
+            let Some(last_key) = page.last().map(|d| d.key.clone()) else { return Ok::<_, RunError>(None) };
+            let documents = page.len() as u64;
+            let wanted = page.into_iter().map(|d| (d.key.clone(), Some(d))).collect();
+            let prepared = prepare(r, wanted, Default::default(), WhenUnavailable::Wait, recent.as_ref()).await?;
+            Ok(Some((prepared, last_key, documents)))
+        };
+        let (written, next) = tokio::join!(write, next);
+        if let Some(last_key) = written? {
+            progress.last_key = Some(last_key.0.clone());
+            r.checkpoint()?.set_bootstrap_progress(&progress)?;
+        }
+        let Some((prepared, last_key, documents)) = next? else { break };
+        after = Some(last_key.clone());
+        in_flight = Some((prepared, last_key));
+        loaded += documents;
         if loaded % (page_size as u64 * 20) < page_size as u64 {
             tracing::info!(
                 loaded,

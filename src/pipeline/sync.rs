@@ -44,8 +44,9 @@ pub async fn sync_keys<E: Embedder, Q: Queryable>(
     if keys.is_empty() {
         return sync_documents(r, Vec::new(), position, unavailable).await;
     }
-    let chunk_size = r.config.pipeline.write_chunk;
-    let chunks: Vec<&[DocumentKey]> = keys.chunks(chunk_size).collect();
+    // Loaded and planned a load chunk at a time: its new texts are embedded
+    // together, so calls stay `embed.concurrency` in flight across write chunks.
+    let chunks: Vec<&[DocumentKey]> = keys.chunks(r.config.pipeline.load_chunk).collect();
     let last = chunks.len() - 1;
     for (i, chunk) in chunks.into_iter().enumerate() {
         let (mut docs, poisoned) = load_or_quarantine(r, conn, chunk).await?;
@@ -112,18 +113,67 @@ pub async fn sync_documents_quarantining<E: Embedder>(
     position: Option<&Position>,
     unavailable: WhenUnavailable,
 ) -> Result<(), RunError> {
-    let mut first: Vec<DocumentChange> = poisoned.into_iter().map(|(key, reason)| quarantine(r, key, reason)).collect();
-    if wanted.is_empty() {
+    let prepared = prepare(r, wanted, poisoned, unavailable, None).await?;
+    write_prepared(r, prepared, position).await
+}
+
+/// Documents decided against Redis with their vectors in hand: the first
+/// half of [`sync_documents_quarantining`], so a caller can prepare the
+/// next set while this one is written (the initial load does).
+pub struct Prepared {
+    first: Vec<DocumentChange>,
+    plans: Vec<ChunkPlan>,
+    vectors: RecentVectors,
+}
+
+/// The vectors a [`Prepared`] set fetched or computed: a set prepared
+/// while it is being written looks here before the cache, which holds them
+/// only once that write is acknowledged. Without it a text shared by two
+/// adjacent sets would be embedded twice.
+#[derive(Clone)]
+pub struct RecentVectors(Arc<HashMap<TextHash, VectorFor>>);
+
+impl Prepared {
+    /// Its vectors, for preparing the next set.
+    pub fn recent(&self) -> RecentVectors {
+        self.vectors.clone()
+    }
+}
+
+/// Decides every write chunk of `wanted` and gets the vectors they need,
+/// the new texts of all chunks in one go: calls stay `embed.concurrency`
+/// in flight instead of draining at the end of each write chunk.
+pub async fn prepare<E: Embedder>(
+    r: &Replicator<E>,
+    wanted: Vec<(DocumentKey, Option<Document>)>,
+    poisoned: BTreeMap<DocumentKey, String>,
+    unavailable: WhenUnavailable,
+    recent: Option<&RecentVectors>,
+) -> Result<Prepared, RunError> {
+    let first: Vec<DocumentChange> = poisoned.into_iter().map(|(key, reason)| quarantine(r, key, reason)).collect();
+    let mut needed: BTreeMap<TextHash, String> = BTreeMap::new();
+    let mut plans = Vec::new();
+    let mut wanted = wanted.into_iter().peekable();
+    while wanted.peek().is_some() {
+        let chunk: Vec<_> = wanted.by_ref().take(r.config.pipeline.write_chunk).collect();
+        plans.push(decide(r, chunk, &mut needed).await?);
+    }
+    let vectors = vectors_for(r, needed, unavailable, recent).await?;
+    Ok(Prepared { first, plans, vectors: RecentVectors(Arc::new(vectors)) })
+}
+
+/// Writes a [`Prepared`] set, a write chunk per atomic write; `position`
+/// goes with the last one, so it is stored only once every chunk is acknowledged.
+pub async fn write_prepared<E: Embedder>(r: &Replicator<E>, prepared: Prepared, position: Option<&Position>) -> Result<(), RunError> {
+    let Prepared { mut first, plans, vectors } = prepared;
+    if plans.is_empty() {
         r.sink.apply(&first, position).await?;
         return Ok(());
     }
-    let chunk_size = r.config.pipeline.write_chunk;
-    let total = wanted.len().div_ceil(chunk_size);
-    let mut wanted = wanted.into_iter();
-    for i in 0..total {
-        let chunk: Vec<_> = wanted.by_ref().take(chunk_size).collect();
+    let total = plans.len();
+    for (i, plan) in plans.into_iter().enumerate() {
         let mut changes = std::mem::take(&mut first);
-        changes.extend(plan_chunk(r, chunk, unavailable).await?);
+        changes.extend(finish(r, plan, &vectors.0));
         r.sink.apply(&changes, if i + 1 == total { position } else { None }).await?;
         super::progress::worked();
         if changes.iter().any(|c| matches!(c, DocumentChange::Upsert { vector: Some(_), .. })) {
@@ -141,25 +191,31 @@ fn quarantine<E: Embedder>(r: &Replicator<E>, key: DocumentKey, reason: String) 
     DocumentChange::Quarantine { key, reason }
 }
 
-/// Decides the changes for one chunk and fetches or computes the vectors they need.
-async fn plan_chunk<E: Embedder>(
+/// One write chunk, decided up to its vectors.
+struct ChunkPlan {
+    /// Changes that need no vector (deletes, quarantine releases).
+    changes: Vec<DocumentChange>,
+    /// (document, keep the stored vector, leaves the quarantine)
+    upserts: Vec<(Document, bool, bool)>,
+}
+
+/// Decides what one write chunk needs from what Redis holds, adding the
+/// texts that need a vector to `needed`.
+async fn decide<E: Embedder>(
     r: &Replicator<E>,
     chunk: Vec<(DocumentKey, Option<Document>)>,
-    unavailable: WhenUnavailable,
-) -> Result<Vec<DocumentChange>, RunError> {
+    needed: &mut BTreeMap<TextHash, String>,
+) -> Result<ChunkPlan, RunError> {
     let keys: Vec<DocumentKey> = chunk.iter().map(|(k, _)| k.clone()).collect();
     let stored = r.sink.read_state(&keys).await?;
     let in_quarantine = r.sink.quarantined(&keys).await?;
-    let mut changes = Vec::new();
-    // (document, keep the stored vector, leaves the quarantine)
-    let mut upserts: Vec<(Document, bool, bool)> = Vec::new();
-    let mut needed: BTreeMap<TextHash, String> = BTreeMap::new();
+    let mut plan = ChunkPlan { changes: Vec::new(), upserts: Vec::new() };
     for (((key, doc), state), quarantined) in chunk.into_iter().zip(stored).zip(in_quarantine) {
         match (doc, state) {
             (Some(doc), Some(state)) if state.doc_hash.as_deref() == Some(doc.doc_hash.as_str()) && state.vector_ok => {
                 Stats::add(&r.stats.unchanged, 1);
                 if quarantined {
-                    changes.push(DocumentChange::Release(key));
+                    plan.changes.push(DocumentChange::Release(key));
                 }
             }
             (Some(doc), state) => {
@@ -167,20 +223,25 @@ async fn plan_chunk<E: Embedder>(
                 if !keep {
                     needed.entry(doc.text_hash.clone()).or_insert_with(|| doc.text.clone());
                 }
-                upserts.push((doc, keep, quarantined));
+                plan.upserts.push((doc, keep, quarantined));
             }
             (None, Some(_)) => {
                 Stats::add(&r.stats.deletes, 1);
-                changes.push(DocumentChange::Delete(key.clone()));
+                plan.changes.push(DocumentChange::Delete(key.clone()));
                 if quarantined {
-                    changes.push(DocumentChange::Release(key));
+                    plan.changes.push(DocumentChange::Release(key));
                 }
             }
-            (None, None) if quarantined => changes.push(DocumentChange::Release(key)),
+            (None, None) if quarantined => plan.changes.push(DocumentChange::Release(key)),
             (None, None) => {}
         }
     }
-    let vectors = vectors_for(r, needed, unavailable).await?;
+    Ok(plan)
+}
+
+/// The changes of one decided chunk, given the vectors of its texts.
+fn finish<E: Embedder>(r: &Replicator<E>, plan: ChunkPlan, vectors: &HashMap<TextHash, VectorFor>) -> Vec<DocumentChange> {
+    let ChunkPlan { mut changes, upserts } = plan;
     let mut owed = 0u64;
     for (doc, keep, quarantined) in upserts {
         let vector = match (keep, vectors.get(&doc.text_hash)) {
@@ -219,11 +280,11 @@ async fn plan_chunk<E: Embedder>(
             "embedding service unavailable: documents written with their new fields and without a vector; the vectors are owed and filled when it answers"
         );
     }
-    Ok(changes)
+    changes
 }
 
 /// Where the vector of one distinct text comes from.
-enum VectorFor {
+pub(super) enum VectorFor {
     /// Cached or just embedded.
     Vector(Arc<Vec<f32>>),
     /// The service refused the text: its documents are quarantined.
@@ -237,12 +298,23 @@ enum VectorFor {
 /// it could not answer is owed or fails the chunk, as `unavailable` says.
 async fn vectors_for<E: Embedder>(
     r: &Replicator<E>,
-    needed: BTreeMap<TextHash, String>,
+    mut needed: BTreeMap<TextHash, String>,
     unavailable: WhenUnavailable,
+    recent: Option<&RecentVectors>,
 ) -> Result<HashMap<TextHash, VectorFor>, RunError> {
+    let mut out = HashMap::with_capacity(needed.len());
+    if let Some(recent) = recent {
+        needed.retain(|hash, _| match recent.0.get(hash) {
+            Some(VectorFor::Vector(vector)) => {
+                Stats::add(&r.stats.cache_hits, 1);
+                out.insert(hash.clone(), VectorFor::Vector(vector.clone()));
+                false
+            }
+            _ => true,
+        });
+    }
     let hashes: Vec<&TextHash> = needed.keys().collect();
     let cached = r.sink.cached_vectors(&hashes).await?;
-    let mut out = HashMap::with_capacity(needed.len());
     let mut misses: Vec<(&TextHash, &str)> = Vec::new();
     for ((hash, text), hit) in needed.iter().zip(cached) {
         match hit {

@@ -32,14 +32,20 @@ const BATCH: usize = 1000;
 /// What identifies an embedding space in config: provider, model,
 /// dimensions, normalisation, template version. Vectors are only
 /// interchangeable within one (the index version hashes these too).
-pub fn space_parts(embed: &EmbedConfig) -> [String; 5] {
-    [
+pub fn space_parts(embed: &EmbedConfig) -> Vec<String> {
+    let mut parts = vec![
         format!("{:?}", embed.provider),
         embed.model_id.clone(),
         embed.dimensions.to_string(),
         embed.normalize.to_string(),
         embed.template_version.to_string(),
-    ]
+    ];
+    // A long text's vector depends on where it was cut. Only a limit set by
+    // hand is a part, so configs that leave the model's default keep their version.
+    if let Some(limit) = embed.max_input_chars {
+        parts.push(format!("cut:{limit}"));
+    }
+    parts
 }
 
 /// The embedding space of `embed`, 8 hex digits: what a cached vector is only good for.
