@@ -23,7 +23,7 @@ use mysql_async::prelude::Queryable;
 use tokio_util::sync::CancellationToken;
 
 use super::retry::retry;
-use super::sync::{Prepared, WhenUnavailable, load_or_quarantine, prepare, sync_documents, sync_documents_quarantining, write_prepared};
+use super::sync::{Prepared, WhenUnavailable, load_or_quarantine, prepare, sync_documents_quarantining, write_prepared};
 use super::{Replicator, RunError, Stats};
 use crate::checkpoint::BootstrapProgress;
 use crate::document::{Document, DocumentKey};
@@ -36,7 +36,6 @@ pub async fn initial_load<E: Embedder>(r: &Replicator<E>, cancel: &CancellationT
     let loaded = retry(cancel, "initial load", || load_once(r, cancel)).await;
     r.sink.end_load();
     let Some(position) = loaded?.flatten() else { return Ok(None) };
-    r.checkpoint()?.reset(&position)?;
     r.checkpoint()?.clear_bootstrap_progress()?;
     Ok(Some(position))
 }
@@ -127,7 +126,8 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
     }
     tx.commit().await.map_err(source)?;
     sweep_orphans(r, &mut conn).await?;
-    sync_documents(r, Vec::new(), Some(&position), WhenUnavailable::Wait).await?;
+    // Both positions to the snapshot's, Redis's still under the load's epoch.
+    r.committer().rewind_to(&position).await?;
     tracing::info!(
         documents = total,
         embed_calls = r.stats.embed.calls(),

@@ -41,16 +41,6 @@ pub enum RunError {
         /// How long the writer had been silent.
         secs: u64,
     },
-    /// Redis no longer holds the position of the last acknowledged batch: it
-    /// lost writes (restart without persistence, failover to a lagging replica,
-    /// restore). The replicator decides again where to start; not an exit.
-    #[error("Redis lost acknowledged writes: expected position {expected} or later, found {found:?}")]
-    RedisRewound {
-        /// Position of the last batch Redis acknowledged.
-        expected: crate::position::Position,
-        /// What Redis holds now.
-        found: Option<crate::position::Position>,
-    },
     /// The operation was cancelled (shutdown requested) before it finished.
     #[error("cancelled before completion; nothing was left half-applied")]
     Cancelled,
@@ -67,11 +57,7 @@ impl Classify for RunError {
             RunError::Sink(e) => e.class(),
             RunError::Embed(e) => e.class(),
             RunError::Checkpoint(e) => e.class(),
-            RunError::Task(_)
-            | RunError::LeaseLost { .. }
-            | RunError::Stalled { .. }
-            | RunError::Cancelled
-            | RunError::RedisRewound { .. } => ErrorClass::Definite,
+            RunError::Task(_) | RunError::LeaseLost { .. } | RunError::Stalled { .. } | RunError::Cancelled => ErrorClass::Definite,
         }
     }
 }

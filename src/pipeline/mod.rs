@@ -8,6 +8,7 @@
 pub mod activity;
 pub mod batch;
 pub mod bootstrap;
+pub mod committer;
 pub mod error;
 pub mod fill;
 pub mod progress;
@@ -29,12 +30,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::CheckpointStore;
 use crate::config::Config;
-use crate::config::OnLostSync;
 use crate::embed::Embedder;
 use crate::mapping::{DocumentLoader, Router};
 use crate::position::Position;
 use crate::sink::{AliasState, RedisSink};
-use crate::source::SourceError;
 
 pub use error::RunError;
 pub use stats::Stats;
@@ -141,6 +140,11 @@ impl<E: Embedder> Replicator<E> {
             .ok_or_else(|| RunError::Task("this replicator was connected for a reconcile and has no checkpoint store".into()))
     }
 
+    /// The one writer of positions (see [`committer`]).
+    pub fn committer(&self) -> committer::Committer<'_> {
+        committer::Committer::new(&self.sink, self.checkpoint.as_ref())
+    }
+
     /// Runs until `cancel` fires (clean stop) or a definite error occurs.
     /// Transient failures are retried inside; the checkpoint never passes
     /// a change Redis has not acknowledged.
@@ -205,11 +209,10 @@ impl<E: Embedder> Replicator<E> {
     /// Stores the position [`Self::prepare_replay`] asked for; under the lease.
     async fn store_replay_position(&self, cancel: &CancellationToken) -> Result<(), RunError> {
         let Some(position) = self.replay.lock().expect("replay lock").take() else { return Ok(()) };
-        let store = || async { Ok::<_, RunError>(self.sink.apply(&[], Some(&position)).await?) };
+        let store = || async { self.committer().rewind_to(&position).await };
         if retry::retry(cancel, "storing the replay position", store).await?.is_none() {
             return Err(RunError::Cancelled);
         }
-        self.checkpoint()?.reset(&position)?;
         tracing::warn!(%position, "replaying from an operator-supplied position");
         let watch = || replay::ReplayWatch::start(self, &position);
         if let Some(watch) = retry::retry(cancel, "reading the end of binlog for the replay summary", watch).await? {
@@ -235,20 +238,19 @@ impl<E: Embedder> Replicator<E> {
         Stats::set(&self.stats.index_live, 1);
         let result = loop {
             match stream::run(self, start.clone(), cancel.clone()).await {
-                Err(RunError::Source(SourceError::PositionUnavailable { position, message }))
-                    if self.config.pipeline.on_lost_sync == OnLostSync::Reconcile =>
-                {
+                Ok(stream::Ended::Stopped) => break Ok(()),
+                Ok(stream::Ended::Resync(stream::Resync::PositionLost { position, message })) => {
                     tracing::warn!(%position, server = %message, "binlog position lost: reconciling, then continuing from the server's current position");
                     start = self.recover_lost_position(&cancel).await?;
                 }
-                Err(RunError::RedisRewound { expected, found }) => {
+                Ok(stream::Ended::Resync(stream::Resync::RedisRewound { expected, found })) => {
                     tracing::warn!(%expected, found = ?found.map(|p| p.to_string()), "Redis lost acknowledged writes (restart without persistence, failover, restore): deciding again where to start");
                     match self.starting_position(&cancel).await? {
                         Some(position) => start = position,
                         None => break Ok(()),
                     }
                 }
-                other => break other,
+                Err(e) => break Err(e),
             }
         };
         self.pool.clone().disconnect().await.ok();
@@ -338,8 +340,7 @@ impl<E: Embedder> Replicator<E> {
         let current = crate::source::server::current_position(&mut conn).await?;
         drop(conn);
         reconcile::repair_as_writer(self, cancel).await?;
-        self.sink.apply(&[], Some(&current)).await?;
-        self.checkpoint()?.reset(&current)?;
+        self.committer().rewind_to(&current).await?;
         Ok(current)
     }
 }

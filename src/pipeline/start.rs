@@ -16,38 +16,89 @@ use super::{Replicator, RunError};
 use crate::embed::Embedder;
 use crate::position::Position;
 
+/// Where to start, decided from the two positions by the table above.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Stream from the local checkpoint.
+    Resume(Position),
+    /// Stream from Redis's position, which the checkpoint takes first.
+    AdoptRedis(Position),
+    /// Load every document again; the reason is for the log.
+    InitialLoad(&'static str),
+}
+
+/// The table above, as a function of the two positions.
+pub fn decide(local: Option<Position>, remote: Option<Position>) -> Start {
+    match (local, remote) {
+        (None, None) => Start::InitialLoad("no checkpoint"),
+        (None, Some(remote)) => Start::AdoptRedis(remote),
+        (Some(_), None) => Start::InitialLoad("Redis holds no applied position (flushed or replaced)"),
+        (Some(local), Some(remote)) => match local.try_cmp(&remote) {
+            Ok(Ordering::Greater) => Start::AdoptRedis(remote),
+            Ok(_) => Start::Resume(local),
+            Err(_) => Start::InitialLoad("checkpoint and Redis disagree on the binlog lineage (the source was replaced)"),
+        },
+    }
+}
+
 /// The position to stream from, or `None` when an initial load is needed.
 pub async fn resume_position<E: Embedder>(r: &Replicator<E>) -> Result<Option<Position>, RunError> {
-    let Some(local) = r.checkpoint()?.load()? else {
-        return match r.sink.position().await? {
-            Some(remote) => {
-                tracing::info!(redis = %remote, "no local checkpoint (a new task or host, or a standby taking over): resuming from the position Redis stored with the last applied batch");
-                r.checkpoint()?.reset(&remote)?;
-                Ok(Some(remote))
-            }
-            None => {
-                tracing::info!("no checkpoint: starting with an initial load");
-                Ok(None)
-            }
-        };
-    };
-    let Some(remote) = r.sink.position().await? else {
-        tracing::warn!(checkpoint = %local, "Redis holds no applied position (flushed or replaced): running the initial load again");
-        return Ok(None);
-    };
-    match local.try_cmp(&remote) {
-        Ok(Ordering::Greater) => {
-            tracing::warn!(checkpoint = %local, redis = %remote, "Redis is behind the checkpoint (restored from an older copy?): replaying from Redis's position");
-            r.checkpoint()?.reset(&remote)?;
-            Ok(Some(remote))
+    let local = r.checkpoint()?.load()?;
+    let remote = r.sink.position().await?;
+    match decide(local.clone(), remote.clone()) {
+        Start::Resume(position) => {
+            // Resuming needs both: Redis's is at or past the checkpoint.
+            let redis = remote.as_ref().map(Position::to_string).unwrap_or_default();
+            tracing::info!(checkpoint = %position, %redis, "resuming from checkpoint");
+            Ok(Some(position))
         }
-        Ok(_) => {
-            tracing::info!(checkpoint = %local, redis = %remote, "resuming from checkpoint");
-            Ok(Some(local))
+        Start::AdoptRedis(position) => {
+            match &local {
+                None => {
+                    tracing::info!(redis = %position, "no local checkpoint (a new task or host, or a standby taking over): resuming from the position Redis stored with the last applied batch")
+                }
+                Some(local) => {
+                    tracing::warn!(checkpoint = %local, redis = %position, "Redis is behind the checkpoint (restored from an older copy?): replaying from Redis's position")
+                }
+            }
+            r.committer().adopt(&position)?;
+            Ok(Some(position))
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "checkpoint and Redis disagree on the binlog lineage: running the initial load again");
+        Start::InitialLoad(reason) if local.is_none() => {
+            tracing::info!(reason, "starting with an initial load");
             Ok(None)
         }
+        Start::InitialLoad(reason) => {
+            tracing::warn!(reason, checkpoint = ?local.map(|p| p.to_string()), "running the initial load again");
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(file: &str, offset: u64) -> Option<Position> {
+        Some(Position::new(file, offset))
+    }
+
+    #[test]
+    fn every_row_of_the_table() {
+        assert!(matches!(decide(None, None), Start::InitialLoad(_)));
+        assert_eq!(decide(None, at("binlog.000002", 4)), Start::AdoptRedis(Position::new("binlog.000002", 4)));
+        assert!(matches!(decide(at("binlog.000002", 4), None), Start::InitialLoad(_)));
+        assert_eq!(
+            decide(at("binlog.000002", 100), at("binlog.000003", 4)),
+            Start::Resume(Position::new("binlog.000002", 100)),
+            "Redis ahead"
+        );
+        assert_eq!(decide(at("binlog.000002", 100), at("binlog.000002", 100)), Start::Resume(Position::new("binlog.000002", 100)));
+        assert_eq!(
+            decide(at("binlog.000003", 100), at("binlog.000002", 7)),
+            Start::AdoptRedis(Position::new("binlog.000002", 7)),
+            "Redis behind"
+        );
+        assert!(matches!(decide(at("binlog.000003", 100), at("mysql-bin.000001", 4)), Start::InitialLoad(_)), "another lineage");
     }
 }

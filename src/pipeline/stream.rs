@@ -1,11 +1,12 @@
 //! The apply loop: batches of source transactions -> Redis -> checkpoint.
 //!
 //! # The crash-safety invariant
-//! [`apply_batch`] is the only code that advances the checkpoint, and it does
-//! so only after Redis acknowledged the MULTI/EXEC holding every document the
-//! batch touched (and the batch's commit position). A crash at any point
-//! leaves the checkpoint at or before the last acknowledged batch; restarting
-//! replays from there, and replay is idempotent.
+//! A batch's position is stored only by its last write, through
+//! [`super::committer::Committer::commit`]: in Redis atomically with that
+//! write, which follows every other write of the batch, and locally only
+//! after Redis acknowledged it. A crash at any point leaves the checkpoint at
+//! or before the last acknowledged batch; restarting replays from there, and
+//! replay is idempotent.
 //!
 //! # Error handling
 //! A batch that fails transiently (Redis or MySQL away, embedding throttled)
@@ -37,9 +38,43 @@ const VISIBILITY_LIMIT: Duration = Duration::from_secs(10);
 /// How often an otherwise idle writer looks for reconcile repairs.
 const REPAIR_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Streams from `start` until cancelled or a definite error.
-pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: CancellationToken) -> Result<(), RunError> {
-    let Some(limit) = batch_key_limit(r, &cancel).await? else { return Ok(()) };
+/// Why streaming must start over from another position: an outcome the
+/// caller acts on, not an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resync {
+    /// Redis no longer holds the position of the last batch it acknowledged
+    /// (restarted without persistence, failed over to a lagging replica,
+    /// restored): writing on would build on missing documents. Decide again
+    /// where to start.
+    RedisRewound {
+        /// The position Redis acknowledged last.
+        expected: Position,
+        /// What it holds now.
+        found: Option<Position>,
+    },
+    /// The source no longer has the binlog at the position (purged), and
+    /// `pipeline.on_lost_sync = "reconcile"`: reconcile, then stream from
+    /// the server's current position.
+    PositionLost {
+        /// The position asked for.
+        position: String,
+        /// What the server said.
+        message: String,
+    },
+}
+
+/// How a stream ended without an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Cancelled (a clean stop).
+    Stopped,
+    /// Start over elsewhere; see [`Resync`].
+    Resync(Resync),
+}
+
+/// Streams from `start` until cancelled, a [`Resync`], or a definite error.
+pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: CancellationToken) -> Result<Ended, RunError> {
+    let Some(limit) = batch_key_limit(r, &cancel).await? else { return Ok(Ended::Stopped) };
     let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
     let tailer = tailer(r, limit, r.config.mysql.server_id);
     let tail_cancel = cancel.child_token();
@@ -49,8 +84,14 @@ pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: Cancel
     tail_cancel.cancel();
     drop(rx);
     let tailed = tail.await.map_err(|e| RunError::Task(e.to_string()))?;
-    applied?;
-    tailed.map_err(RunError::from)
+    let ended = applied?;
+    match tailed {
+        Err(SourceError::PositionUnavailable { position, message }) if r.config.pipeline.on_lost_sync == OnLostSync::Reconcile => {
+            Ok(Ended::Resync(Resync::PositionLost { position, message }))
+        }
+        Err(e) => Err(e.into()),
+        Ok(()) => Ok(ended),
+    }
 }
 
 /// The binlog reader of this replicator, decoding for batches of at most
@@ -88,7 +129,7 @@ async fn apply_loop<E: Embedder>(
     cancel: &CancellationToken,
     mut applied: Position,
     limit: usize,
-) -> Result<(), RunError> {
+) -> Result<Ended, RunError> {
     let max_transactions = r.config.pipeline.batch_max_transactions;
     let max_delay = Duration::from_millis(r.config.pipeline.batch_max_delay_ms);
     let mut repair_tick = tokio::time::interval(REPAIR_POLL);
@@ -98,13 +139,13 @@ async fn apply_loop<E: Embedder>(
         let first = tokio::select! {
             _ = cancel.cancelled() => {
                 activity.flush(&r.stats);
-                return Ok(());
+                return Ok(Ended::Stopped);
             }
             _ = repair_tick.tick() => {
                 activity.flush(&r.stats);
                 r.publish_status().await;
                 if retry(cancel, "applying reconcile repairs", || apply_repairs(r)).await?.is_none() {
-                    return Ok(());
+                    return Ok(Ended::Stopped);
                 }
                 owed.tick(r).await?;
                 r.note_applied(&applied);
@@ -112,7 +153,7 @@ async fn apply_loop<E: Embedder>(
             }
             next = rx.recv() => match next {
                 Some(tx) => tx,
-                None => return Ok(()), // reader stopped; its result says why
+                None => return Ok(Ended::Stopped), // reader stopped; its result says why
             },
         };
         // Merging releases each transaction's budget: the batch keeps only the union.
@@ -128,11 +169,15 @@ async fn apply_loop<E: Embedder>(
         // only the waits between retries give way to cancellation.
         let (kept, batch) = (&applied, &batch);
         let attempt = || async move {
-            ensure_redis_kept(r, kept).await?;
-            apply_batch(r, batch, limit, cancel).await
+            if let Some(resync) = redis_rewound(r, kept).await? {
+                return Ok(Some(resync));
+            }
+            apply_batch(r, batch, limit, cancel).await.map(|()| None)
         };
-        if retry(cancel, "applying batch", attempt).await?.is_none() {
-            return Ok(());
+        match retry(cancel, "applying batch", attempt).await? {
+            None => return Ok(Ended::Stopped),
+            Some(Some(resync)) => return Ok(Ended::Resync(resync)),
+            Some(None) => {}
         }
         applied = batch.commit.clone();
         activity.applied(&r.stats, batch.transactions, &applied);
@@ -140,14 +185,14 @@ async fn apply_loop<E: Embedder>(
     }
 }
 
-/// Errs with [`RunError::RedisRewound`] when Redis no longer holds the
-/// position of the last batch it acknowledged: writing on would build on
-/// missing documents. One GET per batch.
-async fn ensure_redis_kept<E: Embedder>(r: &Replicator<E>, applied: &Position) -> Result<(), RunError> {
+/// [`Resync::RedisRewound`] when Redis no longer holds the position of the
+/// last batch it acknowledged: writing on would build on missing documents.
+/// One GET per batch.
+async fn redis_rewound<E: Embedder>(r: &Replicator<E>, applied: &Position) -> Result<Option<Resync>, RunError> {
     let found = r.sink.position().await?;
     // Another lineage (resumed by GTID) cannot be ordered; the GTID state vouched for it.
     let kept = found.as_ref().is_some_and(|p| p.try_cmp(applied).map_or(true, |o| o.is_ge()));
-    if kept { Ok(()) } else { Err(RunError::RedisRewound { expected: applied.clone(), found }) }
+    Ok((!kept).then(|| Resync::RedisRewound { expected: applied.clone(), found }))
 }
 
 /// Rebuilds keys a reconcile queued for this writer (see `reconcile`), from
@@ -185,7 +230,7 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: u
         apply_by_full_diff(r, commit, cancel).await?;
     } else if batch.routing.is_empty() {
         // Nothing tracked changed: record progress so a restart need not re-read these events.
-        r.sink.apply(&[], Some(commit)).await?;
+        r.committer().commit(&[], commit).await?;
     } else {
         crate::source::visibility::wait_until_visible(&r.pool, commit, VISIBILITY_LIMIT, r.query_timeout()).await?;
         let mut conn = crate::source::connect::pooled(&r.pool).await?;
@@ -207,8 +252,7 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: u
             }
         }
     }
-    // Redis acknowledged every document of the batch and the position: now it is safe.
-    r.checkpoint()?.advance(commit)?;
+    // The committer stored the position in Redis with the batch's last write, then locally.
     Stats::add(&r.stats.transactions, batch.transactions as u64);
     Stats::add(&r.stats.batches, 1);
     r.stats.applied_commit(batch.committed_at);
@@ -221,8 +265,7 @@ async fn apply_by_full_diff<E: Embedder>(r: &Replicator<E>, commit: &Position, c
     // Re-reads must see the batch's own transactions (invariant 7).
     crate::source::visibility::wait_until_visible(&r.pool, commit, VISIBILITY_LIMIT, r.query_timeout()).await?;
     reconcile::repair_as_writer(r, cancel).await?;
-    r.sink.apply(&[], Some(commit)).await?;
-    Ok(())
+    r.committer().commit(&[], commit).await
 }
 
 #[cfg(test)]

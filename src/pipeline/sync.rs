@@ -167,14 +167,13 @@ pub async fn prepare<E: Embedder>(
 pub async fn write_prepared<E: Embedder>(r: &Replicator<E>, prepared: Prepared, position: Option<&Position>) -> Result<(), RunError> {
     let Prepared { mut first, plans, vectors } = prepared;
     if plans.is_empty() {
-        r.sink.apply(&first, position).await?;
-        return Ok(());
+        return write_chunk(r, &first, position).await;
     }
     let total = plans.len();
     for (i, plan) in plans.into_iter().enumerate() {
         let mut changes = std::mem::take(&mut first);
         changes.extend(finish(r, plan, &vectors.0));
-        r.sink.apply(&changes, if i + 1 == total { position } else { None }).await?;
+        write_chunk(r, &changes, if i + 1 == total { position } else { None }).await?;
         super::progress::worked();
         if changes.iter().any(|c| matches!(c, DocumentChange::Upsert { vector: Some(_), .. })) {
             r.sink.trim_vector_cache().await?;
@@ -182,6 +181,14 @@ pub async fn write_prepared<E: Embedder>(r: &Replicator<E>, prepared: Prepared, 
         super::progress::beat();
     }
     Ok(())
+}
+
+/// One atomic write; with `position`, the batch's last, through the committer.
+async fn write_chunk<E: Embedder>(r: &Replicator<E>, changes: &[DocumentChange], position: Option<&Position>) -> Result<(), RunError> {
+    match position {
+        Some(position) => r.committer().commit(changes, position).await,
+        None => Ok(r.sink.apply(changes).await?),
+    }
 }
 
 /// Records, counts and logs one document going into the quarantine.
