@@ -7,12 +7,14 @@
 //! through [`sink`]; [`checkpoint`] records progress only after Redis
 //! acknowledged it.
 
+pub mod backoff;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod document;
 pub mod embed;
 pub mod error;
+#[cfg(feature = "fixture")]
 pub mod fixture;
 pub mod health;
 pub mod mapping;

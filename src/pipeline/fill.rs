@@ -11,9 +11,9 @@
 
 use tokio::time::Instant;
 
-use super::retry::Backoff;
 use super::sync::{WhenUnavailable, sync_keys};
 use super::{Replicator, RunError, Stats};
+use crate::backoff::Backoff;
 use crate::embed::Embedder;
 use crate::error::Classify;
 
@@ -44,7 +44,7 @@ impl OwedVectors {
         Stats::set(&r.stats.owed_now, before.count);
         Stats::set(&r.stats.owed_max_age_secs, before.max_age_secs(crate::health::unix_ms() / 1000));
         if before.count == 0 {
-            self.backoff = Backoff::default();
+            self.backoff.reset();
             return Ok(());
         }
         if Instant::now() < self.next_try {
@@ -64,7 +64,7 @@ impl OwedVectors {
         Stats::set(&r.stats.owed_now, after.count);
         Stats::set(&r.stats.owed_max_age_secs, after.max_age_secs(crate::health::unix_ms() / 1000));
         tracing::info!(filled = before.count.saturating_sub(after.count), owed = after.count, "owed vectors filled");
-        self.backoff = Backoff::default();
+        self.backoff.reset();
         Ok(())
     }
 

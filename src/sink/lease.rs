@@ -7,8 +7,9 @@
 //! crash reclaims its own lease at once instead of waiting for the TTL.
 //!
 //! The lease is also the fencing token: every write of the holder checks it
-//! inside Redis, atomically with the write (`RedisSink::apply` and the alias
-//! switch), so a paused old writer that wakes up late cannot write.
+//! inside Redis, atomically with the write (`fence.rs`: the fenced write
+//! script and the alias switch under WATCH), so a paused old writer that
+//! wakes up late cannot write.
 
 use std::time::Duration;
 

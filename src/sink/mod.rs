@@ -1,8 +1,13 @@
 //! The Redis side: the vector index definition and the document writer.
 
+pub mod alias;
 pub mod connection;
+pub mod error;
+pub mod fence;
 pub mod index;
+pub mod keys;
 pub mod lease;
+pub mod ops;
 pub mod pending;
 pub mod quarantine;
 pub mod redis;

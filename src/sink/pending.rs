@@ -43,7 +43,7 @@ impl RedisSink {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
-        let keys: Vec<String> = conn.zrange(&self.pending_key, 0, max as isize - 1).await?;
+        let keys: Vec<String> = conn.zrange(&self.keys.pending, 0, max as isize - 1).await?;
         Ok(keys.into_iter().map(DocumentKey).collect())
     }
 
@@ -51,7 +51,7 @@ impl RedisSink {
     pub async fn owed(&self) -> Result<Owed, SinkError> {
         let mut conn = self.conn.clone();
         let (count, oldest): (u64, Vec<(String, f64)>) =
-            redis::pipe().zcard(&self.pending_key).zrange_withscores(&self.pending_key, 0, 0).query_async(&mut conn).await?;
+            redis::pipe().zcard(&self.keys.pending).zrange_withscores(&self.keys.pending, 0, 0).query_async(&mut conn).await?;
         Ok(Owed { count, oldest_since: oldest.first().map(|(_, score)| *score as u64) })
     }
 }

@@ -24,20 +24,20 @@ impl RedisSink {
         }
         let mut conn = self.conn.clone();
         let fields: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-        let entries: Vec<Option<String>> = redis::cmd("HMGET").arg(&self.quarantine_key).arg(fields).query_async(&mut conn).await?;
+        let entries: Vec<Option<String>> = redis::cmd("HMGET").arg(&self.keys.quarantine).arg(fields).query_async(&mut conn).await?;
         Ok(entries.into_iter().map(|e| e.is_some()).collect())
     }
 
     /// Every quarantined key with its entry (JSON: reason, since, position).
     pub async fn quarantine(&self) -> Result<Vec<(DocumentKey, String)>, SinkError> {
         let mut conn = self.conn.clone();
-        let entries: Vec<(String, String)> = conn.hgetall(&self.quarantine_key).await?;
+        let entries: Vec<(String, String)> = conn.hgetall(&self.keys.quarantine).await?;
         Ok(entries.into_iter().map(|(k, v)| (DocumentKey(k), v)).collect())
     }
 
     /// How many documents are in the quarantine.
     pub async fn quarantine_len(&self) -> Result<u64, SinkError> {
         let mut conn = self.conn.clone();
-        Ok(conn.hlen(&self.quarantine_key).await?)
+        Ok(conn.hlen(&self.keys.quarantine).await?)
     }
 }

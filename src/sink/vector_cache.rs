@@ -94,13 +94,13 @@ impl RedisSink {
     pub async fn record_space(&self) -> Result<(), SinkError> {
         let space = self.cache_index_key.rsplit(':').next().unwrap_or_default().to_owned();
         let mut conn = self.conn.clone();
-        Ok(redis::cmd("SET").arg(&self.space_key).arg(space).query_async(&mut conn).await?)
+        Ok(redis::cmd("SET").arg(&self.keys.space).arg(space).query_async(&mut conn).await?)
     }
 
     /// After the alias left `old`: drops the cached vectors of its embedding
     /// space when that is not this version's. Returns how many went.
     pub async fn drop_vector_cache_of(&self, old: &str) -> Result<u64, SinkError> {
-        let old_space_key = format!("{}{old}:space", self.state_prefix);
+        let old_space_key = super::keys::VersionKeys::of(&self.state_prefix, old).space;
         let mut conn = self.conn.clone();
         let space: Option<String> = redis::cmd("GET").arg(&old_space_key).query_async(&mut conn).await?;
         let old_set = space.map(|s| format!("{}space:{s}", self.cache_prefix)).filter(|set| *set != self.cache_index_key);

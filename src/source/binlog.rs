@@ -59,9 +59,6 @@ pub struct BinlogTailer {
     seen: crate::health::Heartbeat,
 }
 
-/// Longest wait between reconnect attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
 impl BinlogTailer {
     /// A tailer for the tables of `spec`.
     pub fn new(opts: Opts, server_id: u32, spec: DecodeSpec, heartbeat: Duration, resume_by: ResumeBy) -> Self {
@@ -106,7 +103,7 @@ impl BinlogTailer {
     /// receiver is dropped, or a definite error occurs.
     pub async fn run(self, start: Position, out: mpsc::Sender<InFlight>, cancel: CancellationToken) -> Result<(), SourceError> {
         let mut resume = start;
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = crate::backoff::Backoff::default();
         let mut by_gtid = (self.resume_by == ResumeBy::Gtid && resume.gtid.is_some()) || resume.is_gtid_only();
         loop {
             let mut session = Session::new(&self, resume.clone(), by_gtid)?;
@@ -126,14 +123,14 @@ impl BinlogTailer {
                 }
                 Err(e) if e.is_transient() => {
                     if delivered_any {
-                        backoff = Duration::from_millis(500);
+                        backoff.reset();
                     }
-                    tracing::warn!(error = %e, resume = %resume, retry_in_ms = backoff.as_millis() as u64, "binlog stream interrupted; reconnecting");
+                    let wait = backoff.step();
+                    tracing::warn!(error = %e, resume = %resume, retry_in_ms = wait.as_millis() as u64, "binlog stream interrupted; reconnecting");
                     tokio::select! {
                         _ = cancel.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 Err(e) => return Err(e),
             }

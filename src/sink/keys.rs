@@ -1,0 +1,60 @@
+//! Names of drugsync's own keys in Redis, built in one place.
+//!
+//! Per index version, `<redis.state_prefix><version index>:<what>`: a new
+//! version starts with none of them (no position: it is loaded in full), and
+//! an old version's go with it when the alias leaves it. Per index (the
+//! alias), the writer lease and the repair queue, which outlive versions.
+
+/// The state keys of one index version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionKeys {
+    /// The position stored with the last applied batch.
+    pub position: String,
+    /// The initial load's epoch (see `pipeline::bootstrap`).
+    pub load_epoch: String,
+    /// The fields part of the mapping fingerprint the documents were built with.
+    pub mapping: String,
+    /// The embedding space the version's vectors are in.
+    pub space: String,
+    /// Documents left out for good (see `quarantine.rs`).
+    pub quarantine: String,
+    /// Documents whose vector is owed (see `pending.rs`).
+    pub pending: String,
+    /// The writer's status record (`drugsync status`).
+    pub status: String,
+}
+
+impl VersionKeys {
+    /// The keys of version `index` (`drugs_idx_v1a2b3c4d`) under `state_prefix`.
+    pub fn of(state_prefix: &str, index: &str) -> Self {
+        let key = |what: &str| format!("{state_prefix}{index}:{what}");
+        Self {
+            position: key("position"),
+            load_epoch: key("load_epoch"),
+            mapping: key("mapping"),
+            space: key("space"),
+            quarantine: key("quarantine"),
+            pending: key("pending"),
+            status: key("status"),
+        }
+    }
+
+    /// Every key, for dropping a version's state with it.
+    pub fn all(&self) -> [&str; 7] {
+        [&self.position, &self.load_epoch, &self.mapping, &self.space, &self.quarantine, &self.pending, &self.status]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VersionKeys;
+
+    #[test]
+    fn every_key_is_under_the_state_prefix_and_the_version() {
+        let keys = VersionKeys::of("drugsync:", "drugs_idx_v0011aabb");
+        assert_eq!(keys.position, "drugsync:drugs_idx_v0011aabb:position");
+        assert!(keys.all().iter().all(|k| k.starts_with("drugsync:drugs_idx_v0011aabb:")));
+        let distinct: std::collections::HashSet<_> = keys.all().into_iter().collect();
+        assert_eq!(distinct.len(), 7);
+    }
+}
