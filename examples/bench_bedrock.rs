@@ -153,6 +153,14 @@ async fn main() -> Result<(), BoxError> {
         share_load * 100.0,
         args.rpm
     );
+    if let Some(first) = first {
+        let mut minutes = vec![0usize; (span / 60.0) as usize + 1];
+        for (at, _) in &calls {
+            minutes[(at.duration_since(first).as_secs() / 60) as usize] += 1;
+        }
+        let shares: Vec<String> = minutes.iter().map(|n| format!("{:.0}%", *n as f64 * 100.0 / f64::from(args.rpm))).collect();
+        println!("calls in each minute from the first, as a share of the quota: {}", shares.join(" "));
+    }
     Ok(())
 }
 

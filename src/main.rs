@@ -14,7 +14,6 @@ use drugsync::checkpoint::CheckpointStore;
 use drugsync::cli::{CheckpointCommand, Cli, Command, LogFormat, OutputFormat};
 use drugsync::config::{Config, redact_url};
 use drugsync::embed::{AnyEmbedder, Embedder};
-use drugsync::fixture::{self, FixtureSpec, Generator};
 use drugsync::pipeline::Replicator;
 use drugsync::position::Position;
 use drugsync::sink::RedisSink;
@@ -179,7 +178,16 @@ async fn show_checkpoint(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(not(feature = "fixture"))]
+async fn seed_schema(_: Config, _: usize, _: u64, _: bool) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this build has no sample-data generator: build with the `fixture` feature (cargo's default) to seed a development schema"
+    )
+}
+
+#[cfg(feature = "fixture")]
 async fn seed_schema(config: Config, ndcs: usize, seed: u64, confirmed: bool) -> anyhow::Result<()> {
+    use drugsync::fixture::{self, FixtureSpec, Generator};
     let schema = &config.mysql.schema;
     anyhow::ensure!(confirmed, "seed drops and re-creates schema `{schema}`; pass --yes-destroy-schema to confirm");
     let opts = drugsync::source::connect::mysql_opts(&config.mysql).await?;
