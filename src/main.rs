@@ -5,9 +5,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
-use mysql_async::prelude::Queryable;
 use tokio_util::sync::CancellationToken;
 
 use drugsync::checkpoint::CheckpointStore;
@@ -187,7 +185,9 @@ async fn seed_schema(_: Config, _: usize, _: u64, _: bool) -> anyhow::Result<()>
 
 #[cfg(feature = "fixture")]
 async fn seed_schema(config: Config, ndcs: usize, seed: u64, confirmed: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
     use drugsync::fixture::{self, FixtureSpec, Generator};
+    use mysql_async::prelude::Queryable;
     let schema = &config.mysql.schema;
     anyhow::ensure!(confirmed, "seed drops and re-creates schema `{schema}`; pass --yes-destroy-schema to confirm");
     let opts = drugsync::source::connect::mysql_opts(&config.mysql).await?;
