@@ -28,7 +28,7 @@ use mysql_common::binlog::consts::BinlogVersion;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{BoxError, Replicator, binary, clean_redis, status_kb, wait_for_position};
+use support::{BoxError, Corner, Replicator, binary, status_kb, wait_for_position};
 
 use drugsync::config::Config;
 use drugsync::fixture::{self, FixtureSpec, Generator};
@@ -77,24 +77,15 @@ const SCHEMA: &str = "bench_fdb";
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let config_text = include_str!("../config/drugsync.toml")
-        .replacen("name = \"drugs_idx\"", "name = \"bench_idx\"", 1)
-        .replacen("prefix = \"drug:\"", "prefix = \"bench:\"", 1)
-        .replacen("state_prefix = \"drugsync:\"", "state_prefix = \"benchstate:\"", 1)
-        .replacen("schema = \"fdb\"", &format!("schema = \"{SCHEMA}\""), 1)
-        .replacen("server_id = 4242", "server_id = 4343", 1)
-        .replacen("dimensions = 1024", &format!("dimensions = {}", args.dimensions), 1)
-        .replacen("path = \"data/drugsync.redb\"", &format!("path = {:?}", dir.path().join("cp.redb")), 1)
-        .replacen("mysql://drugsync:drugsync@127.0.0.1:33306/fdb", &format!("{}/{SCHEMA}", args.mysql), 1)
-        .replacen("redis://127.0.0.1:36379", &args.redis, 1)
-        .replacen("listen = \"127.0.0.1:9464\"", "listen = \"\"", 1);
+    let corner = Corner { index: "bench_idx", prefix: "bench", state: "benchstate", schema: SCHEMA, server_id: 4343 };
+    let config_text = corner.config_text(&args.mysql, &args.redis, args.dimensions, &dir.path().join("cp.redb"));
     let config = Config::from_toml(&config_text, Path::new("bench"), |_| None)?;
     let config_path = dir.path().join("bench.toml");
     std::fs::write(&config_path, &config_text)?;
-    let position_key = format!("benchstate:{}:position", drugsync::sink::IndexVersion::of(&config).index);
+    let position_key = corner.position_key(&config);
     let bin = binary()?;
 
-    let mut redis = clean_redis(&args.redis, "bench_idx", &["bench:", "bench_v", "benchstate:"]).await?;
+    let mut redis = corner.clean_redis(&args.redis).await?;
     let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&args.mysql)?).await?;
     let t = Instant::now();
     fixture::create_schema(&mut conn, SCHEMA).await?;

@@ -28,7 +28,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 use drugsync::config::Config;
 use drugsync::embed::LocalEmbedder;
 use drugsync::fixture::{self, FixtureSpec, Generator};
-use support::{BoxError, Replicator, binary, clean_redis, wait_for_position};
+use support::{BoxError, Corner, Replicator, binary, wait_for_position};
 
 #[derive(Parser)]
 struct Args {
@@ -85,27 +85,19 @@ async fn main() -> Result<(), BoxError> {
     Mock::given(method("POST")).respond_with(FakeTitan { dimensions: args.dimensions, latency, calls: calls.clone() }).mount(&fake).await;
 
     let dir = tempfile::tempdir()?;
-    let config_text = include_str!("../config/drugsync.toml")
-        .replacen("name = \"drugs_idx\"", "name = \"bedrock_bench_idx\"", 1)
-        .replacen("prefix = \"drug:\"", "prefix = \"bbench:\"", 1)
-        .replacen("state_prefix = \"drugsync:\"", "state_prefix = \"bbenchstate:\"", 1)
-        .replacen("schema = \"fdb\"", &format!("schema = \"{SCHEMA}\""), 1)
-        .replacen("server_id = 4242", "server_id = 4344", 1)
+    let corner = Corner { index: "bedrock_bench_idx", prefix: "bbench", state: "bbenchstate", schema: SCHEMA, server_id: 4344 };
+    let config_text = corner
+        .config_text(&args.mysql, &args.redis, args.dimensions, &dir.path().join("cp.redb"))
         .replacen("provider = \"local\"", &format!("provider = \"bedrock\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"", fake.uri()), 1)
-        .replacen("dimensions = 1024", &format!("dimensions = {}", args.dimensions), 1)
         .replacen("requests_per_minute = 0", &format!("requests_per_minute = {}", args.rpm), 1)
-        .replacen("concurrency = 4", &format!("concurrency = {}", args.concurrency), 1)
-        .replacen("path = \"data/drugsync.redb\"", &format!("path = {:?}", dir.path().join("cp.redb")), 1)
-        .replacen("mysql://drugsync:drugsync@127.0.0.1:33306/fdb", &format!("{}/{SCHEMA}", args.mysql), 1)
-        .replacen("redis://127.0.0.1:36379", &args.redis, 1)
-        .replacen("listen = \"127.0.0.1:9464\"", "listen = \"\"", 1);
+        .replacen("concurrency = 4", &format!("concurrency = {}", args.concurrency), 1);
     let config = Config::from_toml(&config_text, Path::new("bench"), |_| None)?;
     let config_path = dir.path().join("bench.toml");
     std::fs::write(&config_path, &config_text)?;
-    let position_key = format!("bbenchstate:{}:position", drugsync::sink::IndexVersion::of(&config).index);
+    let position_key = corner.position_key(&config);
     let bin = binary()?;
 
-    let mut redis = clean_redis(&args.redis, "bedrock_bench_idx", &["bbench:", "bbench_v", "bbenchstate:"]).await?;
+    let mut redis = corner.clean_redis(&args.redis).await?;
     let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&args.mysql)?).await?;
     let t = Instant::now();
     fixture::create_schema(&mut conn, SCHEMA).await?;

@@ -124,3 +124,50 @@ pub async fn wait_for_position(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A benchmark's own corner of the shared servers: its alias, key prefix,
+/// state prefix, schema and replica id, so two benchmarks never meet.
+pub struct Corner {
+    /// `index.name`.
+    pub index: &'static str,
+    /// `index.prefix` without the colon.
+    pub prefix: &'static str,
+    /// `redis.state_prefix` without the colon.
+    pub state: &'static str,
+    /// `mysql.schema`.
+    pub schema: &'static str,
+    /// `mysql.server_id`.
+    pub server_id: u32,
+}
+
+impl Corner {
+    /// The reference config moved into this corner, on the servers at
+    /// `mysql` (no schema) and `redis`, with `dimensions` and its checkpoint
+    /// at `checkpoint`, metrics off.
+    pub fn config_text(&self, mysql: &str, redis: &str, dimensions: usize, checkpoint: &Path) -> String {
+        include_str!("../../config/drugsync.toml")
+            .replacen("name = \"drugs_idx\"", &format!("name = \"{}\"", self.index), 1)
+            .replacen("prefix = \"drug:\"", &format!("prefix = \"{}:\"", self.prefix), 1)
+            .replacen("state_prefix = \"drugsync:\"", &format!("state_prefix = \"{}:\"", self.state), 1)
+            .replacen("schema = \"fdb\"", &format!("schema = \"{}\"", self.schema), 1)
+            .replacen("server_id = 4242", &format!("server_id = {}", self.server_id), 1)
+            .replacen("dimensions = 1024", &format!("dimensions = {dimensions}"), 1)
+            .replacen("path = \"data/drugsync.redb\"", &format!("path = {checkpoint:?}"), 1)
+            .replacen("mysql://drugsync:drugsync@127.0.0.1:33306/fdb", &format!("{mysql}/{}", self.schema), 1)
+            .replacen("redis://127.0.0.1:36379", redis, 1)
+            .replacen("listen = \"127.0.0.1:9464\"", "listen = \"\"", 1)
+    }
+
+    /// Where the index version of `config` keeps its position.
+    pub fn position_key(&self, config: &drugsync::config::Config) -> String {
+        drugsync::sink::keys::VersionKeys::of(&format!("{}:", self.state), &drugsync::sink::IndexVersion::of(config).index).position
+    }
+
+    /// A Redis connection with this corner's index, documents and state removed.
+    pub async fn clean_redis(&self, url: &str) -> Result<redis::aio::MultiplexedConnection, BoxError> {
+        let documents = format!("{}:", self.prefix);
+        let versions = format!("{}_v", self.prefix);
+        let state = format!("{}:", self.state);
+        clean_redis(url, self.index, &[&documents, &versions, &state]).await
+    }
+}

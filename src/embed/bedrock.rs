@@ -105,12 +105,7 @@ impl BedrockEmbedder {
             family: config.family(),
             batch: config.texts_per_call(),
             max_input_chars: config.input_char_limit(),
-            space: EmbeddingSpace {
-                model: config.model_id.clone(),
-                dimensions: config.dimensions,
-                normalize: config.normalize,
-                template_version: config.template_version,
-            },
+            space: EmbeddingSpace::of(config),
         }
     }
 }

@@ -90,12 +90,7 @@ impl OpenAiEmbedder {
             client,
             url,
             api_key: config.api_key.clone(),
-            space: EmbeddingSpace {
-                model: config.model_id.clone(),
-                dimensions: config.dimensions,
-                normalize: config.normalize,
-                template_version: config.template_version,
-            },
+            space: EmbeddingSpace::of(config),
             batch: config.texts_per_call(),
             max_input_chars: config.input_char_limit(),
             max_attempts: config.max_attempts.max(1),

@@ -10,25 +10,11 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn embed_config(endpoint: &str, max_attempts: u32) -> EmbedConfig {
     EmbedConfig {
-        provider: EmbedProvider::Bedrock,
-        model_id: "amazon.titan-embed-text-v2:0".into(),
-        dimensions: 256,
         normalize: true,
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(endpoint.into()),
-        api_key: None,
-        batch_size: None,
-        max_input_chars: None,
         max_attempts,
         timeout_secs: 1,
-        requests_per_minute: 0,
-        tokens_per_minute: 0,
         breaker_failures: 5,
-        breaker_cooldown_secs: 30,
-        template_version: 1,
-        concurrency: 1,
-        price_per_1k_tokens: None,
-        cache_max_vectors: 0,
+        ..crate::common::embed_config(EmbedProvider::Bedrock, "amazon.titan-embed-text-v2:0", 256, endpoint)
     }
 }
 

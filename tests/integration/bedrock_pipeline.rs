@@ -1,6 +1,7 @@
 //! The binary with Bedrock in the pipeline, against a fake InvokeModel
 //! endpoint that misbehaves the ways Bedrock does: bursts of throttling,
-//! 500s, calls that never answer, malformed JSON. The index must end equal
+//! 500s, calls that never answer, malformed JSON, added latency, and an
+//! outage that must not freeze freshness. The index must end equal
 //! to MySQL (the oracle), and a vector of the wrong size is never written.
 
 use crate::common;
@@ -25,7 +26,7 @@ fn titan_answer(request: &Request, dimensions: usize) -> ResponseTemplate {
 
 /// Every call is numbered; in each 30, calls in a fault's stretch get that
 /// fault (a burst of 4 throttles, 2 server errors, a timeout, a garbled
-/// answer), the rest a good answer.
+/// answer, 4 answers 400 ms late), the rest a good answer.
 struct Faulty {
     calls: Arc<AtomicU64>,
 }
@@ -46,6 +47,8 @@ impl Respond for Faulty {
             15 => titan_answer(request, 256).set_delay(Duration::from_secs(5)),
             // Malformed JSON.
             20 => ResponseTemplate::new(200).set_body_raw("{\"embedding\": [0.1, ", "application/json"),
+            // Added latency: slow answers, still within the deadline.
+            24..=27 => titan_answer(request, 256).set_delay(Duration::from_millis(400)),
             _ => titan_answer(request, 256),
         }
     }
@@ -122,14 +125,6 @@ impl Respond for Switchable {
     }
 }
 
-async fn strings(env: &TestEnv, sql: &str) -> Vec<String> {
-    use mysql_async::prelude::Queryable;
-    let mut conn = env.mysql().await;
-    let out: Vec<String> = conn.query(sql).await.unwrap();
-    conn.disconnect().await.unwrap();
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bedrock_outage_does_not_freeze_freshness_and_the_owed_vectors_are_filled_when_it_answers() {
     let mut env = TestEnv::new("bedrock_outage", 400).await;
@@ -148,21 +143,19 @@ async fn a_bedrock_outage_does_not_freeze_freshness_and_the_owed_vectors_are_fil
     // What changes, chosen and judged by the test's own SQL: the strength of
     // the GCN with the most active NDCs (their text changes: vectors owed), a
     // labeler of other NDCs renamed (no text change), one other NDC obsoleted.
-    let gcn = strings(&env, "SELECT CAST(GCN_SEQNO AS CHAR) FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY GCN_SEQNO ORDER BY COUNT(*) DESC, GCN_SEQNO LIMIT 1").await.remove(0);
+    let gcn = env.strings("SELECT CAST(GCN_SEQNO AS CHAR) FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY GCN_SEQNO ORDER BY COUNT(*) DESC, GCN_SEQNO LIMIT 1").await.remove(0);
     let text_changed =
-        strings(&env, &format!("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND GCN_SEQNO = {gcn} ORDER BY NDC")).await;
-    let labeler =
-        strings(&env, &format!("SELECT LBLRID FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND GCN_SEQNO <> {gcn} ORDER BY NDC LIMIT 1"))
-            .await
-            .remove(0);
-    let obsoleted = strings(
-        &env,
-        &format!(
+        env.strings(&format!("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND GCN_SEQNO = {gcn} ORDER BY NDC")).await;
+    let labeler = env
+        .strings(&format!("SELECT LBLRID FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND GCN_SEQNO <> {gcn} ORDER BY NDC LIMIT 1"))
+        .await
+        .remove(0);
+    let obsoleted = env
+        .strings(&format!(
             "SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND GCN_SEQNO <> {gcn} AND LBLRID <> '{labeler}' ORDER BY NDC DESC LIMIT 1"
-        ),
-    )
-    .await
-    .remove(0);
+        ))
+        .await
+        .remove(0);
     assert!(text_changed.len() >= 2, "the GCN has several NDCs: {text_changed:?}");
 
     down.store(true, Ordering::SeqCst);
@@ -181,7 +174,7 @@ async fn a_bedrock_outage_does_not_freeze_freshness_and_the_owed_vectors_are_fil
     env.wait_applied().await;
     assert!(calls_while_down.load(Ordering::SeqCst) > 0, "the new texts were tried");
     assert_eq!(env.field(&obsoleted, "ndc").await, None, "the obsolete NDC left the index during the outage");
-    let renamed = strings(&env, &format!("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND LBLRID = '{labeler}'")).await;
+    let renamed = env.strings(&format!("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND LBLRID = '{labeler}'")).await;
     for ndc in &renamed {
         assert_eq!(env.field(ndc, "manufacturer").await.as_deref(), Some("RENAMED DURING OUTAGE"), "{ndc}");
     }

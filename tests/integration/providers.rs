@@ -9,36 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_bedrockruntime::config::{Credentials, SharedCredentialsProvider};
-use common::{TEST_DIMENSIONS, TestEnv};
-use drugsync::config::{EmbedConfig, EmbedProvider, Secret};
+use common::{TEST_DIMENSIONS, TestEnv, embed_config};
+use drugsync::config::{EmbedProvider, Secret};
 use drugsync::embed::{BedrockEmbedder, EmbedError, EmbedStats, Embedder, LocalEmbedder, OpenAiEmbedder, Outcome, embed_each};
 use std::sync::atomic::Ordering::Relaxed;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-fn embed_config(provider: EmbedProvider, model: &str, dimensions: usize, endpoint: &str) -> EmbedConfig {
-    EmbedConfig {
-        provider,
-        model_id: model.into(),
-        dimensions,
-        normalize: false,
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(endpoint.into()),
-        api_key: None,
-        batch_size: None,
-        max_input_chars: None,
-        max_attempts: 1,
-        timeout_secs: 5,
-        requests_per_minute: 0,
-        tokens_per_minute: 0,
-        breaker_failures: 0,
-        breaker_cooldown_secs: 30,
-        template_version: 1,
-        concurrency: 2,
-        price_per_1k_tokens: None,
-        cache_max_vectors: 0,
-    }
-}
 
 fn sdk_config() -> SdkConfig {
     SdkConfig::builder()

@@ -5,14 +5,6 @@
 use crate::common;
 
 use common::TestEnv;
-use mysql_async::prelude::Queryable;
-
-async fn strings(env: &TestEnv, sql: &str) -> Vec<String> {
-    let mut conn = env.mysql().await;
-    let out: Vec<String> = conn.query(sql).await.unwrap();
-    conn.disconnect().await.unwrap();
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_is_priced_without_writing_and_then_costs_what_was_priced() {
@@ -24,23 +16,20 @@ async fn a_replay_is_priced_without_writing_and_then_costs_what_was_priced() {
 
     // Changes while no drugsync runs, chosen by the test's own SQL: a
     // strength (new texts), a labeler rename (fields only), an obsolete NDC.
-    let gcn = strings(&env, "SELECT CAST(GCN_SEQNO AS CHAR) FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY GCN_SEQNO ORDER BY COUNT(*) DESC, GCN_SEQNO LIMIT 1").await.remove(0);
-    let text_changed = strings(&env, &format!("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND GCN_SEQNO = {gcn}")).await;
-    let labeler =
-        strings(&env, &format!("SELECT LBLRID FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND GCN_SEQNO <> {gcn} ORDER BY NDC LIMIT 1"))
-            .await
-            .remove(0);
+    let gcn = env.strings("SELECT CAST(GCN_SEQNO AS CHAR) FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY GCN_SEQNO ORDER BY COUNT(*) DESC, GCN_SEQNO LIMIT 1").await.remove(0);
+    let text_changed = env.strings(&format!("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND GCN_SEQNO = {gcn}")).await;
+    let labeler = env
+        .strings(&format!("SELECT LBLRID FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND GCN_SEQNO <> {gcn} ORDER BY NDC LIMIT 1"))
+        .await
+        .remove(0);
     let renamed_only =
-        strings(&env, &format!("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND LBLRID = '{labeler}' AND GCN_SEQNO <> {gcn}"))
-            .await;
-    let obsolete = strings(
-        &env,
-        &format!(
+        env.strings(&format!("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND LBLRID = '{labeler}' AND GCN_SEQNO <> {gcn}")).await;
+    let obsolete = env
+        .strings(&format!(
             "SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' AND GCN_SEQNO <> {gcn} AND LBLRID <> '{labeler}' ORDER BY NDC LIMIT 1"
-        ),
-    )
-    .await
-    .remove(0);
+        ))
+        .await
+        .remove(0);
     env.exec(&[
         &format!("UPDATE rgcnseq4 SET STR60 = 'REPLAYED 9 MG' WHERE GCN_SEQNO = {gcn}"),
         &format!("UPDATE rlblrid3 SET MFG = 'REPLAYED LABS' WHERE LBLRID = '{labeler}'"),

@@ -456,11 +456,13 @@ impl TestEnv {
 
     /// NDCs (active) matching a SQL condition on rndc14 `n`.
     pub async fn active_ndcs_where(&self, condition: &str) -> Vec<String> {
+        self.strings(&format!("SELECT n.NDC FROM rndc14 n WHERE n.OBSDTEC = '0000-00-00' AND ({condition}) ORDER BY n.NDC")).await
+    }
+
+    /// The first column of `sql`'s rows, as text: the test's own query.
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
         let mut conn = self.mysql().await;
-        let rows: Vec<String> = conn
-            .query(format!("SELECT n.NDC FROM rndc14 n WHERE n.OBSDTEC = '0000-00-00' AND ({condition}) ORDER BY n.NDC"))
-            .await
-            .unwrap();
+        let rows: Vec<String> = conn.query(sql).await.unwrap();
         conn.disconnect().await.unwrap();
         rows
     }
@@ -468,6 +470,37 @@ impl TestEnv {
     pub async fn field(&self, ndc: &str, field: &str) -> Option<String> {
         let mut redis = self.redis.clone();
         redis::cmd("HGET").arg(format!("{}{ndc}", self.prefix)).arg(field).query_async(&mut redis).await.unwrap()
+    }
+}
+
+/// An embedding config for a client test against a fake endpoint: one
+/// attempt, a 5 s deadline, no quota, no breaker, no cache, raw vectors.
+pub fn embed_config(
+    provider: drugsync::config::EmbedProvider,
+    model: &str,
+    dimensions: usize,
+    endpoint: &str,
+) -> drugsync::config::EmbedConfig {
+    drugsync::config::EmbedConfig {
+        provider,
+        model_id: model.into(),
+        dimensions,
+        normalize: false,
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(endpoint.into()),
+        api_key: None,
+        batch_size: None,
+        max_input_chars: None,
+        max_attempts: 1,
+        timeout_secs: 5,
+        requests_per_minute: 0,
+        tokens_per_minute: 0,
+        breaker_failures: 0,
+        breaker_cooldown_secs: 30,
+        template_version: 1,
+        concurrency: 1,
+        price_per_1k_tokens: None,
+        cache_max_vectors: 0,
     }
 }
 
