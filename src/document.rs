@@ -40,16 +40,6 @@ pub struct EmbeddingSpace {
 }
 
 impl EmbeddingSpace {
-    /// The space a remote model of `config` embeds in (the offline embedder names its own model).
-    pub fn of(config: &crate::config::EmbedConfig) -> Self {
-        Self {
-            model: config.model_id.clone(),
-            dimensions: config.dimensions,
-            normalize: config.normalize,
-            template_version: config.template_version,
-        }
-    }
-
     /// The hash of `text` (already normalised) in this space.
     pub fn text_hash(&self, normalised_text: &str) -> TextHash {
         let mut h = Sha256::new();

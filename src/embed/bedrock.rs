@@ -105,7 +105,7 @@ impl BedrockEmbedder {
             family: config.family(),
             batch: config.texts_per_call(),
             max_input_chars: config.input_char_limit(),
-            space: EmbeddingSpace::of(config),
+            space: super::space_of(config),
         }
     }
 }

@@ -90,7 +90,7 @@ impl OpenAiEmbedder {
             client,
             url,
             api_key: config.api_key.clone(),
-            space: EmbeddingSpace::of(config),
+            space: super::space_of(config),
             batch: config.texts_per_call(),
             max_input_chars: config.input_char_limit(),
             max_attempts: config.max_attempts.max(1),

@@ -200,7 +200,7 @@ impl RedisSink {
         self.write(vec![WriteOp::Set { key: self.keys.mapping.clone(), value: fields.as_bytes().to_vec() }]).await
     }
 
-    /// Stores the writer's status record (JSON, see `crate::status`), fenced like every write.
+    /// Stores the writer's status record (JSON, read by `drugsync status`), fenced like every write.
     pub async fn store_status(&self, json: &str) -> Result<(), SinkError> {
         self.write(vec![WriteOp::Set { key: self.keys.status.clone(), value: json.as_bytes().to_vec() }]).await
     }
