@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch::Batch;
 use super::reconcile::{self, Mode, ReconcileReport, WantedTexts};
-use super::{Replicator, RunError, stream};
+use super::{Replicator, RunError, tail};
 use crate::document::DocumentKey;
 use crate::embed::Embedder;
 use crate::mapping::router::Routed;
@@ -78,7 +78,7 @@ pub async fn price_replay<E: Embedder>(r: &Replicator<E>, from: &Position, cance
         crate::source::server::check_position_exists(&mut conn, from).await?;
         crate::source::server::current_position(&mut conn).await?
     };
-    let Some(limit) = stream::batch_key_limit(r, cancel).await? else { return Err(RunError::Cancelled) };
+    let Some(limit) = tail::batch_key_limit(r, cancel).await? else { return Err(RunError::Cancelled) };
     let (batch, to) = read_until(r, from, &end, limit, cancel).await?;
     let transactions = batch.as_ref().map_or(0, |b| b.transactions as u64);
     let mut report;
@@ -132,11 +132,11 @@ async fn read_until<E: Embedder>(
     limit: usize,
     cancel: &CancellationToken,
 ) -> Result<(Option<Batch>, Position), RunError> {
-    let (tx, mut rx) = mpsc::channel(stream::CHANNEL_CAPACITY);
+    let (tx, mut rx) = mpsc::channel(tail::CHANNEL_CAPACITY);
     let tail_cancel = cancel.child_token();
     // Another replica id than the streamer's: a server drops the older of two connections with one id.
     let server_id = r.config.mysql.server_id ^ PRICING_SERVER_ID_BIT;
-    let tail = tokio::spawn(stream::tailer(r, limit, server_id).run(from.clone(), tx, tail_cancel.clone()));
+    let tail = tokio::spawn(tail::tailer(r, limit, server_id).run(from.clone(), tx, tail_cancel.clone()));
     let mut batch: Option<Batch> = None;
     let mut last = from.clone();
     let ended = loop {
@@ -229,5 +229,15 @@ impl ReplayWatch {
             elapsed_s = report.duration_secs,
             "replay caught up"
         );
+    }
+}
+
+/// Logs the replay's summary once the stream has applied up to where it was
+/// asked, and forgets the watch.
+pub fn note_applied<E: Embedder>(r: &Replicator<E>, watch: &mut Option<ReplayWatch>, applied: &Position) {
+    if watch.as_ref().is_some_and(|w| w.reached(applied))
+        && let Some(w) = watch.take()
+    {
+        w.finish(r, applied);
     }
 }

@@ -23,15 +23,14 @@ use super::batch::Batch;
 use super::reconcile;
 use super::retry::retry;
 use super::sync::{WhenUnavailable, sync_keys};
+use super::tail::{CHANNEL_CAPACITY, batch_key_limit, tailer};
 use super::{Replicator, RunError, Stats};
 use crate::config::OnLostSync;
 use crate::embed::Embedder;
 use crate::mapping::router::Routed;
 use crate::position::Position;
-use crate::source::{BinlogTailer, InFlight, SourceError};
+use crate::source::{InFlight, SourceError};
 
-/// Transactions buffered between the binlog reader and the apply loop.
-pub(super) const CHANNEL_CAPACITY: usize = 4096;
 /// Longest wait for the source to commit what its binlog already holds
 /// before the batch is retried (a healthy server takes milliseconds).
 const VISIBILITY_LIMIT: Duration = Duration::from_secs(10);
@@ -73,14 +72,20 @@ pub enum Ended {
 }
 
 /// Streams from `start` until cancelled, a [`Resync`], or a definite error.
-pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: CancellationToken) -> Result<Ended, RunError> {
+/// `replay`, when a replay is under way, logs its summary once it is caught up.
+pub async fn run<E: Embedder>(
+    r: &Replicator<E>,
+    start: Position,
+    cancel: CancellationToken,
+    replay: &mut Option<super::replay::ReplayWatch>,
+) -> Result<Ended, RunError> {
     let Some(limit) = batch_key_limit(r, &cancel).await? else { return Ok(Ended::Stopped) };
     let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
     let tailer = tailer(r, limit, r.config.mysql.server_id);
     let tail_cancel = cancel.child_token();
     let tail = tokio::spawn(tailer.run(start.clone(), tx, tail_cancel.clone()));
     tracing::info!(position = %start, full_diff_above_keys = limit, "streaming");
-    let applied = apply_loop(r, &mut rx, &cancel, start.clone(), limit).await;
+    let applied = apply_loop(r, &mut rx, &cancel, start.clone(), limit, replay).await;
     tail_cancel.cancel();
     drop(rx);
     let tailed = tail.await.map_err(|e| RunError::Task(e.to_string()))?;
@@ -94,41 +99,13 @@ pub async fn run<E: Embedder>(r: &Replicator<E>, start: Position, cancel: Cancel
     }
 }
 
-/// The binlog reader of this replicator, decoding for batches of at most
-/// `limit` keys, connecting as replica `server_id`.
-pub(super) fn tailer<E: Embedder>(r: &Replicator<E>, limit: usize, server_id: u32) -> BinlogTailer {
-    BinlogTailer::new(
-        r.opts.clone(),
-        server_id,
-        r.router.decode_spec(&r.config.mysql.schema, limit),
-        Duration::from_secs(r.config.mysql.heartbeat_secs),
-        r.config.mysql.resume_by,
-    )
-    .with_budget(r.config.pipeline.max_batch_keys)
-    .reporting_as(crate::source::preflight::replica_hostname(&r.config))
-    .observed_by(r.stats.source_seen.clone())
-}
-
-/// Most keys a batch is applied by key: `pipeline.full_diff_share` of the
-/// documents in the index, never more than `pipeline.max_batch_keys`.
-/// `None` when cancelled meanwhile.
-pub(super) async fn batch_key_limit<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<Option<usize>, RunError> {
-    let count = || async { Ok::<_, RunError>(r.sink.document_count().await?) };
-    let Some(documents) = retry(cancel, "counting indexed documents", count).await? else { return Ok(None) };
-    Ok(Some(key_limit(documents, r.config.pipeline.full_diff_share, r.config.pipeline.max_batch_keys)))
-}
-
-/// See [`batch_key_limit`]; at least one key, so a single change is never a full diff.
-fn key_limit(documents: u64, share: f64, max_keys: usize) -> usize {
-    ((documents as f64 * share).ceil() as usize).clamp(1, max_keys.max(1))
-}
-
 async fn apply_loop<E: Embedder>(
     r: &Replicator<E>,
     rx: &mut mpsc::Receiver<InFlight>,
     cancel: &CancellationToken,
     mut applied: Position,
     limit: usize,
+    replay: &mut Option<super::replay::ReplayWatch>,
 ) -> Result<Ended, RunError> {
     let max_transactions = r.config.pipeline.batch_max_transactions;
     let max_delay = Duration::from_millis(r.config.pipeline.batch_max_delay_ms);
@@ -148,7 +125,7 @@ async fn apply_loop<E: Embedder>(
                     return Ok(Ended::Stopped);
                 }
                 owed.tick(r).await?;
-                r.note_applied(&applied);
+                super::replay::note_applied(r, replay, &applied);
                 continue;
             }
             next = rx.recv() => match next {
@@ -181,7 +158,7 @@ async fn apply_loop<E: Embedder>(
         }
         applied = batch.commit.clone();
         activity.applied(&r.stats, batch.transactions, &applied);
-        r.note_applied(&applied);
+        super::replay::note_applied(r, replay, &applied);
     }
 }
 
@@ -266,17 +243,4 @@ async fn apply_by_full_diff<E: Embedder>(r: &Replicator<E>, commit: &Position, c
     crate::source::visibility::wait_until_visible(&r.pool, commit, VISIBILITY_LIMIT, r.query_timeout()).await?;
     reconcile::repair_as_writer(r, cancel).await?;
     r.committer().commit(&[], commit).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::key_limit;
-
-    #[test]
-    fn key_limit_is_a_share_of_the_index_within_bounds() {
-        assert_eq!(key_limit(125_000, 0.2, 100_000), 25_000);
-        assert_eq!(key_limit(10_000_000, 0.2, 100_000), 100_000, "memory cap wins");
-        assert_eq!(key_limit(0, 0.2, 100_000), 1, "an empty index still applies single changes by key");
-        assert_eq!(key_limit(7, 0.5, 100_000), 4);
-    }
 }

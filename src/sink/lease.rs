@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::connection::FailoverConnection;
 
-use super::redis::SinkError;
+use super::error::SinkError;
 
 /// Renew if we hold it, or take it back if nobody does (expired while we
 /// stalled, or Redis lost it); answers 1 when held afterwards.
