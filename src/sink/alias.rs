@@ -12,7 +12,7 @@ impl RedisSink {
     /// match), and says whether the alias still has to be switched to it.
     pub async fn prepare_index(&self, config: &Config) -> Result<super::AliasState, SinkError> {
         let mut conn = self.conn.clone();
-        let want = IndexSpec::from_config(config);
+        let want = IndexSpec::from_config(config, &self.version.index, &self.version.prefix);
         match self.index_info(&want.name).await? {
             Some(info) => {
                 let have = IndexSpec::from_ft_info(&want.name, &info).ok_or_else(|| SinkError::Command {
@@ -25,7 +25,10 @@ impl RedisSink {
                 }
             }
             None => {
-                redis::cmd("FT.CREATE").arg(IndexSpec::create_args(config)).query_async::<()>(&mut conn).await?;
+                redis::cmd("FT.CREATE")
+                    .arg(IndexSpec::create_args(config, &self.version.index, &self.version.prefix))
+                    .query_async::<()>(&mut conn)
+                    .await?;
                 tracing::info!(index = %want.name, prefix = %want.prefix, dimensions = want.dimensions, "created index version");
             }
         }

@@ -28,13 +28,13 @@ pub struct IndexSpec {
 }
 
 impl IndexSpec {
-    /// The spec the config asks for.
-    pub fn from_config(config: &Config) -> Self {
+    /// The spec the config asks for, as index `name` over keys under `prefix`
+    /// (its version's, see `IndexVersion`).
+    pub fn from_config(config: &Config, name: &str, prefix: &str) -> Self {
         let i = &config.index;
-        let version = super::IndexVersion::of(config);
         Self {
-            name: version.index,
-            prefix: version.prefix,
+            name: name.to_owned(),
+            prefix: prefix.to_owned(),
             fields: i
                 .fields
                 .iter()
@@ -55,10 +55,9 @@ impl IndexSpec {
         }
     }
 
-    /// `FT.CREATE` arguments (after the command name) for the config's index version.
-    pub fn create_args(config: &Config) -> Vec<String> {
-        let version = super::IndexVersion::of(config);
-        let mut args = vec![version.index, "ON".into(), "HASH".into(), "PREFIX".into(), "1".into(), version.prefix, "SCHEMA".into()];
+    /// `FT.CREATE` arguments (after the command name) for index `name` over keys under `prefix`.
+    pub fn create_args(config: &Config, name: &str, prefix: &str) -> Vec<String> {
+        let mut args = vec![name.to_owned(), "ON".into(), "HASH".into(), "PREFIX".into(), "1".into(), prefix.to_owned(), "SCHEMA".into()];
         args.extend(Self::schema_args(config));
         args
     }

@@ -4,6 +4,11 @@
 //! version starts with none of them (no position: it is loaded in full), and
 //! an old version's go with it when the alias leaves it. Per index (the
 //! alias), the writer lease and the repair queue, which outlive versions.
+//! And the embedding space's id, which names the vector cache's sets.
+
+use sha2::{Digest, Sha256};
+
+use crate::config::EmbedConfig;
 
 /// The state keys of one index version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +48,35 @@ impl VersionKeys {
     pub fn all(&self) -> [&str; 7] {
         [&self.position, &self.load_epoch, &self.mapping, &self.space, &self.quarantine, &self.pending, &self.status]
     }
+}
+
+/// What identifies an embedding space in config: provider, model,
+/// dimensions, normalisation, template version. Vectors are only
+/// interchangeable within one (the index version hashes these too).
+pub fn space_parts(embed: &EmbedConfig) -> Vec<String> {
+    let mut parts = vec![
+        format!("{:?}", embed.provider),
+        embed.model_id.clone(),
+        embed.dimensions.to_string(),
+        embed.normalize.to_string(),
+        embed.template_version.to_string(),
+    ];
+    // A long text's vector depends on where it was cut. Only a limit set by
+    // hand is a part, so configs that leave the model's default keep their version.
+    if let Some(limit) = embed.max_input_chars {
+        parts.push(format!("cut:{limit}"));
+    }
+    parts
+}
+
+/// The embedding space of `embed`, 8 hex digits: what a cached vector is only good for.
+pub fn space_id(embed: &EmbedConfig) -> String {
+    let mut h = Sha256::new();
+    for part in space_parts(embed) {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..4])
 }
 
 #[cfg(test)]

@@ -89,6 +89,23 @@ impl WriteOp {
 }
 
 impl RedisSink {
+    /// Records that every document now follows `fields` (fenced like every write).
+    pub async fn store_mapping_fingerprint(&self, fields: &str) -> Result<(), SinkError> {
+        self.write(vec![WriteOp::Set { key: self.keys.mapping.clone(), value: fields.as_bytes().to_vec() }]).await
+    }
+
+    /// Stores the writer's status record (JSON, read by `drugsync status`), fenced like every write.
+    pub async fn store_status(&self, json: &str) -> Result<(), SinkError> {
+        self.write(vec![WriteOp::Set { key: self.keys.status.clone(), value: json.as_bytes().to_vec() }]).await
+    }
+
+    /// Removes the first `n` queued repair keys, fenced like every write of
+    /// the lease holder: a paused former writer cannot drop repairs handed to
+    /// the one that took over.
+    pub async fn ack_repairs(&self, n: usize) -> Result<(), SinkError> {
+        self.write(vec![WriteOp::LTrimFront { key: self.repair_key.clone(), drop: n }]).await
+    }
+
     /// Applies `changes` atomically. New vectors are also stored in the
     /// cache under their text hash. With a fence (see [`Self::fence_with`])
     /// the write is refused with [`SinkError::Fenced`] when another instance

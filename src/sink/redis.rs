@@ -9,7 +9,6 @@
 //! the same state as applying them once.
 
 use super::connection::FailoverConnection;
-use super::ops::WriteOp;
 use redis::{AsyncCommands, Value};
 
 pub use super::error::SinkError;
@@ -93,7 +92,7 @@ impl RedisSink {
             lease_key: format!("{state}{}:writer", config.index.name),
             repair_key: format!("{state}{}:repair", config.index.name),
             cache_prefix: format!("{state}vec:"),
-            cache_index_key: format!("{state}vec:space:{}", super::vector_cache::space_id(&config.embed)),
+            cache_index_key: format!("{state}vec:space:{}", super::keys::space_id(&config.embed)),
 
             cache_max: config.embed.cache_max_vectors,
             url: redact_url(url),
@@ -195,16 +194,6 @@ impl RedisSink {
         Ok(conn.get(&self.keys.mapping).await?)
     }
 
-    /// Records that every document now follows `fields` (fenced like every write).
-    pub async fn store_mapping_fingerprint(&self, fields: &str) -> Result<(), SinkError> {
-        self.write(vec![WriteOp::Set { key: self.keys.mapping.clone(), value: fields.as_bytes().to_vec() }]).await
-    }
-
-    /// Stores the writer's status record (JSON, read by `drugsync status`), fenced like every write.
-    pub async fn store_status(&self, json: &str) -> Result<(), SinkError> {
-        self.write(vec![WriteOp::Set { key: self.keys.status.clone(), value: json.as_bytes().to_vec() }]).await
-    }
-
     /// The writer's last status record, if any.
     pub async fn status_record(&self) -> Result<Option<String>, SinkError> {
         let mut conn = self.conn.clone();
@@ -241,13 +230,6 @@ impl RedisSink {
         let mut conn = self.conn.clone();
         let keys: Vec<String> = redis::cmd("LRANGE").arg(&self.repair_key).arg(0).arg(max.saturating_sub(1)).query_async(&mut conn).await?;
         Ok(keys.into_iter().map(DocumentKey).collect())
-    }
-
-    /// Removes the first `n` queued repair keys, fenced like every write of
-    /// the lease holder: a paused former writer cannot drop repairs handed to
-    /// the one that took over.
-    pub async fn ack_repairs(&self, n: usize) -> Result<(), SinkError> {
-        self.write(vec![WriteOp::LTrimFront { key: self.repair_key.clone(), drop: n }]).await
     }
 
     /// Number of queued repair keys.

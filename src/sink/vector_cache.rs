@@ -14,10 +14,7 @@
 //! old version. Entries written before this bound existed belong to no set:
 //! the writer adopts them at start as the oldest, so they go first.
 
-use sha2::{Digest, Sha256};
-
 use super::{RedisSink, SinkError};
-use crate::config::EmbedConfig;
 
 /// Drops the oldest entries of KEYS[1] past ARGV[1], with their vectors (ARGV[2] .. hash).
 const TRIM: &str = r"local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
@@ -29,34 +26,7 @@ return excess";
 /// Entries dropped or adopted per round trip.
 const BATCH: usize = 1000;
 
-/// What identifies an embedding space in config: provider, model,
-/// dimensions, normalisation, template version. Vectors are only
-/// interchangeable within one (the index version hashes these too).
-pub fn space_parts(embed: &EmbedConfig) -> Vec<String> {
-    let mut parts = vec![
-        format!("{:?}", embed.provider),
-        embed.model_id.clone(),
-        embed.dimensions.to_string(),
-        embed.normalize.to_string(),
-        embed.template_version.to_string(),
-    ];
-    // A long text's vector depends on where it was cut. Only a limit set by
-    // hand is a part, so configs that leave the model's default keep their version.
-    if let Some(limit) = embed.max_input_chars {
-        parts.push(format!("cut:{limit}"));
-    }
-    parts
-}
-
-/// The embedding space of `embed`, 8 hex digits: what a cached vector is only good for.
-pub fn space_id(embed: &EmbedConfig) -> String {
-    let mut h = Sha256::new();
-    for part in space_parts(embed) {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    hex::encode(&h.finalize()[..4])
-}
+pub use super::keys::{space_id, space_parts};
 
 impl RedisSink {
     /// Drops the oldest cached vectors of this space past `embed.cache_max_vectors`; how many went.

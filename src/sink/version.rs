@@ -40,7 +40,7 @@ impl IndexVersion {
             h.update(arg.as_bytes());
             h.update([0]);
         }
-        let space = super::vector_cache::space_parts(&config.embed);
+        let space = super::keys::space_parts(&config.embed);
         for part in space.into_iter().chain([MappingFingerprint::of(&config.mapping).text]) {
             h.update(part.as_bytes());
             h.update([0]);

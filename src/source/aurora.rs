@@ -22,7 +22,7 @@ use mysql_async::Conn;
 
 use super::dialect::{Dialect, Flavor};
 use super::error::SourceError;
-use super::server::query_first;
+use super::query::query_first;
 
 /// What the source says about the settings above (`None`: the server has no such variable).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -135,10 +135,10 @@ fn numbers(text: &str) -> Option<(u32, u32, u32)> {
 
 /// Asks the server what it is.
 pub async fn detect(conn: &mut Conn) -> Result<Dialect, SourceError> {
-    let version = super::server::query_first(conn, "SELECT VERSION()").await?.unwrap_or_default();
+    let version = super::query::query_first(conn, "SELECT VERSION()").await?.unwrap_or_default();
     // Only Aurora has this variable; elsewhere the query fails, which says "not Aurora".
     let aurora =
-        if version.contains("aurora") { None } else { super::server::query_first(conn, "SELECT @@aurora_version").await.ok().flatten() };
+        if version.contains("aurora") { None } else { super::query::query_first(conn, "SELECT @@aurora_version").await.ok().flatten() };
     Dialect::parse(&version, aurora.as_deref()).map_err(SourceError::Misconfigured)
 }
 

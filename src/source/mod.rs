@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod gtid;
 pub mod preflight;
+pub mod query;
 pub mod server;
 pub mod value;
 pub mod visibility;

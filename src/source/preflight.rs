@@ -6,7 +6,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use super::error::SourceError;
-use super::server::query_first;
+use super::query::query_first;
 use crate::config::Config;
 
 /// Runs every check in turn; the first failure is returned.

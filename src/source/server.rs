@@ -4,6 +4,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use super::error::SourceError;
+
 use crate::position::Position;
 
 pub use super::dialect::Flavor;
@@ -67,11 +68,6 @@ pub async fn check_position_exists(conn: &mut Conn, position: &Position) -> Resu
             Err(SourceError::PositionUnavailable { position: position.to_string(), message: format!("{why}; the server has {range}") })
         }
     }
-}
-
-/// The first column of the first row as text (`None` for no row or NULL).
-pub(super) async fn query_first(conn: &mut Conn, query: &str) -> Result<Option<String>, SourceError> {
-    conn.query_first::<Option<String>, _>(query).await.map(Option::flatten).map_err(|e| SourceError::from_driver(e, query))
 }
 
 /// MariaDB's exact snapshot position; `None` on servers without it (MySQL).
