@@ -95,14 +95,14 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
         let to_write = in_flight.take();
         let write = async {
             let Some((prepared, last_key)) = to_write else { return Ok(None) };
-            write_prepared(r, prepared, None).await.map(|()| Some(last_key))
+            write_prepared(&r.syncer(), prepared, None).await.map(|()| Some(last_key))
         };
         let next = async {
             let page = r.loader.page(&mut tx, after.as_ref(), page_size).await?;
             let Some(last_key) = page.last().map(|d| d.key.clone()) else { return Ok::<_, RunError>(None) };
             let documents = page.len() as u64;
             let wanted = page.into_iter().map(|d| (d.key.clone(), Some(d))).collect();
-            let prepared = prepare(r, wanted, Default::default(), WhenUnavailable::Wait, recent.as_ref()).await?;
+            let prepared = prepare(&r.syncer(), wanted, Default::default(), WhenUnavailable::Wait, recent.as_ref()).await?;
             Ok(Some((prepared, last_key, documents)))
         };
         let (written, next) = tokio::join!(write, next);
@@ -147,12 +147,12 @@ async fn sweep_orphans<E: Embedder, Q: Queryable>(r: &Replicator<E>, conn: &mut 
     let mut orphans: Vec<(DocumentKey, Option<Document>)> = Vec::new();
     let mut poisoned = std::collections::BTreeMap::new();
     for chunk in keys.chunks(r.config.pipeline.load_chunk) {
-        let (found, refused) = load_or_quarantine(r, conn, chunk).await?;
+        let (found, refused) = load_or_quarantine(&r.syncer(), conn, chunk).await?;
         orphans.extend(chunk.iter().filter(|k| !found.contains_key(*k) && !refused.contains_key(*k)).map(|k| (k.clone(), None)));
         poisoned.extend(refused);
     }
     if !orphans.is_empty() {
         tracing::info!(orphans = orphans.len(), "initial load: removing documents the source no longer has");
     }
-    sync_documents_quarantining(r, orphans, poisoned, None, WhenUnavailable::Wait).await
+    sync_documents_quarantining(&r.syncer(), orphans, poisoned, None, WhenUnavailable::Wait).await
 }

@@ -71,6 +71,6 @@ impl OwedVectors {
     async fn fill<E: Embedder>(&self, r: &Replicator<E>) -> Result<(), RunError> {
         let keys = r.sink.owed_oldest(r.config.pipeline.write_chunk).await?;
         let mut conn = crate::source::connect::pooled(&r.pool).await?;
-        sync_keys(r, &mut conn, keys, None, WhenUnavailable::Wait).await
+        sync_keys(&r.syncer(), &mut conn, keys, None, WhenUnavailable::Wait).await
     }
 }

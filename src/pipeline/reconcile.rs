@@ -327,7 +327,7 @@ async fn repair<E: Embedder>(
     }
     match mode {
         Mode::DryRun => Ok(()),
-        Mode::Repair => sync_documents(r, wanted, None, WhenUnavailable::Owe).await,
+        Mode::Repair => sync_documents(&r.syncer(), wanted, None, WhenUnavailable::Owe).await,
         Mode::Handoff => {
             let keys: Vec<DocumentKey> = wanted.into_iter().map(|(k, _)| k).collect();
             r.sink.push_repairs(&keys).await?;

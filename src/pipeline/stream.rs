@@ -184,7 +184,7 @@ async fn apply_repairs<E: Embedder>(r: &Replicator<E>) -> Result<(), RunError> {
     let mut unique = keys.clone();
     unique.sort();
     unique.dedup();
-    sync_keys(r, &mut conn, unique, None, WhenUnavailable::Owe).await?;
+    sync_keys(&r.syncer(), &mut conn, unique, None, WhenUnavailable::Owe).await?;
     r.sink.ack_repairs(keys.len()).await?;
     tracing::info!(documents = keys.len(), "applied reconcile repairs");
     Ok(())
@@ -214,7 +214,7 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: u
         match r.router.resolve(&mut conn, &batch.routing, limit).await? {
             Routed::Keys(keys) => {
                 tracing::debug!(transactions = batch.transactions, documents = keys.len(), position = %commit, "applying batch");
-                sync_keys(r, &mut conn, keys.into_iter().collect(), Some(commit), WhenUnavailable::Owe).await?;
+                sync_keys(&r.syncer(), &mut conn, keys.into_iter().collect(), Some(commit), WhenUnavailable::Owe).await?;
             }
             Routed::Everything => {
                 tracing::info!(

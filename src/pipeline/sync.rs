@@ -11,11 +11,14 @@ use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
 
+use super::committer::Committer;
 use super::{Replicator, RunError, Stats};
 use crate::document::{Document, DocumentChange, DocumentKey, TextHash};
 use crate::embed::{Embedder, Outcome, embed_each};
 use crate::error::Classify;
+use crate::mapping::DocumentLoader;
 use crate::position::Position;
+use crate::sink::RedisSink;
 
 /// What a document whose new text cannot be embedded now (the service is
 /// throttling, failing or unreachable) becomes.
@@ -31,27 +34,59 @@ pub enum WhenUnavailable {
     Owe,
 }
 
+/// What syncing documents uses, and nothing more (the stages build one
+/// from the replicator's parts with [`Replicator::syncer`]).
+pub struct Syncer<'a, E> {
+    sink: &'a RedisSink,
+    loader: &'a DocumentLoader,
+    embedder: &'a E,
+    stats: &'a Stats,
+    committer: Committer<'a>,
+    /// `pipeline.write_chunk`: documents per atomic write.
+    write_chunk: usize,
+    /// `pipeline.load_chunk`: keys per load query, and per embedding round.
+    load_chunk: usize,
+    /// `embed.concurrency`: calls in flight.
+    concurrency: usize,
+}
+
+impl<E: Embedder> Replicator<E> {
+    /// The parts syncing documents uses.
+    pub fn syncer(&self) -> Syncer<'_, E> {
+        Syncer {
+            sink: &self.sink,
+            loader: &self.loader,
+            embedder: self.embedder.as_ref(),
+            stats: &self.stats,
+            committer: self.committer(),
+            write_chunk: self.config.pipeline.write_chunk,
+            load_chunk: self.config.pipeline.load_chunk,
+            concurrency: self.config.embed.concurrency,
+        }
+    }
+}
+
 /// Loads the documents for `keys` and syncs them; `position` is stored with the last chunk.
 /// A key the source refuses to look up for good is quarantined (see
 /// [`load_or_quarantine`]) and left as it is.
 pub async fn sync_keys<E: Embedder, Q: Queryable>(
-    r: &Replicator<E>,
+    s: &Syncer<'_, E>,
     conn: &mut Q,
     keys: Vec<DocumentKey>,
     position: Option<&Position>,
     unavailable: WhenUnavailable,
 ) -> Result<(), RunError> {
     if keys.is_empty() {
-        return sync_documents(r, Vec::new(), position, unavailable).await;
+        return sync_documents(s, Vec::new(), position, unavailable).await;
     }
     // Loaded and planned a load chunk at a time: its new texts are embedded
     // together, so calls stay `embed.concurrency` in flight across write chunks.
-    let chunks: Vec<&[DocumentKey]> = keys.chunks(r.config.pipeline.load_chunk).collect();
+    let chunks: Vec<&[DocumentKey]> = keys.chunks(s.load_chunk).collect();
     let last = chunks.len() - 1;
     for (i, chunk) in chunks.into_iter().enumerate() {
-        let (mut docs, poisoned) = load_or_quarantine(r, conn, chunk).await?;
+        let (mut docs, poisoned) = load_or_quarantine(s, conn, chunk).await?;
         let wanted = chunk.iter().filter(|k| !poisoned.contains_key(*k)).map(|k| (k.clone(), docs.remove(k))).collect();
-        sync_documents_quarantining(r, wanted, poisoned, if i == last { position } else { None }, unavailable).await?;
+        sync_documents_quarantining(s, wanted, poisoned, if i == last { position } else { None }, unavailable).await?;
     }
     Ok(())
 }
@@ -66,22 +101,22 @@ pub async fn sync_keys<E: Embedder, Q: Queryable>(
 /// that cannot be anyone's problem. Only if that passes are the keys tried
 /// one by one, and only those that fail alone are quarantined.
 pub async fn load_or_quarantine<E: Embedder, Q: Queryable>(
-    r: &Replicator<E>,
+    s: &Syncer<'_, E>,
     conn: &mut Q,
     keys: &[DocumentKey],
 ) -> Result<(BTreeMap<DocumentKey, Document>, BTreeMap<DocumentKey, String>), RunError> {
-    let error = match r.loader.load(conn, keys).await {
+    let error = match s.loader.load(conn, keys).await {
         Ok(docs) => return Ok((docs, BTreeMap::new())),
         Err(e) if e.is_transient() => return Err(e.into()),
         Err(e) => e,
     };
     // The probe: a plain ASCII key no row has. Its failure is the mapping's.
-    if r.loader.load(conn, &[DocumentKey("0".into())]).await.is_err() {
+    if s.loader.load(conn, &[DocumentKey("0".into())]).await.is_err() {
         return Err(error.into());
     }
     let (mut docs, mut poisoned) = (BTreeMap::new(), BTreeMap::new());
     for key in keys {
-        match r.loader.load(conn, std::slice::from_ref(key)).await {
+        match s.loader.load(conn, std::slice::from_ref(key)).await {
             Ok(found) => docs.extend(found),
             Err(e) if e.is_transient() => return Err(e.into()),
             Err(e) => {
@@ -96,25 +131,25 @@ pub async fn load_or_quarantine<E: Embedder, Q: Queryable>(
 /// Writes in chunks of `pipeline.write_chunk`; `position` goes with the last one,
 /// so it is stored only once every chunk is acknowledged.
 pub async fn sync_documents<E: Embedder>(
-    r: &Replicator<E>,
+    s: &Syncer<'_, E>,
     wanted: Vec<(DocumentKey, Option<Document>)>,
     position: Option<&Position>,
     unavailable: WhenUnavailable,
 ) -> Result<(), RunError> {
-    sync_documents_quarantining(r, wanted, BTreeMap::new(), position, unavailable).await
+    sync_documents_quarantining(s, wanted, BTreeMap::new(), position, unavailable).await
 }
 
 /// [`sync_documents`], also quarantining `poisoned` (key -> reason) in the
 /// first write, so the position never passes them unrecorded.
 pub async fn sync_documents_quarantining<E: Embedder>(
-    r: &Replicator<E>,
+    s: &Syncer<'_, E>,
     wanted: Vec<(DocumentKey, Option<Document>)>,
     poisoned: BTreeMap<DocumentKey, String>,
     position: Option<&Position>,
     unavailable: WhenUnavailable,
 ) -> Result<(), RunError> {
-    let prepared = prepare(r, wanted, poisoned, unavailable, None).await?;
-    write_prepared(r, prepared, position).await
+    let prepared = prepare(s, wanted, poisoned, unavailable, None).await?;
+    write_prepared(s, prepared, position).await
 }
 
 /// Documents decided against Redis with their vectors in hand: the first
@@ -144,39 +179,39 @@ impl Prepared {
 /// the new texts of all chunks in one go: calls stay `embed.concurrency`
 /// in flight instead of draining at the end of each write chunk.
 pub async fn prepare<E: Embedder>(
-    r: &Replicator<E>,
+    s: &Syncer<'_, E>,
     wanted: Vec<(DocumentKey, Option<Document>)>,
     poisoned: BTreeMap<DocumentKey, String>,
     unavailable: WhenUnavailable,
     recent: Option<&RecentVectors>,
 ) -> Result<Prepared, RunError> {
-    let first: Vec<DocumentChange> = poisoned.into_iter().map(|(key, reason)| quarantine(r, key, reason)).collect();
+    let first: Vec<DocumentChange> = poisoned.into_iter().map(|(key, reason)| quarantine(s, key, reason)).collect();
     let mut needed: BTreeMap<TextHash, String> = BTreeMap::new();
     let mut plans = Vec::new();
     let mut wanted = wanted.into_iter().peekable();
     while wanted.peek().is_some() {
-        let chunk: Vec<_> = wanted.by_ref().take(r.config.pipeline.write_chunk).collect();
-        plans.push(decide(r, chunk, &mut needed).await?);
+        let chunk: Vec<_> = wanted.by_ref().take(s.write_chunk).collect();
+        plans.push(decide(s, chunk, &mut needed).await?);
     }
-    let vectors = vectors_for(r, needed, unavailable, recent).await?;
+    let vectors = vectors_for(s, needed, unavailable, recent).await?;
     Ok(Prepared { first, plans, vectors: RecentVectors(Arc::new(vectors)) })
 }
 
 /// Writes a [`Prepared`] set, a write chunk per atomic write; `position`
 /// goes with the last one, so it is stored only once every chunk is acknowledged.
-pub async fn write_prepared<E: Embedder>(r: &Replicator<E>, prepared: Prepared, position: Option<&Position>) -> Result<(), RunError> {
+pub async fn write_prepared<E: Embedder>(s: &Syncer<'_, E>, prepared: Prepared, position: Option<&Position>) -> Result<(), RunError> {
     let Prepared { mut first, plans, vectors } = prepared;
     if plans.is_empty() {
-        return write_chunk(r, &first, position).await;
+        return write_chunk(s, &first, position).await;
     }
     let total = plans.len();
     for (i, plan) in plans.into_iter().enumerate() {
         let mut changes = std::mem::take(&mut first);
-        changes.extend(finish(r, plan, &vectors.0));
-        write_chunk(r, &changes, if i + 1 == total { position } else { None }).await?;
+        changes.extend(finish(s, plan, &vectors.0));
+        write_chunk(s, &changes, if i + 1 == total { position } else { None }).await?;
         super::progress::worked();
         if changes.iter().any(|c| matches!(c, DocumentChange::Upsert { vector: Some(_), .. })) {
-            r.sink.trim_vector_cache().await?;
+            s.sink.trim_vector_cache().await?;
         }
         super::progress::beat();
     }
@@ -184,17 +219,17 @@ pub async fn write_prepared<E: Embedder>(r: &Replicator<E>, prepared: Prepared, 
 }
 
 /// One atomic write; with `position`, the batch's last, through the committer.
-async fn write_chunk<E: Embedder>(r: &Replicator<E>, changes: &[DocumentChange], position: Option<&Position>) -> Result<(), RunError> {
+async fn write_chunk<E: Embedder>(s: &Syncer<'_, E>, changes: &[DocumentChange], position: Option<&Position>) -> Result<(), RunError> {
     match position {
-        Some(position) => r.committer().commit(changes, position).await,
-        None => Ok(r.sink.apply(changes).await?),
+        Some(position) => s.committer.commit(changes, position).await,
+        None => Ok(s.sink.apply(changes).await?),
     }
 }
 
 /// Records, counts and logs one document going into the quarantine.
-fn quarantine<E: Embedder>(r: &Replicator<E>, key: DocumentKey, reason: String) -> DocumentChange {
-    tracing::error!(key = %r.sink.key_of(&key), %reason, "document quarantined: left as it is, replication goes on; a reconcile retries it");
-    Stats::add(&r.stats.quarantined, 1);
+fn quarantine<E: Embedder>(s: &Syncer<'_, E>, key: DocumentKey, reason: String) -> DocumentChange {
+    tracing::error!(key = %s.sink.key_of(&key), %reason, "document quarantined: left as it is, replication goes on; a reconcile retries it");
+    Stats::add(&s.stats.quarantined, 1);
     DocumentChange::Quarantine { key, reason }
 }
 
@@ -209,18 +244,18 @@ struct ChunkPlan {
 /// Decides what one write chunk needs from what Redis holds, adding the
 /// texts that need a vector to `needed`.
 async fn decide<E: Embedder>(
-    r: &Replicator<E>,
+    s: &Syncer<'_, E>,
     chunk: Vec<(DocumentKey, Option<Document>)>,
     needed: &mut BTreeMap<TextHash, String>,
 ) -> Result<ChunkPlan, RunError> {
     let keys: Vec<DocumentKey> = chunk.iter().map(|(k, _)| k.clone()).collect();
-    let stored = r.sink.read_state(&keys).await?;
-    let in_quarantine = r.sink.quarantined(&keys).await?;
+    let stored = s.sink.read_state(&keys).await?;
+    let in_quarantine = s.sink.quarantined(&keys).await?;
     let mut plan = ChunkPlan { changes: Vec::new(), upserts: Vec::new() };
     for (((key, doc), state), quarantined) in chunk.into_iter().zip(stored).zip(in_quarantine) {
         match (doc, state) {
             (Some(doc), Some(state)) if state.doc_hash.as_deref() == Some(doc.doc_hash.as_str()) && state.vector_ok => {
-                Stats::add(&r.stats.unchanged, 1);
+                Stats::add(&s.stats.unchanged, 1);
                 if quarantined {
                     plan.changes.push(DocumentChange::Release(key));
                 }
@@ -233,7 +268,7 @@ async fn decide<E: Embedder>(
                 plan.upserts.push((doc, keep, quarantined));
             }
             (None, Some(_)) => {
-                Stats::add(&r.stats.deletes, 1);
+                Stats::add(&s.stats.deletes, 1);
                 plan.changes.push(DocumentChange::Delete(key.clone()));
                 if quarantined {
                     plan.changes.push(DocumentChange::Release(key));
@@ -247,7 +282,7 @@ async fn decide<E: Embedder>(
 }
 
 /// The changes of one decided chunk, given the vectors of its texts.
-fn finish<E: Embedder>(r: &Replicator<E>, plan: ChunkPlan, vectors: &HashMap<TextHash, VectorFor>) -> Vec<DocumentChange> {
+fn finish<E: Embedder>(s: &Syncer<'_, E>, plan: ChunkPlan, vectors: &HashMap<TextHash, VectorFor>) -> Vec<DocumentChange> {
     let ChunkPlan { mut changes, upserts } = plan;
     let mut owed = 0u64;
     for (doc, keep, quarantined) in upserts {
@@ -256,7 +291,7 @@ fn finish<E: Embedder>(r: &Replicator<E>, plan: ChunkPlan, vectors: &HashMap<Tex
             (false, Some(VectorFor::Vector(vector))) => Some(vector.clone()),
             (false, Some(VectorFor::Refused(reason))) => {
                 changes.push(quarantine(
-                    r,
+                    s,
                     doc.key.clone(),
                     format!("{reason} (text: {:?})", crate::source::error::truncate(&doc.text, 120)),
                 ));
@@ -273,7 +308,7 @@ fn finish<E: Embedder>(r: &Replicator<E>, plan: ChunkPlan, vectors: &HashMap<Tex
             }
             (false, None) => unreachable!("every text that needs a vector was asked for"),
         };
-        Stats::add(&r.stats.upserts, 1);
+        Stats::add(&s.stats.upserts, 1);
         let key = doc.key.clone();
         changes.push(DocumentChange::Upsert { doc, vector });
         if quarantined {
@@ -281,7 +316,7 @@ fn finish<E: Embedder>(r: &Replicator<E>, plan: ChunkPlan, vectors: &HashMap<Tex
         }
     }
     if owed > 0 {
-        Stats::add(&r.stats.owed, owed);
+        Stats::add(&s.stats.owed, owed);
         tracing::warn!(
             documents = owed,
             "embedding service unavailable: documents written with their new fields and without a vector; the vectors are owed and filled when it answers"
@@ -304,7 +339,7 @@ pub(super) enum VectorFor {
 /// embedding call each. A text the service refuses maps to its reason; one
 /// it could not answer is owed or fails the chunk, as `unavailable` says.
 async fn vectors_for<E: Embedder>(
-    r: &Replicator<E>,
+    s: &Syncer<'_, E>,
     mut needed: BTreeMap<TextHash, String>,
     unavailable: WhenUnavailable,
     recent: Option<&RecentVectors>,
@@ -313,7 +348,7 @@ async fn vectors_for<E: Embedder>(
     if let Some(recent) = recent {
         needed.retain(|hash, _| match recent.0.get(hash) {
             Some(VectorFor::Vector(vector)) => {
-                Stats::add(&r.stats.cache_hits, 1);
+                Stats::add(&s.stats.cache_hits, 1);
                 out.insert(hash.clone(), VectorFor::Vector(vector.clone()));
                 false
             }
@@ -321,12 +356,12 @@ async fn vectors_for<E: Embedder>(
         });
     }
     let hashes: Vec<&TextHash> = needed.keys().collect();
-    let cached = r.sink.cached_vectors(&hashes).await?;
+    let cached = s.sink.cached_vectors(&hashes).await?;
     let mut misses: Vec<(&TextHash, &str)> = Vec::new();
     for ((hash, text), hit) in needed.iter().zip(cached) {
         match hit {
             Some(vector) => {
-                Stats::add(&r.stats.cache_hits, 1);
+                Stats::add(&s.stats.cache_hits, 1);
                 out.insert(hash.clone(), VectorFor::Vector(Arc::new(vector)));
             }
             None => misses.push((hash, text)),
@@ -334,7 +369,7 @@ async fn vectors_for<E: Embedder>(
     }
     if !misses.is_empty() {
         let texts: Vec<&str> = misses.iter().map(|(_, t)| *t).collect();
-        let outcomes = embed_each(r.embedder.as_ref(), &texts, r.config.embed.concurrency, &r.stats.embed).await?;
+        let outcomes = embed_each(s.embedder, &texts, s.concurrency, &s.stats.embed).await?;
         let mut failed = None;
         let mut got = Vec::new();
         for ((hash, _), outcome) in misses.into_iter().zip(outcomes) {
@@ -355,7 +390,7 @@ async fn vectors_for<E: Embedder>(
         }
         if let (Some(e), WhenUnavailable::Wait) = (failed, unavailable) {
             // The chunk is retried; the vectors that came back are not paid for twice.
-            r.sink.cache_vectors(&got).await?;
+            s.sink.cache_vectors(&got).await?;
             return Err(e.into());
         }
     }
