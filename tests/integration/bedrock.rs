@@ -1,7 +1,5 @@
 //! The real Bedrock SDK client against a local fake of the InvokeModel API.
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_bedrockruntime::config::{Credentials, SharedCredentialsProvider};
 use drugsync::config::{EmbedConfig, EmbedProvider};
 use drugsync::embed::{BedrockEmbedder, EmbedError, EmbedStats, Embedder};
 use drugsync::error::Classify;
@@ -18,14 +16,6 @@ fn embed_config(endpoint: &str, max_attempts: u32) -> EmbedConfig {
     }
 }
 
-fn sdk_config() -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("AKIDTEST", "test-secret", None, None, "test")))
-        .build()
-}
-
 const INVOKE_PATH: &str = r"^/model/amazon\.titan-embed-text-v2(%3A|:)0/invoke$";
 
 #[tokio::test]
@@ -38,7 +28,7 @@ async fn sends_titan_request_and_parses_the_vector() {
         .expect(1)
         .mount(&server)
         .await;
-    let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 1));
+    let embedder = BedrockEmbedder::from_sdk_config(&crate::common::aws_sdk_config(), &embed_config(&server.uri(), 1));
     let result = embedder.embed("LIPITOR 10 MG TABLET | ATORVASTATIN").await.unwrap();
     assert_eq!(result.vector, vector);
     assert_eq!(result.tokens, 7);
@@ -66,7 +56,7 @@ async fn a_rejected_request_is_a_typed_definite_error() {
         )
         .mount(&server)
         .await;
-    let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 3));
+    let embedder = BedrockEmbedder::from_sdk_config(&crate::common::aws_sdk_config(), &embed_config(&server.uri(), 3));
     let err = embedder.embed("x").await.unwrap_err();
     assert!(matches!(err, EmbedError::TextRejected(_)), "a validation error is about this text: {err:?}");
     assert!(!err.is_transient());
@@ -86,7 +76,7 @@ async fn throttling_is_retried_then_reported_as_transient() {
         )
         .mount(&server)
         .await;
-    let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 2));
+    let embedder = BedrockEmbedder::from_sdk_config(&crate::common::aws_sdk_config(), &embed_config(&server.uri(), 2));
     let err = embedder.embed("x").await.unwrap_err();
     assert!(matches!(err, EmbedError::Unavailable(_)), "{err:?}");
     assert!(err.is_transient());
@@ -101,7 +91,7 @@ async fn a_vector_of_the_wrong_size_is_refused() {
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"embedding": [0.5, 0.5], "inputTextTokenCount": 1})))
         .mount(&server)
         .await;
-    let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 1));
+    let embedder = BedrockEmbedder::from_sdk_config(&crate::common::aws_sdk_config(), &embed_config(&server.uri(), 1));
     let stats = drugsync::embed::EmbedStats::default();
     let err = drugsync::embed::embed_distinct(&embedder, &["x"], 1, &stats).await.unwrap_err();
     assert!(matches!(err, EmbedError::BadResponse(_)), "{err:?}");
@@ -119,7 +109,7 @@ async fn oversized_text_is_cut_to_the_model_limit_on_a_character_boundary() {
         .expect(1)
         .mount(&server)
         .await;
-    let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 1));
+    let embedder = BedrockEmbedder::from_sdk_config(&crate::common::aws_sdk_config(), &embed_config(&server.uri(), 1));
     let limit = embedder.max_input_chars();
     assert_eq!(limit, 50_000);
     let text = "é".repeat(limit + 1234);
@@ -143,7 +133,7 @@ async fn a_call_that_does_not_answer_times_out_as_transient() {
         .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(600)))
         .mount(&server)
         .await;
-    let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 2));
+    let embedder = BedrockEmbedder::from_sdk_config(&crate::common::aws_sdk_config(), &embed_config(&server.uri(), 2));
     let started = std::time::Instant::now();
     let err = embedder.embed("x").await.unwrap_err();
     assert!(matches!(err, EmbedError::Unavailable(_)), "{err:?}");
@@ -180,7 +170,7 @@ async fn a_configured_quota_is_never_exceeded_as_the_endpoint_counts() {
         .await;
     let window = std::time::Duration::from_secs(2);
     let embedder = drugsync::embed::guarded::Guarded::new(
-        BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 1)),
+        BedrockEmbedder::from_sdk_config(&crate::common::aws_sdk_config(), &embed_config(&server.uri(), 1)),
         drugsync::embed::quota::Quota::per_window(window, 10, 0),
         drugsync::embed::breaker::CircuitBreaker::new(5, std::time::Duration::from_secs(30)),
     );
@@ -207,7 +197,7 @@ async fn a_failing_endpoint_opens_the_circuit() {
         .mount(&server)
         .await;
     let embedder = drugsync::embed::guarded::Guarded::new(
-        BedrockEmbedder::from_sdk_config(&sdk_config(), &embed_config(&server.uri(), 1)),
+        BedrockEmbedder::from_sdk_config(&crate::common::aws_sdk_config(), &embed_config(&server.uri(), 1)),
         drugsync::embed::quota::Quota::per_minute(0, 0),
         drugsync::embed::breaker::CircuitBreaker::new(3, std::time::Duration::from_secs(60)),
     );

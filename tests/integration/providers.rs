@@ -7,22 +7,12 @@ use crate::common;
 
 use std::sync::{Arc, Mutex};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_bedrockruntime::config::{Credentials, SharedCredentialsProvider};
 use common::{TEST_DIMENSIONS, TestEnv, embed_config};
 use drugsync::config::{EmbedProvider, Secret};
 use drugsync::embed::{BedrockEmbedder, EmbedError, EmbedStats, Embedder, LocalEmbedder, OpenAiEmbedder, Outcome, embed_each};
 use std::sync::atomic::Ordering::Relaxed;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-fn sdk_config() -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("AKIDTEST", "test-secret", None, None, "test")))
-        .build()
-}
 
 /// Every request body the fake received, parsed.
 type Seen = Arc<Mutex<Vec<serde_json::Value>>>;
@@ -114,7 +104,7 @@ async fn cohere_takes_96_search_documents_per_call_and_cuts_texts_at_2048_charac
         .mount(&server)
         .await;
     let config = embed_config(EmbedProvider::Bedrock, "cohere.embed-english-v3", 1024, &server.uri());
-    let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &config);
+    let embedder = BedrockEmbedder::from_sdk_config(&crate::common::aws_sdk_config(), &config);
     assert_eq!((embedder.max_batch(), embedder.max_input_chars()), (96, 2048));
 
     let mut texts: Vec<String> = (0..200).map(|i| format!("DRUG {i} 10 MG TABLET")).collect();
@@ -147,7 +137,7 @@ async fn a_cohere_call_refused_for_one_text_refuses_only_that_text_and_v4_is_ask
     let seen = Seen::default();
     Mock::given(method("POST")).respond_with(FakeCohere { dimensions: 256, seen: seen.clone() }).mount(&server).await;
     let config = embed_config(EmbedProvider::Bedrock, "cohere.embed-v4:0", 256, &server.uri());
-    let embedder = BedrockEmbedder::from_sdk_config(&sdk_config(), &config);
+    let embedder = BedrockEmbedder::from_sdk_config(&crate::common::aws_sdk_config(), &config);
     let stats = EmbedStats::default();
     let out = embed_each(&embedder, &["A 1 MG", "B 2 MG", "REFUSE ME", "C 3 MG"], 1, &stats).await.unwrap();
     assert_eq!(kinds(&out), ["vector", "vector", "refused", "vector"]);

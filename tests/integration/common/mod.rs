@@ -473,6 +473,17 @@ impl TestEnv {
     }
 }
 
+/// An AWS SDK config with static test credentials, for the real Bedrock
+/// client against a fake endpoint.
+pub fn aws_sdk_config() -> aws_config::SdkConfig {
+    use aws_sdk_bedrockruntime::config::{Credentials, SharedCredentialsProvider};
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("AKIDTEST", "test-secret", None, None, "test")))
+        .build()
+}
+
 /// An embedding config for a client test against a fake endpoint: one
 /// attempt, a 5 s deadline, no quota, no breaker, no cache, raw vectors.
 pub fn embed_config(
