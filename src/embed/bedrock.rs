@@ -160,7 +160,7 @@ impl Embedder for BedrockEmbedder {
                     CohereEmbeddings::Floats(v) | CohereEmbeddings::ByType { float: v } => v,
                 };
                 if self.space.normalize {
-                    vectors.iter_mut().for_each(|v| normalise(v));
+                    vectors.iter_mut().for_each(|v| super::normalise(v));
                 }
                 Ok(Embedded { vectors, tokens: None })
             }
@@ -169,14 +169,6 @@ impl Embedder for BedrockEmbedder {
                 Ok(Embedded { vectors: vec![response.embedding], tokens: response.input_text_token_count })
             }
         }
-    }
-}
-
-/// Scales `v` to unit length (a zero vector stays as it is).
-pub fn normalise(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
     }
 }
 

@@ -41,12 +41,11 @@ impl LocalEmbedder {
                 add(tri.iter().collect::<String>().as_bytes(), 0.5);
             }
         }
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            v.iter_mut().for_each(|x| *x /= norm);
-        } else {
+        if v.iter().all(|x| *x == 0.0) {
             // An empty text still needs a valid unit vector: COSINE of a zero vector is undefined.
             v[0] = 1.0;
+        } else {
+            super::normalise(&mut v);
         }
         v
     }

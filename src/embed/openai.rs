@@ -123,7 +123,7 @@ impl OpenAiEmbedder {
         response.data.sort_by_key(|item| item.index);
         let mut vectors: Vec<Vec<f32>> = response.data.into_iter().map(|item| item.embedding).collect();
         if self.space.normalize {
-            vectors.iter_mut().for_each(|v| super::bedrock::normalise(v));
+            vectors.iter_mut().for_each(|v| super::normalise(v));
         }
         Ok(Embedded { vectors, tokens: response.usage.and_then(|u| u.prompt_tokens) })
     }

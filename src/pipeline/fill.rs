@@ -41,8 +41,7 @@ impl OwedVectors {
             Err(e) if e.is_transient() => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        Stats::set(&r.stats.owed_now, before.count);
-        Stats::set(&r.stats.owed_max_age_secs, before.max_age_secs(crate::health::unix_ms() / 1000));
+        show(r, &before);
         if before.count == 0 {
             self.backoff.reset();
             return Ok(());
@@ -61,8 +60,7 @@ impl OwedVectors {
             Err(e) => return Err(e),
         }
         let after = r.sink.owed().await?;
-        Stats::set(&r.stats.owed_now, after.count);
-        Stats::set(&r.stats.owed_max_age_secs, after.max_age_secs(crate::health::unix_ms() / 1000));
+        show(r, &after);
         tracing::info!(filled = before.count.saturating_sub(after.count), owed = after.count, "owed vectors filled");
         self.backoff.reset();
         Ok(())
@@ -73,4 +71,10 @@ impl OwedVectors {
         let mut conn = crate::source::connect::pooled(&r.pool).await?;
         sync_keys(&r.syncer(), &mut conn, keys, None, WhenUnavailable::Wait).await
     }
+}
+
+/// The owed gauges of the metrics endpoint.
+fn show<E: Embedder>(r: &Replicator<E>, owed: &crate::sink::pending::Owed) {
+    Stats::set(&r.stats.owed_now, owed.count);
+    Stats::set(&r.stats.owed_max_age_secs, owed.max_age_secs(crate::health::unix_ms() / 1000));
 }

@@ -103,12 +103,11 @@ pub async fn price_replay<E: Embedder>(r: &Replicator<E>, from: &Position, cance
                     let mut texts = WantedTexts::default();
                     let keys: Vec<DocumentKey> = keys.into_iter().collect();
                     for chunk in keys.chunks(r.config.pipeline.load_chunk) {
-                        let mut docs = r.loader.load(&mut conn, chunk).await?;
+                        let docs = r.loader.load(&mut conn, chunk).await?;
                         // A key the source no longer has is a delete when Redis holds it.
                         let gone: Vec<DocumentKey> = chunk.iter().filter(|k| !docs.contains_key(*k)).cloned().collect();
                         report.orphans += r.sink.read_state(&gone).await?.iter().filter(|s| s.is_some()).count() as u64;
-                        let docs = std::mem::take(&mut docs).into_values().collect();
-                        reconcile::assess(r, docs, &mut report, &mut texts).await?;
+                        reconcile::assess(r, docs.into_values().collect(), &mut report, &mut texts).await?;
                     }
                     texts.price(r, &mut report).await?;
                     false
