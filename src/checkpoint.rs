@@ -18,6 +18,26 @@ const POSITION_KEY: &str = "position";
 const INSTANCE_KEY: &str = "instance";
 const BOOTSTRAP_KEY: &str = "bootstrap";
 
+/// The checkpoint's contract as the committer uses it: both calls are
+/// durable when they return `Ok` (redb commits with fsync), and on `Err`
+/// the stored position is unchanged. [`CheckpointStore`] is the one
+/// implementation outside tests.
+pub trait LocalPositions: Sync {
+    /// Moves forward to `position` durably (never backwards; see [`CheckpointStore::advance`]).
+    fn advance(&self, position: &Position) -> Result<(), CheckpointError>;
+    /// Sets `position` durably, whatever was stored.
+    fn reset(&self, position: &Position) -> Result<(), CheckpointError>;
+}
+
+impl LocalPositions for CheckpointStore {
+    fn advance(&self, position: &Position) -> Result<(), CheckpointError> {
+        CheckpointStore::advance(self, position)
+    }
+    fn reset(&self, position: &Position) -> Result<(), CheckpointError> {
+        CheckpointStore::reset(self, position)
+    }
+}
+
 /// Why the checkpoint could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {

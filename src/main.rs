@@ -12,7 +12,7 @@ use drugsync::checkpoint::CheckpointStore;
 use drugsync::cli::{CheckpointCommand, Cli, Command, LogFormat, OutputFormat};
 use drugsync::config::{Config, redact_url};
 use drugsync::embed::{AnyEmbedder, Embedder};
-use drugsync::pipeline::Replicator;
+use drugsync::pipeline::{Connected, Replicator};
 use drugsync::position::Position;
 use drugsync::sink::RedisSink;
 
@@ -100,10 +100,10 @@ async fn run(config: Config, replay_from: Option<Position>) -> anyhow::Result<()
     }
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
-    if let Some(listen) = replicator.config.metrics.address() {
-        let bounds = drugsync::metrics::bounds(&replicator.config);
-        let pricing = drugsync::metrics::Pricing::of(&replicator.config, &replicator.embedder.space().model);
-        drugsync::metrics::serve(listen, replicator.stats.clone(), bounds, pricing, cancel.clone())?;
+    if let Some(listen) = replicator.parts.config.metrics.address() {
+        let bounds = drugsync::metrics::bounds(&replicator.parts.config);
+        let pricing = drugsync::metrics::Pricing::of(&replicator.parts.config, &replicator.parts.embedder.space().model);
+        drugsync::metrics::serve(listen, replicator.parts.stats.clone(), bounds, pricing, cancel.clone())?;
     }
     replicator.run(cancel).await?;
     tracing::info!("drugsync stopped cleanly");
@@ -123,10 +123,10 @@ async fn stop_on_signal(cancel: CancellationToken) {
 
 async fn reconcile(config: Config, dry_run: bool, output: OutputFormat) -> anyhow::Result<()> {
     let embedder = AnyEmbedder::from_config(&config.embed).await?;
-    let replicator = Replicator::connect_for_reconcile(config, embedder).await?;
+    let connected = Connected::connect_for_reconcile(config, embedder).await?;
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
-    let report = drugsync::pipeline::reconcile::reconcile(&replicator, dry_run, &cancel).await?;
+    let report = drugsync::pipeline::reconcile::reconcile(&connected.reconciler(), dry_run, &cancel).await?;
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
         OutputFormat::Table => print!("{}", report.to_table()),
@@ -138,10 +138,10 @@ async fn reconcile(config: Config, dry_run: bool, output: OutputFormat) -> anyho
 
 async fn price_replay(config: Config, from: &Position, output: OutputFormat) -> anyhow::Result<()> {
     let embedder = AnyEmbedder::from_config(&config.embed).await?;
-    let replicator = Replicator::connect_for_reconcile(config, embedder).await?;
+    let connected = Connected::connect_for_reconcile(config, embedder).await?;
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
-    let estimate = drugsync::pipeline::replay::price_replay(&replicator, from, &cancel).await?;
+    let estimate = drugsync::pipeline::replay::price_replay(&connected, from, &cancel).await?;
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string(&estimate)?),
         OutputFormat::Table => print!("{}", estimate.to_table()),

@@ -34,16 +34,16 @@ use crate::source::{SourceError, server};
 /// Loads everything and returns the position to stream from; `None` if cancelled.
 pub async fn initial_load<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
     let loaded = retry(cancel, "initial load", || load_once(r, cancel)).await;
-    r.sink.end_load();
+    r.parts.sink.end_load();
     let Some(position) = loaded?.flatten() else { return Ok(None) };
-    r.checkpoint()?.clear_bootstrap_progress()?;
+    r.checkpoint().clear_bootstrap_progress()?;
     Ok(Some(position))
 }
 
 async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
     let started = Instant::now();
     let source = |e| SourceError::from_driver(e, "initial load");
-    let mut conn = crate::source::connect::pooled(&r.pool).await?;
+    let mut conn = crate::source::connect::pooled(&r.parts.pool).await?;
     let before = server::current_position(&mut conn).await?;
     let mut opts = TxOpts::default();
     opts.with_consistent_snapshot(true).with_readonly(true);
@@ -55,11 +55,11 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
         }
         None => before,
     };
-    let stored_epoch = r.sink.stored_load_epoch().await?;
-    let mut progress = match r.checkpoint()?.bootstrap_progress()? {
+    let stored_epoch = r.parts.sink.stored_load_epoch().await?;
+    let mut progress = match r.checkpoint().bootstrap_progress()? {
         Some(progress) if progress.epoch.is_some() && progress.epoch == stored_epoch => {
             tracing::info!(position = %progress.position, after_key = ?progress.last_key, "initial load: resuming an interrupted load");
-            r.sink.resume_load(progress.epoch.as_deref().unwrap_or_default());
+            r.parts.sink.resume_load(progress.epoch.as_deref().unwrap_or_default());
             progress
         }
         stale => {
@@ -70,18 +70,18 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
             }
             tracing::info!(position = %snapshot, "initial load: reading a consistent snapshot");
             let epoch = format!("{:016x}", rand::random::<u64>());
-            r.sink.begin_load(&epoch).await?;
+            r.parts.sink.begin_load(&epoch).await?;
             let progress = BootstrapProgress { position: snapshot, last_key: None, epoch: Some(epoch) };
-            r.checkpoint()?.set_bootstrap_progress(&progress)?;
+            r.checkpoint().set_bootstrap_progress(&progress)?;
             progress
         }
     };
     let position = progress.position.clone();
     let mut after = progress.last_key.clone().map(DocumentKey);
-    let total = r.loader.count(&mut tx).await?;
+    let total = r.parts.loader.count(&mut tx).await?;
 
     let mut loaded: u64 = 0;
-    let page_size = r.config.pipeline.load_chunk;
+    let page_size = r.parts.config.pipeline.load_chunk;
     // Two pages in flight: one written while the next is read, decided and
     // embedded, so Bedrock's calls and Redis's indexing overlap. The progress
     // moves only past a page whose write was acknowledged.
@@ -95,20 +95,20 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
         let to_write = in_flight.take();
         let write = async {
             let Some((prepared, last_key)) = to_write else { return Ok(None) };
-            write_prepared(&r.syncer(), prepared, None).await.map(|()| Some(last_key))
+            write_prepared(&r.parts.syncer(), prepared, None).await.map(|()| Some(last_key))
         };
         let next = async {
-            let page = r.loader.page(&mut tx, after.as_ref(), page_size).await?;
+            let page = r.parts.loader.page(&mut tx, after.as_ref(), page_size).await?;
             let Some(last_key) = page.last().map(|d| d.key.clone()) else { return Ok::<_, RunError>(None) };
             let documents = page.len() as u64;
             let wanted = page.into_iter().map(|d| (d.key.clone(), Some(d))).collect();
-            let prepared = prepare(&r.syncer(), wanted, Default::default(), WhenUnavailable::Wait, recent.as_ref()).await?;
+            let prepared = prepare(&r.parts.syncer(), wanted, Default::default(), WhenUnavailable::Wait, recent.as_ref()).await?;
             Ok(Some((prepared, last_key, documents)))
         };
         let (written, next) = tokio::join!(write, next);
         if let Some(last_key) = written? {
             progress.last_key = Some(last_key.0.clone());
-            r.checkpoint()?.set_bootstrap_progress(&progress)?;
+            r.checkpoint().set_bootstrap_progress(&progress)?;
         }
         let Some((prepared, last_key, documents)) = next? else { break };
         after = Some(last_key.clone());
@@ -118,7 +118,7 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
             tracing::info!(
                 loaded,
                 total,
-                embed_calls = r.stats.embed.calls(),
+                embed_calls = r.parts.stats.embed.calls(),
                 elapsed_s = started.elapsed().as_secs(),
                 "initial load progress"
             );
@@ -130,8 +130,8 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
     r.committer().rewind_to(&position).await?;
     tracing::info!(
         documents = total,
-        embed_calls = r.stats.embed.calls(),
-        written = Stats::get(&r.stats.upserts),
+        embed_calls = r.parts.stats.embed.calls(),
+        written = Stats::get(&r.parts.stats.upserts),
         elapsed_s = started.elapsed().as_secs_f64(),
         %position,
         "initial load complete"
@@ -143,16 +143,16 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
 /// earlier life). Candidates are checked against *current* MySQL state, so
 /// documents written by an earlier, interrupted run of this load are kept.
 async fn sweep_orphans<E: Embedder, Q: Queryable>(r: &Replicator<E>, conn: &mut Q) -> Result<(), RunError> {
-    let keys = r.sink.document_keys().await?;
+    let keys = r.parts.sink.document_keys().await?;
     let mut orphans: Vec<(DocumentKey, Option<Document>)> = Vec::new();
     let mut poisoned = std::collections::BTreeMap::new();
-    for chunk in keys.chunks(r.config.pipeline.load_chunk) {
-        let (found, refused) = load_or_quarantine(&r.syncer(), conn, chunk).await?;
+    for chunk in keys.chunks(r.parts.config.pipeline.load_chunk) {
+        let (found, refused) = load_or_quarantine(&r.parts.syncer(), conn, chunk).await?;
         orphans.extend(chunk.iter().filter(|k| !found.contains_key(*k) && !refused.contains_key(*k)).map(|k| (k.clone(), None)));
         poisoned.extend(refused);
     }
     if !orphans.is_empty() {
         tracing::info!(orphans = orphans.len(), "initial load: removing documents the source no longer has");
     }
-    sync_documents_quarantining(&r.syncer(), orphans, poisoned, None, WhenUnavailable::Wait).await
+    sync_documents_quarantining(&r.parts.syncer(), orphans, poisoned, None, WhenUnavailable::Wait).await
 }

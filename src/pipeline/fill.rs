@@ -36,7 +36,7 @@ impl OwedVectors {
     /// away) only postpone the next try; a definite error (a lost lease, a
     /// refused write) is the writer's and is returned.
     pub async fn tick<E: Embedder>(&mut self, r: &Replicator<E>) -> Result<(), RunError> {
-        let before = match r.sink.owed().await {
+        let before = match r.parts.sink.owed().await {
             Ok(owed) => owed,
             Err(e) if e.is_transient() => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -59,7 +59,7 @@ impl OwedVectors {
             }
             Err(e) => return Err(e),
         }
-        let after = r.sink.owed().await?;
+        let after = r.parts.sink.owed().await?;
         show(r, &after);
         tracing::info!(filled = before.count.saturating_sub(after.count), owed = after.count, "owed vectors filled");
         self.backoff.reset();
@@ -67,14 +67,14 @@ impl OwedVectors {
     }
 
     async fn fill<E: Embedder>(&self, r: &Replicator<E>) -> Result<(), RunError> {
-        let keys = r.sink.owed_oldest(r.config.pipeline.write_chunk).await?;
-        let mut conn = crate::source::connect::pooled(&r.pool).await?;
-        sync_keys(&r.syncer(), &mut conn, keys, None, WhenUnavailable::Wait).await
+        let keys = r.parts.sink.owed_oldest(r.parts.config.pipeline.write_chunk).await?;
+        let mut conn = crate::source::connect::pooled(&r.parts.pool).await?;
+        sync_keys(&r.parts.syncer(), &mut conn, keys, None, WhenUnavailable::Wait).await
     }
 }
 
 /// The owed gauges of the metrics endpoint.
 fn show<E: Embedder>(r: &Replicator<E>, owed: &crate::sink::pending::Owed) {
-    Stats::set(&r.stats.owed_now, owed.count);
-    Stats::set(&r.stats.owed_max_age_secs, owed.max_age_secs(crate::health::unix_ms() / 1000));
+    Stats::set(&r.parts.stats.owed_now, owed.count);
+    Stats::set(&r.parts.stats.owed_max_age_secs, owed.max_age_secs(crate::health::unix_ms() / 1000));
 }

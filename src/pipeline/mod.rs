@@ -14,6 +14,8 @@ pub mod batch;
 pub mod bootstrap;
 pub mod committer;
 pub mod error;
+#[cfg(test)]
+pub mod fakes;
 pub mod fill;
 pub mod progress;
 pub mod reconcile;
@@ -29,5 +31,5 @@ pub mod tail;
 pub mod writer;
 
 pub use error::RunError;
-pub use replicator::Replicator;
+pub use replicator::{Connected, Replicator};
 pub use stats::Stats;

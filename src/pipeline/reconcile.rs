@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::sync::{WhenUnavailable, sync_documents};
-use super::{Replicator, RunError, Stats, writer};
+use super::replicator::Connected;
+use super::sync::{Syncer, WhenUnavailable, sync_documents};
+use super::{RunError, Stats, writer};
 use crate::document::{Document, DocumentKey, TextHash};
 use crate::embed::Embedder;
-use crate::sink::StoredState;
+use crate::sink::{RedisSink, StoredState};
 
 /// Documents compared per round trip.
 const PAGE: usize = 1000;
@@ -119,12 +120,73 @@ impl std::fmt::Display for Mode {
     }
 }
 
+/// What a reconcile pass uses, and nothing more. Built from the parts of a
+/// `--reconcile` process or of the streamer repairing as the writer
+/// ([`Connected::reconciler`]); it holds no checkpoint and no committer, so
+/// a reconcile cannot move a position.
+pub struct Reconciler<'a, E> {
+    pool: &'a mysql_async::Pool,
+    sink: &'a RedisSink,
+    loader: &'a crate::mapping::DocumentLoader,
+    stats: &'a Stats,
+    syncer: Syncer<'a, E>,
+    pricing: Pricing,
+    /// `redis.lease_ttl_secs`: the writer lease a repairing reconcile holds.
+    lease_ttl: Duration,
+    /// `pipeline.stall_timeout_secs`: how long a pass may make no progress.
+    stall: Duration,
+}
+
+impl<E: Embedder> Connected<E> {
+    /// The parts a reconcile pass uses.
+    pub fn reconciler(&self) -> Reconciler<'_, E> {
+        Reconciler {
+            pool: &self.pool,
+            sink: &self.sink,
+            loader: &self.loader,
+            stats: &self.stats,
+            syncer: self.syncer(),
+            pricing: Pricing::of(self),
+            lease_ttl: Duration::from_secs(self.config.redis.lease_ttl_secs),
+            stall: Duration::from_secs(self.config.pipeline.stall_timeout_secs),
+        }
+    }
+}
+
+/// How embedding is priced in summaries: the model, its input limit and
+/// batch size, and its price per 1,000 input tokens.
+#[derive(Debug, Clone)]
+pub(super) struct Pricing {
+    model: String,
+    input_char_limit: usize,
+    texts_per_call: usize,
+    price_per_1k: f64,
+}
+
+impl Pricing {
+    pub(super) fn of<E: Embedder>(c: &Connected<E>) -> Self {
+        let embed = &c.config.embed;
+        Self {
+            model: c.embedder.space().model.clone(),
+            input_char_limit: embed.input_char_limit(),
+            texts_per_call: embed.texts_per_call(),
+            price_per_1k: embed.price_per_1k(),
+        }
+    }
+
+    /// Puts the model and the cost of `report.tokens` into `report`.
+    fn cost(&self, report: &mut ReconcileReport) {
+        report.model = self.model.clone();
+        report.estimated_cost_usd = report.tokens as f64 / 1000.0 * self.price_per_1k;
+    }
+}
+
 /// Runs one reconcile pass. `dry_run` reports and changes nothing.
-pub async fn reconcile<E: Embedder>(r: &Replicator<E>, dry_run: bool, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
+pub async fn reconcile<E: Embedder>(r: &Reconciler<'_, E>, dry_run: bool, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
     let started = Instant::now();
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "drugsync".into());
     let holder = format!("reconcile:{host}:{}", std::process::id());
-    let lease = r.sink.lease(holder, Duration::from_secs(r.config.redis.lease_ttl_secs));
+    let lease = r.sink.lease(holder, r.lease_ttl);
     let mode = if dry_run {
         Mode::DryRun
     } else if lease.try_acquire().await? {
@@ -137,7 +199,6 @@ pub async fn reconcile<E: Embedder>(r: &Replicator<E>, dry_run: bool, cancel: &C
     let renewing = CancellationToken::new();
     let stalled = CancellationToken::new();
     let progress = r.stats.progress.clone();
-    let stall = Duration::from_secs(r.config.pipeline.stall_timeout_secs);
     let renewer = (mode == Mode::Repair).then(|| {
         let lost = Arc::new(AtomicBool::new(false));
         tokio::spawn(writer::keep_renewed(
@@ -145,7 +206,7 @@ pub async fn reconcile<E: Embedder>(r: &Replicator<E>, dry_run: bool, cancel: &C
             renewing.clone(),
             lost,
             (progress.clone(), r.stats.redis_seen.clone()),
-            stall,
+            r.stall,
             stalled.clone(),
         ))
     });
@@ -165,7 +226,7 @@ pub async fn reconcile<E: Embedder>(r: &Replicator<E>, dry_run: bool, cancel: &C
 
 /// A repairing pass for a caller that already holds the writer lease (the
 /// streamer recovering from a purged position or DDL on a tracked table).
-pub async fn repair_as_writer<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
+pub async fn repair_as_writer<E: Embedder>(r: &Reconciler<'_, E>, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
     let started = Instant::now();
     let mut report = pass(r, Mode::Repair, cancel).await?;
     report.duration_secs = started.elapsed().as_secs_f64();
@@ -181,10 +242,10 @@ pub async fn repair_as_writer<E: Embedder>(r: &Replicator<E>, cancel: &Cancellat
     Ok(report)
 }
 
-pub(super) async fn pass<E: Embedder>(r: &Replicator<E>, mode: Mode, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
+pub(super) async fn pass<E: Embedder>(r: &Reconciler<'_, E>, mode: Mode, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
     let mut report = ReconcileReport { mode, ..Default::default() };
-    let spent = Spending::start(r);
-    let mut conn = crate::source::connect::pooled(&r.pool).await?;
+    let spent = Spending::start(r.stats);
+    let mut conn = crate::source::connect::pooled(r.pool).await?;
     let progress = Progress::new(r.loader.count(&mut conn).await?);
     let mut seen: HashSet<DocumentKey> = HashSet::new();
     let mut texts = WantedTexts::default();
@@ -212,7 +273,7 @@ pub(super) async fn pass<E: Embedder>(r: &Replicator<E>, mode: Mode, cancel: &Ca
     if mode == Mode::DryRun {
         texts.price(r, &mut report).await?;
     } else {
-        spent.record(r, &mut report);
+        spent.record(r.stats, &r.pricing, &mut report);
     }
     Ok(report)
 }
@@ -221,7 +282,7 @@ pub(super) async fn pass<E: Embedder>(r: &Replicator<E>, mode: Mode, cancel: &Ca
 /// `report` and `checked`, notes the texts that would need a vector, and
 /// returns the documents that differ.
 pub(super) async fn assess<E: Embedder>(
-    r: &Replicator<E>,
+    r: &Reconciler<'_, E>,
     docs: Vec<Document>,
     report: &mut ReconcileReport,
     texts: &mut WantedTexts,
@@ -256,19 +317,18 @@ pub(super) struct WantedTexts(BTreeMap<TextHash, usize>);
 impl WantedTexts {
     /// What embedding them would cost: the texts the cache does not hold, in
     /// calls of the model's batch size, tokens estimated at characters / 4.
-    pub(super) async fn price<E: Embedder>(&self, r: &Replicator<E>, report: &mut ReconcileReport) -> Result<(), RunError> {
+    pub(super) async fn price<E: Embedder>(&self, r: &Reconciler<'_, E>, report: &mut ReconcileReport) -> Result<(), RunError> {
         let hashes: Vec<&TextHash> = self.0.keys().collect();
         let cached = r.sink.cached_vectors(&hashes).await?;
-        let limit = r.config.embed.input_char_limit();
+        let limit = r.pricing.input_char_limit;
         for (chars, hit) in self.0.values().zip(cached) {
             if hit.is_none() {
                 report.embed_texts += 1;
                 report.tokens += (*chars.min(&limit) as u64).div_ceil(4);
             }
         }
-        report.embed_calls = report.embed_texts.div_ceil(r.config.embed.texts_per_call() as u64);
-        report.model = r.embedder.space().model.clone();
-        report.estimated_cost_usd = report.tokens as f64 / 1000.0 * r.config.embed.price_per_1k();
+        report.embed_calls = report.embed_texts.div_ceil(r.pricing.texts_per_call as u64);
+        r.pricing.cost(report);
         Ok(())
     }
 }
@@ -282,19 +342,18 @@ pub(super) struct Spending {
 }
 
 impl Spending {
-    pub(super) fn start<E: Embedder>(r: &Replicator<E>) -> Self {
-        let e = &r.stats.embed;
+    pub(super) fn start(stats: &Stats) -> Self {
+        let e = &stats.embed;
         Self { calls: e.calls(), texts: Stats::get(&e.texts), tokens: e.billed_tokens() }
     }
 
     /// Puts what was spent since [`Self::start`] into `report`.
-    pub(super) fn record<E: Embedder>(&self, r: &Replicator<E>, report: &mut ReconcileReport) {
-        let e = &r.stats.embed;
-        report.model = r.embedder.space().model.clone();
+    pub(super) fn record(&self, stats: &Stats, pricing: &Pricing, report: &mut ReconcileReport) {
+        let e = &stats.embed;
         report.embed_calls = e.calls() - self.calls;
         report.embed_texts = Stats::get(&e.texts) - self.texts;
         report.tokens = e.billed_tokens() - self.tokens;
-        report.estimated_cost_usd = report.tokens as f64 / 1000.0 * r.config.embed.price_per_1k();
+        pricing.cost(report);
     }
 }
 
@@ -317,7 +376,7 @@ fn classify(doc: &Document, state: Option<&StoredState>) -> Drift {
 }
 
 async fn repair<E: Embedder>(
-    r: &Replicator<E>,
+    r: &Reconciler<'_, E>,
     mode: Mode,
     wanted: Vec<(DocumentKey, Option<Document>)>,
     report: &mut ReconcileReport,
@@ -327,7 +386,7 @@ async fn repair<E: Embedder>(
     }
     match mode {
         Mode::DryRun => Ok(()),
-        Mode::Repair => sync_documents(&r.syncer(), wanted, None, WhenUnavailable::Owe).await,
+        Mode::Repair => sync_documents(&r.syncer, wanted, None, WhenUnavailable::Owe).await,
         Mode::Handoff => {
             let keys: Vec<DocumentKey> = wanted.into_iter().map(|(k, _)| k).collect();
             r.sink.push_repairs(&keys).await?;

@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch::Batch;
 use super::reconcile::{self, Mode, ReconcileReport, WantedTexts};
-use super::{Replicator, RunError, tail};
+use super::replicator::Connected;
+use super::{RunError, tail};
 use crate::document::DocumentKey;
 use crate::embed::Embedder;
 use crate::mapping::router::Routed;
@@ -71,7 +72,7 @@ impl ReplayEstimate {
 }
 
 /// See the module docs.
-pub async fn price_replay<E: Embedder>(r: &Replicator<E>, from: &Position, cancel: &CancellationToken) -> Result<ReplayEstimate, RunError> {
+pub async fn price_replay<E: Embedder>(r: &Connected<E>, from: &Position, cancel: &CancellationToken) -> Result<ReplayEstimate, RunError> {
     let started = std::time::Instant::now();
     let end = {
         let mut conn = crate::source::connect::pooled(&r.pool).await?;
@@ -88,28 +89,29 @@ pub async fn price_replay<E: Embedder>(r: &Replicator<E>, from: &Position, cance
             false
         }
         Some(batch) if batch.ddl.is_some() => {
-            report = reconcile::pass(r, Mode::DryRun, cancel).await?;
+            report = reconcile::pass(&r.reconciler(), Mode::DryRun, cancel).await?;
             true
         }
         Some(batch) => {
             let mut conn = crate::source::connect::pooled(&r.pool).await?;
             match r.router.resolve(&mut conn, &batch.routing, limit).await? {
                 Routed::Everything => {
-                    report = reconcile::pass(r, Mode::DryRun, cancel).await?;
+                    report = reconcile::pass(&r.reconciler(), Mode::DryRun, cancel).await?;
                     true
                 }
                 Routed::Keys(keys) => {
                     report = ReconcileReport::default();
                     let mut texts = WantedTexts::default();
+                    let reconciler = r.reconciler();
                     let keys: Vec<DocumentKey> = keys.into_iter().collect();
                     for chunk in keys.chunks(r.config.pipeline.load_chunk) {
                         let docs = r.loader.load(&mut conn, chunk).await?;
                         // A key the source no longer has is a delete when Redis holds it.
                         let gone: Vec<DocumentKey> = chunk.iter().filter(|k| !docs.contains_key(*k)).cloned().collect();
                         report.orphans += r.sink.read_state(&gone).await?.iter().filter(|s| s.is_some()).count() as u64;
-                        reconcile::assess(r, docs.into_values().collect(), &mut report, &mut texts).await?;
+                        reconcile::assess(&reconciler, docs.into_values().collect(), &mut report, &mut texts).await?;
                     }
-                    texts.price(r, &mut report).await?;
+                    texts.price(&reconciler, &mut report).await?;
                     false
                 }
             }
@@ -125,7 +127,7 @@ pub async fn price_replay<E: Embedder>(r: &Replicator<E>, from: &Position, cance
 /// into one batch (bounded like any batch: past `limit` keys it stands for
 /// everything). `None` when there was no transaction; with it, the last commit read.
 async fn read_until<E: Embedder>(
-    r: &Replicator<E>,
+    r: &Connected<E>,
     from: &Position,
     end: &Position,
     limit: usize,
@@ -183,14 +185,14 @@ pub struct ReplayWatch {
 
 impl ReplayWatch {
     /// Starts watching a replay from `from`, up to the source's current end of binlog.
-    pub async fn start<E: Embedder>(r: &Replicator<E>, from: &Position) -> Result<Self, RunError> {
+    pub async fn start<E: Embedder>(r: &Connected<E>, from: &Position) -> Result<Self, RunError> {
         let mut conn = crate::source::connect::pooled(&r.pool).await?;
         let until = crate::source::server::current_position(&mut conn).await?;
         let stats = &r.stats;
         Ok(Self {
             from: from.clone(),
             until,
-            spent: reconcile::Spending::start(r),
+            spent: reconcile::Spending::start(&r.stats),
             started: std::time::Instant::now(),
             transactions: super::Stats::get(&stats.transactions),
             upserts: super::Stats::get(&stats.upserts),
@@ -206,10 +208,10 @@ impl ReplayWatch {
     /// Logs the replay's summary (`replay caught up`): transactions,
     /// documents written and deleted, embedding calls, texts, tokens and
     /// cost, with the model.
-    pub fn finish<E: Embedder>(self, r: &Replicator<E>, applied: &Position) {
+    pub fn finish<E: Embedder>(self, r: &Connected<E>, applied: &Position) {
         let stats = &r.stats;
         let mut report = ReconcileReport { mode: Mode::Repair, ..Default::default() };
-        self.spent.record(r, &mut report);
+        self.spent.record(&r.stats, &reconcile::Pricing::of(r), &mut report);
         report.duration_secs = self.started.elapsed().as_secs_f64();
         let transactions = super::Stats::get(&stats.transactions) - self.transactions;
         let upserts = super::Stats::get(&stats.upserts) - self.upserts;
@@ -233,7 +235,7 @@ impl ReplayWatch {
 
 /// Logs the replay's summary once the stream has applied up to where it was
 /// asked, and forgets the watch.
-pub fn note_applied<E: Embedder>(r: &Replicator<E>, watch: &mut Option<ReplayWatch>, applied: &Position) {
+pub fn note_applied<E: Embedder>(r: &Connected<E>, watch: &mut Option<ReplayWatch>, applied: &Position) {
     if watch.as_ref().is_some_and(|w| w.reached(applied))
         && let Some(w) = watch.take()
     {

@@ -18,22 +18,22 @@ impl<E: Embedder> Replicator<E> {
     /// Transient failures are retried inside; the checkpoint never passes
     /// a change Redis has not acknowledged.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), RunError> {
-        let lease = self.sink.lease(self.checkpoint()?.instance_id()?, Duration::from_secs(self.config.redis.lease_ttl_secs));
-        if !writer::acquire(&lease, &cancel, &self.stats.redis_seen).await? {
+        let lease = self.parts.sink.lease(self.instance_id().to_owned(), Duration::from_secs(self.parts.config.redis.lease_ttl_secs));
+        if !writer::acquire(&lease, &cancel, &self.parts.stats.redis_seen).await? {
             return Ok(());
         }
-        self.sink.fence_with(Some(lease.holder().to_owned()));
-        Stats::set(&self.stats.writer, 1);
+        self.parts.sink.fence_with(Some(lease.holder().to_owned()));
+        Stats::set(&self.parts.stats.writer, 1);
         let inner = cancel.child_token();
         let lost = Arc::new(AtomicBool::new(false));
         let stalled = CancellationToken::new();
-        let stall = Duration::from_secs(self.config.pipeline.stall_timeout_secs);
-        let progress = self.stats.progress.clone();
+        let stall = Duration::from_secs(self.parts.config.pipeline.stall_timeout_secs);
+        let progress = self.parts.stats.progress.clone();
         let renewer = tokio::spawn(writer::keep_renewed(
             lease.clone(),
             inner.clone(),
             lost.clone(),
-            (progress.clone(), self.stats.redis_seen.clone()),
+            (progress.clone(), self.parts.stats.redis_seen.clone()),
             stall,
             stalled.clone(),
         ));
@@ -44,15 +44,15 @@ impl<E: Embedder> Replicator<E> {
             _ = stalled.cancelled() => Err(RunError::Stalled { secs: progress.silent_for().as_secs() }),
         };
         if let Err(e) = &result {
-            self.stats.progress.error_now(&e.to_string());
+            self.parts.stats.progress.error_now(&e.to_string());
             if !lost.load(Ordering::SeqCst) {
                 self.publish_status().await;
             }
         }
         inner.cancel();
         renewer.await.ok();
-        Stats::set(&self.stats.writer, 0);
-        Stats::set(&self.stats.index_live, 0);
+        Stats::set(&self.parts.stats.writer, 0);
+        Stats::set(&self.parts.stats.index_live, 0);
         if lost.load(Ordering::SeqCst) {
             let holder = lease.current_holder().await.ok().flatten().unwrap_or_default();
             return Err(RunError::LeaseLost { holder });
@@ -72,7 +72,7 @@ impl<E: Embedder> Replicator<E> {
             return Err(RunError::Cancelled);
         }
         tracing::warn!(%position, "replaying from an operator-supplied position");
-        let watch = || replay::ReplayWatch::start(self, &position);
+        let watch = || replay::ReplayWatch::start(&self.parts, &position);
         retry::retry(cancel, "reading the end of binlog for the replay summary", watch).await
     }
 
@@ -80,7 +80,7 @@ impl<E: Embedder> Replicator<E> {
     async fn replicate(&self, cancel: CancellationToken) -> Result<(), RunError> {
         let mut replay = self.store_replay_position(&cancel).await?;
         let Some(mut start) = self.starting_position(&cancel).await? else { return Ok(()) };
-        Stats::set(&self.stats.index_live, 1);
+        Stats::set(&self.parts.stats.index_live, 1);
         let result = loop {
             match stream::run(self, start.clone(), cancel.clone(), &mut replay).await {
                 Ok(stream::Ended::Stopped) => break Ok(()),
@@ -98,7 +98,7 @@ impl<E: Embedder> Replicator<E> {
                 Err(e) => break Err(e),
             }
         };
-        self.pool.clone().disconnect().await.ok();
+        self.parts.pool.clone().disconnect().await.ok();
         result
     }
 
@@ -120,21 +120,21 @@ impl<E: Embedder> Replicator<E> {
     }
 
     async fn try_starting_position(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
-        let alias = self.sink.prepare_index(&self.config).await?;
-        self.sink.record_space().await?;
+        let alias = self.parts.sink.prepare_index(&self.parts.config).await?;
+        self.parts.sink.record_space().await?;
         // Housekeeping: a cache that outgrew its bound (an earlier version
         // without one) costs memory, not correctness, so it never blocks a start.
-        if let Err(e) = self.sink.adopt_vector_cache().await {
+        if let Err(e) = self.parts.sink.adopt_vector_cache().await {
             tracing::warn!(error = %e, "could not bound the vector cache now; trying again at the next start");
         }
         if let AliasState::Switch { old: Some(old) } = &alias {
             tracing::warn!(
                 live = %old,
-                building = %self.sink.version().index,
+                building = %self.parts.sink.version().index,
                 "the index definition, embedding or mapping changed: building the new version beside the live one (searches keep using it); the alias switches once every document is loaded"
             );
         }
-        let fields = crate::mapping::MappingFingerprint::of(&self.config.mapping).fields;
+        let fields = crate::mapping::MappingFingerprint::of(&self.parts.config.mapping).fields;
         let start = match start::resume_position(self).await? {
             Some(position) => {
                 self.reconcile_changed_fields(&fields, cancel).await?;
@@ -142,16 +142,16 @@ impl<E: Embedder> Replicator<E> {
             }
             None => match bootstrap::initial_load(self, cancel).await? {
                 Some(position) => {
-                    self.sink.store_mapping_fingerprint(&fields).await?;
+                    self.parts.sink.store_mapping_fingerprint(&fields).await?;
                     position
                 }
                 None => return Ok(None),
             },
         };
         if let AliasState::Switch { old } = alias {
-            self.sink.switch_alias(old.as_deref()).await?;
-            if let Some(old) = old.filter(|o| *o != self.sink.version().alias) {
-                self.sink.drop_vector_cache_of(&old).await?;
+            self.parts.sink.switch_alias(old.as_deref()).await?;
+            if let Some(old) = old.filter(|o| *o != self.parts.sink.version().alias) {
+                self.parts.sink.drop_vector_cache_of(&old).await?;
             }
         }
         Ok(Some(start))
@@ -161,7 +161,7 @@ impl<E: Embedder> Replicator<E> {
     /// that can reach the text is a new index version instead): every document
     /// is compared with MySQL in place, then the new fingerprint is recorded.
     async fn reconcile_changed_fields(&self, fields: &str, cancel: &CancellationToken) -> Result<(), RunError> {
-        let stored = self.sink.mapping_fingerprint().await?;
+        let stored = self.parts.sink.mapping_fingerprint().await?;
         if stored.as_deref() == Some(fields) {
             return Ok(());
         }
@@ -171,8 +171,8 @@ impl<E: Embedder> Replicator<E> {
             ),
             None => tracing::info!("no mapping fingerprint recorded for this index version yet: comparing every document with MySQL once"),
         }
-        reconcile::repair_as_writer(self, cancel).await?;
-        self.sink.store_mapping_fingerprint(fields).await?;
+        reconcile::repair_as_writer(&self.parts.reconciler(), cancel).await?;
+        self.parts.sink.store_mapping_fingerprint(fields).await?;
         Ok(())
     }
 
@@ -181,10 +181,10 @@ impl<E: Embedder> Replicator<E> {
     /// during the reconcile are after the noted position, so they are streamed
     /// (again, harmlessly) rather than missed.
     async fn recover_lost_position(&self, cancel: &CancellationToken) -> Result<Position, RunError> {
-        let mut conn = crate::source::connect::pooled(&self.pool).await?;
+        let mut conn = crate::source::connect::pooled(&self.parts.pool).await?;
         let current = crate::source::server::current_position(&mut conn).await?;
         drop(conn);
-        reconcile::repair_as_writer(self, cancel).await?;
+        reconcile::repair_as_writer(&self.parts.reconciler(), cancel).await?;
         self.committer().rewind_to(&current).await?;
         Ok(current)
     }

@@ -43,8 +43,8 @@ pub fn decide(local: Option<Position>, remote: Option<Position>) -> Start {
 
 /// The position to stream from, or `None` when an initial load is needed.
 pub async fn resume_position<E: Embedder>(r: &Replicator<E>) -> Result<Option<Position>, RunError> {
-    let local = r.checkpoint()?.load()?;
-    let remote = r.sink.position().await?;
+    let local = r.checkpoint().load()?;
+    let remote = r.parts.sink.position().await?;
     match decide(local.clone(), remote.clone()) {
         Start::Resume(position) => {
             // Resuming needs both: Redis's is at or past the checkpoint.

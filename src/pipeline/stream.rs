@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::Batch;
 use super::reconcile;
 use super::retry::retry;
-use super::sync::{WhenUnavailable, sync_keys};
+use super::sync::{BatchEnd, WhenUnavailable, sync_keys};
 use super::tail::{CHANNEL_CAPACITY, batch_key_limit, tailer};
 use super::{Replicator, RunError, Stats};
 use crate::config::OnLostSync;
@@ -79,9 +79,9 @@ pub async fn run<E: Embedder>(
     cancel: CancellationToken,
     replay: &mut Option<super::replay::ReplayWatch>,
 ) -> Result<Ended, RunError> {
-    let Some(limit) = batch_key_limit(r, &cancel).await? else { return Ok(Ended::Stopped) };
+    let Some(limit) = batch_key_limit(&r.parts, &cancel).await? else { return Ok(Ended::Stopped) };
     let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let tailer = tailer(r, limit, r.config.mysql.server_id);
+    let tailer = tailer(&r.parts, limit, r.parts.config.mysql.server_id);
     let tail_cancel = cancel.child_token();
     let tail = tokio::spawn(tailer.run(start.clone(), tx, tail_cancel.clone()));
     tracing::info!(position = %start, full_diff_above_keys = limit, "streaming");
@@ -91,7 +91,7 @@ pub async fn run<E: Embedder>(
     let tailed = tail.await.map_err(|e| RunError::Task(e.to_string()))?;
     let ended = applied?;
     match tailed {
-        Err(SourceError::PositionUnavailable { position, message }) if r.config.pipeline.on_lost_sync == OnLostSync::Reconcile => {
+        Err(SourceError::PositionUnavailable { position, message }) if r.parts.config.pipeline.on_lost_sync == OnLostSync::Reconcile => {
             Ok(Ended::Resync(Resync::PositionLost { position, message }))
         }
         Err(e) => Err(e.into()),
@@ -107,25 +107,25 @@ async fn apply_loop<E: Embedder>(
     limit: usize,
     replay: &mut Option<super::replay::ReplayWatch>,
 ) -> Result<Ended, RunError> {
-    let max_transactions = r.config.pipeline.batch_max_transactions;
-    let max_delay = Duration::from_millis(r.config.pipeline.batch_max_delay_ms);
+    let max_transactions = r.parts.config.pipeline.batch_max_transactions;
+    let max_delay = Duration::from_millis(r.parts.config.pipeline.batch_max_delay_ms);
     let mut repair_tick = tokio::time::interval(REPAIR_POLL);
-    let mut activity = super::activity::ActivityLog::new(&r.stats, &applied);
+    let mut activity = super::activity::ActivityLog::new(&r.parts.stats, &applied);
     let mut owed = super::fill::OwedVectors::default();
     loop {
         let first = tokio::select! {
             _ = cancel.cancelled() => {
-                activity.flush(&r.stats);
+                activity.flush(&r.parts.stats);
                 return Ok(Ended::Stopped);
             }
             _ = repair_tick.tick() => {
-                activity.flush(&r.stats);
+                activity.flush(&r.parts.stats);
                 r.publish_status().await;
                 if retry(cancel, "applying reconcile repairs", || apply_repairs(r)).await?.is_none() {
                     return Ok(Ended::Stopped);
                 }
                 owed.tick(r).await?;
-                super::replay::note_applied(r, replay, &applied);
+                super::replay::note_applied(&r.parts, replay, &applied);
                 continue;
             }
             next = rx.recv() => match next {
@@ -157,8 +157,8 @@ async fn apply_loop<E: Embedder>(
             Some(None) => {}
         }
         applied = batch.commit.clone();
-        activity.applied(&r.stats, batch.transactions, &applied);
-        super::replay::note_applied(r, replay, &applied);
+        activity.applied(&r.parts.stats, batch.transactions, &applied);
+        super::replay::note_applied(&r.parts, replay, &applied);
     }
 }
 
@@ -166,7 +166,7 @@ async fn apply_loop<E: Embedder>(
 /// last batch it acknowledged: writing on would build on missing documents.
 /// One GET per batch.
 async fn redis_rewound<E: Embedder>(r: &Replicator<E>, applied: &Position) -> Result<Option<Resync>, RunError> {
-    let found = r.sink.position().await?;
+    let found = r.parts.sink.position().await?;
     // Another lineage (resumed by GTID) cannot be ordered; the GTID state vouched for it.
     let kept = found.as_ref().is_some_and(|p| p.try_cmp(applied).map_or(true, |o| o.is_ge()));
     Ok((!kept).then(|| Resync::RedisRewound { expected: applied.clone(), found }))
@@ -176,16 +176,16 @@ async fn redis_rewound<E: Embedder>(r: &Replicator<E>, applied: &Position) -> Re
 /// current MySQL state. Positions are not involved: the documents are simply
 /// brought up to date, which is idempotent.
 async fn apply_repairs<E: Embedder>(r: &Replicator<E>) -> Result<(), RunError> {
-    let keys = r.sink.peek_repairs(r.config.pipeline.write_chunk * 10).await?;
+    let keys = r.parts.sink.peek_repairs(r.parts.config.pipeline.write_chunk * 10).await?;
     if keys.is_empty() {
         return Ok(());
     }
-    let mut conn = crate::source::connect::pooled(&r.pool).await?;
+    let mut conn = crate::source::connect::pooled(&r.parts.pool).await?;
     let mut unique = keys.clone();
     unique.sort();
     unique.dedup();
-    sync_keys(&r.syncer(), &mut conn, unique, None, WhenUnavailable::Owe).await?;
-    r.sink.ack_repairs(keys.len()).await?;
+    sync_keys(&r.parts.syncer(), &mut conn, unique, None, WhenUnavailable::Owe).await?;
+    r.parts.sink.ack_repairs(keys.len()).await?;
     tracing::info!(documents = keys.len(), "applied reconcile repairs");
     Ok(())
 }
@@ -199,7 +199,7 @@ async fn apply_repairs<E: Embedder>(r: &Replicator<E>) -> Result<(), RunError> {
 /// anywhere in between repeats the diff rather than skipping it.
 pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: usize, cancel: &CancellationToken) -> Result<(), RunError> {
     let commit = &batch.commit;
-    if let (Some((ddl, at)), OnLostSync::Stop) = (&batch.ddl, r.config.pipeline.on_lost_sync) {
+    if let (Some((ddl, at)), OnLostSync::Stop) = (&batch.ddl, r.parts.config.pipeline.on_lost_sync) {
         return Err(SourceError::TrackedDdl { table: ddl.table.clone(), position: at.to_string(), statement: ddl.statement.clone() }.into());
     }
     if let Some((ddl, _)) = &batch.ddl {
@@ -209,12 +209,13 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: u
         // Nothing tracked changed: record progress so a restart need not re-read these events.
         r.committer().commit(&[], commit).await?;
     } else {
-        crate::source::visibility::wait_until_visible(&r.pool, commit, VISIBILITY_LIMIT, r.query_timeout()).await?;
-        let mut conn = crate::source::connect::pooled(&r.pool).await?;
-        match r.router.resolve(&mut conn, &batch.routing, limit).await? {
+        crate::source::visibility::wait_until_visible(&r.parts.pool, commit, VISIBILITY_LIMIT, r.parts.query_timeout()).await?;
+        let mut conn = crate::source::connect::pooled(&r.parts.pool).await?;
+        match r.parts.router.resolve(&mut conn, &batch.routing, limit).await? {
             Routed::Keys(keys) => {
                 tracing::debug!(transactions = batch.transactions, documents = keys.len(), position = %commit, "applying batch");
-                sync_keys(&r.syncer(), &mut conn, keys.into_iter().collect(), Some(commit), WhenUnavailable::Owe).await?;
+                let end = BatchEnd { committer: &r.committer(), position: commit };
+                sync_keys(&r.parts.syncer(), &mut conn, keys.into_iter().collect(), Some(end), WhenUnavailable::Owe).await?;
             }
             Routed::Everything => {
                 tracing::info!(
@@ -230,9 +231,9 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: u
         }
     }
     // The committer stored the position in Redis with the batch's last write, then locally.
-    Stats::add(&r.stats.transactions, batch.transactions as u64);
-    Stats::add(&r.stats.batches, 1);
-    r.stats.applied_commit(batch.committed_at);
+    Stats::add(&r.parts.stats.transactions, batch.transactions as u64);
+    Stats::add(&r.parts.stats.batches, 1);
+    r.parts.stats.applied_commit(batch.committed_at);
     Ok(())
 }
 
@@ -240,7 +241,7 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: u
 /// committed, then stores `commit`: the position passes only after the diff.
 async fn apply_by_full_diff<E: Embedder>(r: &Replicator<E>, commit: &Position, cancel: &CancellationToken) -> Result<(), RunError> {
     // Re-reads must see the batch's own transactions (invariant 7).
-    crate::source::visibility::wait_until_visible(&r.pool, commit, VISIBILITY_LIMIT, r.query_timeout()).await?;
-    reconcile::repair_as_writer(r, cancel).await?;
+    crate::source::visibility::wait_until_visible(&r.parts.pool, commit, VISIBILITY_LIMIT, r.parts.query_timeout()).await?;
+    reconcile::repair_as_writer(&r.parts.reconciler(), cancel).await?;
     r.committer().commit(&[], commit).await
 }

@@ -12,13 +12,14 @@ use std::sync::Arc;
 use mysql_async::prelude::Queryable;
 
 use super::committer::Committer;
-use super::{Replicator, RunError, Stats};
+use super::replicator::Connected;
+use super::{RunError, Stats};
 use crate::document::{Document, DocumentChange, DocumentKey, TextHash};
 use crate::embed::{Embedder, Outcome, embed_each};
 use crate::error::Classify;
 use crate::mapping::DocumentLoader;
 use crate::position::Position;
-use crate::sink::RedisSink;
+use crate::sink::{DocumentSink, RedisSink};
 
 /// What a document whose new text cannot be embedded now (the service is
 /// throttling, failing or unreachable) becomes.
@@ -35,13 +36,13 @@ pub enum WhenUnavailable {
 }
 
 /// What syncing documents uses, and nothing more (the stages build one
-/// from the replicator's parts with [`Replicator::syncer`]).
-pub struct Syncer<'a, E> {
-    sink: &'a RedisSink,
+/// from the replicator's parts with [`Connected::syncer`]). It moves no
+/// position by itself: a batch that ends at one passes a [`BatchEnd`].
+pub struct Syncer<'a, E, S = RedisSink> {
+    sink: &'a S,
     loader: &'a DocumentLoader,
     embedder: &'a E,
     stats: &'a Stats,
-    committer: Committer<'a>,
     /// `pipeline.write_chunk`: documents per atomic write.
     write_chunk: usize,
     /// `pipeline.load_chunk`: keys per load query, and per embedding round.
@@ -50,7 +51,7 @@ pub struct Syncer<'a, E> {
     concurrency: usize,
 }
 
-impl<E: Embedder> Replicator<E> {
+impl<E: Embedder> Connected<E> {
     /// The parts syncing documents uses.
     pub fn syncer(&self) -> Syncer<'_, E> {
         Syncer {
@@ -58,7 +59,6 @@ impl<E: Embedder> Replicator<E> {
             loader: &self.loader,
             embedder: self.embedder.as_ref(),
             stats: &self.stats,
-            committer: self.committer(),
             write_chunk: self.config.pipeline.write_chunk,
             load_chunk: self.config.pipeline.load_chunk,
             concurrency: self.config.embed.concurrency,
@@ -66,18 +66,36 @@ impl<E: Embedder> Replicator<E> {
     }
 }
 
-/// Loads the documents for `keys` and syncs them; `position` is stored with the last chunk.
+/// Where a batch ends: its committer stores `position` with the batch's
+/// last write, and only once every earlier write was acknowledged. Only a
+/// streamer has one (a reconcile cannot move a position).
+pub struct BatchEnd<'a, S = RedisSink> {
+    /// The one writer of positions.
+    pub committer: &'a Committer<'a, S>,
+    /// The position the batch ends at.
+    pub position: &'a Position,
+}
+
+impl<S> Clone for BatchEnd<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for BatchEnd<'_, S> {}
+
+/// Loads the documents for `keys` and syncs them; `end`'s position is stored with the last chunk.
 /// A key the source refuses to look up for good is quarantined (see
 /// [`load_or_quarantine`]) and left as it is.
-pub async fn sync_keys<E: Embedder, Q: Queryable>(
-    s: &Syncer<'_, E>,
+pub async fn sync_keys<E: Embedder, S: DocumentSink, Q: Queryable>(
+    s: &Syncer<'_, E, S>,
     conn: &mut Q,
     keys: Vec<DocumentKey>,
-    position: Option<&Position>,
+    end: Option<BatchEnd<'_, S>>,
     unavailable: WhenUnavailable,
 ) -> Result<(), RunError> {
     if keys.is_empty() {
-        return sync_documents(s, Vec::new(), position, unavailable).await;
+        return sync_documents(s, Vec::new(), end, unavailable).await;
     }
     // Loaded and planned a load chunk at a time: its new texts are embedded
     // together, so calls stay `embed.concurrency` in flight across write chunks.
@@ -86,7 +104,7 @@ pub async fn sync_keys<E: Embedder, Q: Queryable>(
     for (i, chunk) in chunks.into_iter().enumerate() {
         let (mut docs, poisoned) = load_or_quarantine(s, conn, chunk).await?;
         let wanted = chunk.iter().filter(|k| !poisoned.contains_key(*k)).map(|k| (k.clone(), docs.remove(k))).collect();
-        sync_documents_quarantining(s, wanted, poisoned, if i == last { position } else { None }, unavailable).await?;
+        sync_documents_quarantining(s, wanted, poisoned, if i == last { end } else { None }, unavailable).await?;
     }
     Ok(())
 }
@@ -100,8 +118,8 @@ pub async fn sync_keys<E: Embedder, Q: Queryable>(
 /// writer, not quarantine every key: so the query is first tried with a key
 /// that cannot be anyone's problem. Only if that passes are the keys tried
 /// one by one, and only those that fail alone are quarantined.
-pub async fn load_or_quarantine<E: Embedder, Q: Queryable>(
-    s: &Syncer<'_, E>,
+pub async fn load_or_quarantine<E: Embedder, S: DocumentSink, Q: Queryable>(
+    s: &Syncer<'_, E, S>,
     conn: &mut Q,
     keys: &[DocumentKey],
 ) -> Result<(BTreeMap<DocumentKey, Document>, BTreeMap<DocumentKey, String>), RunError> {
@@ -128,28 +146,28 @@ pub async fn load_or_quarantine<E: Embedder, Q: Queryable>(
 }
 
 /// Makes Redis hold exactly `wanted` for these keys (`None` = must not exist).
-/// Writes in chunks of `pipeline.write_chunk`; `position` goes with the last one,
+/// Writes in chunks of `pipeline.write_chunk`; `end`'s position goes with the last one,
 /// so it is stored only once every chunk is acknowledged.
-pub async fn sync_documents<E: Embedder>(
-    s: &Syncer<'_, E>,
+pub async fn sync_documents<E: Embedder, S: DocumentSink>(
+    s: &Syncer<'_, E, S>,
     wanted: Vec<(DocumentKey, Option<Document>)>,
-    position: Option<&Position>,
+    end: Option<BatchEnd<'_, S>>,
     unavailable: WhenUnavailable,
 ) -> Result<(), RunError> {
-    sync_documents_quarantining(s, wanted, BTreeMap::new(), position, unavailable).await
+    sync_documents_quarantining(s, wanted, BTreeMap::new(), end, unavailable).await
 }
 
 /// [`sync_documents`], also quarantining `poisoned` (key -> reason) in the
 /// first write, so the position never passes them unrecorded.
-pub async fn sync_documents_quarantining<E: Embedder>(
-    s: &Syncer<'_, E>,
+pub async fn sync_documents_quarantining<E: Embedder, S: DocumentSink>(
+    s: &Syncer<'_, E, S>,
     wanted: Vec<(DocumentKey, Option<Document>)>,
     poisoned: BTreeMap<DocumentKey, String>,
-    position: Option<&Position>,
+    end: Option<BatchEnd<'_, S>>,
     unavailable: WhenUnavailable,
 ) -> Result<(), RunError> {
     let prepared = prepare(s, wanted, poisoned, unavailable, None).await?;
-    write_prepared(s, prepared, position).await
+    write_prepared(s, prepared, end).await
 }
 
 /// Documents decided against Redis with their vectors in hand: the first
@@ -178,8 +196,8 @@ impl Prepared {
 /// Decides every write chunk of `wanted` and gets the vectors they need,
 /// the new texts of all chunks in one go: calls stay `embed.concurrency`
 /// in flight instead of draining at the end of each write chunk.
-pub async fn prepare<E: Embedder>(
-    s: &Syncer<'_, E>,
+pub async fn prepare<E: Embedder, S: DocumentSink>(
+    s: &Syncer<'_, E, S>,
     wanted: Vec<(DocumentKey, Option<Document>)>,
     poisoned: BTreeMap<DocumentKey, String>,
     unavailable: WhenUnavailable,
@@ -197,18 +215,22 @@ pub async fn prepare<E: Embedder>(
     Ok(Prepared { first, plans, vectors: RecentVectors(Arc::new(vectors)) })
 }
 
-/// Writes a [`Prepared`] set, a write chunk per atomic write; `position`
+/// Writes a [`Prepared`] set, a write chunk per atomic write; `end`'s position
 /// goes with the last one, so it is stored only once every chunk is acknowledged.
-pub async fn write_prepared<E: Embedder>(s: &Syncer<'_, E>, prepared: Prepared, position: Option<&Position>) -> Result<(), RunError> {
+pub async fn write_prepared<E: Embedder, S: DocumentSink>(
+    s: &Syncer<'_, E, S>,
+    prepared: Prepared,
+    end: Option<BatchEnd<'_, S>>,
+) -> Result<(), RunError> {
     let Prepared { mut first, plans, vectors } = prepared;
     if plans.is_empty() {
-        return write_chunk(s, &first, position).await;
+        return write_chunk(s, &first, end).await;
     }
     let total = plans.len();
     for (i, plan) in plans.into_iter().enumerate() {
         let mut changes = std::mem::take(&mut first);
         changes.extend(finish(s, plan, &vectors.0));
-        write_chunk(s, &changes, if i + 1 == total { position } else { None }).await?;
+        write_chunk(s, &changes, if i + 1 == total { end } else { None }).await?;
         super::progress::worked();
         if changes.iter().any(|c| matches!(c, DocumentChange::Upsert { vector: Some(_), .. })) {
             s.sink.trim_vector_cache().await?;
@@ -218,16 +240,20 @@ pub async fn write_prepared<E: Embedder>(s: &Syncer<'_, E>, prepared: Prepared, 
     Ok(())
 }
 
-/// One atomic write; with `position`, the batch's last, through the committer.
-async fn write_chunk<E: Embedder>(s: &Syncer<'_, E>, changes: &[DocumentChange], position: Option<&Position>) -> Result<(), RunError> {
-    match position {
-        Some(position) => s.committer.commit(changes, position).await,
+/// One atomic write; with `end`, the batch's last, through its committer.
+async fn write_chunk<E: Embedder, S: DocumentSink>(
+    s: &Syncer<'_, E, S>,
+    changes: &[DocumentChange],
+    end: Option<BatchEnd<'_, S>>,
+) -> Result<(), RunError> {
+    match end {
+        Some(BatchEnd { committer, position }) => committer.commit(changes, position).await,
         None => Ok(s.sink.apply(changes).await?),
     }
 }
 
 /// Records, counts and logs one document going into the quarantine.
-fn quarantine<E: Embedder>(s: &Syncer<'_, E>, key: DocumentKey, reason: String) -> DocumentChange {
+fn quarantine<E: Embedder, S: DocumentSink>(s: &Syncer<'_, E, S>, key: DocumentKey, reason: String) -> DocumentChange {
     tracing::error!(key = %s.sink.key_of(&key), %reason, "document quarantined: left as it is, replication goes on; a reconcile retries it");
     Stats::add(&s.stats.quarantined, 1);
     DocumentChange::Quarantine { key, reason }
@@ -243,8 +269,8 @@ struct ChunkPlan {
 
 /// Decides what one write chunk needs from what Redis holds, adding the
 /// texts that need a vector to `needed`.
-async fn decide<E: Embedder>(
-    s: &Syncer<'_, E>,
+async fn decide<E: Embedder, S: DocumentSink>(
+    s: &Syncer<'_, E, S>,
     chunk: Vec<(DocumentKey, Option<Document>)>,
     needed: &mut BTreeMap<TextHash, String>,
 ) -> Result<ChunkPlan, RunError> {
@@ -282,7 +308,11 @@ async fn decide<E: Embedder>(
 }
 
 /// The changes of one decided chunk, given the vectors of its texts.
-fn finish<E: Embedder>(s: &Syncer<'_, E>, plan: ChunkPlan, vectors: &HashMap<TextHash, VectorFor>) -> Vec<DocumentChange> {
+fn finish<E: Embedder, S: DocumentSink>(
+    s: &Syncer<'_, E, S>,
+    plan: ChunkPlan,
+    vectors: &HashMap<TextHash, VectorFor>,
+) -> Vec<DocumentChange> {
     let ChunkPlan { mut changes, upserts } = plan;
     let mut owed = 0u64;
     for (doc, keep, quarantined) in upserts {
@@ -338,8 +368,8 @@ pub(super) enum VectorFor {
 /// Vectors for distinct texts: from the cache where present, else one
 /// embedding call each. A text the service refuses maps to its reason; one
 /// it could not answer is owed or fails the chunk, as `unavailable` says.
-async fn vectors_for<E: Embedder>(
-    s: &Syncer<'_, E>,
+async fn vectors_for<E: Embedder, S: DocumentSink>(
+    s: &Syncer<'_, E, S>,
     mut needed: BTreeMap<TextHash, String>,
     unavailable: WhenUnavailable,
     recent: Option<&RecentVectors>,
@@ -396,3 +426,6 @@ async fn vectors_for<E: Embedder>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::RunError;
+use super::replicator::Connected;
 use super::retry::retry;
-use super::{Replicator, RunError};
 use crate::embed::Embedder;
 use crate::source::BinlogTailer;
 
@@ -14,7 +15,7 @@ use crate::source::BinlogTailer;
 pub const CHANNEL_CAPACITY: usize = 4096;
 /// The binlog reader of this replicator, decoding for batches of at most
 /// `limit` keys, connecting as replica `server_id`.
-pub fn tailer<E: Embedder>(r: &Replicator<E>, limit: usize, server_id: u32) -> BinlogTailer {
+pub fn tailer<E: Embedder>(r: &Connected<E>, limit: usize, server_id: u32) -> BinlogTailer {
     BinlogTailer::new(
         r.opts.clone(),
         server_id,
@@ -30,7 +31,7 @@ pub fn tailer<E: Embedder>(r: &Replicator<E>, limit: usize, server_id: u32) -> B
 /// Most keys a batch is applied by key: `pipeline.full_diff_share` of the
 /// documents in the index, never more than `pipeline.max_batch_keys`.
 /// `None` when cancelled meanwhile.
-pub async fn batch_key_limit<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<Option<usize>, RunError> {
+pub async fn batch_key_limit<E: Embedder>(r: &Connected<E>, cancel: &CancellationToken) -> Result<Option<usize>, RunError> {
     let count = || async { Ok::<_, RunError>(r.sink.document_count().await?) };
     let Some(documents) = retry(cancel, "counting indexed documents", count).await? else { return Ok(None) };
     Ok(Some(key_limit(documents, r.config.pipeline.full_diff_share, r.config.pipeline.max_batch_keys)))

@@ -2,6 +2,7 @@
 
 pub mod alias;
 pub mod connection;
+pub mod contract;
 pub mod error;
 pub mod fence;
 pub mod index;
@@ -14,6 +15,7 @@ pub mod redis;
 pub mod vector_cache;
 pub mod version;
 
+pub use self::contract::{DocumentSink, RemotePositions};
 pub use self::index::IndexSpec;
 pub use self::lease::WriterLease;
 pub use self::redis::{RedisSink, SinkError, StoredState};

@@ -191,8 +191,8 @@ async fn a_former_writer_cannot_switch_the_alias_or_drop_the_live_index() {
     let mut redis = env.redis.clone();
     let lease_key = format!("ds:fencedalias:{}:writer", env.index);
     let _: () = redis::cmd("SET").arg(&lease_key).arg("someone-else").query_async(&mut redis).await.unwrap();
-    replicator.sink.fence_with(Some("me".into()));
-    let err = replicator.sink.switch_alias(Some(&live)).await.unwrap_err();
+    replicator.parts.sink.fence_with(Some("me".into()));
+    let err = replicator.parts.sink.switch_alias(Some(&live)).await.unwrap_err();
     assert!(matches!(err, drugsync::sink::SinkError::Fenced { .. }), "{err}");
     let info: Result<redis::Value, _> = redis::cmd("FT.INFO").arg(&live).query_async(&mut redis).await;
     assert!(info.is_ok(), "the live index was not dropped");

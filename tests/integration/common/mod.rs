@@ -21,7 +21,7 @@ use drugsync::config::Config;
 use drugsync::embed::{Embedder, LocalEmbedder};
 use drugsync::fixture::{self, FixtureSpec, Generator};
 use drugsync::mapping::DocumentLoader;
-use drugsync::pipeline::{Replicator, RunError, Stats};
+use drugsync::pipeline::{Connected, Replicator, RunError, Stats};
 use drugsync::position::Position;
 
 /// The reference config; tests change only names, URLs and sizes.
@@ -256,7 +256,7 @@ impl TestEnv {
 
     /// Runs a replicator the test connected (e.g. after `prepare_replay`).
     pub fn run(&self, replicator: Replicator<LocalEmbedder>) -> Running {
-        let stats = replicator.stats.clone();
+        let stats = replicator.parts.stats.clone();
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(replicator.run(cancel.clone()));
         Running { cancel, stats, handle }
@@ -299,8 +299,8 @@ impl TestEnv {
     pub async fn reconcile_with(&self, config_text: &str, dry_run: bool) -> drugsync::pipeline::reconcile::ReconcileReport {
         let config = parse_config(config_text);
         let embedder = local_embedder(&config);
-        let replicator = Replicator::connect_for_reconcile(config, embedder).await.unwrap();
-        drugsync::pipeline::reconcile::reconcile(&replicator, dry_run, &CancellationToken::new()).await.unwrap()
+        let connected = Connected::connect_for_reconcile(config, embedder).await.unwrap();
+        drugsync::pipeline::reconcile::reconcile(&connected.reconciler(), dry_run, &CancellationToken::new()).await.unwrap()
     }
 
     /// The source's current end of binlog.

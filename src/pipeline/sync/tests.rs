@@ -1,0 +1,249 @@
+//! The sync stage (decide, embed, write) against the in-memory sink,
+//! checkpoint and embedder of `pipeline::fakes`: what ends up in the sink,
+//! which texts were embedded and where the positions stand, judged from
+//! the documents the test wrote down, not from the stage's own plan.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use super::*;
+use crate::config::Config;
+use crate::error::Classify;
+use crate::pipeline::committer::Committer;
+use crate::pipeline::fakes::{MemoryCheckpoint, MemorySink, ScriptedEmbedder, SinkFault, document};
+
+const DIMENSIONS: usize = 4;
+
+/// The sync stage's parts, in memory.
+struct Rig {
+    sink: MemorySink,
+    local: MemoryCheckpoint,
+    embedder: ScriptedEmbedder,
+    stats: Stats,
+    loader: DocumentLoader,
+    write_chunk: usize,
+}
+
+impl Rig {
+    /// Writes of `write_chunk` documents; an embedder of one text a call.
+    fn new(write_chunk: usize) -> Self {
+        let config = Config::from_toml(include_str!("../../../config/drugsync.toml"), Path::new("drugsync.toml"), |_| None).unwrap();
+        let embedder = ScriptedEmbedder::new(DIMENSIONS, 1);
+        let loader = DocumentLoader::new(&config, embedder.space().clone());
+        Self {
+            sink: MemorySink::new(DIMENSIONS),
+            local: MemoryCheckpoint::default(),
+            embedder,
+            stats: Stats::default(),
+            loader,
+            write_chunk,
+        }
+    }
+
+    fn syncer(&self) -> Syncer<'_, ScriptedEmbedder, MemorySink> {
+        Syncer {
+            sink: &self.sink,
+            loader: &self.loader,
+            embedder: &self.embedder,
+            stats: &self.stats,
+            write_chunk: self.write_chunk,
+            load_chunk: 1000,
+            concurrency: 2,
+        }
+    }
+
+    /// Syncs `wanted`; a batch ending at `at` when given.
+    async fn sync(&self, wanted: &[(&str, Option<Document>)], at: Option<u64>, unavailable: WhenUnavailable) -> Result<(), RunError> {
+        let wanted = wanted.iter().map(|(k, d)| (DocumentKey((*k).into()), d.clone())).collect();
+        let committer = Committer::new(&self.sink, &self.local);
+        let position = at.map(|offset| Position::new("binlog.000001", offset));
+        let end = position.as_ref().map(|position| BatchEnd { committer: &committer, position });
+        sync_documents(&self.syncer(), wanted, end, unavailable).await
+    }
+
+    fn doc(&self, key: &str, text: &str, label: &str) -> Document {
+        document(self.embedder.space(), key, text, label)
+    }
+
+    /// The sink's document of `key`: (its document hash, its vector).
+    fn held(&self, key: &str) -> Option<(String, Option<Vec<f32>>)> {
+        self.sink.contents(|c| c.docs.get(&DocumentKey(key.into())).map(|h| (h.doc.doc_hash.clone(), h.vector.as_deref().cloned())))
+    }
+
+    fn positions(&self) -> (Option<u64>, Option<u64>) {
+        let offset = |p: Option<Position>| p.map(|p| p.offset);
+        (offset(self.sink.contents(|c| c.position.clone())), offset(self.local.position()))
+    }
+
+    fn owed(&self) -> Vec<String> {
+        self.sink.contents(|c| c.owed.iter().map(|k| k.0.clone()).collect())
+    }
+
+    fn quarantined(&self) -> Vec<String> {
+        self.sink.contents(|c| c.quarantine.keys().map(|k| k.0.clone()).collect())
+    }
+}
+
+#[tokio::test]
+async fn new_documents_are_embedded_once_per_distinct_text_and_the_position_goes_with_the_last_write() {
+    let rig = Rig::new(2);
+    let docs = [
+        ("1", rig.doc("1", "aspirin 81 mg tablet", "Bayer")),
+        ("2", rig.doc("2", "aspirin 81 mg tablet", "Ecotrin")),
+        ("3", rig.doc("3", "ibuprofen 200 mg capsule", "Advil")),
+        ("4", rig.doc("4", "naproxen 220 mg tablet", "Aleve")),
+        ("5", rig.doc("5", "ibuprofen 200 mg capsule", "Motrin")),
+    ];
+    let wanted: Vec<_> = docs.iter().map(|(k, d)| (*k, Some(d.clone()))).collect();
+    rig.sync(&wanted, Some(100), WhenUnavailable::Owe).await.unwrap();
+
+    let mut embedded = rig.embedder.texts();
+    embedded.sort();
+    assert_eq!(embedded, ["aspirin 81 mg tablet", "ibuprofen 200 mg capsule", "naproxen 220 mg tablet"], "one call per distinct text");
+    for (key, doc) in &docs {
+        assert_eq!(rig.held(key), Some((doc.doc_hash.clone(), Some(rig.embedder.vector_of(&doc.text)))), "document {key}");
+    }
+    assert_eq!(rig.sink.contents(|c| c.writes), 3, "5 documents in writes of 2");
+    assert_eq!(rig.positions(), (Some(100), Some(100)));
+}
+
+#[tokio::test]
+async fn a_batch_whose_last_write_fails_keeps_both_positions_and_its_retry_embeds_nothing_again() {
+    let rig = Rig::new(1);
+    let wanted =
+        [("1", Some(rig.doc("1", "aspirin", "a"))), ("2", Some(rig.doc("2", "ibuprofen", "b"))), ("3", Some(rig.doc("3", "aspirin", "c")))];
+    rig.sync(&[], Some(50), WhenUnavailable::Owe).await.unwrap();
+    rig.sink.fail_write(3, SinkFault::Lost);
+    let err = rig.sync(&wanted, Some(100), WhenUnavailable::Owe).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(rig.positions(), (Some(50), Some(50)), "the position passes no unacknowledged write");
+    assert!(rig.held("1").is_some() && rig.held("2").is_some() && rig.held("3").is_none());
+
+    let calls = rig.embedder.texts().len();
+    rig.sync(&wanted, Some(100), WhenUnavailable::Owe).await.unwrap();
+    assert_eq!(rig.embedder.texts().len(), calls, "the retry finds every vector stored or cached");
+    assert_eq!(rig.held("3").unwrap().1, Some(rig.embedder.vector_of("aspirin")));
+    assert_eq!(rig.positions(), (Some(100), Some(100)));
+}
+
+#[tokio::test]
+async fn a_last_write_applied_but_unacknowledged_leaves_redis_ahead_and_the_replay_is_harmless() {
+    let rig = Rig::new(10);
+    let wanted = [("1", Some(rig.doc("1", "aspirin", "a")))];
+    rig.sink.fail_write(1, SinkFault::LostAfterApplying);
+    assert!(rig.sync(&wanted, Some(100), WhenUnavailable::Owe).await.unwrap_err().is_transient());
+    assert_eq!(rig.positions(), (Some(100), None), "Redis may be ahead of the checkpoint, never behind");
+
+    // What a restart does: the same batch again, from the checkpoint.
+    let writes = rig.sink.contents(|c| c.writes);
+    rig.sync(&wanted, Some(100), WhenUnavailable::Owe).await.unwrap();
+    assert_eq!(rig.embedder.texts(), ["aspirin"], "not embedded again");
+    assert_eq!(rig.sink.contents(|c| c.writes), writes + 1, "only the position is written again");
+    assert_eq!(rig.positions(), (Some(100), Some(100)));
+}
+
+#[tokio::test]
+async fn a_lease_lost_mid_batch_stops_definitely_with_neither_position_moved() {
+    let rig = Rig::new(1);
+    let wanted: Vec<_> = ["1", "2", "3"].iter().map(|k| (*k, Some(rig.doc(k, &format!("text {k}"), "x")))).collect();
+    rig.sink.fail_write(2, SinkFault::Fenced);
+    let err = rig.sync(&wanted, Some(100), WhenUnavailable::Owe).await.unwrap_err();
+    assert!(!err.is_transient(), "another writer holds the lease: stop, do not retry: {err}");
+    assert!(rig.held("1").is_some(), "the first write was acknowledged before the lease went");
+    assert!(rig.held("2").is_none() && rig.held("3").is_none(), "nothing written after the fence");
+    assert_eq!(rig.positions(), (None, None));
+}
+
+#[tokio::test]
+async fn unchanged_documents_cost_no_call_and_no_write() {
+    let rig = Rig::new(10);
+    let (a, b) = (rig.doc("1", "aspirin", "a"), rig.doc("2", "ibuprofen", "b"));
+    rig.sink.put(a.clone(), Some(rig.embedder.vector_of("aspirin")));
+    rig.sink.put(b.clone(), Some(rig.embedder.vector_of("ibuprofen")));
+    rig.sync(&[("1", Some(a)), ("2", Some(b))], None, WhenUnavailable::Owe).await.unwrap();
+    assert!(rig.embedder.texts().is_empty());
+    assert_eq!(rig.sink.contents(|c| c.writes), 0);
+    assert_eq!(Stats::get(&rig.stats.unchanged), 2);
+}
+
+#[tokio::test]
+async fn a_change_outside_the_text_keeps_the_stored_vector_and_a_cached_text_is_not_embedded() {
+    let rig = Rig::new(10);
+    rig.sink.put(rig.doc("1", "aspirin", "Bayer"), Some(rig.embedder.vector_of("aspirin")));
+    let relabelled = rig.doc("1", "aspirin", "Bayer AG");
+    let new = rig.doc("2", "naproxen", "Aleve");
+    // A vector another document paid for, in the cache under its text's hash.
+    rig.sink.cache_vectors(&[(new.text_hash.clone(), Arc::new(rig.embedder.vector_of("naproxen")))]).await.unwrap();
+    rig.sync(&[("1", Some(relabelled.clone())), ("2", Some(new.clone()))], None, WhenUnavailable::Owe).await.unwrap();
+    assert!(rig.embedder.texts().is_empty(), "neither text needed a call");
+    assert_eq!(rig.held("1"), Some((relabelled.doc_hash, Some(rig.embedder.vector_of("aspirin")))));
+    assert_eq!(rig.held("2"), Some((new.doc_hash, Some(rig.embedder.vector_of("naproxen")))));
+    assert_eq!(Stats::get(&rig.stats.cache_hits), 1);
+}
+
+#[tokio::test]
+async fn a_document_the_source_no_longer_has_is_deleted_and_one_never_written_is_left_alone() {
+    let rig = Rig::new(10);
+    rig.sink.put(rig.doc("1", "aspirin", "a"), Some(rig.embedder.vector_of("aspirin")));
+    rig.sync(&[("1", None), ("2", None)], Some(7), WhenUnavailable::Owe).await.unwrap();
+    assert_eq!((rig.held("1"), rig.held("2")), (None, None));
+    assert_eq!(Stats::get(&rig.stats.deletes), 1);
+    assert_eq!(rig.positions(), (Some(7), Some(7)));
+}
+
+#[tokio::test]
+async fn a_refused_text_quarantines_only_its_documents_and_they_leave_once_it_is_accepted() {
+    let rig = Rig::new(10);
+    rig.embedder.refuse.lock().unwrap().insert("x".repeat(50));
+    let wanted = [
+        ("1", Some(rig.doc("1", &"x".repeat(50), "a"))),
+        ("2", Some(rig.doc("2", "aspirin", "b"))),
+        ("3", Some(rig.doc("3", &"x".repeat(50), "c"))),
+    ];
+    rig.sync(&wanted, Some(100), WhenUnavailable::Owe).await.unwrap();
+    assert_eq!(rig.quarantined(), ["1", "3"]);
+    assert!(rig.held("1").is_none() && rig.held("3").is_none(), "left as they were (absent)");
+    assert!(rig.held("2").is_some());
+    assert_eq!(rig.positions(), (Some(100), Some(100)), "replication goes on");
+
+    rig.embedder.refuse.lock().unwrap().clear();
+    rig.sync(&wanted, Some(200), WhenUnavailable::Owe).await.unwrap();
+    assert!(rig.quarantined().is_empty());
+    assert_eq!(rig.held("3").unwrap().1, Some(rig.embedder.vector_of(&"x".repeat(50))));
+}
+
+#[tokio::test]
+async fn an_embedding_outage_owes_vectors_while_streaming_and_the_fill_pays_them() {
+    let rig = Rig::new(10);
+    rig.sink.put(rig.doc("1", "aspirin 81", "a"), Some(rig.embedder.vector_of("aspirin 81")));
+    rig.embedder.down.store(true, Ordering::SeqCst);
+    let changed = rig.doc("1", "aspirin 325", "a");
+    rig.sync(&[("1", Some(changed.clone()))], Some(100), WhenUnavailable::Owe).await.unwrap();
+    assert_eq!(rig.held("1"), Some((changed.doc_hash.clone(), None)), "new fields now; the old text's vector gone");
+    assert_eq!(rig.owed(), ["1"]);
+    assert_eq!(rig.positions(), (Some(100), Some(100)), "freshness does not wait for the service");
+
+    // The fill (waiting mode) while the service is still down writes nothing.
+    let writes = rig.sink.contents(|c| c.writes);
+    assert!(rig.sync(&[("1", Some(changed.clone()))], None, WhenUnavailable::Wait).await.unwrap_err().is_transient());
+    assert_eq!(rig.sink.contents(|c| c.writes), writes);
+    rig.embedder.down.store(false, Ordering::SeqCst);
+    rig.sync(&[("1", Some(changed.clone()))], None, WhenUnavailable::Wait).await.unwrap();
+    assert_eq!(rig.held("1"), Some((changed.doc_hash, Some(rig.embedder.vector_of("aspirin 325")))));
+    assert!(rig.owed().is_empty());
+}
+
+#[tokio::test]
+async fn a_load_that_must_wait_writes_nothing_but_keeps_the_vectors_it_got() {
+    let rig = Rig::new(10);
+    rig.embedder.throttled.lock().unwrap().insert("ibuprofen".into());
+    let wanted = [("1", Some(rig.doc("1", "aspirin", "a"))), ("2", Some(rig.doc("2", "ibuprofen", "b")))];
+    assert!(rig.sync(&wanted, None, WhenUnavailable::Wait).await.unwrap_err().is_transient());
+    assert_eq!((rig.held("1"), rig.held("2")), (None, None), "no document without its vector");
+    assert!(rig.owed().is_empty());
+
+    rig.embedder.throttled.lock().unwrap().clear();
+    rig.sync(&wanted, None, WhenUnavailable::Wait).await.unwrap();
+    assert_eq!(rig.embedder.texts(), ["aspirin", "ibuprofen"], "aspirin was paid for once");
+    assert!(rig.held("1").is_some() && rig.held("2").is_some());
+}
