@@ -3,7 +3,7 @@
 //! A key that the query does not return (row gone, or no longer matching
 //! `filter_sql`) has no document: the caller turns it into a delete.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Row, Value};
@@ -70,6 +70,32 @@ impl DocumentLoader {
             }
         }
         Ok(docs)
+    }
+
+    /// Which of `keys` have a document now: the keys [`Self::load`] would
+    /// return, without reading their fields or building documents (the
+    /// orphan sweeps ask this of every key Redis holds).
+    pub async fn existing<Q: Queryable>(&self, conn: &mut Q, keys: &[DocumentKey]) -> Result<BTreeSet<DocumentKey>, SourceError> {
+        let mut found = BTreeSet::new();
+        for chunk in keys.chunks(self.chunk) {
+            // The key as the documents' own column (`key_field`, a validated identifier), so it reads as `load` reads it.
+            let query = format!(
+                "SELECT documents.`{}` FROM ({} WHERE ({}) AND {} IN ({})) AS documents",
+                self.key_field,
+                self.select_sql,
+                self.filter_sql,
+                self.key_expr,
+                placeholders(chunk.len())
+            );
+            let params: Vec<Value> = chunk.iter().map(|k| Value::Bytes(k.0.clone().into_bytes())).collect();
+            let read = async { conn.exec(&query, Params::Positional(params)).await.map_err(|e| SourceError::from_driver(e, &query)) };
+            let rows: Vec<Row> = within(self.deadline, "looking documents up", read).await?;
+            for mut row in rows {
+                let value: Value = row.take(0).unwrap_or(Value::NULL);
+                found.insert(DocumentKey(value_to_string(&value)));
+            }
+        }
+        Ok(found)
     }
 
     /// How many documents the source has (rows of `select_sql` meeting `filter_sql`).

@@ -23,10 +23,11 @@ use mysql_async::prelude::Queryable;
 use tokio_util::sync::CancellationToken;
 
 use super::retry::retry;
-use super::sync::{Prepared, WhenUnavailable, load_or_quarantine, prepare, sync_documents_quarantining, write_prepared};
+use super::sync::orphans::OrphanScan;
+use super::sync::{Prepared, WhenUnavailable, prepare, sync_documents, write_prepared};
 use super::{Replicator, RunError, Stats};
 use crate::checkpoint::BootstrapProgress;
-use crate::document::{Document, DocumentKey};
+use crate::document::DocumentKey;
 use crate::embed::Embedder;
 use crate::position::Position;
 use crate::source::{SourceError, server};
@@ -140,19 +141,20 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
 }
 
 /// Removes Redis documents the source does not have (left over from an
-/// earlier life). Candidates are checked against *current* MySQL state, so
-/// documents written by an earlier, interrupted run of this load are kept.
+/// earlier life), a SCAN page at a time. Candidates are checked against
+/// *current* MySQL state, so documents written by an earlier, interrupted
+/// run of this load are kept.
 async fn sweep_orphans<E: Embedder, Q: Queryable>(r: &Replicator<E>, conn: &mut Q) -> Result<(), RunError> {
-    let keys = r.parts.sink.document_keys().await?;
-    let mut orphans: Vec<(DocumentKey, Option<Document>)> = Vec::new();
-    let mut poisoned = std::collections::BTreeMap::new();
-    for chunk in keys.chunks(r.parts.config.pipeline.load_chunk) {
-        let (found, refused) = load_or_quarantine(&r.parts.syncer(), conn, chunk).await?;
-        orphans.extend(chunk.iter().filter(|k| !found.contains_key(*k) && !refused.contains_key(*k)).map(|k| (k.clone(), None)));
-        poisoned.extend(refused);
+    let syncer = r.parts.syncer();
+    let mut scan = OrphanScan::default();
+    let mut removed = 0;
+    while let Some(orphans) = scan.next(&syncer, conn).await? {
+        super::progress::beat();
+        removed += orphans.len();
+        sync_documents(&syncer, orphans.into_iter().map(|k| (k, None)).collect(), None, WhenUnavailable::Wait).await?;
     }
-    if !orphans.is_empty() {
-        tracing::info!(orphans = orphans.len(), "initial load: removing documents the source no longer has");
+    if removed > 0 {
+        tracing::info!(orphans = removed, "initial load: removed documents the source no longer has");
     }
-    sync_documents_quarantining(&r.parts.syncer(), orphans, poisoned, None, WhenUnavailable::Wait).await
+    Ok(())
 }

@@ -13,7 +13,7 @@
 //! MySQL state. Either way a reconcile can never replace a document with
 //! older data than the streamer wrote.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::replicator::Connected;
+use super::sync::orphans::OrphanScan;
 use super::sync::{Syncer, WhenUnavailable, sync_documents};
 use super::{RunError, Stats, writer};
 use crate::document::{Document, DocumentKey, TextHash};
@@ -247,7 +248,6 @@ pub(super) async fn pass<E: Embedder>(r: &Reconciler<'_, E>, mode: Mode, cancel:
     let spent = Spending::start(r.stats);
     let mut conn = crate::source::connect::pooled(r.pool).await?;
     let progress = Progress::new(r.loader.count(&mut conn).await?);
-    let mut seen: HashSet<DocumentKey> = HashSet::new();
     let mut texts = WantedTexts::default();
     let mut after: Option<DocumentKey> = None;
     loop {
@@ -258,17 +258,23 @@ pub(super) async fn pass<E: Embedder>(r: &Reconciler<'_, E>, mode: Mode, cancel:
         super::progress::beat();
         let Some(last) = page.last() else { break };
         after = Some(last.key.clone());
-        seen.extend(page.iter().map(|d| d.key.clone()));
         let differing = assess(r, page, &mut report, &mut texts).await?;
         repair(r, mode, differing.into_iter().map(|d| (d.key.clone(), Some(d))).collect(), &mut report).await?;
         progress.set(report.checked);
     }
     progress.finish();
 
-    let orphans: Vec<(DocumentKey, Option<Document>)> =
-        r.sink.document_keys().await?.into_iter().filter(|k| !seen.contains(k)).map(|k| (k, None)).collect();
-    report.orphans = orphans.len() as u64;
-    repair(r, mode, orphans, &mut report).await?;
+    // Orphans a SCAN page at a time, checked against current MySQL state:
+    // nothing here holds more than a page, whatever the size of the index.
+    let mut scan = OrphanScan::default();
+    while let Some(orphans) = scan.next(&r.syncer, &mut conn).await? {
+        if cancel.is_cancelled() {
+            return Err(RunError::Cancelled);
+        }
+        super::progress::beat();
+        report.orphans += orphans.len() as u64;
+        repair(r, mode, orphans.into_iter().map(|k| (k, None)).collect(), &mut report).await?;
+    }
 
     if mode == Mode::DryRun {
         texts.price(r, &mut report).await?;

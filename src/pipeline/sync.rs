@@ -6,6 +6,8 @@
 //! non-text fields changed, take vectors from the cache by text hash, embed
 //! each remaining distinct text once, then write the chunk in one MULTI/EXEC.
 
+pub mod orphans;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 

@@ -238,22 +238,17 @@ impl RedisSink {
         Ok(redis::cmd("LLEN").arg(&self.repair_key).query_async(&mut conn).await?)
     }
 
-    /// All document keys currently under the index prefix (SCAN, not KEYS).
-    pub async fn document_keys(&self) -> Result<Vec<DocumentKey>, SinkError> {
+    /// One SCAN page of the document keys under the index prefix: the keys
+    /// and the cursor to pass next (0 = the scan is complete). Start at 0.
+    /// As SCAN guarantees: a key present for the whole scan is returned at
+    /// least once (possibly more); the memory held is one page, whatever
+    /// the size of the index.
+    pub async fn document_keys_page(&self, cursor: u64) -> Result<(u64, Vec<DocumentKey>), SinkError> {
         let mut conn = self.conn.clone();
         let pattern = format!("{}*", escape_glob(&self.prefix));
-        let mut cursor: u64 = 0;
-        let mut keys = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<String>) =
-                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(&mut conn).await?;
-            keys.extend(batch.into_iter().filter_map(|k| k.strip_prefix(&self.prefix).map(|k| DocumentKey(k.to_owned()))));
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        Ok(keys)
+        let (next, batch): (u64, Vec<String>) =
+            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(&mut conn).await?;
+        Ok((next, batch.into_iter().filter_map(|k| k.strip_prefix(&self.prefix).map(|k| DocumentKey(k.to_owned()))).collect()))
     }
 }
 
