@@ -7,6 +7,7 @@
 //! and cuts. Deciding *whether* a text needs a call (hash already stored,
 //! vector cached) is the pipeline's job, not the embedder's.
 
+pub mod any;
 pub mod bedrock;
 pub mod breaker;
 pub mod cut;
@@ -19,10 +20,11 @@ pub mod quota;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::config::{EmbedConfig, EmbedProvider};
+use crate::config::EmbedConfig;
 use crate::document::EmbeddingSpace;
 use crate::error::{Classify, ErrorClass};
 
+pub use any::AnyEmbedder;
 pub use bedrock::BedrockEmbedder;
 pub use each::{Outcome, embed_distinct, embed_each};
 pub use local::LocalEmbedder;
@@ -124,63 +126,6 @@ pub trait Embedder: Send + Sync + 'static {
                 EmbedError::Unavailable(format!("{} answered {} vectors for one text", self.space().model, answer.vectors.len() + 1))
             })?;
             Ok(Embedding { vector, tokens: answer.tokens.unwrap_or(0) })
-        }
-    }
-}
-
-/// The embedder chosen by configuration.
-pub enum AnyEmbedder {
-    /// Offline default.
-    Local(LocalEmbedder),
-    /// AWS Bedrock (Titan V2, Cohere Embed), paced to the quota behind a circuit breaker.
-    Bedrock(guarded::Guarded<BedrockEmbedder>),
-    /// An OpenAI-compatible server, paced and guarded the same way.
-    OpenAi(guarded::Guarded<OpenAiEmbedder>),
-}
-
-impl AnyEmbedder {
-    /// Builds the configured embedder (Bedrock loads the default AWS credential chain).
-    pub async fn from_config(config: &EmbedConfig) -> Result<Self, EmbedError> {
-        Ok(match config.provider {
-            EmbedProvider::Local => AnyEmbedder::Local(LocalEmbedder::new(config.dimensions, config.template_version)),
-            EmbedProvider::Bedrock => {
-                AnyEmbedder::Bedrock(guarded::Guarded::from_config(BedrockEmbedder::from_default_chain(config).await, config))
-            }
-            EmbedProvider::Openai => AnyEmbedder::OpenAi(guarded::Guarded::from_config(OpenAiEmbedder::from_config(config)?, config)),
-        })
-    }
-}
-
-impl Embedder for AnyEmbedder {
-    fn space(&self) -> &EmbeddingSpace {
-        match self {
-            AnyEmbedder::Local(e) => e.space(),
-            AnyEmbedder::Bedrock(e) => e.space(),
-            AnyEmbedder::OpenAi(e) => e.space(),
-        }
-    }
-
-    fn max_batch(&self) -> usize {
-        match self {
-            AnyEmbedder::Local(e) => e.max_batch(),
-            AnyEmbedder::Bedrock(e) => e.max_batch(),
-            AnyEmbedder::OpenAi(e) => e.max_batch(),
-        }
-    }
-
-    fn max_input_chars(&self) -> usize {
-        match self {
-            AnyEmbedder::Local(e) => e.max_input_chars(),
-            AnyEmbedder::Bedrock(e) => e.max_input_chars(),
-            AnyEmbedder::OpenAi(e) => e.max_input_chars(),
-        }
-    }
-
-    async fn embed_batch(&self, texts: &[&str]) -> Result<Embedded, EmbedError> {
-        match self {
-            AnyEmbedder::Local(e) => e.embed_batch(texts).await,
-            AnyEmbedder::Bedrock(e) => e.embed_batch(texts).await,
-            AnyEmbedder::OpenAi(e) => e.embed_batch(texts).await,
         }
     }
 }
