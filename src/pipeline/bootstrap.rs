@@ -22,29 +22,65 @@ use mysql_async::TxOpts;
 use mysql_async::prelude::Queryable;
 use tokio_util::sync::CancellationToken;
 
+use super::committer::Committer;
 use super::retry::retry;
+use super::sync::Syncer;
 use super::sync::orphans::OrphanScan;
 use super::sync::{Prepared, WhenUnavailable, prepare, sync_documents, write_prepared};
 use super::{Replicator, RunError, Stats};
-use crate::checkpoint::BootstrapProgress;
+use crate::checkpoint::{BootstrapProgress, CheckpointStore};
 use crate::document::DocumentKey;
 use crate::embed::Embedder;
+use crate::mapping::DocumentLoader;
 use crate::position::Position;
+use crate::sink::RedisSink;
 use crate::source::{SourceError, server};
 
+/// What the initial load uses, and nothing more: built by [`Replicator::loader`].
+pub struct Loader<'a, E> {
+    pool: &'a mysql_async::Pool,
+    sink: &'a RedisSink,
+    documents: &'a DocumentLoader,
+    stats: &'a Stats,
+    syncer: Syncer<'a, E>,
+    /// The one writer of positions: the snapshot's position at the end.
+    committer: Committer<'a>,
+    /// Where the load's progress (epoch, last key written) is kept.
+    progress: &'a CheckpointStore,
+    /// `pipeline.load_chunk`: documents per page.
+    page_size: usize,
+}
+
+impl<E: Embedder> Replicator<E> {
+    /// The parts the initial load uses.
+    pub fn loader(&self) -> Loader<'_, E> {
+        let parts = &self.parts;
+        Loader {
+            pool: &parts.pool,
+            sink: &parts.sink,
+            documents: &parts.loader,
+            stats: &parts.stats,
+            syncer: parts.syncer(),
+            committer: self.committer(),
+            progress: self.checkpoint(),
+            page_size: parts.config.pipeline.load_chunk,
+        }
+    }
+}
+
 /// Loads everything and returns the position to stream from; `None` if cancelled.
-pub async fn initial_load<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
+pub async fn initial_load<E: Embedder>(r: &Loader<'_, E>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
     let loaded = retry(cancel, "initial load", || load_once(r, cancel)).await;
-    r.parts.sink.end_load();
+    r.sink.end_load();
     let Some(position) = loaded?.flatten() else { return Ok(None) };
-    r.checkpoint().clear_bootstrap_progress()?;
+    r.progress.clear_bootstrap_progress()?;
     Ok(Some(position))
 }
 
-async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
+async fn load_once<E: Embedder>(r: &Loader<'_, E>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
     let started = Instant::now();
     let source = |e| SourceError::from_driver(e, "initial load");
-    let mut conn = crate::source::connect::pooled(&r.parts.pool).await?;
+    let mut conn = crate::source::connect::pooled(r.pool).await?;
     let before = server::current_position(&mut conn).await?;
     let mut opts = TxOpts::default();
     opts.with_consistent_snapshot(true).with_readonly(true);
@@ -56,11 +92,11 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
         }
         None => before,
     };
-    let stored_epoch = r.parts.sink.stored_load_epoch().await?;
-    let mut progress = match r.checkpoint().bootstrap_progress()? {
+    let stored_epoch = r.sink.stored_load_epoch().await?;
+    let mut progress = match r.progress.bootstrap_progress()? {
         Some(progress) if progress.epoch.is_some() && progress.epoch == stored_epoch => {
             tracing::info!(position = %progress.position, after_key = ?progress.last_key, "initial load: resuming an interrupted load");
-            r.parts.sink.resume_load(progress.epoch.as_deref().unwrap_or_default());
+            r.sink.resume_load(progress.epoch.as_deref().unwrap_or_default());
             progress
         }
         stale => {
@@ -71,18 +107,18 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
             }
             tracing::info!(position = %snapshot, "initial load: reading a consistent snapshot");
             let epoch = format!("{:016x}", rand::random::<u64>());
-            r.parts.sink.begin_load(&epoch).await?;
+            r.sink.begin_load(&epoch).await?;
             let progress = BootstrapProgress { position: snapshot, last_key: None, epoch: Some(epoch) };
-            r.checkpoint().set_bootstrap_progress(&progress)?;
+            r.progress.set_bootstrap_progress(&progress)?;
             progress
         }
     };
     let position = progress.position.clone();
     let mut after = progress.last_key.clone().map(DocumentKey);
-    let total = r.parts.loader.count(&mut tx).await?;
+    let total = r.documents.count(&mut tx).await?;
 
     let mut loaded: u64 = 0;
-    let page_size = r.parts.config.pipeline.load_chunk;
+    let page_size = r.page_size;
     // Two pages in flight: one written while the next is read, decided and
     // embedded, so Bedrock's calls and Redis's indexing overlap. The progress
     // moves only past a page whose write was acknowledged.
@@ -96,20 +132,20 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
         let to_write = in_flight.take();
         let write = async {
             let Some((prepared, last_key)) = to_write else { return Ok(None) };
-            write_prepared(&r.parts.syncer(), prepared, None).await.map(|()| Some(last_key))
+            write_prepared(&r.syncer, prepared, None).await.map(|()| Some(last_key))
         };
         let next = async {
-            let page = r.parts.loader.page(&mut tx, after.as_ref(), page_size).await?;
+            let page = r.documents.page(&mut tx, after.as_ref(), page_size).await?;
             let Some(last_key) = page.last().map(|d| d.key.clone()) else { return Ok::<_, RunError>(None) };
             let documents = page.len() as u64;
             let wanted = page.into_iter().map(|d| (d.key.clone(), Some(d))).collect();
-            let prepared = prepare(&r.parts.syncer(), wanted, Default::default(), WhenUnavailable::Wait, recent.as_ref()).await?;
+            let prepared = prepare(&r.syncer, wanted, Default::default(), WhenUnavailable::Wait, recent.as_ref()).await?;
             Ok(Some((prepared, last_key, documents)))
         };
         let (written, next) = tokio::join!(write, next);
         if let Some(last_key) = written? {
             progress.last_key = Some(last_key.0.clone());
-            r.checkpoint().set_bootstrap_progress(&progress)?;
+            r.progress.set_bootstrap_progress(&progress)?;
         }
         let Some((prepared, last_key, documents)) = next? else { break };
         after = Some(last_key.clone());
@@ -119,7 +155,7 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
             tracing::info!(
                 loaded,
                 total,
-                embed_calls = r.parts.stats.embed.calls(),
+                embed_calls = r.stats.embed.calls(),
                 elapsed_s = started.elapsed().as_secs(),
                 "initial load progress"
             );
@@ -128,11 +164,11 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
     tx.commit().await.map_err(source)?;
     sweep_orphans(r, &mut conn).await?;
     // Both positions to the snapshot's, Redis's still under the load's epoch.
-    r.committer().rewind_to(&position).await?;
+    r.committer.rewind_to(&position).await?;
     tracing::info!(
         documents = total,
-        embed_calls = r.parts.stats.embed.calls(),
-        written = Stats::get(&r.parts.stats.upserts),
+        embed_calls = r.stats.embed.calls(),
+        written = Stats::get(&r.stats.upserts),
         elapsed_s = started.elapsed().as_secs_f64(),
         %position,
         "initial load complete"
@@ -144,14 +180,14 @@ async fn load_once<E: Embedder>(r: &Replicator<E>, cancel: &CancellationToken) -
 /// earlier life), a SCAN page at a time. Candidates are checked against
 /// *current* MySQL state, so documents written by an earlier, interrupted
 /// run of this load are kept.
-async fn sweep_orphans<E: Embedder, Q: Queryable>(r: &Replicator<E>, conn: &mut Q) -> Result<(), RunError> {
-    let syncer = r.parts.syncer();
+async fn sweep_orphans<E: Embedder, Q: Queryable>(r: &Loader<'_, E>, conn: &mut Q) -> Result<(), RunError> {
+    let syncer = &r.syncer;
     let mut scan = OrphanScan::default();
     let mut removed = 0;
-    while let Some(orphans) = scan.next(&syncer, conn).await? {
+    while let Some(orphans) = scan.next(syncer, conn).await? {
         super::progress::beat();
         removed += orphans.len();
-        sync_documents(&syncer, orphans.into_iter().map(|k| (k, None)).collect(), None, WhenUnavailable::Wait).await?;
+        sync_documents(syncer, orphans.into_iter().map(|k| (k, None)).collect(), None, WhenUnavailable::Wait).await?;
     }
     if removed > 0 {
         tracing::info!(orphans = removed, "initial load: removed documents the source no longer has");

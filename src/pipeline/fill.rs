@@ -11,11 +11,29 @@
 
 use tokio::time::Instant;
 
-use super::sync::{WhenUnavailable, sync_keys};
-use super::{Replicator, RunError, Stats};
+use super::replicator::Connected;
+use super::sync::{Syncer, WhenUnavailable, sync_keys};
+use super::{RunError, Stats};
 use crate::backoff::Backoff;
 use crate::embed::Embedder;
 use crate::error::Classify;
+
+/// What filling uses, and nothing more: built by [`Connected::filler`].
+pub struct Filler<'a, E> {
+    pool: &'a mysql_async::Pool,
+    sink: &'a crate::sink::RedisSink,
+    stats: &'a Stats,
+    syncer: Syncer<'a, E>,
+    /// `pipeline.write_chunk`: owed documents rebuilt per try.
+    chunk: usize,
+}
+
+impl<E: Embedder> Connected<E> {
+    /// The parts filling owed vectors uses.
+    pub fn filler(&self) -> Filler<'_, E> {
+        Filler { pool: &self.pool, sink: &self.sink, stats: &self.stats, syncer: self.syncer(), chunk: self.config.pipeline.write_chunk }
+    }
+}
 
 /// The writer's state of filling; see the module docs.
 #[derive(Debug)]
@@ -35,13 +53,13 @@ impl OwedVectors {
     /// owed vectors. Transient failures (the service still down, MySQL
     /// away) only postpone the next try; a definite error (a lost lease, a
     /// refused write) is the writer's and is returned.
-    pub async fn tick<E: Embedder>(&mut self, r: &Replicator<E>) -> Result<(), RunError> {
-        let before = match r.parts.sink.owed().await {
+    pub async fn tick<E: Embedder>(&mut self, f: &Filler<'_, E>) -> Result<(), RunError> {
+        let before = match f.sink.owed().await {
             Ok(owed) => owed,
             Err(e) if e.is_transient() => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        show(r, &before);
+        show(f.stats, &before);
         if before.count == 0 {
             self.backoff.reset();
             return Ok(());
@@ -49,7 +67,7 @@ impl OwedVectors {
         if Instant::now() < self.next_try {
             return Ok(());
         }
-        match self.fill(r).await {
+        match fill(f).await {
             Ok(()) => {}
             Err(e) if e.is_transient() => {
                 let wait = self.backoff.step();
@@ -59,22 +77,23 @@ impl OwedVectors {
             }
             Err(e) => return Err(e),
         }
-        let after = r.parts.sink.owed().await?;
-        show(r, &after);
+        let after = f.sink.owed().await?;
+        show(f.stats, &after);
         tracing::info!(filled = before.count.saturating_sub(after.count), owed = after.count, "owed vectors filled");
         self.backoff.reset();
         Ok(())
     }
+}
 
-    async fn fill<E: Embedder>(&self, r: &Replicator<E>) -> Result<(), RunError> {
-        let keys = r.parts.sink.owed_oldest(r.parts.config.pipeline.write_chunk).await?;
-        let mut conn = crate::source::connect::pooled(&r.parts.pool).await?;
-        sync_keys(&r.parts.syncer(), &mut conn, keys, None, WhenUnavailable::Wait).await
-    }
+/// Rebuilds the oldest owed documents, waiting for the embedding service.
+async fn fill<E: Embedder>(f: &Filler<'_, E>) -> Result<(), RunError> {
+    let keys = f.sink.owed_oldest(f.chunk).await?;
+    let mut conn = crate::source::connect::pooled(f.pool).await?;
+    sync_keys(&f.syncer, &mut conn, keys, None, WhenUnavailable::Wait).await
 }
 
 /// The owed gauges of the metrics endpoint.
-fn show<E: Embedder>(r: &Replicator<E>, owed: &crate::sink::pending::Owed) {
-    Stats::set(&r.parts.stats.owed_now, owed.count);
-    Stats::set(&r.parts.stats.owed_max_age_secs, owed.max_age_secs(crate::health::unix_ms() / 1000));
+fn show(stats: &Stats, owed: &crate::sink::pending::Owed) {
+    Stats::set(&stats.owed_now, owed.count);
+    Stats::set(&stats.owed_max_age_secs, owed.max_age_secs(crate::health::unix_ms() / 1000));
 }

@@ -4,10 +4,15 @@
 //! load when there is no usable checkpoint ([`bootstrap`]), then tails the
 //! binlog ([`stream`]). Documents flow through [`sync`], the one place that
 //! diffs against Redis, embeds what is new and writes.
-
 //!
-//! This file only wires: [`replicator`] holds the parts, [`run`] drives them,
-//! and each stage has its own file.
+//! This file only wires: [`replicator`] holds the parts ([`Connected`] for
+//! every mode, [`Replicator`] for the streamer, which adds the checkpoint),
+//! [`run`] drives them, and each stage has its own file and its own
+//! context holding only what it uses, built from the parts in one place:
+//! `Syncer` (decide, embed, write), `Reconciler`, `Loader` (initial load),
+//! `Streamer`, `Filler` (owed vectors), `Tail` (the binlog reader). Only
+//! the streamer's contexts hold a `Committer`: nothing else can move a
+//! position.
 
 pub mod activity;
 pub mod batch;

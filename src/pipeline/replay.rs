@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::Batch;
 use super::reconcile::{self, Mode, ReconcileReport, WantedTexts};
 use super::replicator::Connected;
-use super::{RunError, tail};
+use super::{RunError, Stats, tail};
 use crate::document::DocumentKey;
 use crate::embed::Embedder;
 use crate::mapping::router::Routed;
@@ -79,7 +79,7 @@ pub async fn price_replay<E: Embedder>(r: &Connected<E>, from: &Position, cancel
         crate::source::server::check_position_exists(&mut conn, from).await?;
         crate::source::server::current_position(&mut conn).await?
     };
-    let Some(limit) = tail::batch_key_limit(r, cancel).await? else { return Err(RunError::Cancelled) };
+    let Some(limit) = r.tail().batch_key_limit(cancel).await? else { return Err(RunError::Cancelled) };
     let (batch, to) = read_until(r, from, &end, limit, cancel).await?;
     let transactions = batch.as_ref().map_or(0, |b| b.transactions as u64);
     let mut report;
@@ -137,7 +137,7 @@ async fn read_until<E: Embedder>(
     let tail_cancel = cancel.child_token();
     // Another replica id than the streamer's: a server drops the older of two connections with one id.
     let server_id = r.config.mysql.server_id ^ PRICING_SERVER_ID_BIT;
-    let tail = tokio::spawn(tail::tailer(r, limit, server_id).run(from.clone(), tx, tail_cancel.clone()));
+    let tail = tokio::spawn(r.tail().reader(limit, server_id).run(from.clone(), tx, tail_cancel.clone()));
     let mut batch: Option<Batch> = None;
     let mut last = from.clone();
     let ended = loop {
@@ -177,6 +177,7 @@ pub struct ReplayWatch {
     from: Position,
     until: Position,
     spent: reconcile::Spending,
+    pricing: reconcile::Pricing,
     started: std::time::Instant,
     transactions: u64,
     upserts: u64,
@@ -193,10 +194,11 @@ impl ReplayWatch {
             from: from.clone(),
             until,
             spent: reconcile::Spending::start(&r.stats),
+            pricing: reconcile::Pricing::of(r),
             started: std::time::Instant::now(),
-            transactions: super::Stats::get(&stats.transactions),
-            upserts: super::Stats::get(&stats.upserts),
-            deletes: super::Stats::get(&stats.deletes),
+            transactions: Stats::get(&stats.transactions),
+            upserts: Stats::get(&stats.upserts),
+            deletes: Stats::get(&stats.deletes),
         })
     }
 
@@ -208,14 +210,13 @@ impl ReplayWatch {
     /// Logs the replay's summary (`replay caught up`): transactions,
     /// documents written and deleted, embedding calls, texts, tokens and
     /// cost, with the model.
-    pub fn finish<E: Embedder>(self, r: &Connected<E>, applied: &Position) {
-        let stats = &r.stats;
+    pub fn finish(self, stats: &Stats, applied: &Position) {
         let mut report = ReconcileReport { mode: Mode::Repair, ..Default::default() };
-        self.spent.record(&r.stats, &reconcile::Pricing::of(r), &mut report);
+        self.spent.record(stats, &self.pricing, &mut report);
         report.duration_secs = self.started.elapsed().as_secs_f64();
-        let transactions = super::Stats::get(&stats.transactions) - self.transactions;
-        let upserts = super::Stats::get(&stats.upserts) - self.upserts;
-        let deletes = super::Stats::get(&stats.deletes) - self.deletes;
+        let transactions = Stats::get(&stats.transactions) - self.transactions;
+        let upserts = Stats::get(&stats.upserts) - self.upserts;
+        let deletes = Stats::get(&stats.deletes) - self.deletes;
         tracing::info!(
             from = %self.from,
             to = %applied,
@@ -235,10 +236,10 @@ impl ReplayWatch {
 
 /// Logs the replay's summary once the stream has applied up to where it was
 /// asked, and forgets the watch.
-pub fn note_applied<E: Embedder>(r: &Connected<E>, watch: &mut Option<ReplayWatch>, applied: &Position) {
+pub fn note_applied(stats: &Stats, watch: &mut Option<ReplayWatch>, applied: &Position) {
     if watch.as_ref().is_some_and(|w| w.reached(applied))
         && let Some(w) = watch.take()
     {
-        w.finish(r, applied);
+        w.finish(stats, applied);
     }
 }

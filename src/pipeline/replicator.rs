@@ -107,22 +107,9 @@ impl<E: Embedder> Replicator<E> {
         &self.instance_id
     }
 
-    /// Publishes this writer's [`crate::status::StatusRecord`] (once a second
-    /// from the apply loop, and with the error it stops on). Best effort: the
-    /// status is for people, and must never fail replication.
-    pub async fn publish_status(&self) {
-        let stats = &self.parts.stats;
-        let record = crate::status::StatusRecord {
-            holder: self.instance_id.clone(),
-            written_at: crate::health::unix_ms() / 1000,
-            last_commit: Stats::get(&stats.last_commit_unix),
-            lag_ms: Stats::get(&stats.lag_ms),
-            last_error: stats.progress.last_error(),
-        };
-        let Ok(json) = serde_json::to_string(&record) else { return };
-        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), self.parts.sink.store_status(&json)).await {
-            tracing::debug!(error = %e, "could not publish the status record");
-        }
+    /// What publishing the status record uses.
+    pub fn status(&self) -> StatusPublisher<'_> {
+        StatusPublisher { holder: &self.instance_id, sink: &self.parts.sink, stats: &self.parts.stats }
     }
 
     /// The one writer of positions (see [`committer`]).
@@ -140,5 +127,32 @@ impl<E: Embedder> Replicator<E> {
         crate::source::server::check_position_exists(&mut conn, position).await?;
         *self.replay.lock().expect("replay lock") = Some(position.clone());
         Ok(())
+    }
+}
+
+/// Publishes this writer's [`crate::status::StatusRecord`] (once a second
+/// from the apply loop, and with the error it stops on). Built by
+/// [`Replicator::status`].
+pub struct StatusPublisher<'a> {
+    holder: &'a str,
+    sink: &'a RedisSink,
+    stats: &'a Stats,
+}
+
+impl StatusPublisher<'_> {
+    /// Best effort: the status is for people, and must never fail replication.
+    pub async fn publish(&self) {
+        let stats = self.stats;
+        let record = crate::status::StatusRecord {
+            holder: self.holder.to_owned(),
+            written_at: crate::health::unix_ms() / 1000,
+            last_commit: Stats::get(&stats.last_commit_unix),
+            lag_ms: Stats::get(&stats.lag_ms),
+            last_error: stats.progress.last_error(),
+        };
+        let Ok(json) = serde_json::to_string(&record) else { return };
+        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), self.sink.store_status(&json)).await {
+            tracing::debug!(error = %e, "could not publish the status record");
+        }
     }
 }

@@ -46,7 +46,7 @@ impl<E: Embedder> Replicator<E> {
         if let Err(e) = &result {
             self.parts.stats.progress.error_now(&e.to_string());
             if !lost.load(Ordering::SeqCst) {
-                self.publish_status().await;
+                self.status().publish().await;
             }
         }
         inner.cancel();
@@ -82,7 +82,7 @@ impl<E: Embedder> Replicator<E> {
         let Some(mut start) = self.starting_position(&cancel).await? else { return Ok(()) };
         Stats::set(&self.parts.stats.index_live, 1);
         let result = loop {
-            match stream::run(self, start.clone(), cancel.clone(), &mut replay).await {
+            match stream::run(&self.streamer(), start.clone(), cancel.clone(), &mut replay).await {
                 Ok(stream::Ended::Stopped) => break Ok(()),
                 Ok(stream::Ended::Resync(stream::Resync::PositionLost { position, message })) => {
                     tracing::warn!(%position, server = %message, "binlog position lost: reconciling, then continuing from the server's current position");
@@ -135,12 +135,12 @@ impl<E: Embedder> Replicator<E> {
             );
         }
         let fields = crate::mapping::MappingFingerprint::of(&self.parts.config.mapping).fields;
-        let start = match start::resume_position(self).await? {
+        let start = match start::resume_position(self.checkpoint(), &self.parts.sink, &self.committer()).await? {
             Some(position) => {
                 self.reconcile_changed_fields(&fields, cancel).await?;
                 position
             }
-            None => match bootstrap::initial_load(self, cancel).await? {
+            None => match bootstrap::initial_load(&self.loader(), cancel).await? {
                 Some(position) => {
                     self.parts.sink.store_mapping_fingerprint(&fields).await?;
                     position

@@ -12,9 +12,11 @@
 
 use std::cmp::Ordering;
 
-use super::{Replicator, RunError};
-use crate::embed::Embedder;
+use super::RunError;
+use super::committer::Committer;
+use crate::checkpoint::CheckpointStore;
 use crate::position::Position;
+use crate::sink::RedisSink;
 
 /// Where to start, decided from the two positions by the table above.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,9 +44,9 @@ pub fn decide(local: Option<Position>, remote: Option<Position>) -> Start {
 }
 
 /// The position to stream from, or `None` when an initial load is needed.
-pub async fn resume_position<E: Embedder>(r: &Replicator<E>) -> Result<Option<Position>, RunError> {
-    let local = r.checkpoint().load()?;
-    let remote = r.parts.sink.position().await?;
+pub async fn resume_position(local: &CheckpointStore, sink: &RedisSink, committer: &Committer<'_>) -> Result<Option<Position>, RunError> {
+    let local = local.load()?;
+    let remote = sink.position().await?;
     match decide(local.clone(), remote.clone()) {
         Start::Resume(position) => {
             // Resuming needs both: Redis's is at or past the checkpoint.
@@ -61,7 +63,7 @@ pub async fn resume_position<E: Embedder>(r: &Replicator<E>) -> Result<Option<Po
                     tracing::warn!(checkpoint = %local, redis = %position, "Redis is behind the checkpoint (restored from an older copy?): replaying from Redis's position")
                 }
             }
-            r.committer().adopt(&position)?;
+            committer.adopt(&position)?;
             Ok(Some(position))
         }
         Start::InitialLoad(reason) if local.is_none() => {

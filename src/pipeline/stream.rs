@@ -20,15 +20,21 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::Batch;
+use super::committer::Committer;
+use super::fill::Filler;
 use super::reconcile;
+use super::reconcile::Reconciler;
+use super::replicator::StatusPublisher;
 use super::retry::retry;
-use super::sync::{BatchEnd, WhenUnavailable, sync_keys};
-use super::tail::{CHANNEL_CAPACITY, batch_key_limit, tailer};
+use super::sync::{BatchEnd, Syncer, WhenUnavailable, sync_keys};
+use super::tail::{CHANNEL_CAPACITY, Tail};
 use super::{Replicator, RunError, Stats};
 use crate::config::OnLostSync;
 use crate::embed::Embedder;
+use crate::mapping::Router;
 use crate::mapping::router::Routed;
 use crate::position::Position;
+use crate::sink::RedisSink;
 use crate::source::{InFlight, SourceError};
 
 /// Longest wait for the source to commit what its binlog already holds
@@ -71,17 +77,80 @@ pub enum Ended {
     Resync(Resync),
 }
 
+/// What streaming uses, and nothing more: built by [`Replicator::streamer`].
+pub struct Streamer<'a, E> {
+    pool: &'a mysql_async::Pool,
+    sink: &'a RedisSink,
+    router: &'a Router,
+    stats: &'a Stats,
+    syncer: Syncer<'a, E>,
+    /// The one writer of positions.
+    committer: Committer<'a>,
+    /// For a batch applied by a full diff.
+    reconciler: Reconciler<'a, E>,
+    /// For owed vectors, on the idle tick.
+    filler: Filler<'a, E>,
+    status: StatusPublisher<'a>,
+    tail: Tail<'a>,
+    settings: Settings,
+}
+
+/// The stream's settings, read from the configuration once.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    /// `mysql.server_id`: the replica id the binlog is read as.
+    server_id: u32,
+    /// `pipeline.on_lost_sync`.
+    on_lost_sync: OnLostSync,
+    /// `pipeline.batch_max_transactions`.
+    max_transactions: usize,
+    /// `pipeline.batch_max_delay_ms`.
+    max_delay: Duration,
+    /// Reconcile repairs taken per idle tick (10 write chunks).
+    repairs_per_tick: usize,
+    /// `mysql.query_timeout_secs`.
+    query_timeout: Duration,
+}
+
+impl<E: Embedder> Replicator<E> {
+    /// The parts streaming uses.
+    pub fn streamer(&self) -> Streamer<'_, E> {
+        let parts = &self.parts;
+        let c = &parts.config;
+        Streamer {
+            pool: &parts.pool,
+            sink: &parts.sink,
+            router: &parts.router,
+            stats: &parts.stats,
+            syncer: parts.syncer(),
+            committer: self.committer(),
+            reconciler: parts.reconciler(),
+            filler: parts.filler(),
+            status: self.status(),
+            tail: parts.tail(),
+            settings: Settings {
+                server_id: c.mysql.server_id,
+                on_lost_sync: c.pipeline.on_lost_sync,
+                max_transactions: c.pipeline.batch_max_transactions,
+                max_delay: Duration::from_millis(c.pipeline.batch_max_delay_ms),
+                repairs_per_tick: c.pipeline.write_chunk * 10,
+                query_timeout: parts.query_timeout(),
+            },
+        }
+    }
+}
+
 /// Streams from `start` until cancelled, a [`Resync`], or a definite error.
 /// `replay`, when a replay is under way, logs its summary once it is caught up.
 pub async fn run<E: Embedder>(
-    r: &Replicator<E>,
+    r: &Streamer<'_, E>,
     start: Position,
     cancel: CancellationToken,
     replay: &mut Option<super::replay::ReplayWatch>,
 ) -> Result<Ended, RunError> {
-    let Some(limit) = batch_key_limit(&r.parts, &cancel).await? else { return Ok(Ended::Stopped) };
+    let Some(limit) = r.tail.batch_key_limit(&cancel).await? else { return Ok(Ended::Stopped) };
     let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let tailer = tailer(&r.parts, limit, r.parts.config.mysql.server_id);
+    let tailer = r.tail.reader(limit, r.settings.server_id);
     let tail_cancel = cancel.child_token();
     let tail = tokio::spawn(tailer.run(start.clone(), tx, tail_cancel.clone()));
     tracing::info!(position = %start, full_diff_above_keys = limit, "streaming");
@@ -91,7 +160,7 @@ pub async fn run<E: Embedder>(
     let tailed = tail.await.map_err(|e| RunError::Task(e.to_string()))?;
     let ended = applied?;
     match tailed {
-        Err(SourceError::PositionUnavailable { position, message }) if r.parts.config.pipeline.on_lost_sync == OnLostSync::Reconcile => {
+        Err(SourceError::PositionUnavailable { position, message }) if r.settings.on_lost_sync == OnLostSync::Reconcile => {
             Ok(Ended::Resync(Resync::PositionLost { position, message }))
         }
         Err(e) => Err(e.into()),
@@ -100,32 +169,31 @@ pub async fn run<E: Embedder>(
 }
 
 async fn apply_loop<E: Embedder>(
-    r: &Replicator<E>,
+    r: &Streamer<'_, E>,
     rx: &mut mpsc::Receiver<InFlight>,
     cancel: &CancellationToken,
     mut applied: Position,
     limit: usize,
     replay: &mut Option<super::replay::ReplayWatch>,
 ) -> Result<Ended, RunError> {
-    let max_transactions = r.parts.config.pipeline.batch_max_transactions;
-    let max_delay = Duration::from_millis(r.parts.config.pipeline.batch_max_delay_ms);
+    let Settings { max_transactions, max_delay, .. } = r.settings;
     let mut repair_tick = tokio::time::interval(REPAIR_POLL);
-    let mut activity = super::activity::ActivityLog::new(&r.parts.stats, &applied);
+    let mut activity = super::activity::ActivityLog::new(r.stats, &applied);
     let mut owed = super::fill::OwedVectors::default();
     loop {
         let first = tokio::select! {
             _ = cancel.cancelled() => {
-                activity.flush(&r.parts.stats);
+                activity.flush(r.stats);
                 return Ok(Ended::Stopped);
             }
             _ = repair_tick.tick() => {
-                activity.flush(&r.parts.stats);
-                r.publish_status().await;
+                activity.flush(r.stats);
+                r.status.publish().await;
                 if retry(cancel, "applying reconcile repairs", || apply_repairs(r)).await?.is_none() {
                     return Ok(Ended::Stopped);
                 }
-                owed.tick(r).await?;
-                super::replay::note_applied(&r.parts, replay, &applied);
+                owed.tick(&r.filler).await?;
+                super::replay::note_applied(r.stats, replay, &applied);
                 continue;
             }
             next = rx.recv() => match next {
@@ -157,16 +225,16 @@ async fn apply_loop<E: Embedder>(
             Some(None) => {}
         }
         applied = batch.commit.clone();
-        activity.applied(&r.parts.stats, batch.transactions, &applied);
-        super::replay::note_applied(&r.parts, replay, &applied);
+        activity.applied(r.stats, batch.transactions, &applied);
+        super::replay::note_applied(r.stats, replay, &applied);
     }
 }
 
 /// [`Resync::RedisRewound`] when Redis no longer holds the position of the
 /// last batch it acknowledged: writing on would build on missing documents.
 /// One GET per batch.
-async fn redis_rewound<E: Embedder>(r: &Replicator<E>, applied: &Position) -> Result<Option<Resync>, RunError> {
-    let found = r.parts.sink.position().await?;
+async fn redis_rewound<E: Embedder>(r: &Streamer<'_, E>, applied: &Position) -> Result<Option<Resync>, RunError> {
+    let found = r.sink.position().await?;
     // Another lineage (resumed by GTID) cannot be ordered; the GTID state vouched for it.
     let kept = found.as_ref().is_some_and(|p| p.try_cmp(applied).map_or(true, |o| o.is_ge()));
     Ok((!kept).then(|| Resync::RedisRewound { expected: applied.clone(), found }))
@@ -175,17 +243,17 @@ async fn redis_rewound<E: Embedder>(r: &Replicator<E>, applied: &Position) -> Re
 /// Rebuilds keys a reconcile queued for this writer (see `reconcile`), from
 /// current MySQL state. Positions are not involved: the documents are simply
 /// brought up to date, which is idempotent.
-async fn apply_repairs<E: Embedder>(r: &Replicator<E>) -> Result<(), RunError> {
-    let keys = r.parts.sink.peek_repairs(r.parts.config.pipeline.write_chunk * 10).await?;
+async fn apply_repairs<E: Embedder>(r: &Streamer<'_, E>) -> Result<(), RunError> {
+    let keys = r.sink.peek_repairs(r.settings.repairs_per_tick).await?;
     if keys.is_empty() {
         return Ok(());
     }
-    let mut conn = crate::source::connect::pooled(&r.parts.pool).await?;
+    let mut conn = crate::source::connect::pooled(r.pool).await?;
     let mut unique = keys.clone();
     unique.sort();
     unique.dedup();
-    sync_keys(&r.parts.syncer(), &mut conn, unique, None, WhenUnavailable::Owe).await?;
-    r.parts.sink.ack_repairs(keys.len()).await?;
+    sync_keys(&r.syncer, &mut conn, unique, None, WhenUnavailable::Owe).await?;
+    r.sink.ack_repairs(keys.len()).await?;
     tracing::info!(documents = keys.len(), "applied reconcile repairs");
     Ok(())
 }
@@ -197,9 +265,14 @@ async fn apply_repairs<E: Embedder>(r: &Replicator<E>) -> Result<(), RunError> {
 /// tracked table (the DDL may have changed rows without row events). Either
 /// way the position is stored only once the diff is acknowledged, so a crash
 /// anywhere in between repeats the diff rather than skipping it.
-pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: usize, cancel: &CancellationToken) -> Result<(), RunError> {
+pub async fn apply_batch<E: Embedder>(
+    r: &Streamer<'_, E>,
+    batch: &Batch,
+    limit: usize,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
     let commit = &batch.commit;
-    if let (Some((ddl, at)), OnLostSync::Stop) = (&batch.ddl, r.parts.config.pipeline.on_lost_sync) {
+    if let (Some((ddl, at)), OnLostSync::Stop) = (&batch.ddl, r.settings.on_lost_sync) {
         return Err(SourceError::TrackedDdl { table: ddl.table.clone(), position: at.to_string(), statement: ddl.statement.clone() }.into());
     }
     if let Some((ddl, _)) = &batch.ddl {
@@ -207,15 +280,15 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: u
         apply_by_full_diff(r, commit, cancel).await?;
     } else if batch.routing.is_empty() {
         // Nothing tracked changed: record progress so a restart need not re-read these events.
-        r.committer().commit(&[], commit).await?;
+        r.committer.commit(&[], commit).await?;
     } else {
-        crate::source::visibility::wait_until_visible(&r.parts.pool, commit, VISIBILITY_LIMIT, r.parts.query_timeout()).await?;
-        let mut conn = crate::source::connect::pooled(&r.parts.pool).await?;
-        match r.parts.router.resolve(&mut conn, &batch.routing, limit).await? {
+        crate::source::visibility::wait_until_visible(r.pool, commit, VISIBILITY_LIMIT, r.settings.query_timeout).await?;
+        let mut conn = crate::source::connect::pooled(r.pool).await?;
+        match r.router.resolve(&mut conn, &batch.routing, limit).await? {
             Routed::Keys(keys) => {
                 tracing::debug!(transactions = batch.transactions, documents = keys.len(), position = %commit, "applying batch");
-                let end = BatchEnd { committer: &r.committer(), position: commit };
-                sync_keys(&r.parts.syncer(), &mut conn, keys.into_iter().collect(), Some(end), WhenUnavailable::Owe).await?;
+                let end = BatchEnd { committer: &r.committer, position: commit };
+                sync_keys(&r.syncer, &mut conn, keys.into_iter().collect(), Some(end), WhenUnavailable::Owe).await?;
             }
             Routed::Everything => {
                 tracing::info!(
@@ -231,17 +304,17 @@ pub async fn apply_batch<E: Embedder>(r: &Replicator<E>, batch: &Batch, limit: u
         }
     }
     // The committer stored the position in Redis with the batch's last write, then locally.
-    Stats::add(&r.parts.stats.transactions, batch.transactions as u64);
-    Stats::add(&r.parts.stats.batches, 1);
-    r.parts.stats.applied_commit(batch.committed_at);
+    Stats::add(&r.stats.transactions, batch.transactions as u64);
+    Stats::add(&r.stats.batches, 1);
+    r.stats.applied_commit(batch.committed_at);
     Ok(())
 }
 
 /// Compares every document with MySQL once the source shows `commit`
 /// committed, then stores `commit`: the position passes only after the diff.
-async fn apply_by_full_diff<E: Embedder>(r: &Replicator<E>, commit: &Position, cancel: &CancellationToken) -> Result<(), RunError> {
+async fn apply_by_full_diff<E: Embedder>(r: &Streamer<'_, E>, commit: &Position, cancel: &CancellationToken) -> Result<(), RunError> {
     // Re-reads must see the batch's own transactions (invariant 7).
-    crate::source::visibility::wait_until_visible(&r.parts.pool, commit, VISIBILITY_LIMIT, r.parts.query_timeout()).await?;
-    reconcile::repair_as_writer(&r.parts.reconciler(), cancel).await?;
-    r.committer().commit(&[], commit).await
+    crate::source::visibility::wait_until_visible(r.pool, commit, VISIBILITY_LIMIT, r.settings.query_timeout).await?;
+    reconcile::repair_as_writer(&r.reconciler, cancel).await?;
+    r.committer.commit(&[], commit).await
 }

@@ -8,36 +8,72 @@ use tokio_util::sync::CancellationToken;
 use super::RunError;
 use super::replicator::Connected;
 use super::retry::retry;
+use crate::config::ResumeBy;
 use crate::embed::Embedder;
+use crate::mapping::Router;
+use crate::sink::RedisSink;
 use crate::source::BinlogTailer;
 
 /// Transactions buffered between the binlog reader and the apply loop.
 pub const CHANNEL_CAPACITY: usize = 4096;
-/// The binlog reader of this replicator, decoding for batches of at most
-/// `limit` keys, connecting as replica `server_id`.
-pub fn tailer<E: Embedder>(r: &Connected<E>, limit: usize, server_id: u32) -> BinlogTailer {
-    BinlogTailer::new(
-        r.opts.clone(),
-        server_id,
-        r.router.decode_spec(&r.config.mysql.schema, limit),
-        Duration::from_secs(r.config.mysql.heartbeat_secs),
-        r.config.mysql.resume_by,
-    )
-    .with_budget(r.config.pipeline.max_batch_keys)
-    .reporting_as(crate::source::preflight::replica_hostname(&r.config))
-    .observed_by(r.stats.source_seen.clone())
+
+/// What reading the binlog uses, and nothing more: built by
+/// [`Connected::tail`] for the stream and the replay pricing.
+pub struct Tail<'a> {
+    opts: &'a mysql_async::Opts,
+    router: &'a Router,
+    sink: &'a RedisSink,
+    schema: &'a str,
+    heartbeat: Duration,
+    resume_by: ResumeBy,
+    /// `pipeline.max_batch_keys`: most keys a batch is applied by, and the decoder's budget.
+    max_batch_keys: usize,
+    /// `pipeline.full_diff_share`.
+    full_diff_share: f64,
+    hostname: String,
+    seen: crate::health::Heartbeat,
 }
 
-/// Most keys a batch is applied by key: `pipeline.full_diff_share` of the
-/// documents in the index, never more than `pipeline.max_batch_keys`.
-/// `None` when cancelled meanwhile.
-pub async fn batch_key_limit<E: Embedder>(r: &Connected<E>, cancel: &CancellationToken) -> Result<Option<usize>, RunError> {
-    let count = || async { Ok::<_, RunError>(r.sink.document_count().await?) };
-    let Some(documents) = retry(cancel, "counting indexed documents", count).await? else { return Ok(None) };
-    Ok(Some(key_limit(documents, r.config.pipeline.full_diff_share, r.config.pipeline.max_batch_keys)))
+impl<E: Embedder> Connected<E> {
+    /// The parts reading the binlog uses.
+    pub fn tail(&self) -> Tail<'_> {
+        let c = &self.config;
+        Tail {
+            opts: &self.opts,
+            router: &self.router,
+            sink: &self.sink,
+            schema: &c.mysql.schema,
+            heartbeat: Duration::from_secs(c.mysql.heartbeat_secs),
+            resume_by: c.mysql.resume_by,
+            max_batch_keys: c.pipeline.max_batch_keys,
+            full_diff_share: c.pipeline.full_diff_share,
+            hostname: crate::source::preflight::replica_hostname(c),
+            seen: self.stats.source_seen.clone(),
+        }
+    }
 }
 
-/// See [`batch_key_limit`]; at least one key, so a single change is never a full diff.
+impl Tail<'_> {
+    /// The binlog reader, decoding for batches of at most `limit` keys,
+    /// connecting as replica `server_id`.
+    pub fn reader(&self, limit: usize, server_id: u32) -> BinlogTailer {
+        BinlogTailer::new(self.opts.clone(), server_id, self.router.decode_spec(self.schema, limit), self.heartbeat, self.resume_by)
+            .with_budget(self.max_batch_keys)
+            .reporting_as(self.hostname.clone())
+            .observed_by(self.seen.clone())
+    }
+
+    /// Most keys a batch is applied by key: `pipeline.full_diff_share` of the
+    /// documents in the index, never more than `pipeline.max_batch_keys`.
+    /// `None` when cancelled meanwhile.
+    pub async fn batch_key_limit(&self, cancel: &CancellationToken) -> Result<Option<usize>, RunError> {
+        let count = || async { Ok::<_, RunError>(self.sink.document_count().await?) };
+        let Some(documents) = retry(cancel, "counting indexed documents", count).await? else { return Ok(None) };
+        Ok(Some(key_limit(documents, self.full_diff_share, self.max_batch_keys)))
+    }
+}
+
+/// See [`Tail::batch_key_limit`]; at least one key, so a single change is never a full diff.
 fn key_limit(documents: u64, share: f64, max_keys: usize) -> usize {
     ((documents as f64 * share).ceil() as usize).clamp(1, max_keys.max(1))
 }

@@ -82,7 +82,7 @@ pub async fn check_grants(conn: &mut Conn, schema: &str) -> Result<(), SourceErr
     Err(SourceError::Misconfigured(format!("the MySQL user {user} lacks {}; {fix}", missing.join(", "))))
 }
 
-/// Which of [`NEEDED`] the `SHOW GRANTS` lines do not give on `schema`.
+/// Which of `NEEDED` (the privileges drugsync uses) the `SHOW GRANTS` lines do not give on `schema`.
 pub fn missing_privileges(grants: &[String], schema: &str) -> Vec<&'static str> {
     let mut have = [false; 3];
     for line in grants {
