@@ -12,9 +12,12 @@ use drugsync::checkpoint::CheckpointStore;
 use drugsync::cli::{CheckpointCommand, Cli, Command, LogFormat, OutputFormat};
 use drugsync::config::{Config, redact_url};
 use drugsync::embed::{AnyEmbedder, Embedder};
+use drugsync::pipeline::reconcile::ReconcileReport;
+use drugsync::pipeline::replay::ReplayEstimate;
 use drugsync::pipeline::{Connected, Replicator};
 use drugsync::position::Position;
 use drugsync::sink::RedisSink;
+use drugsync::status::StatusReport;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -121,41 +124,43 @@ async fn stop_on_signal(cancel: CancellationToken) {
     cancel.cancel();
 }
 
-async fn reconcile(config: Config, dry_run: bool, output: OutputFormat) -> anyhow::Result<()> {
+/// What `--reconcile` and the replay pricing share: a connection to the
+/// live index version, and a stop on SIGINT/SIGTERM.
+async fn connect_for_reconcile(config: Config) -> anyhow::Result<(Connected<AnyEmbedder>, CancellationToken)> {
     let embedder = AnyEmbedder::from_config(&config.embed).await?;
     let connected = Connected::connect_for_reconcile(config, embedder).await?;
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
-    let report = drugsync::pipeline::reconcile::reconcile(&connected.reconciler(), dry_run, &cancel).await?;
+    Ok((connected, cancel))
+}
+
+/// Prints a summary as `--output` asks: one JSON object, or a table for people.
+fn print_summary<T: serde::Serialize>(summary: &T, table: impl FnOnce(&T) -> String, output: OutputFormat) -> anyhow::Result<()> {
     match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
-        OutputFormat::Table => print!("{}", report.to_table()),
+        OutputFormat::Json => println!("{}", serde_json::to_string(summary)?),
+        OutputFormat::Table => print!("{}", table(summary)),
     }
+    Ok(())
+}
+
+async fn reconcile(config: Config, dry_run: bool, output: OutputFormat) -> anyhow::Result<()> {
+    let (connected, cancel) = connect_for_reconcile(config).await?;
+    let report = drugsync::pipeline::reconcile::reconcile(&connected.reconciler(), dry_run, &cancel).await?;
+    print_summary(&report, ReconcileReport::to_table, output)?;
     // The nightly alarm on embedding calls reads this line (deploy/sst/drugsync.ts).
     tracing::info!(drift = report.drift(), mode = %report.mode, embed_calls = report.embed_calls, "reconcile finished");
     Ok(())
 }
 
 async fn price_replay(config: Config, from: &Position, output: OutputFormat) -> anyhow::Result<()> {
-    let embedder = AnyEmbedder::from_config(&config.embed).await?;
-    let connected = Connected::connect_for_reconcile(config, embedder).await?;
-    let cancel = CancellationToken::new();
-    tokio::spawn(stop_on_signal(cancel.clone()));
+    let (connected, cancel) = connect_for_reconcile(config).await?;
     let estimate = drugsync::pipeline::replay::price_replay(&connected, from, &cancel).await?;
-    match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string(&estimate)?),
-        OutputFormat::Table => print!("{}", estimate.to_table()),
-    }
-    Ok(())
+    print_summary(&estimate, ReplayEstimate::to_table, output)
 }
 
 async fn status(config: Config, output: OutputFormat) -> anyhow::Result<()> {
     let report = drugsync::status::gather(&config).await?;
-    match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
-        OutputFormat::Table => print!("{}", report.to_table()),
-    }
-    Ok(())
+    print_summary(&report, StatusReport::to_table, output)
 }
 
 async fn show_checkpoint(config: Config) -> anyhow::Result<()> {

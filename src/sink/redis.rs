@@ -117,11 +117,6 @@ impl RedisSink {
         &self.version
     }
 
-    /// Redis key of the applied position of this index version.
-    pub fn position_key(&self) -> &str {
-        &self.keys.position
-    }
-
     /// Stored state per key, in input order (`None` = no such hash), in one round trip.
     pub async fn read_state(&self, keys: &[DocumentKey]) -> Result<Vec<Option<StoredState>>, SinkError> {
         if keys.is_empty() {

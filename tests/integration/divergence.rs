@@ -1,7 +1,9 @@
 //! Ways the index could silently drift from MySQL, each shown to end with
 //! the index equal to MySQL (an expectation read back from MySQL itself).
 
-use crate::common::{PrivateMariadb, TestEnv};
+use std::time::Duration;
+
+use crate::common::{PrivateMariadb, TestEnv, eventually};
 
 /// MariaDB with `log_bin_compress=ON` writes compressed rows and query
 /// events; they used to be skipped while the position moved past them.
@@ -158,16 +160,12 @@ async fn redis_flushed_during_the_initial_load_loses_no_document() {
     let run = env.start().await;
     let mut conn = env.redis.clone();
     // Wait until the load has written some documents, then empty Redis under it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
+    eventually(Duration::from_secs(60), Duration::from_millis(5), "the load wrote 200 documents", async || {
         let (_, keys): (u64, Vec<String>) =
             redis::cmd("SCAN").arg(0).arg("MATCH").arg(format!("{prefix}*")).arg("COUNT").arg(10_000).query_async(&mut conn).await.unwrap();
-        if keys.len() >= 200 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the load wrote nothing");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+        if keys.len() >= 200 { Ok(()) } else { Err(format!("{} keys", keys.len())) }
+    })
+    .await;
     let loaded: Option<String> = redis::cmd("GET").arg(&position_key).query_async(&mut conn).await.unwrap();
     assert_eq!(loaded, None, "the flush must land while the load runs (make the fixture larger)");
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
@@ -278,11 +276,11 @@ async fn a_changed_field_the_text_does_not_use_is_reconciled_in_place() {
     let fields = drugsync::mapping::MappingFingerprint::of(&env.config().mapping).fields;
     let key = env.position_key.replace(":position", ":mapping");
     let mut redis = env.redis.clone();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while redis::cmd("GET").arg(&key).query_async::<Option<String>>(&mut redis).await.unwrap().as_deref() != Some(fields.as_str()) {
-        assert!(std::time::Instant::now() < deadline, "the in-place reconcile did not finish");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(30), Duration::from_millis(50), "the in-place reconcile recorded the new fields", async || {
+        let stored = redis::cmd("GET").arg(&key).query_async::<Option<String>>(&mut redis).await.unwrap();
+        if stored.as_deref() == Some(fields.as_str()) { Ok(()) } else { Err(format!("{stored:?}")) }
+    })
+    .await;
     env.assert_matches_mysql().await;
     let ndc = env.active_ndcs_where("n.LBLRID = '000001'").await.remove(0);
     assert!(env.field(&ndc, "manufacturer").await.unwrap_or_default().starts_with("M:"));

@@ -71,19 +71,15 @@ async fn probes_log_lines_and_status_while_running_and_after() {
     // A change is one "applied" line with its counts.
     env.exec(&["UPDATE rlblrid3 SET MFG = 'OPERATIONS CHECK' WHERE LBLRID = '000001'"]).await;
     env.wait_caught_up().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let applied = loop {
+    let applied = common::eventually(Duration::from_secs(10), Duration::from_millis(200), "an 'applied' line for the change", async || {
         let log = std::fs::read_to_string(env.log_path("writer.log")).unwrap();
         let line = log
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .find(|l| l["message"] == "applied" && l["upserted"].as_u64().unwrap_or(0) > 0);
-        if let Some(line) = line {
-            break line;
-        }
-        assert!(Instant::now() < deadline, "no 'applied' line for the change:\n{log}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        line.ok_or(log)
+    })
+    .await;
     assert!(applied["transactions"].as_u64().unwrap() >= 1 && applied["position"].is_string() && applied["lag_ms"].is_u64(), "{applied}");
 
     // A standby is ready to take over and says it is a standby.

@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::TestEnv;
+use common::{TestEnv, eventually};
 use wiremock::matchers::{body_string_contains, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -34,16 +34,12 @@ async fn a_key_the_source_refuses_is_quarantined_and_replication_goes_on() {
 
     let report = env.reconcile(false).await;
     assert_eq!((report.mode.as_str(), report.orphans), ("handoff", 1), "{report:?}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let entries = loop {
-        let entries = quarantine(&env, &version_index(&env)).await;
-        if !entries.is_empty() {
-            break entries;
-        }
+    let entries = eventually(Duration::from_secs(30), Duration::from_millis(50), "the key reached the quarantine", async || {
         assert!(!run.handle.is_finished(), "the streamer stopped on the poison key");
-        assert!(std::time::Instant::now() < deadline, "the key never reached the quarantine");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        let entries = quarantine(&env, &version_index(&env)).await;
+        if entries.is_empty() { Err("an empty quarantine".into()) } else { Ok(entries) }
+    })
+    .await;
     assert_eq!(entries.keys().collect::<Vec<_>>(), [poison], "only the poison key, not its chunk");
     let entry: serde_json::Value = serde_json::from_str(&entries[poison]).unwrap();
     assert!(entry["reason"].as_str().unwrap().contains("refuses to look this key up"), "{entry}");
@@ -113,11 +109,11 @@ async fn a_text_the_embedding_service_refuses_is_quarantined_and_retried_by_a_re
     answer().mount(&bedrock).await;
     let status = spawn(&["--reconcile"], "reconcile.log").wait().unwrap();
     assert!(status.success(), "{}", std::fs::read_to_string(env.log_path("reconcile.log")).unwrap());
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !quarantine(&env, &version_index(&env)).await.is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the reconcile's retry never cleared the quarantine");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(30), Duration::from_millis(50), "the reconcile's retry cleared the quarantine", async || {
+        let entries = quarantine(&env, &version_index(&env)).await;
+        if entries.is_empty() { Ok(()) } else { Err(format!("{entries:?}")) }
+    })
+    .await;
     assert_eq!(env.field(poisoned, "drug_name").await.as_deref(), Some("POISON PILL 5 MG"), "retried and written");
     streamer.kill().ok();
     streamer.wait().ok();

@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{PrivateRedis, TestEnv};
+use common::{PrivateRedis, TestEnv, eventually};
 
 async fn redis_cmd(url: &str, args: &[&str]) -> redis::Value {
     let client = redis::Client::open(url).unwrap();
@@ -87,15 +87,11 @@ async fn a_demoted_primary_answering_readonly_is_left_for_the_new_primary() {
 
     // The new primary first replicates the old one, as a standby replica does.
     redis_cmd(&new_primary.url(), &["REPLICAOF", "127.0.0.1", &old_primary.port.to_string()]).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(Duration::from_secs(30), Duration::from_millis(100), "the replica synced", async || {
         let info: String = redis::from_redis_value(redis_cmd(&new_primary.url(), &["INFO", "replication"]).await).unwrap();
-        if info.contains("master_link_status:up") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the replica did not sync: {info}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if info.contains("master_link_status:up") { Ok(()) } else { Err(info) }
+    })
+    .await;
     // Failover: promote, redirect the address, demote.
     redis_cmd(&new_primary.url(), &["REPLICAOF", "NO", "ONE"]).await;
     proxy.switch_to(format!("127.0.0.1:{}", new_primary.port));

@@ -4,7 +4,9 @@
 
 use crate::common;
 
-use common::TestEnv;
+use std::time::Duration;
+
+use common::{TestEnv, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_is_priced_without_writing_and_then_costs_what_was_priced() {
@@ -64,15 +66,12 @@ async fn a_replay_is_priced_without_writing_and_then_costs_what_was_priced() {
     let mut child = env.binary_command(&env.config_text, "replay.log").args(["--replay-from", &from.to_string()]).spawn().unwrap();
     env.wait_caught_up().await;
     env.assert_matches_mysql().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let summary = loop {
+    let summary = eventually(Duration::from_secs(30), Duration::from_millis(100), "a replay summary in the log", async || {
         let log = std::fs::read_to_string(env.log_path("replay.log")).unwrap();
-        if let Some(line) = log.lines().find(|l| l.contains("replay caught up")) {
-            break serde_json::from_str::<serde_json::Value>(line).unwrap();
-        }
-        assert!(std::time::Instant::now() < deadline, "no replay summary:\n{log}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+        let line = log.lines().find(|l| l.contains("replay caught up")).map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+        line.ok_or(log)
+    })
+    .await;
     assert_eq!(summary["embed_texts"], texts, "priced {texts} texts: {summary}");
     assert_eq!(summary["embed_calls"], estimate["embed_calls"], "{summary}");
     assert_eq!(summary["model"], "drugsync-local-ngram-v1");

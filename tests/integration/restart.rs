@@ -5,7 +5,7 @@ use crate::common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::TestEnv;
+use common::{TestEnv, eventually};
 use drugsync::pipeline::Stats;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,15 +116,11 @@ async fn an_interrupted_initial_load_resumes_where_it_stopped() {
     let first = env.start().await;
     // Interrupt once a good part, but not all, is written.
     let mut redis = env.redis.clone();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(Duration::from_secs(60), Duration::from_millis(5), "the initial load wrote a quarter of the documents", async || {
         let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", env.prefix)).query_async(&mut redis).await.unwrap();
-        if keys.len() >= total / 4 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the initial load wrote nothing within 60 s");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        if keys.len() >= total / 4 { Ok(()) } else { Err(format!("{} keys", keys.len())) }
+    })
+    .await;
     first.stop().await;
     let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", env.prefix)).query_async(&mut redis).await.unwrap();
     let written_first = keys.len() as u64;

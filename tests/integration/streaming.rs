@@ -293,16 +293,16 @@ async fn a_changed_index_definition_builds_a_new_version_while_the_alias_keeps_a
     let run = env.start_with(&new_text).await;
     let mut redis = env.redis.clone();
     let target = env.master_position().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        assert!(std::time::Instant::now() < deadline, "the new version did not catch up within 60 s");
+    common::eventually(std::time::Duration::from_secs(60), std::time::Duration::from_millis(20), "the new version caught up", async || {
         let text: Option<String> =
             redis::cmd("GET").arg(format!("ds:versions:{}:position", new.index)).query_async(&mut redis).await.unwrap();
-        if text.and_then(|t| t.parse::<drugsync::position::Position>().ok()).is_some_and(|p| p.try_cmp(&target).is_ok_and(|o| o.is_ge())) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        let caught_up = text
+            .as_ref()
+            .and_then(|t| t.parse::<drugsync::position::Position>().ok())
+            .is_some_and(|p| p.try_cmp(&target).is_ok_and(|o| o.is_ge()));
+        if caught_up { Ok(()) } else { Err(format!("{text:?}, the source at {target}")) }
+    })
+    .await;
     // Give the searcher a few rounds on the new version too.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     stop.cancel();

@@ -24,6 +24,20 @@ use drugsync::mapping::DocumentLoader;
 use drugsync::pipeline::{Connected, Replicator, RunError, Stats};
 use drugsync::position::Position;
 
+/// Polls `check` every `every` until it answers `Ok`, and returns that.
+/// After `within` the test fails with `what` and the last `Err` (what was
+/// seen instead). Every wait of the tests has a deadline: a hang is a failure.
+pub async fn eventually<T>(within: Duration, every: Duration, what: &str, mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(found) => return found,
+            Err(seen) => assert!(Instant::now() < deadline, "{what} within {within:?}; last seen: {seen}"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// The reference config; tests change only names, URLs and sizes.
 pub const REFERENCE_CONFIG: &str = include_str!("../../../config/drugsync.toml");
 
