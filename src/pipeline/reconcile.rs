@@ -202,7 +202,8 @@ pub(super) async fn assess<E: Embedder>(
     Ok(differing)
 }
 
-/// Distinct texts a dry run found in need of a vector (hash -> characters).
+/// Distinct texts a dry run found in need of a vector (hash -> characters):
+/// held to count each text once, 64 bytes of hash and a count per text.
 #[derive(Debug, Default)]
 pub(super) struct WantedTexts(BTreeMap<TextHash, usize>);
 
@@ -210,13 +211,17 @@ impl WantedTexts {
     /// What embedding them would cost: the texts the cache does not hold, in
     /// calls of the model's batch size, tokens estimated at characters / 4.
     pub(super) async fn price<E: Embedder>(&self, r: &Reconciler<'_, E>, report: &mut ReconcileReport) -> Result<(), RunError> {
-        let hashes: Vec<&TextHash> = self.0.keys().collect();
-        let cached = r.sink.cached_vectors(&hashes).await?;
         let limit = r.pricing.input_char_limit;
-        for (chars, hit) in self.0.values().zip(cached) {
-            if hit.is_none() {
-                report.embed_texts += 1;
-                report.tokens += (*chars.min(&limit) as u64).div_ceil(4);
+        let wanted: Vec<(&TextHash, &usize)> = self.0.iter().collect();
+        // A page at a time: the cache answers with whole vectors (4 KB each at 1,024 dimensions).
+        for page in wanted.chunks(PAGE) {
+            let hashes: Vec<&TextHash> = page.iter().map(|(hash, _)| *hash).collect();
+            let cached = r.sink.cached_vectors(&hashes).await?;
+            for ((_, chars), hit) in page.iter().zip(cached) {
+                if hit.is_none() {
+                    report.embed_texts += 1;
+                    report.tokens += (*(*chars).min(&limit) as u64).div_ceil(4);
+                }
             }
         }
         report.embed_calls = report.embed_texts.div_ceil(r.pricing.texts_per_call as u64);
