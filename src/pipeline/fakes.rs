@@ -1,8 +1,9 @@
 //! In-memory fakes of the sink, the checkpoint and the embedder, with
 //! named fault points, for unit tests of the pipeline's logic without
 //! servers. Each mirrors the contract of the real one it stands for
-//! (`sink::contract`, `checkpoint::LocalPositions`, `embed::Embedder`);
-//! the integration tests hold the real ones to the same contracts.
+//! (`sink::contract`, `checkpoint::LocalPositions`, `embed::Embedder`).
+//! The sink fake and `RedisSink` both pass `sink::conformance` (here, and
+//! in the integration tests against a real Redis).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -305,5 +306,18 @@ pub fn document(space: &EmbeddingSpace, key: &str, text: &str, label: &str) -> D
         text: text.to_owned(),
         text_hash: space.text_hash(text),
         doc_hash: format!("{key}|{text}|{label}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fake the pipeline's unit tests trust keeps the contract the
+    /// integration tests hold `RedisSink` to (`sink_contract.rs`).
+    #[tokio::test]
+    async fn the_memory_sink_keeps_the_sink_contract() {
+        let space = ScriptedEmbedder::new(4, 1).space().clone();
+        crate::sink::conformance::check_document_sink(&MemorySink::new(4), &space, "conformance-").await;
     }
 }

@@ -1,6 +1,8 @@
 //! The Redis side: the vector index definition and the document writer.
 
 pub mod alias;
+#[cfg(any(test, feature = "fixture"))]
+pub mod conformance;
 pub mod connection;
 pub mod contract;
 pub mod error;

@@ -29,6 +29,7 @@ mod redis_errors;
 mod replay;
 mod restart;
 mod security;
+mod sink_contract;
 mod stall;
 mod streaming;
 mod vector_cache;

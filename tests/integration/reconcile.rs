@@ -102,13 +102,11 @@ async fn reconcile_beside_a_running_streamer_hands_keys_over_and_the_index_ends_
     // The streamer drains the repair queue; then everything equals MySQL.
     let config = env.config();
     let sink = drugsync::sink::RedisSink::connect(&config).await.unwrap();
-    for _ in 0..200 {
-        if sink.pending_repairs().await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(sink.pending_repairs().await.unwrap(), 0, "repairs drained");
+    common::eventually(Duration::from_secs(10), Duration::from_millis(50), "the streamer drained the repairs", async || {
+        let pending = sink.pending_repairs().await.unwrap();
+        if pending == 0 { Ok(()) } else { Err(format!("{pending} pending")) }
+    })
+    .await;
     env.wait_caught_up().await;
     env.assert_matches_mysql().await;
     run.stop().await;

@@ -1,0 +1,18 @@
+//! `RedisSink` on a real Redis keeps the sink contract: the same check
+//! (`drugsync::sink::conformance`) the in-memory fake of the pipeline's unit
+//! tests passes, so those tests judge the pipeline against a faithful sink.
+
+use crate::common;
+
+use common::TestEnv;
+use drugsync::sink::RedisSink;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_sink_keeps_the_sink_contract() {
+    let env = TestEnv::new("sink_contract", 10).await;
+    let config = env.config();
+    let sink = RedisSink::connect(&config).await.unwrap();
+    sink.prepare_index(&config).await.unwrap();
+    let space = drugsync::embed::space_of(&config.embed);
+    drugsync::sink::conformance::check_document_sink(&sink, &space, "conformance-").await;
+}
