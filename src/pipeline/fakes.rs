@@ -5,6 +5,8 @@
 //! The sink fake and `RedisSink` both pass `sink::conformance` (here, and
 //! in the integration tests against a real Redis).
 
+pub use crate::sink::conformance::document;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -294,18 +296,6 @@ impl Embedder for ScriptedEmbedder {
         }
         self.calls.lock().unwrap().push_back(texts.iter().map(|t| t.to_string()).collect());
         Ok(Embedded { vectors: texts.iter().map(|t| self.vector_of(t)).collect(), tokens: Some(texts.len() as u64) })
-    }
-}
-
-/// A document of `key` whose text is `text` and whose other field is `label`,
-/// hashed in `space` (the document hash covers both, as the real one does).
-pub fn document(space: &EmbeddingSpace, key: &str, text: &str, label: &str) -> Document {
-    Document {
-        key: DocumentKey(key.into()),
-        fields: BTreeMap::from([("label".to_owned(), label.to_owned())]),
-        text: text.to_owned(),
-        text_hash: space.text_hash(text),
-        doc_hash: format!("{key}|{text}|{label}"),
     }
 }
 

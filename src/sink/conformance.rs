@@ -14,8 +14,9 @@ use super::{DocumentSink, StoredState};
 use crate::document::{Document, DocumentChange, DocumentKey, EmbeddingSpace};
 use crate::position::Position;
 
-/// A document under `key` with `text` and a `label` field, hashed in `space`.
-fn document(space: &EmbeddingSpace, key: &str, text: &str, label: &str) -> Document {
+/// A document under `key` with `text` and a `label` field, hashed in
+/// `space` (the document hash covers all three, as the real one does).
+pub fn document(space: &EmbeddingSpace, key: &str, text: &str, label: &str) -> Document {
     Document {
         key: DocumentKey(key.into()),
         fields: BTreeMap::from([("label".to_owned(), label.to_owned())]),
