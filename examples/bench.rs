@@ -28,10 +28,9 @@ use mysql_common::binlog::consts::BinlogVersion;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{BoxError, Corner, Replicator, binary, status_kb, wait_for_position};
+use support::{BoxError, Corner, Prepared, Replicator, binary, status_kb, wait_for_position};
 
 use drugsync::config::Config;
-use drugsync::fixture::{self, FixtureSpec, Generator};
 use drugsync::position::Position;
 use drugsync::source::decode::Decoder;
 
@@ -79,17 +78,11 @@ async fn main() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
     let corner = Corner { index: "bench_idx", prefix: "bench", state: "benchstate", schema: SCHEMA, server_id: 4343 };
     let config_text = corner.config_text(&args.mysql, &args.redis, args.dimensions, &dir.path().join("cp.redb"));
-    let config = Config::from_toml(&config_text, Path::new("bench"), |_| None)?;
-    let config_path = dir.path().join("bench.toml");
-    std::fs::write(&config_path, &config_text)?;
-    let position_key = corner.position_key(&config);
+    let Prepared { config_path, position_key, mut redis } = corner.prepare(&config_text, dir.path(), &args.redis).await?;
     let bin = binary()?;
 
-    let mut redis = corner.clean_redis(&args.redis).await?;
-    let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&args.mysql)?).await?;
     let t = Instant::now();
-    fixture::create_schema(&mut conn, SCHEMA).await?;
-    Generator::new(FixtureSpec { ndcs: args.ndcs, seed: 42 }).populate(&mut conn).await?;
+    let mut conn = corner.seed(&args.mysql, args.ndcs).await?;
     let columns = widen_rndc14(&mut conn, args.extra_columns).await?;
     if args.active > 0 {
         let last: Option<String> = conn

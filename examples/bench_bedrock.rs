@@ -16,7 +16,6 @@
 mod support;
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,10 +24,8 @@ use mysql_async::prelude::Queryable;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use drugsync::config::Config;
 use drugsync::embed::LocalEmbedder;
-use drugsync::fixture::{self, FixtureSpec, Generator};
-use support::{BoxError, Corner, Replicator, binary, wait_for_position};
+use support::{BoxError, Corner, Prepared, Replicator, binary, wait_for_position};
 
 #[derive(Parser)]
 struct Args {
@@ -91,17 +88,11 @@ async fn main() -> Result<(), BoxError> {
         .replacen("provider = \"local\"", &format!("provider = \"bedrock\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"", fake.uri()), 1)
         .replacen("requests_per_minute = 0", &format!("requests_per_minute = {}", args.rpm), 1)
         .replacen("concurrency = 4", &format!("concurrency = {}", args.concurrency), 1);
-    let config = Config::from_toml(&config_text, Path::new("bench"), |_| None)?;
-    let config_path = dir.path().join("bench.toml");
-    std::fs::write(&config_path, &config_text)?;
-    let position_key = corner.position_key(&config);
+    let Prepared { config_path, position_key, mut redis } = corner.prepare(&config_text, dir.path(), &args.redis).await?;
     let bin = binary()?;
 
-    let mut redis = corner.clean_redis(&args.redis).await?;
-    let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&args.mysql)?).await?;
     let t = Instant::now();
-    fixture::create_schema(&mut conn, SCHEMA).await?;
-    Generator::new(FixtureSpec { ndcs: args.ndcs, seed: 42 }).populate(&mut conn).await?;
+    let mut conn = corner.seed(&args.mysql, args.ndcs).await?;
     let active: u64 = conn.query_first("SELECT COUNT(*) FROM rndc14 WHERE OBSDTEC = '0000-00-00'").await?.unwrap_or(0);
     println!("fixture: {} rndc14 rows, {active} active, generated in {:.1}s", args.ndcs, t.elapsed().as_secs_f64());
 

@@ -140,6 +140,16 @@ pub struct Corner {
     pub server_id: u32,
 }
 
+/// A run's starting point (see [`Corner::prepare`]).
+pub struct Prepared {
+    /// Where it was written, for the binary's `--config`.
+    pub config_path: PathBuf,
+    /// Where its index version keeps its position.
+    pub position_key: String,
+    /// A connection to the cleaned Redis.
+    pub redis: redis::aio::MultiplexedConnection,
+}
+
 impl Corner {
     /// The reference config moved into this corner, on the servers at
     /// `mysql` (no schema) and `redis`, with `dimensions` and its checkpoint
@@ -161,6 +171,27 @@ impl Corner {
     /// Where the index version of `config` keeps its position.
     pub fn position_key(&self, config: &drugsync::config::Config) -> String {
         drugsync::sink::keys::VersionKeys::of(&format!("{}:", self.state), &drugsync::sink::IndexVersion::of(config).index).position
+    }
+
+    /// Writes `config_text` to `dir` (checked by parsing it), and cleans this corner's
+    /// Redis at `redis_url`: what every run starts from.
+    pub async fn prepare(&self, config_text: &str, dir: &Path, redis_url: &str) -> Result<Prepared, BoxError> {
+        let config = drugsync::config::Config::from_toml(config_text, Path::new("bench"), |_| None)?;
+        let config_path = dir.join("bench.toml");
+        std::fs::write(&config_path, config_text)?;
+        let position_key = self.position_key(&config);
+        let redis = self.clean_redis(redis_url).await?;
+        Ok(Prepared { config_path, position_key, redis })
+    }
+
+    /// A connection to the MySQL server at `mysql` with this corner's
+    /// schema created and the seeded sample of `ndcs` NDCs in it.
+    pub async fn seed(&self, mysql: &str, ndcs: usize) -> Result<mysql_async::Conn, BoxError> {
+        use drugsync::fixture::{self, FixtureSpec, Generator};
+        let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(mysql)?).await?;
+        fixture::create_schema(&mut conn, self.schema).await?;
+        Generator::new(FixtureSpec { ndcs, seed: 42 }).populate(&mut conn).await?;
+        Ok(conn)
     }
 
     /// A Redis connection with this corner's index, documents and state removed.
