@@ -11,7 +11,8 @@
 //!
 //! # Errors
 //! Timeouts, connection failures, 408, 429 and 5xx are retried here up to
-//! `embed.max_attempts` (backoff from 200 ms, doubling), then
+//! `embed.max_attempts` (the shared backoff, from 200 ms doubling to 10 s,
+//! with jitter), then
 //! [`EmbedError::Unavailable`]. 400, 413 and 422 are the text's
 //! ([`EmbedError::TextRejected`]: a call of several texts is then tried text
 //! by text, and the refused one is quarantined). 401/403 and 404 stop with
@@ -23,6 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{EmbedError, Embedded, Embedder};
+use crate::backoff::Backoff;
 use crate::config::{EmbedConfig, Secret};
 use crate::document::EmbeddingSpace;
 
@@ -143,14 +145,13 @@ impl Embedder for OpenAiEmbedder {
     }
 
     async fn embed_batch(&self, texts: &[&str]) -> Result<Embedded, EmbedError> {
-        let mut wait = Duration::from_millis(200);
+        let mut backoff = Backoff::between(Duration::from_millis(200), Duration::from_secs(10));
         let mut attempt = 1;
         loop {
             match self.attempt(texts).await {
                 Err(EmbedError::Unavailable(message)) if attempt < self.max_attempts => {
                     tracing::debug!(%message, attempt, "embedding call failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(10));
+                    tokio::time::sleep(backoff.step()).await;
                     attempt += 1;
                 }
                 result => return result,
