@@ -195,7 +195,7 @@ async fn seed_schema(config: Config, ndcs: usize, seed: u64, confirmed: bool) ->
     use mysql_async::prelude::Queryable;
     let schema = &config.mysql.schema;
     anyhow::ensure!(confirmed, "seed drops and re-creates schema `{schema}`; pass --yes-destroy-schema to confirm");
-    let opts = drugsync::source::connect::mysql_opts(&config.mysql).await?;
+    let opts = drugsync::source::connect::mysql_opts(&config.mysql)?;
     let mut conn = mysql_async::Conn::new(opts).await.context("connecting to MySQL")?;
     fixture::create_schema(&mut conn, schema).await.context("creating the FDB schema")?;
     Generator::new(FixtureSpec { ndcs, seed }).populate(&mut conn).await.context("inserting sample data")?;

@@ -128,7 +128,7 @@ pub async fn gather(config: &Config) -> Result<StatusReport, StatusError> {
 async fn source_status(config: &Config, position: Option<&Position>) -> SourceStatus {
     let mut status = SourceStatus { binlog_files: None, position_file_present: None, retention: None, error: None };
     let asked = async {
-        let opts = crate::source::connect::mysql_opts(&config.mysql).await?;
+        let opts = crate::source::connect::mysql_opts(&config.mysql)?;
         let mut conn = tokio::time::timeout(crate::source::connect::CONNECT_TIMEOUT, mysql_async::Conn::new(opts))
             .await
             .map_err(|_| crate::source::SourceError::Connection("no MySQL connection in time".into()))?

@@ -40,7 +40,7 @@ pub struct Connected<E: Embedder> {
 impl<E: Embedder> Connected<E> {
     /// Connects to MySQL and Redis and checks the source's binlog settings.
     async fn connect(config: Config, embedder: E) -> Result<Self, RunError> {
-        let opts = crate::source::connect::mysql_opts(&config.mysql).await?;
+        let opts = crate::source::connect::mysql_opts(&config.mysql)?;
         let pool = Pool::new(opts.clone());
         {
             let mut conn = crate::source::connect::pooled(&pool).await?;

@@ -41,46 +41,32 @@ pub async fn pooled(pool: &Pool) -> Result<Conn, SourceError> {
     Err(SourceError::Connection(format!("pooled MySQL connections do not answer: {last}")))
 }
 
-/// Connection options from the config: the URL plus TLS. Every MySQL
-/// connection drugsync opens (pool, binlog stream, CLI commands) uses these.
-pub async fn mysql_opts(config: &crate::config::MysqlConfig) -> Result<Opts, SourceError> {
-    let opts = base_opts(config)?;
-    if config.tls.mode == crate::config::TlsMode::VerifyCa { Ok(pin_verified_name(opts).await) } else { Ok(opts) }
-}
+/// The session `sql_mode` of every connection drugsync opens. drugsync only
+/// reads, and its SQL (the mapping's, the fan-out lists it quotes) is written
+/// for MySQL's plain mode: zero dates compare (FDB marks active NDCs with
+/// `OBSDTEC = '0000-00-00'`, which strict mode with `NO_ZERO_DATE`, the
+/// default of MySQL 8+, refuses even in a comparison: error 1525), `"` quotes
+/// strings (no `ANSI_QUOTES`), `\` escapes (no `NO_BACKSLASH_ESCAPES`) and `||`
+/// is OR. So the same query answers the same on every server, whatever its
+/// global `sql_mode`.
+pub const SESSION_SQL_MODE: &str = "";
 
-/// verify-ca through mysql_async 0.37.1, whose "skip domain validation" misses
-/// rustls 0.23's name-mismatch error (blackbeam/mysql_async#404, fixed
-/// upstream, unreleased). A name mismatch is only reported after the chain
-/// verified against the trusted CAs, so the name the certificate gives is
-/// vouched for by them: it becomes the name every connection verifies.
-/// Remove when a mysql_async release contains #408.
-async fn pin_verified_name(opts: Opts) -> Opts {
-    let error = match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts.clone())).await {
-        Ok(Ok(conn)) => {
-            conn.disconnect().await.ok();
-            return opts;
-        }
-        Ok(Err(e)) => e.to_string(),
-        // Unreachable now: the connection path reports it.
-        Err(_) => return opts,
-    };
-    let (Some(name), Some(ssl)) = (certificate_name(&error), opts.ssl_opts().cloned()) else { return opts };
-    tracing::debug!(%name, "verify-ca: verifying connections against the name in the CA-signed certificate");
-    OptsBuilder::from_opts(opts).ssl_opts(ssl.with_danger_tls_hostname_override(Some(name))).into()
-}
+/// The name verify-ca connections present to the certificate check. mysql_async
+/// 0.37.1 accepts a certificate whose only fault is its name when the error's
+/// text contains "NotValidForName", which rustls 0.23 no longer writes
+/// (blackbeam/mysql_async#404; fixed upstream, unreleased). rustls checks the
+/// chain against the trusted CAs first and the name last, and names the
+/// expected name in that last error, so a name that contains the marker makes
+/// the name check, and only it, be waived: verify-ca checks the chain only, as
+/// MySQL's `VERIFY_CA` does, also for certificates that name no host at all
+/// (MySQL's auto-generated ones). Unit-tested against rustls below; remove when
+/// a mysql_async release contains #408.
+const CHAIN_ONLY_NAME: &str = "NotValidForName.drugsync.invalid";
 
-/// The first name of a certificate from rustls's "not valid for name" message
-/// (`... certificate is only valid for DnsName("db.internal") or ...`).
-fn certificate_name(message: &str) -> Option<String> {
-    let rest = message.split_once("certificate not valid for name")?.1.split_once("is only valid for ")?.1;
-    if let Some(dns) = rest.strip_prefix("DnsName(\"") {
-        return dns.split_once('"').map(|(name, _)| name.to_owned());
-    }
-    let token = rest.split([',', ' ', ';']).next()?;
-    token.parse::<std::net::IpAddr>().ok().map(|_| token.to_owned())
-}
-
-fn base_opts(config: &crate::config::MysqlConfig) -> Result<Opts, SourceError> {
+/// Connection options from the config: the URL, TLS, and the session's
+/// [`SESSION_SQL_MODE`]. Every MySQL connection drugsync opens (pool, binlog
+/// stream, CLI commands) uses these.
+pub fn mysql_opts(config: &crate::config::MysqlConfig) -> Result<Opts, SourceError> {
     use crate::config::TlsMode;
     let opts = Opts::from_url(config.url.expose()).map_err(|e| SourceError::Misconfigured(format!("config field mysql.url: {e}")))?;
     let tls = &config.tls;
@@ -88,7 +74,10 @@ fn base_opts(config: &crate::config::MysqlConfig) -> Result<Opts, SourceError> {
         TlsMode::Disabled => None,
         TlsMode::Require => Some(SslOpts::default().with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true)),
         TlsMode::VerifyCa | TlsMode::VerifyIdentity => {
-            let mut ssl = SslOpts::default().with_danger_skip_domain_validation(tls.mode == TlsMode::VerifyCa);
+            let mut ssl = SslOpts::default();
+            if tls.mode == TlsMode::VerifyCa {
+                ssl = ssl.with_danger_skip_domain_validation(true).with_danger_tls_hostname_override(Some(CHAIN_ONLY_NAME));
+            }
             if let Some(ca) = &tls.ca_file {
                 // A private CA bundle replaces the public roots: nothing else may vouch for the database.
                 ssl = ssl.with_root_certs(vec![ca.clone().into()]).with_disable_built_in_roots(true);
@@ -103,7 +92,10 @@ fn base_opts(config: &crate::config::MysqlConfig) -> Result<Opts, SourceError> {
         // connection to 127.0.0.1 onto the Unix socket the server reports: past
         // TLS, and past a local tunnel or proxy to another server, onto
         // whatever local server owns that socket path.
-        .prefer_socket(false);
+        .prefer_socket(false)
+        // `setup`, not `init`: a pooled connection is reset (COM_RESET_CONNECTION)
+        // when it comes back, which restores the server's global sql_mode.
+        .setup(vec![format!("SET SESSION sql_mode = '{SESSION_SQL_MODE}'")]);
     if let Some(ssl) = ssl {
         builder = builder.ssl_opts(ssl);
     }
@@ -112,17 +104,49 @@ fn base_opts(config: &crate::config::MysqlConfig) -> Result<Opts, SourceError> {
 
 #[cfg(test)]
 mod tests {
-    use super::certificate_name;
+    use std::sync::Arc;
+
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+    use super::CHAIN_ONLY_NAME;
+
+    fn issuer(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
+    }
+
+    fn server_cert(issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, names: &[&str]) -> CertificateDer<'static> {
+        let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "MySQL_Server_Auto_Generated_Server_Certificate");
+        params.signed_by(&rcgen::KeyPair::generate().unwrap(), issuer).unwrap().der().clone()
+    }
+
+    /// What mysql_async's verifier does with rustls's verdict (rustls_io.rs, 0.37.1).
+    fn mysql_async_accepts(ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, cert: &CertificateDer<'static>) -> Result<(), String> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let verifier = WebPkiServerVerifier::builder(Arc::new(roots)).build().unwrap();
+        let name = ServerName::try_from(CHAIN_ONLY_NAME).unwrap();
+        match verifier.verify_server_cert(cert, &[], &name, &[], UnixTime::now()) {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("NotValidForName") => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
 
     #[test]
-    fn the_certificate_name_is_read_from_rustls_messages() {
-        let dns = r#"Input/output error: invalid peer certificate: certificate not valid for name "127.0.0.1"; certificate is only valid for DnsName("localhost") or DnsName("db")"#;
-        assert_eq!(certificate_name(dns).as_deref(), Some("localhost"));
-        let ip = r#"invalid peer certificate: certificate not valid for name "db.internal"; certificate is only valid for 10.99.99.99"#;
-        assert_eq!(certificate_name(ip).as_deref(), Some("10.99.99.99"));
-        assert_eq!(certificate_name("invalid peer certificate: UnknownIssuer"), None);
-        let none =
-            r#"certificate not valid for name "x"; certificate is not valid for any names (according to its subjectAltName extension)"#;
-        assert_eq!(certificate_name(none), None);
+    fn verify_ca_waives_the_name_and_only_the_name() {
+        let ca = issuer("drugsync test CA");
+        // MySQL's auto-generated server certificate names no host at all.
+        assert_eq!(mysql_async_accepts(&ca, &server_cert(&ca, &[])), Ok(()));
+        assert_eq!(mysql_async_accepts(&ca, &server_cert(&ca, &["db.internal"])), Ok(()));
+        let stranger = issuer("someone else's CA");
+        let refused = mysql_async_accepts(&ca, &server_cert(&stranger, &[])).expect_err("another CA's certificate");
+        assert!(refused.contains("UnknownIssuer"), "{refused}");
     }
 }
