@@ -96,6 +96,32 @@ impl GtidState {
         }
     }
 
+    /// MySQL's executed set before a binlog file, from that file's
+    /// `PREVIOUS_GTIDS` event (intervals there are `[start, end)`).
+    pub fn from_previous_gtids(event: &mysql_common::binlog::events::PreviousGtidsEvent<'_>) -> Self {
+        let mut set = BTreeMap::new();
+        for sid in event.sids() {
+            let uuid = uuid_text(sid.uuid());
+            let key = match sid.tag() {
+                Some(tag) => format!("{uuid}:{}", tag.as_str().to_ascii_lowercase()),
+                None => uuid,
+            };
+            let intervals: &mut Vec<(u64, u64)> = set.entry(key).or_default();
+            intervals.extend(sid.intervals().iter().filter(|i| i.end() > i.start()).map(|i| (i.start(), i.end() - 1)));
+            normalise(intervals);
+        }
+        set.retain(|_, intervals| !intervals.is_empty());
+        GtidState::Mysql(set)
+    }
+
+    /// Whether the state names no transaction at all.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            GtidState::Mariadb(state) => state.is_empty(),
+            GtidState::Mysql(set) => set.is_empty(),
+        }
+    }
+
     /// The set in the form `COM_BINLOG_DUMP_GTID` takes (MySQL only; empty for MariaDB).
     pub fn mysql_sids(&self) -> Result<Vec<Sid<'static>>, String> {
         match self {
@@ -109,6 +135,12 @@ impl GtidState {
                 .collect(),
         }
     }
+}
+
+/// A server UUID in its text form (`3e11fa47-71ca-11e1-9e33-c80aa9429562`).
+pub fn uuid_text(bytes: [u8; 16]) -> String {
+    let hex = hex::encode(bytes);
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }
 
 /// Sorts and merges touching or overlapping inclusive intervals.

@@ -150,23 +150,33 @@ fn routable(ty: ColumnType) -> bool {
     )
 }
 
+/// Why a table map gives no layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayoutError {
+    /// The event carries no column names (`binlog_row_metadata=MINIMAL` when
+    /// it was written): which value belongs to which column is unknown, so
+    /// its rows cannot be routed and are never guessed at.
+    Unnamed,
+    /// The table cannot be routed as configured; says what to change.
+    Unusable(String),
+}
+
 impl TableLayout {
     /// The layout of `tme`, routing by the column named `route_column`
     /// (case-insensitive). Errors say what the operator must change.
-    pub fn build(tme: &TableMapEvent<'_>, table: Arc<str>, route_column: &str) -> Result<Self, String> {
+    pub fn build(tme: &TableMapEvent<'_>, table: Arc<str>, route_column: &str) -> Result<Self, LayoutError> {
         let count = tme.columns_count() as usize;
-        let extractor = OptionalMetaExtractor::new(tme.iter_optional_meta()).map_err(|e| format!("table map of `{table}`: {e}"))?;
+        let extractor = OptionalMetaExtractor::new(tme.iter_optional_meta())
+            .map_err(|e| LayoutError::Unusable(format!("table map of `{table}`: {e}")))?;
         let names: Vec<String> = extractor
             .iter_column_name()
             .map(|n| n.map(|n| n.name().into_owned()))
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("column names of `{table}`: {e}"))?;
+            .map_err(|e| LayoutError::Unusable(format!("column names of `{table}`: {e}")))?;
         if names.len() != count {
-            return Err(format!(
-                "row events for `{table}` carry no column names: set binlog_row_metadata=FULL on the source (Aurora: in the DB cluster parameter group)"
-            ));
+            return Err(LayoutError::Unnamed);
         }
-        Self::build_named(tme, table, route_column, &names)
+        Self::build_named(tme, table, route_column, &names).map_err(LayoutError::Unusable)
     }
 
     /// [`Self::build`] with the column names given (tests of files written

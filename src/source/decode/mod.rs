@@ -37,7 +37,11 @@ use super::error::{SourceError, truncate};
 use super::events::{self, MariadbGtid};
 use super::gtid::GtidState;
 use crate::position::Position;
+use layout::LayoutError;
 pub use layout::TableLayout;
+
+/// Why a transaction whose rows carry no column names is reconciled.
+const MINIMAL_METADATA: &str = "row events without column names (written while binlog_row_metadata was MINIMAL): keep binlog_row_metadata=FULL on the source (Aurora: the DB cluster parameter group) so later events carry them";
 pub use routing::RoutingValues;
 
 /// MariaDB event types mysql_common does not know (see MariaDB's `log_event.h`).
@@ -100,6 +104,10 @@ pub struct TrackedDdl {
 struct KnownTable {
     body: Vec<u8>,
     layout: Option<Arc<TableLayout>>,
+    /// The name of a tracked table whose map carries no column names: its
+    /// rows cannot be routed, so a transaction that changes it is reconciled
+    /// (see [`Decoder::lost`]).
+    unnamed: Option<String>,
 }
 
 /// See the module docs. Fed one event at a time by [`Decoder::feed`].
@@ -118,6 +126,11 @@ pub struct Decoder {
     in_transaction: bool,
     /// End of the enclosing MySQL transaction payload: events inside one carry no position of their own.
     payload_end: Option<u32>,
+    /// Bytes of inner events the open transaction payload declared and the
+    /// stream has not delivered yet. mysql_async hands over an empty payload
+    /// when it cannot decompress one; this is how that is told from a
+    /// transaction that changed nothing, and refused instead of skipped.
+    payload_unseen: Option<u64>,
     /// Rotated into a new file and no transaction yet: its header events are positions to store.
     at_file_start: bool,
     /// Routing values of XA transactions prepared but not yet committed.
@@ -148,6 +161,7 @@ impl Decoder {
             pending_rows: 0,
             in_transaction: false,
             payload_end: None,
+            payload_unseen: None,
             // Streaming from a file's start: its header events are positions too.
             at_file_start: !start.file.is_empty() && start.offset == 4,
             prepared_xa: xa::PreparedXa::default(),
@@ -170,6 +184,7 @@ impl Decoder {
     pub fn feed(&mut self, event: &Event) -> Result<Option<Transaction>, SourceError> {
         let header = event.header();
         let raw_type = header.event_type_raw();
+        self.account_payload(event)?;
         match raw_type {
             events::MARIADB_GTID_EVENT => {
                 self.verify_checksum(event)?;
@@ -226,8 +241,7 @@ impl Decoder {
                 Ok(Some(self.marker(rotate.position(), header.timestamp())))
             }
             EventData::GtidEvent(gtid) => {
-                let hex = hex::encode(gtid.sid());
-                let uuid = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
+                let uuid = super::gtid::uuid_text(gtid.sid());
                 if let Some(state) = &mut self.gtid_state {
                     state.observe_mysql(&uuid, gtid.tag().map(|t| t.as_str()), gtid.gno());
                 }
@@ -239,9 +253,10 @@ impl Decoder {
                 self.begin(true);
                 Ok(None)
             }
-            EventData::TransactionPayloadEvent(_) => {
+            EventData::TransactionPayloadEvent(payload) => {
                 // The events inside follow (mysql_async expands them) with log_pos 0.
                 self.payload_end = Some(header.log_pos());
+                self.payload_unseen = Some(payload.uncompressed_size()).filter(|&size| size > 0);
                 Ok(None)
             }
             EventData::QueryEvent(query) => {
@@ -300,7 +315,18 @@ impl Decoder {
                 self.route_rows(&rows, event)?;
                 Ok(None)
             }
-            EventData::FormatDescriptionEvent(_) | EventData::PreviousGtidsEvent(_) => Ok(self.file_header_position(event)),
+            EventData::PreviousGtidsEvent(previous) => {
+                // A stream that started without a GTID state (GTIDs were off
+                // when its position was stored, or it never had one) learns
+                // it here, at a file's start: every later position carries
+                // the executed set, so GTIDs turned on online are used from
+                // the first file that has them (see the tailer's catch-up).
+                if self.gtid_state.is_none() {
+                    self.gtid_state = Some(GtidState::from_previous_gtids(&previous));
+                }
+                Ok(self.file_header_position(event))
+            }
+            EventData::FormatDescriptionEvent(_) => Ok(self.file_header_position(event)),
             EventData::StopEvent
             | EventData::HeartbeatEvent
             | EventData::IgnorableEvent(_)
@@ -334,14 +360,16 @@ impl Decoder {
             return Ok(());
         }
         let table = tme.table_name().to_ascii_lowercase();
-        let layout = if tme.database_name().eq_ignore_ascii_case(&self.spec.schema) && self.tracked.contains(&table) {
+        let (mut layout, mut unnamed) = (None, None);
+        if tme.database_name().eq_ignore_ascii_case(&self.spec.schema) && self.tracked.contains(&table) {
             let column = &self.spec.routes[&table];
-            let layout = TableLayout::build(tme, Arc::from(table.as_str()), column).map_err(SourceError::Misconfigured)?;
-            Some(Arc::new(layout))
-        } else {
-            None
-        };
-        self.tables.insert(tme.table_id(), KnownTable { body: event.data().to_vec(), layout });
+            match TableLayout::build(tme, Arc::from(table.as_str()), column) {
+                Ok(built) => layout = Some(Arc::new(built)),
+                Err(LayoutError::Unnamed) => unnamed = Some(table),
+                Err(LayoutError::Unusable(message)) => return Err(SourceError::Misconfigured(message)),
+            }
+        }
+        self.tables.insert(tme.table_id(), KnownTable { body: event.data().to_vec(), layout, unnamed });
         Ok(())
     }
 
@@ -349,6 +377,15 @@ impl Decoder {
         let Some(known) = self.tables.get(&rows.table_id()) else {
             return Err(self.decode_error(event, &format!("rows event for unknown table id {}", rows.table_id())));
         };
+        if let Some(table) = known.unnamed.clone() {
+            // Written while binlog_row_metadata was MINIMAL (preflight refuses
+            // that setting now, so this is an event from before it was fixed):
+            // reconciled, like DDL, never guessed at and never a stop that
+            // meets the same event again at every restart.
+            tracing::warn!(%table, position = %self.here(event), "row event without column names (binlog_row_metadata=MINIMAL when it was written)");
+            self.lost(event, table, MINIMAL_METADATA);
+            return Ok(());
+        }
         // Cheap skip: untracked schemas and tables are never decoded.
         let Some(layout) = known.layout.clone() else { return Ok(()) };
         let pending = &mut self.pending;
@@ -399,7 +436,7 @@ impl Decoder {
         Transaction {
             routing: RoutingValues::with_limit(self.spec.limit),
             rows: 0,
-            commit: Position { file: self.file.clone(), offset, gtid: self.gtid_state.as_ref().map(ToString::to_string) },
+            commit: Position { file: self.file.clone(), offset, gtid: self.gtid_text() },
             committed_at,
             ddl: None,
         }
@@ -436,6 +473,28 @@ impl Decoder {
         (!self.in_transaction).then(|| self.commit(event))
     }
 
+    /// Counts the inner events of an open transaction payload (they carry
+    /// log_pos 0) against the size it declared; an event of the outer stream
+    /// while some are missing means the payload was not expanded whole.
+    fn account_payload(&mut self, event: &Event) -> Result<(), SourceError> {
+        let Some(unseen) = self.payload_unseen else { return Ok(()) };
+        if event.header().log_pos() == 0 {
+            let left = unseen.checked_sub(u64::from(event.header().event_size()));
+            self.payload_unseen = left.filter(|&left| left > 0);
+            if left.is_none() {
+                return Err(self.decode_error(event, "events inside a transaction payload exceed the size it declares"));
+            }
+            return Ok(());
+        }
+        Err(self.decode_error(
+            event,
+            &format!(
+                "the transaction payload ending at {} declared {unseen} more bytes of events than arrived: it could not be decompressed (corrupt, or an unknown compression). Refused, not skipped: check the source's binlog at that position",
+                self.payload_end.unwrap_or_default()
+            ),
+        ))
+    }
+
     fn commit(&mut self, event: &Event) -> Transaction {
         let commit = self.here(event);
         self.in_transaction = false;
@@ -452,7 +511,13 @@ impl Decoder {
             0 => self.payload_end.unwrap_or(0),
             pos => pos,
         };
-        Position { file: self.file.clone(), offset: u64::from(log_pos), gtid: self.gtid_state.as_ref().map(ToString::to_string) }
+        Position { file: self.file.clone(), offset: u64::from(log_pos), gtid: self.gtid_text() }
+    }
+
+    /// The GTID state as a position carries it; an empty set (GTIDs on, none
+    /// executed yet) is no state to resume by.
+    fn gtid_text(&self) -> Option<String> {
+        self.gtid_state.as_ref().filter(|state| !state.is_empty()).map(ToString::to_string)
     }
 
     fn decode_error(&self, event: &Event, message: &str) -> SourceError {
