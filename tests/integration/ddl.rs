@@ -3,112 +3,118 @@
 //! table's current columns.
 
 use crate::common;
+use crate::common::on_each_server;
 
 use common::TestEnv;
 
-async fn ddl_env(name: &str) -> (TestEnv, common::Running) {
-    let env = TestEnv::new(name, 300).await;
+async fn ddl_env(flavour: common::Flavour, name: &str) -> (TestEnv, common::Running) {
+    let env = TestEnv::new(flavour, name, 300).await;
     let run = env.start().await;
     env.wait_caught_up().await;
     (env, run)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn truncate_then_reload_with_other_values() {
-    let (env, run) = ddl_env("ddltruncate").await;
-    env.exec(&["TRUNCATE TABLE rlblrid3"]).await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await; // every manufacturer is gone
-    let ndc = env.active_ndcs_where("n.LBLRID = '000001'").await[0].clone();
-    assert_eq!(env.field(&ndc, "manufacturer").await, None);
-    env.exec(&["INSERT INTO rlblrid3 (LBLRID, MFG) SELECT DISTINCT LBLRID, CONCAT('RELOADED ', LBLRID) FROM rndc14"]).await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some("RELOADED 000001"));
-    run.stop().await;
+on_each_server! {
+    async fn truncate_then_reload_with_other_values(flavour) {
+        let (env, run) = ddl_env(flavour, "ddltruncate").await;
+        env.exec(&["TRUNCATE TABLE rlblrid3"]).await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await; // every manufacturer is gone
+        let ndc = env.active_ndcs_where("n.LBLRID = '000001'").await[0].clone();
+        assert_eq!(env.field(&ndc, "manufacturer").await, None);
+        env.exec(&["INSERT INTO rlblrid3 (LBLRID, MFG) SELECT DISTINCT LBLRID, CONCAT('RELOADED ', LBLRID) FROM rndc14"]).await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some("RELOADED 000001"));
+        run.stop().await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drop_and_create_a_table() {
-    let (env, run) = ddl_env("ddldrop").await;
-    env.exec(&[
-        "CREATE TABLE rdosed2_saved AS SELECT * FROM rdosed2",
-        "DROP TABLE rdosed2",
-        "CREATE TABLE rdosed2 (GCDF char(2) NOT NULL, DOSE varchar(10), GCDF_DESC varchar(40), PRIMARY KEY (GCDF))",
-    ])
-    .await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await; // no dosage forms at all
-    env.exec(&["INSERT INTO rdosed2 SELECT GCDF, DOSE, CONCAT(GCDF_DESC, ' (NEW)') FROM rdosed2_saved"]).await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    run.stop().await;
+on_each_server! {
+    async fn drop_and_create_a_table(flavour) {
+        let (env, run) = ddl_env(flavour, "ddldrop").await;
+        env.exec(&[
+            "CREATE TABLE rdosed2_saved AS SELECT * FROM rdosed2",
+            "DROP TABLE rdosed2",
+            "CREATE TABLE rdosed2 (GCDF char(2) NOT NULL, DOSE varchar(10), GCDF_DESC varchar(40), PRIMARY KEY (GCDF))",
+        ])
+        .await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await; // no dosage forms at all
+        env.exec(&["INSERT INTO rdosed2 SELECT GCDF, DOSE, CONCAT(GCDF_DESC, ' (NEW)') FROM rdosed2_saved"]).await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        run.stop().await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rename_swap_of_a_freshly_loaded_copy() {
-    let (env, run) = ddl_env("ddlrename").await;
-    // The usual weekly load: fill a copy, then swap it in atomically.
-    env.exec(&[
-        "CREATE TABLE rlblrid3_new LIKE rlblrid3",
-        "INSERT INTO rlblrid3_new SELECT LBLRID, CONCAT(MFG, ' V2') FROM rlblrid3",
-        "RENAME TABLE rlblrid3 TO rlblrid3_old, rlblrid3_new TO rlblrid3",
-    ])
-    .await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    let ndc = env.active_ndcs_where("n.LBLRID = '000002'").await[0].clone();
-    assert!(env.field(&ndc, "manufacturer").await.unwrap().ends_with(" V2"));
-    run.stop().await;
+on_each_server! {
+    async fn rename_swap_of_a_freshly_loaded_copy(flavour) {
+        let (env, run) = ddl_env(flavour, "ddlrename").await;
+        // The usual weekly load: fill a copy, then swap it in atomically.
+        env.exec(&[
+            "CREATE TABLE rlblrid3_new LIKE rlblrid3",
+            "INSERT INTO rlblrid3_new SELECT LBLRID, CONCAT(MFG, ' V2') FROM rlblrid3",
+            "RENAME TABLE rlblrid3 TO rlblrid3_old, rlblrid3_new TO rlblrid3",
+        ])
+        .await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        let ndc = env.active_ndcs_where("n.LBLRID = '000002'").await[0].clone();
+        assert!(env.field(&ndc, "manufacturer").await.unwrap().ends_with(" V2"));
+        run.stop().await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alter_table_adds_drops_and_reorders_columns_and_decoding_follows() {
-    let (env, run) = ddl_env("ddlalter").await;
-    env.exec(&["ALTER TABLE rlblrid3 ADD COLUMN NOTE varchar(20) FIRST"]).await;
-    env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER ADD', NOTE = 'x' WHERE LBLRID = '000001'"]).await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    // Move the routing column to the end: decoding must use names, not positions.
-    env.exec(&["ALTER TABLE rlblrid3 MODIFY COLUMN LBLRID char(6) NOT NULL AFTER MFG"]).await;
-    env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER REORDER' WHERE LBLRID = '000002'"]).await;
-    env.exec(&["ALTER TABLE rlblrid3 DROP COLUMN NOTE"]).await;
-    env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER DROP' WHERE LBLRID = '000003'"]).await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    let ndc = env.active_ndcs_where("n.LBLRID = '000002'").await[0].clone();
-    assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some("AFTER REORDER"));
-    run.stop().await;
+on_each_server! {
+    async fn alter_table_adds_drops_and_reorders_columns_and_decoding_follows(flavour) {
+        let (env, run) = ddl_env(flavour, "ddlalter").await;
+        env.exec(&["ALTER TABLE rlblrid3 ADD COLUMN NOTE varchar(20) FIRST"]).await;
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER ADD', NOTE = 'x' WHERE LBLRID = '000001'"]).await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        // Move the routing column to the end: decoding must use names, not positions.
+        env.exec(&["ALTER TABLE rlblrid3 MODIFY COLUMN LBLRID char(6) NOT NULL AFTER MFG"]).await;
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER REORDER' WHERE LBLRID = '000002'"]).await;
+        env.exec(&["ALTER TABLE rlblrid3 DROP COLUMN NOTE"]).await;
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER DROP' WHERE LBLRID = '000003'"]).await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        let ndc = env.active_ndcs_where("n.LBLRID = '000002'").await[0].clone();
+        assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some("AFTER REORDER"));
+        run.stop().await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_on_lost_sync_stop_ddl_stops_before_the_position_passes_it() {
-    let mut env = TestEnv::new("ddlstop", 100).await;
-    env.config_text = env.config_text.replacen("on_lost_sync = \"reconcile\"", "on_lost_sync = \"stop\"", 1);
-    let run = env.start().await;
-    env.wait_caught_up().await;
-    env.exec(&["CREATE TABLE scratch (x int)", "DROP TABLE scratch"]).await;
-    env.wait_caught_up().await;
-    let before_ddl = env.master_position().await;
-    env.exec(&["TRUNCATE TABLE rlblrid3"]).await;
-    let result = tokio::time::timeout(std::time::Duration::from_secs(30), run.handle).await.expect("drugsync must stop").unwrap();
-    let message = result.expect_err("DDL on a tracked table is an error").to_string();
-    assert!(message.contains("`rlblrid3`") && message.contains("--reconcile"), "{message}");
-    let store = drugsync::checkpoint::CheckpointStore::open(&env.config().checkpoint.path).unwrap();
-    let stored = store.load().unwrap().unwrap();
-    // Other tests share the binlog; find where our TRUNCATE starts.
-    use mysql_async::prelude::Queryable;
-    let mut conn = env.mysql().await;
-    let events: Vec<(String, u64, String, u64, u64, String)> =
-        conn.query(format!("SHOW BINLOG EVENTS IN '{}' FROM {}", before_ddl.file, before_ddl.offset)).await.unwrap();
-    let ddl_start = events
-        .iter()
-        .find(|e| e.5.contains("`t_ddlstop`") && e.5.contains("TRUNCATE TABLE rlblrid3"))
-        .map(|e| drugsync::position::Position::new(e.0.clone(), e.1))
-        .expect("the TRUNCATE is in the binlog");
-    assert_ne!(
-        stored.try_cmp(&ddl_start).unwrap(),
-        std::cmp::Ordering::Greater,
-        "the position ({stored}) never passes the DDL ({ddl_start})"
-    );
+on_each_server! {
+    async fn with_on_lost_sync_stop_ddl_stops_before_the_position_passes_it(flavour) {
+        let mut env = TestEnv::new(flavour, "ddlstop", 100).await;
+        env.config_text = env.config_text.replacen("on_lost_sync = \"reconcile\"", "on_lost_sync = \"stop\"", 1);
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        env.exec(&["CREATE TABLE scratch (x int)", "DROP TABLE scratch"]).await;
+        env.wait_caught_up().await;
+        let before_ddl = env.master_position().await;
+        env.exec(&["TRUNCATE TABLE rlblrid3"]).await;
+        let result = tokio::time::timeout(std::time::Duration::from_secs(30), run.handle).await.expect("drugsync must stop").unwrap();
+        let message = result.expect_err("DDL on a tracked table is an error").to_string();
+        assert!(message.contains("`rlblrid3`") && message.contains("--reconcile"), "{message}");
+        let store = drugsync::checkpoint::CheckpointStore::open(&env.config().checkpoint.path).unwrap();
+        let stored = store.load().unwrap().unwrap();
+        // Other tests share the binlog; find where our TRUNCATE starts.
+        use mysql_async::prelude::Queryable;
+        let mut conn = env.mysql().await;
+        let events: Vec<(String, u64, String, u64, u64, String)> =
+            conn.query(format!("SHOW BINLOG EVENTS IN '{}' FROM {}", before_ddl.file, before_ddl.offset)).await.unwrap();
+        let ddl_start = events
+            .iter()
+            .find(|e| e.5.contains(&format!("`{}`", env.schema)) && e.5.contains("TRUNCATE TABLE rlblrid3"))
+            .map(|e| drugsync::position::Position::new(e.0.clone(), e.1))
+            .expect("the TRUNCATE is in the binlog");
+        assert_ne!(
+            stored.try_cmp(&ddl_start).unwrap(),
+            std::cmp::Ordering::Greater,
+            "the position ({stored}) never passes the DDL ({ddl_start})"
+        );
+    }
 }

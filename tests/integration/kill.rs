@@ -9,6 +9,7 @@
 //!     DRUGSYNC_KILL_TRANSACTIONS=600 DRUGSYNC_KILL_KILLS=5 cargo nextest run -E 'test(/^kill::/)'
 
 use crate::common;
+use crate::common::on_each_server;
 
 use std::time::Duration;
 
@@ -60,81 +61,82 @@ fn random_transaction(rng: &mut impl Rng, i: usize) -> Vec<String> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_transactions_with_sigkills_converge_to_mysql() {
-    let transactions = env_number("DRUGSYNC_KILL_TRANSACTIONS", 5000);
-    let wanted_kills = env_number("DRUGSYNC_KILL_KILLS", 20);
-    let env = TestEnv::new("kill", 600).await;
-    let mut child = env.spawn_binary("run-0.log");
-    env.wait_caught_up().await;
+on_each_server! {
+    async fn random_transactions_with_sigkills_converge_to_mysql(flavour) {
+        let transactions = env_number("DRUGSYNC_KILL_TRANSACTIONS", 5000);
+        let wanted_kills = env_number("DRUGSYNC_KILL_KILLS", 20);
+        let env = TestEnv::new(flavour, "kill", 600).await;
+        let mut child = env.spawn_binary("run-0.log");
+        env.wait_caught_up().await;
 
-    let mut writer_conn = env.mysql().await;
-    let writer = tokio::spawn(async move {
-        use mysql_async::prelude::Queryable;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        for i in 0..transactions {
-            for statement in random_transaction(&mut rng, i) {
-                writer_conn.query_drop(&statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+        let mut writer_conn = env.mysql().await;
+        let writer = tokio::spawn(async move {
+            use mysql_async::prelude::Queryable;
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+            for i in 0..transactions {
+                for statement in random_transaction(&mut rng, i) {
+                    writer_conn.query_drop(&statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+                }
+                tokio::time::sleep(Duration::from_millis(rng.random_range(0..6))).await;
             }
-            tokio::time::sleep(Duration::from_millis(rng.random_range(0..6))).await;
-        }
-        writer_conn.disconnect().await.unwrap();
-    });
+            writer_conn.disconnect().await.unwrap();
+        });
 
-    // SIGKILL at random moments, every other one aimed at the moment a batch
-    // is acknowledged: while the writer runs and while the backlog drains.
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    let mut kills = 0;
-    let mut redis = env.redis.clone();
-    while !writer.is_finished() || kills < wanted_kills {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
-        if kills % 2 == 1 {
-            // Aimed: the moment Redis shows a new position, the writer is
-            // about to move its checkpoint; kill it in that window.
-            let seen: Option<String> = redis::cmd("GET").arg(&env.position_key).query_async(&mut redis).await.unwrap();
-            let aim_until = std::time::Instant::now() + Duration::from_secs(2);
-            while std::time::Instant::now() < aim_until {
-                let now: Option<String> = redis::cmd("GET").arg(&env.position_key).query_async(&mut redis).await.unwrap();
-                if now != seen {
-                    break;
+        // SIGKILL at random moments, every other one aimed at the moment a batch
+        // is acknowledged: while the writer runs and while the backlog drains.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut kills = 0;
+        let mut redis = env.redis.clone();
+        while !writer.is_finished() || kills < wanted_kills {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
+            if kills % 2 == 1 {
+                // Aimed: the moment Redis shows a new position, the writer is
+                // about to move its checkpoint; kill it in that window.
+                let seen: Option<String> = redis::cmd("GET").arg(&env.position_key).query_async(&mut redis).await.unwrap();
+                let aim_until = std::time::Instant::now() + Duration::from_secs(2);
+                while std::time::Instant::now() < aim_until {
+                    let now: Option<String> = redis::cmd("GET").arg(&env.position_key).query_async(&mut redis).await.unwrap();
+                    if now != seen {
+                        break;
+                    }
                 }
             }
+            child.kill().unwrap();
+            child.wait().unwrap();
+            kills += 1;
+            child = env.spawn_binary(&format!("run-{kills}.log"));
         }
+        writer.await.unwrap();
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        // The previous run may have caught up before it was killed: the last one
+        // must still get to its start-up decision before it is stopped.
+        let last_log = env.log_path(&format!("run-{kills}.log"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let last = loop {
+            let text = std::fs::read_to_string(&last_log).unwrap_or_default();
+            if text.contains("resuming from") || text.contains("initial load") || std::time::Instant::now() > deadline {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         child.kill().unwrap();
         child.wait().unwrap();
-        kills += 1;
-        child = env.spawn_binary(&format!("run-{kills}.log"));
-    }
-    writer.await.unwrap();
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    // The previous run may have caught up before it was killed: the last one
-    // must still get to its start-up decision before it is stopped.
-    let last_log = env.log_path(&format!("run-{kills}.log"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let last = loop {
-        let text = std::fs::read_to_string(&last_log).unwrap_or_default();
-        if text.contains("resuming from") || text.contains("initial load") || std::time::Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(kills >= wanted_kills);
-    assert!(last.contains("resuming from checkpoint"), "the last run resumed rather than reloading:\n{last}");
+        assert!(kills >= wanted_kills);
+        assert!(last.contains("resuming from checkpoint"), "the last run resumed rather than reloading:\n{last}");
 
-    // Where each kill fell, read from the start-up decision of the run after it.
-    let falls: Vec<KillFell> = (1..=kills).map(|run| kill_fell(&env.log_path(&format!("run-{run}.log")))).collect();
-    let count = |kind: KillFell| falls.iter().filter(|f| **f == kind).count();
-    eprintln!(
-        "kills: {} after Redis acknowledged a batch and before the checkpoint moved, {} elsewhere (idle, reading, or before the acknowledgement), {} during the initial load, {} unknown (the next run was killed before deciding)",
-        count(KillFell::BetweenRedisAndCheckpoint),
-        count(KillFell::Elsewhere),
-        count(KillFell::DuringLoad),
-        count(KillFell::Unknown)
-    );
-    assert!(count(KillFell::BetweenRedisAndCheckpoint) > 0, "no kill fell inside an apply's critical window: {falls:?}");
+        // Where each kill fell, read from the start-up decision of the run after it.
+        let falls: Vec<KillFell> = (1..=kills).map(|run| kill_fell(&env.log_path(&format!("run-{run}.log")))).collect();
+        let count = |kind: KillFell| falls.iter().filter(|f| **f == kind).count();
+        eprintln!(
+            "kills: {} after Redis acknowledged a batch and before the checkpoint moved, {} elsewhere (idle, reading, or before the acknowledgement), {} during the initial load, {} unknown (the next run was killed before deciding)",
+            count(KillFell::BetweenRedisAndCheckpoint),
+            count(KillFell::Elsewhere),
+            count(KillFell::DuringLoad),
+            count(KillFell::Unknown)
+        );
+        assert!(count(KillFell::BetweenRedisAndCheckpoint) > 0, "no kill fell inside an apply's critical window: {falls:?}");
+    }
 }
 
 /// Where a SIGKILL fell, as the next run's start-up decision tells it.

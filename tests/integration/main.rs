@@ -17,6 +17,7 @@ mod ddl;
 mod divergence;
 mod gtid;
 mod kill;
+mod mysql_source;
 mod operations;
 mod oracle;
 mod outage;

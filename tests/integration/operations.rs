@@ -3,6 +3,7 @@
 //! line for applied work, and `drugsync status` while drugsync runs and after.
 
 use crate::common;
+use crate::common::on_each_server;
 
 use std::time::{Duration, Instant};
 
@@ -54,72 +55,73 @@ fn status(env: &TestEnv, config: &str, log: &str) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn probes_log_lines_and_status_while_running_and_after() {
-    let mut redis = PrivateRedis::start(true).await;
-    let env = TestEnv::new_with("operations", 200, &common::mysql_base_url(), &redis.url()).await;
-    let (writer_port, standby_port) = (free_port(), free_port());
-    let writer_config = with_metrics(&env.config_text, writer_port);
-    let mut writer = env.spawn_binary_with(&writer_config, "writer.log");
-    env.wait_caught_up().await;
+on_each_server! {
+    async fn probes_log_lines_and_status_while_running_and_after(flavour) {
+        let mut redis = PrivateRedis::start(true).await;
+        let env = TestEnv::new_with(flavour, "operations", 200, &redis.url()).await;
+        let (writer_port, standby_port) = (free_port(), free_port());
+        let writer_config = with_metrics(&env.config_text, writer_port);
+        let mut writer = env.spawn_binary_with(&writer_config, "writer.log");
+        env.wait_caught_up().await;
 
-    let (code, ready) = until(writer_port, "/readyz", |code, _| code == 200).await;
-    assert_eq!((code, ready["role"].as_str()), (200, Some("writer")), "{ready}");
-    let (code, healthy) = until(writer_port, "/healthz", |code, _| code == 200).await;
-    assert_eq!(code, 200, "{healthy}");
+        let (code, ready) = until(writer_port, "/readyz", |code, _| code == 200).await;
+        assert_eq!((code, ready["role"].as_str()), (200, Some("writer")), "{ready}");
+        let (code, healthy) = until(writer_port, "/healthz", |code, _| code == 200).await;
+        assert_eq!(code, 200, "{healthy}");
 
-    // A change is one "applied" line with its counts.
-    env.exec(&["UPDATE rlblrid3 SET MFG = 'OPERATIONS CHECK' WHERE LBLRID = '000001'"]).await;
-    env.wait_caught_up().await;
-    let applied = common::eventually(Duration::from_secs(10), Duration::from_millis(200), "an 'applied' line for the change", async || {
-        let log = std::fs::read_to_string(env.log_path("writer.log")).unwrap();
-        let line = log
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|l| l["message"] == "applied" && l["upserted"].as_u64().unwrap_or(0) > 0);
-        line.ok_or(log)
-    })
-    .await;
-    assert!(applied["transactions"].as_u64().unwrap() >= 1 && applied["position"].is_string() && applied["lag_ms"].is_u64(), "{applied}");
+        // A change is one "applied" line with its counts.
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'OPERATIONS CHECK' WHERE LBLRID = '000001'"]).await;
+        env.wait_caught_up().await;
+        let applied = common::eventually(Duration::from_secs(10), Duration::from_millis(200), "an 'applied' line for the change", async || {
+            let log = std::fs::read_to_string(env.log_path("writer.log")).unwrap();
+            let line = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|l| l["message"] == "applied" && l["upserted"].as_u64().unwrap_or(0) > 0);
+            line.ok_or(log)
+        })
+        .await;
+        assert!(applied["transactions"].as_u64().unwrap() >= 1 && applied["position"].is_string() && applied["lag_ms"].is_u64(), "{applied}");
 
-    // A standby is ready to take over and says it is a standby.
-    let standby_config = with_metrics(&env.config_text, standby_port).replacen("checkpoint.redb", "standby.redb", 1);
-    let mut standby = env.spawn_binary_with(&standby_config, "standby.log");
-    let (code, ready) = until(standby_port, "/readyz", |code, _| code == 200).await;
-    assert_eq!((code, ready["role"].as_str()), (200, Some("standby")), "{ready}");
+        // A standby is ready to take over and says it is a standby.
+        let standby_config = with_metrics(&env.config_text, standby_port).replacen("checkpoint.redb", "standby.redb", 1);
+        let mut standby = env.spawn_binary_with(&standby_config, "standby.log");
+        let (code, ready) = until(standby_port, "/readyz", |code, _| code == 200).await;
+        assert_eq!((code, ready["role"].as_str()), (200, Some("standby")), "{ready}");
 
-    // Status while running.
-    let expected_docs = env.expected().await.len() as u64;
-    let report = status(&env, &env.config_text, "status-running.log");
-    assert!(report["writer"].is_string(), "{report}");
-    assert!(report["lease_ttl_ms"].as_u64().is_some_and(|ttl| ttl <= 10_000), "{report}");
-    assert!(report["local_position"].as_str().unwrap().contains("running"), "the writer holds its checkpoint: {report}");
-    assert!(report["redis_position"].as_str().is_some_and(|p| p.starts_with("binlog.")), "{report}");
-    assert_eq!(report["documents"].as_u64(), Some(expected_docs), "{report}");
-    assert_eq!((report["quarantined"].as_u64(), report["pending_repairs"].as_u64()), (Some(0), Some(0)));
-    assert_eq!(report["source"]["position_file_present"].as_bool(), Some(true), "{report}");
-    assert!(report["last_commit"].as_u64().is_some() && report["status_age_secs"].as_u64().is_some_and(|a| a <= 5), "{report}");
+        // Status while running.
+        let expected_docs = env.expected().await.len() as u64;
+        let report = status(&env, &env.config_text, "status-running.log");
+        assert!(report["writer"].is_string(), "{report}");
+        assert!(report["lease_ttl_ms"].as_u64().is_some_and(|ttl| ttl <= 10_000), "{report}");
+        assert!(report["local_position"].as_str().unwrap().contains("running"), "the writer holds its checkpoint: {report}");
+        assert!(report["redis_position"].as_str().is_some_and(|p| p.starts_with("binlog.")), "{report}");
+        assert_eq!(report["documents"].as_u64(), Some(expected_docs), "{report}");
+        assert_eq!((report["quarantined"].as_u64(), report["pending_repairs"].as_u64()), (Some(0), Some(0)));
+        assert_eq!(report["source"]["position_file_present"].as_bool(), Some(true), "{report}");
+        assert!(report["last_commit"].as_u64().is_some() && report["status_age_secs"].as_u64().is_some_and(|a| a <= 5), "{report}");
 
-    // Redis goes away: the writer is no longer ready, and says why.
-    redis.stop();
-    let (code, ready) = until(writer_port, "/readyz", |code, _| code == 503).await;
-    assert_eq!(code, 503, "{ready}");
-    assert!(ready["failing"].to_string().contains("Redis"), "{ready}");
-    redis.start_again().await;
-    let (code, _) = until(writer_port, "/readyz", |code, _| code == 200).await;
-    assert_eq!(code, 200, "ready again once Redis answers");
+        // Redis goes away: the writer is no longer ready, and says why.
+        redis.stop();
+        let (code, ready) = until(writer_port, "/readyz", |code, _| code == 503).await;
+        assert_eq!(code, 503, "{ready}");
+        assert!(ready["failing"].to_string().contains("Redis"), "{ready}");
+        redis.start_again().await;
+        let (code, _) = until(writer_port, "/readyz", |code, _| code == 200).await;
+        assert_eq!(code, 200, "ready again once Redis answers");
 
-    // Status once nothing runs: no writer, and the checkpoint can be read.
-    for child in [&mut writer, &mut standby] {
-        std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
-        child.wait().unwrap();
+        // Status once nothing runs: no writer, and the checkpoint can be read.
+        for child in [&mut writer, &mut standby] {
+            std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+            child.wait().unwrap();
+        }
+        let report = status(&env, &env.config_text, "status-stopped.log");
+        assert!(report["writer"].is_null(), "{report}");
+        assert!(report["local_position"].as_str().unwrap().starts_with("binlog."), "{report}");
+        let table =
+            env.binary_command(&env.config_text, "status-table.log").arg("status").stdout(std::process::Stdio::piped()).output().unwrap();
+        let table = String::from_utf8(table.stdout).unwrap();
+        eprintln!("{table}");
+        assert!(table.contains("none running") && table.contains("documents"), "{table}");
     }
-    let report = status(&env, &env.config_text, "status-stopped.log");
-    assert!(report["writer"].is_null(), "{report}");
-    assert!(report["local_position"].as_str().unwrap().starts_with("binlog."), "{report}");
-    let table =
-        env.binary_command(&env.config_text, "status-table.log").arg("status").stdout(std::process::Stdio::piped()).output().unwrap();
-    let table = String::from_utf8(table.stdout).unwrap();
-    eprintln!("{table}");
-    assert!(table.contains("none running") && table.contains("documents"), "{table}");
 }

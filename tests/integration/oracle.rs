@@ -3,6 +3,7 @@
 //! loaded by drugsync's own loader is caught.
 
 use crate::common;
+use crate::common::on_each_server;
 
 use common::TestEnv;
 use mysql_async::prelude::Queryable;
@@ -27,110 +28,113 @@ async fn class_name(env: &TestEnv, etc: u64) -> String {
     name.trim_end().to_owned()
 }
 
-/// Several default links: the lowest default ETC_ID wins, a lower
-/// non-default link does not count, and removing the winner hands the class
-/// to the next default. Then a formulation with no class at all.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn default_class_follows_the_lowest_default_link_and_may_be_absent() {
-    let env = TestEnv::new("oracle_class", 400).await;
-    let run = env.start().await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    let (gcn, [low, mid, high]) = formulation_and_classes(&env).await;
-    let ndc = env.active_ndcs_where(&format!("n.GCN_SEQNO = {gcn}")).await.remove(0);
+on_each_server! {
+    /// Several default links: the lowest default ETC_ID wins, a lower
+    /// non-default link does not count, and removing the winner hands the class
+    /// to the next default. Then a formulation with no class at all.
+    async fn default_class_follows_the_lowest_default_link_and_may_be_absent(flavour) {
+        let env = TestEnv::new(flavour, "oracle_class", 400).await;
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        let (gcn, [low, mid, high]) = formulation_and_classes(&env).await;
+        let ndc = env.active_ndcs_where(&format!("n.GCN_SEQNO = {gcn}")).await.remove(0);
 
-    env.exec(&[
-        "START TRANSACTION",
-        &format!("DELETE FROM retcgc0 WHERE GCN_SEQNO = {gcn}"),
-        &format!("INSERT INTO retcgc0 (GCN_SEQNO, ETC_ID, ETC_DEFAULT_USE_IND) VALUES ({gcn}, {low}, '0'), ({gcn}, {mid}, '1'), ({gcn}, {high}, '1')"),
-        "COMMIT",
-    ])
-    .await;
-    env.wait_caught_up().await;
-    assert_eq!(env.field(&ndc, "therapeutic_class").await, Some(class_name(&env, mid).await), "lowest default link, not the lowest link");
-    env.assert_matches_mysql().await;
+        env.exec(&[
+            "START TRANSACTION",
+            &format!("DELETE FROM retcgc0 WHERE GCN_SEQNO = {gcn}"),
+            &format!("INSERT INTO retcgc0 (GCN_SEQNO, ETC_ID, ETC_DEFAULT_USE_IND) VALUES ({gcn}, {low}, '0'), ({gcn}, {mid}, '1'), ({gcn}, {high}, '1')"),
+            "COMMIT",
+        ])
+        .await;
+        env.wait_caught_up().await;
+        assert_eq!(env.field(&ndc, "therapeutic_class").await, Some(class_name(&env, mid).await), "lowest default link, not the lowest link");
+        env.assert_matches_mysql().await;
 
-    env.exec(&[&format!("DELETE FROM retcgc0 WHERE GCN_SEQNO = {gcn} AND ETC_ID = {mid}")]).await;
-    env.wait_caught_up().await;
-    assert_eq!(env.field(&ndc, "therapeutic_class").await, Some(class_name(&env, high).await), "the next default link");
-    env.assert_matches_mysql().await;
+        env.exec(&[&format!("DELETE FROM retcgc0 WHERE GCN_SEQNO = {gcn} AND ETC_ID = {mid}")]).await;
+        env.wait_caught_up().await;
+        assert_eq!(env.field(&ndc, "therapeutic_class").await, Some(class_name(&env, high).await), "the next default link");
+        env.assert_matches_mysql().await;
 
-    env.exec(&[&format!("UPDATE retcgc0 SET ETC_DEFAULT_USE_IND = '1' WHERE GCN_SEQNO = {gcn} AND ETC_ID = {low}")]).await;
-    env.wait_caught_up().await;
-    assert_eq!(env.field(&ndc, "therapeutic_class").await, Some(class_name(&env, low).await), "a link that became default");
-    env.assert_matches_mysql().await;
+        env.exec(&[&format!("UPDATE retcgc0 SET ETC_DEFAULT_USE_IND = '1' WHERE GCN_SEQNO = {gcn} AND ETC_ID = {low}")]).await;
+        env.wait_caught_up().await;
+        assert_eq!(env.field(&ndc, "therapeutic_class").await, Some(class_name(&env, low).await), "a link that became default");
+        env.assert_matches_mysql().await;
 
-    // A class renamed reaches every formulation whose default it is.
-    env.exec(&[&format!("UPDATE retctbl0 SET ETC_NAME = 'Renamed Class' WHERE ETC_ID = {low}")]).await;
-    env.wait_caught_up().await;
-    assert_eq!(env.field(&ndc, "therapeutic_class").await.as_deref(), Some("Renamed Class"));
-    env.assert_matches_mysql().await;
+        // A class renamed reaches every formulation whose default it is.
+        env.exec(&[&format!("UPDATE retctbl0 SET ETC_NAME = 'Renamed Class' WHERE ETC_ID = {low}")]).await;
+        env.wait_caught_up().await;
+        assert_eq!(env.field(&ndc, "therapeutic_class").await.as_deref(), Some("Renamed Class"));
+        env.assert_matches_mysql().await;
 
-    // No default link left: the field is absent and the text has no class.
-    env.exec(&[&format!("UPDATE retcgc0 SET ETC_DEFAULT_USE_IND = '0' WHERE GCN_SEQNO = {gcn}")]).await;
-    env.wait_caught_up().await;
-    assert_eq!(env.field(&ndc, "therapeutic_class").await, None, "a formulation with no class");
-    env.assert_matches_mysql().await;
-    run.stop().await;
+        // No default link left: the field is absent and the text has no class.
+        env.exec(&[&format!("UPDATE retcgc0 SET ETC_DEFAULT_USE_IND = '0' WHERE GCN_SEQNO = {gcn}")]).await;
+        env.wait_caught_up().await;
+        assert_eq!(env.field(&ndc, "therapeutic_class").await, None, "a formulation with no class");
+        env.assert_matches_mysql().await;
+        run.stop().await;
+    }
 }
 
-/// An NDC pointing at a labeler that has no row has no manufacturer; the
-/// labeler's row arriving later (a child-table insert) fills it in, and its
-/// removal takes it out again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn labeler_without_a_row_then_with_one_then_without() {
-    let env = TestEnv::new("oracle_labeler", 300).await;
-    let run = env.start().await;
-    env.wait_caught_up().await;
-    let ndcs = env.active_ndcs_where("1 = 1").await;
-    let (first, second) = (&ndcs[0], &ndcs[1]);
+on_each_server! {
+    /// An NDC pointing at a labeler that has no row has no manufacturer; the
+    /// labeler's row arriving later (a child-table insert) fills it in, and its
+    /// removal takes it out again.
+    async fn labeler_without_a_row_then_with_one_then_without(flavour) {
+        let env = TestEnv::new(flavour, "oracle_labeler", 300).await;
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        let ndcs = env.active_ndcs_where("1 = 1").await;
+        let (first, second) = (&ndcs[0], &ndcs[1]);
 
-    env.exec(&[&format!("UPDATE rndc14 SET LBLRID = 'ZZ9999' WHERE NDC IN ('{first}', '{second}')")]).await;
-    env.wait_caught_up().await;
-    assert_eq!(env.field(first, "manufacturer").await, None, "no labeler row, no manufacturer");
-    env.assert_matches_mysql().await;
+        env.exec(&[&format!("UPDATE rndc14 SET LBLRID = 'ZZ9999' WHERE NDC IN ('{first}', '{second}')")]).await;
+        env.wait_caught_up().await;
+        assert_eq!(env.field(first, "manufacturer").await, None, "no labeler row, no manufacturer");
+        env.assert_matches_mysql().await;
 
-    env.exec(&["INSERT INTO rlblrid3 (LBLRID, MFG) VALUES ('ZZ9999', 'LATE LABELER INC   ')"]).await;
-    env.wait_caught_up().await;
-    assert_eq!(env.field(second, "manufacturer").await.as_deref(), Some("LATE LABELER INC"), "the row arrived later");
-    env.assert_matches_mysql().await;
+        env.exec(&["INSERT INTO rlblrid3 (LBLRID, MFG) VALUES ('ZZ9999', 'LATE LABELER INC   ')"]).await;
+        env.wait_caught_up().await;
+        assert_eq!(env.field(second, "manufacturer").await.as_deref(), Some("LATE LABELER INC"), "the row arrived later");
+        env.assert_matches_mysql().await;
 
-    env.exec(&["DELETE FROM rlblrid3 WHERE LBLRID = 'ZZ9999'"]).await;
-    env.wait_caught_up().await;
-    assert_eq!(env.field(first, "manufacturer").await, None, "the row went away");
-    env.assert_matches_mysql().await;
-    run.stop().await;
+        env.exec(&["DELETE FROM rlblrid3 WHERE LBLRID = 'ZZ9999'"]).await;
+        env.wait_caught_up().await;
+        assert_eq!(env.field(first, "manufacturer").await, None, "the row went away");
+        env.assert_matches_mysql().await;
+        run.stop().await;
+    }
 }
 
-/// The expectation is not drugsync's: an index built by a mapping that picks
-/// the *highest* default class (a plausible bug) fails the comparison with
-/// the oracle, even though drugsync's loader agrees with what it wrote.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_mapping_is_caught_by_the_oracle() {
-    let mut env = TestEnv::new("oracle_catches", 300).await;
-    let (gcn, [low, _, high]) = formulation_and_classes(&env).await;
-    env.exec(&[&format!("INSERT INTO retcgc0 (GCN_SEQNO, ETC_ID, ETC_DEFAULT_USE_IND) VALUES ({gcn}, {low}, '1'), ({gcn}, {high}, '1') ON DUPLICATE KEY UPDATE ETC_DEFAULT_USE_IND = '1'")]).await;
-    let reference = env.config_text.clone();
-    let wrong = reference.replacen("SELECT MIN(c.ETC_ID) FROM retcgc0 c", "SELECT MAX(c.ETC_ID) FROM retcgc0 c", 1);
-    assert_ne!(wrong, reference);
-    env.use_config(wrong);
-    let run = env.start().await;
-    env.wait_caught_up().await;
-    run.stop().await;
-    // Judged by its own (wrong) mapping, the index is consistent...
-    env.assert_matches_mysql().await;
-    // ...judged by the oracle, it is not.
-    let actual = env.actual().await;
-    let mut conn = env.mysql().await;
-    let oracle = common::oracle::expected_documents(&mut conn).await;
-    conn.disconnect().await.unwrap();
-    let wrong_classes = oracle
-        .iter()
-        .filter(|(ndc, doc)| {
-            let have = actual.get(*ndc).and_then(|h| h.get("therapeutic_class")).map(|v| String::from_utf8_lossy(v).into_owned());
-            have.as_ref() != doc.fields.get("therapeutic_class")
-        })
-        .count();
-    assert!(wrong_classes > 0, "the oracle sees the wrong default class");
-    assert_eq!(oracle.len(), actual.len(), "same documents, wrong field");
+on_each_server! {
+    /// The expectation is not drugsync's: an index built by a mapping that picks
+    /// the *highest* default class (a plausible bug) fails the comparison with
+    /// the oracle, even though drugsync's loader agrees with what it wrote.
+    async fn a_wrong_mapping_is_caught_by_the_oracle(flavour) {
+        let mut env = TestEnv::new(flavour, "oracle_catches", 300).await;
+        let (gcn, [low, _, high]) = formulation_and_classes(&env).await;
+        env.exec(&[&format!("INSERT INTO retcgc0 (GCN_SEQNO, ETC_ID, ETC_DEFAULT_USE_IND) VALUES ({gcn}, {low}, '1'), ({gcn}, {high}, '1') ON DUPLICATE KEY UPDATE ETC_DEFAULT_USE_IND = '1'")]).await;
+        let reference = env.config_text.clone();
+        let wrong = reference.replacen("SELECT MIN(c.ETC_ID) FROM retcgc0 c", "SELECT MAX(c.ETC_ID) FROM retcgc0 c", 1);
+        assert_ne!(wrong, reference);
+        env.use_config(wrong);
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        run.stop().await;
+        // Judged by its own (wrong) mapping, the index is consistent...
+        env.assert_matches_mysql().await;
+        // ...judged by the oracle, it is not.
+        let actual = env.actual().await;
+        let mut conn = env.mysql().await;
+        let oracle = common::oracle::expected_documents(&mut conn).await;
+        conn.disconnect().await.unwrap();
+        let wrong_classes = oracle
+            .iter()
+            .filter(|(ndc, doc)| {
+                let have = actual.get(*ndc).and_then(|h| h.get("therapeutic_class")).map(|v| String::from_utf8_lossy(v).into_owned());
+                have.as_ref() != doc.fields.get("therapeutic_class")
+            })
+            .count();
+        assert!(wrong_classes > 0, "the oracle sees the wrong default class");
+        assert_eq!(oracle.len(), actual.len(), "same documents, wrong field");
+    }
 }

@@ -3,128 +3,136 @@
 //! restarting them disturbs no other test.
 
 use crate::common;
+use crate::common::on_each_server;
 
 use std::time::Duration;
 
-use common::{PrivateMariadb, PrivateRedis, TestEnv};
+use common::{Flavour, PrivateRedis, PrivateServer, TestEnv};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_restarted_mid_stream() {
-    let mut mysql = PrivateMariadb::start().await;
-    let env = TestEnv::new_on("mysqloutage", 300, &mysql.base_url()).await;
-    let run = env.start().await;
-    env.wait_caught_up().await;
-    env.exec(&["UPDATE rlblrid3 SET MFG = 'BEFORE OUTAGE' WHERE LBLRID = '000001'"]).await;
-    mysql.restart().await; // SIGKILL + start: the stream and pooled connections die
-    env.exec(&[
-        "UPDATE rlblrid3 SET MFG = 'AFTER OUTAGE' WHERE LBLRID = '000002'",
-        "UPDATE rgcnseq4 SET STR60 = '31 MG' WHERE GCN_SEQNO = 3",
-    ])
-    .await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    assert!(!run.handle.is_finished(), "drugsync kept running through the outage");
-    run.stop().await;
+on_each_server! {
+    async fn mysql_restarted_mid_stream(flavour) {
+        let mut mysql = PrivateServer::start(flavour).await;
+        let env = TestEnv::new_on(&mysql, "mysqloutage", 300).await;
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'BEFORE OUTAGE' WHERE LBLRID = '000001'"]).await;
+        mysql.restart().await; // SIGKILL + start: the stream and pooled connections die
+        env.exec(&[
+            "UPDATE rlblrid3 SET MFG = 'AFTER OUTAGE' WHERE LBLRID = '000002'",
+            "UPDATE rgcnseq4 SET STR60 = '31 MG' WHERE GCN_SEQNO = 3",
+        ])
+        .await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        assert!(!run.handle.is_finished(), "drugsync kept running through the outage");
+        run.stop().await;
+    }
 }
 
-/// The network, not the server, fails: first every connection closed at
-/// once, then a partition (nothing delivered, no FIN or RST) longer than the
-/// heartbeat timeout, whose connections never come back: only a stream
-/// declared dead and reopened gets past it. Changes made meanwhile all arrive, none twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_connections_cut_and_partitioned_mid_stream() {
-    let env = TestEnv::new("mysqlcut", 300).await;
-    let direct = common::mysql_base_url();
-    let address = direct.rsplit('@').next().unwrap().to_owned();
-    let proxy = common::proxy::FaultyProxy::start(address.clone()).await;
-    let through_proxy = env
-        .config_text
-        .replacen(&format!("@{address}/"), &format!("@127.0.0.1:{}/", proxy.port), 1)
-        // A re-read on a partitioned pooled connection is abandoned after this.
-        .replacen("query_timeout_secs = 60", "query_timeout_secs = 3", 1);
-    assert_ne!(through_proxy, env.config_text);
-    let run = env.start_with(&through_proxy).await;
-    env.wait_caught_up().await;
+on_each_server! {
+    /// The network, not the server, fails: first every connection closed at
+    /// once, then a partition (nothing delivered, no FIN or RST) longer than the
+    /// heartbeat timeout, whose connections never come back: only a stream
+    /// declared dead and reopened gets past it. Changes made meanwhile all arrive, none twice.
+    async fn mysql_connections_cut_and_partitioned_mid_stream(flavour) {
+        let env = TestEnv::new(flavour, "mysqlcut", 300).await;
+        let direct = flavour.base_url();
+        let address = direct.rsplit('@').next().unwrap().to_owned();
+        let proxy = common::proxy::FaultyProxy::start(address.clone()).await;
+        let through_proxy = env
+            .config_text
+            .replacen(&format!("@{address}/"), &format!("@127.0.0.1:{}/", proxy.port), 1)
+            // A re-read on a partitioned pooled connection is abandoned after this.
+            .replacen("query_timeout_secs = 60", "query_timeout_secs = 3", 1);
+        assert_ne!(through_proxy, env.config_text);
+        let run = env.start_with(&through_proxy).await;
+        env.wait_caught_up().await;
 
-    proxy.cut().await;
-    env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER THE CUT' WHERE LBLRID = '000001'"]).await;
-    env.wait_caught_up().await;
+        proxy.cut().await;
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER THE CUT' WHERE LBLRID = '000001'"]).await;
+        env.wait_caught_up().await;
 
-    proxy.partition().await;
-    env.exec(&[
-        "UPDATE rlblrid3 SET MFG = 'DURING THE PARTITION' WHERE LBLRID = '000002'",
-        "UPDATE rgcnseq4 SET STR60 = '37 MG' WHERE GCN_SEQNO = 3",
-    ])
-    .await;
-    // Longer than three heartbeats (1 s in tests): the stream is declared dead while partitioned.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let before_heal = proxy.accepted();
-    proxy.heal();
-    // Partitioned connections never deliver again: catching up needs new ones.
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    assert!(proxy.accepted() > before_heal, "drugsync opened new connections after the partition");
-    assert!(!run.handle.is_finished(), "drugsync kept running through both");
-    run.stop().await;
+        proxy.partition().await;
+        env.exec(&[
+            "UPDATE rlblrid3 SET MFG = 'DURING THE PARTITION' WHERE LBLRID = '000002'",
+            "UPDATE rgcnseq4 SET STR60 = '37 MG' WHERE GCN_SEQNO = 3",
+        ])
+        .await;
+        // Longer than three heartbeats (1 s in tests): the stream is declared dead while partitioned.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let before_heal = proxy.accepted();
+        proxy.heal();
+        // Partitioned connections never deliver again: catching up needs new ones.
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        assert!(proxy.accepted() > before_heal, "drugsync opened new connections after the partition");
+        assert!(!run.handle.is_finished(), "drugsync kept running through both");
+        run.stop().await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_restarted_mid_stream_with_persistence() {
-    let mut redis = PrivateRedis::start(true).await;
-    let env = TestEnv::new_with("redisoutage", 300, &common::mysql_base_url(), &redis.url()).await;
-    let run = env.start().await;
-    env.wait_caught_up().await;
-    redis.restart().await;
-    // Changes while Redis is back but drugsync's connections are broken.
-    env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER REDIS RESTART' WHERE LBLRID = '000001'"]).await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    assert!(!run.handle.is_finished());
-    run.stop().await;
+on_each_server! {
+    async fn redis_restarted_mid_stream_with_persistence(flavour) {
+        let mut redis = PrivateRedis::start(true).await;
+        let env = TestEnv::new_with(flavour, "redisoutage", 300, &redis.url()).await;
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        redis.restart().await;
+        // Changes while Redis is back but drugsync's connections are broken.
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER REDIS RESTART' WHERE LBLRID = '000001'"]).await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        assert!(!run.handle.is_finished());
+        run.stop().await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_unreachable_for_a_while_then_back_empty_is_rebuilt() {
-    // No persistence: the restart loses every document, the index and the position.
-    let mut redis = PrivateRedis::start(false).await;
-    let env = TestEnv::new_with("redisloss", 300, &common::mysql_base_url(), &redis.url()).await;
-    let run = env.start().await;
-    env.wait_caught_up().await;
-    redis.restart().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER DATA LOSS' WHERE LBLRID = '000003'"]).await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    let (docs, failures) = env.index_counts().await;
-    assert_eq!((docs as usize, failures), (env.expected().await.len(), 0), "index rebuilt and searchable");
-    run.stop().await;
+on_each_server! {
+    async fn redis_unreachable_for_a_while_then_back_empty_is_rebuilt(flavour) {
+        // No persistence: the restart loses every document, the index and the position.
+        let mut redis = PrivateRedis::start(false).await;
+        let env = TestEnv::new_with(flavour, "redisloss", 300, &redis.url()).await;
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        redis.restart().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER DATA LOSS' WHERE LBLRID = '000003'"]).await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        let (docs, failures) = env.index_counts().await;
+        assert_eq!((docs as usize, failures), (env.expected().await.len(), 0), "index rebuilt and searchable");
+        run.stop().await;
+    }
 }
 
-/// FDB changes weekly, so drugsync's pooled connections sit idle for days
-/// and the server closes them (`wait_timeout`; MySQL 8 then says 4031). The
-/// next change must still arrive: a closed connection is dropped, not fatal.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_closed_by_the_server_while_idle_are_replaced() {
-    let mysql = PrivateMariadb::start_with(vec!["--wait-timeout=2".into(), "--interactive-timeout=2".into()]).await;
-    let env = TestEnv::new_on("idleclose", 200, &mysql.base_url()).await;
-    let run = env.start().await;
-    env.wait_caught_up().await;
-    // Every pooled connection outlives the server's patience.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER A LONG QUIET' WHERE LBLRID = '000001'"]).await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    assert!(!run.handle.is_finished(), "idle connections closed by the server are not fatal");
-    run.stop().await;
+on_each_server! {
+    /// FDB changes weekly, so drugsync's pooled connections sit idle for days
+    /// and the server closes them (`wait_timeout`; MySQL 8 then says 4031). The
+    /// next change must still arrive: a closed connection is dropped, not fatal.
+    async fn connections_closed_by_the_server_while_idle_are_replaced(flavour) {
+        let mysql = PrivateServer::start_with(flavour, vec!["--wait-timeout=2".into(), "--interactive-timeout=2".into()]).await;
+        let env = TestEnv::new_on(&mysql, "idleclose", 200).await;
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        // Every pooled connection outlives the server's patience.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER A LONG QUIET' WHERE LBLRID = '000001'"]).await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        assert!(!run.handle.is_finished(), "idle connections closed by the server are not fatal");
+        run.stop().await;
+    }
 }
 
 /// A statement the server kills for running too long (MariaDB 1969, MySQL
 /// 3024) is retried, not fatal: here the fan-out query is slow until an
-/// operator removes the cause.
+/// operator removes the cause. MariaDB only: MySQL's `max_execution_time`
+/// ends a `SLEEP()` by making it return 1, without an error, so this way of
+/// making a query slow does not make MySQL kill it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_statement_killed_by_the_server_timeout_is_retried() {
-    let mysql = PrivateMariadb::start_with(vec!["--max-statement-time=0.5".into()]).await;
-    let mut env = TestEnv::new_on("stmttimeout", 200, &mysql.base_url()).await;
+async fn a_statement_killed_by_the_server_timeout_is_retried_on_mariadb() {
+    let mysql = PrivateServer::start_with(Flavour::Mariadb, vec!["--max-statement-time=0.5".into()]).await;
+    let mut env = TestEnv::new_on(&mysql, "stmttimeout", 200).await;
     env.exec(&["CREATE TABLE slow_switch (on_ tinyint)"]).await;
     // The labeler fan-out sleeps for a second while the switch holds a row.
     let slow = env.config_text.replacen(

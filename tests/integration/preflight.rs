@@ -2,135 +2,146 @@
 //! with a message that names the problem and the fix, and lets a correct one through.
 
 use crate::common;
+use crate::common::on_each_server;
 
-use common::{PrivateMariadb, TestEnv};
+use common::{PrivateServer, TestEnv};
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn preflight_names_a_mapping_column_or_alias_that_does_not_exist() {
-    let env = TestEnv::new("preflight", 20).await;
-    let bad_column = env.config_text.replacen("column = \"LBLRID\"", "column = \"NO_SUCH_COLUMN\"", 1);
-    let message = env.connect_error(&bad_column).await.expect("a missing column is refused");
-    assert!(message.contains("mapping.tables[7]") && message.contains("NO_SUCH_COLUMN"), "{message}");
-    let bad_table = env.config_text.replacen("table = \"rdosed2\"", "table = \"no_such_table\"", 1);
-    let message = env.connect_error(&bad_table).await.expect("a missing table is refused");
-    assert!(message.contains("mapping.tables[4]") && message.contains("no_such_table") && message.contains("doesn't exist"), "{message}");
-    let bad_alias = env.config_text.replacen("l.MFG AS manufacturer", "l.MFG AS maker", 1);
-    let message = env.connect_error(&bad_alias).await.expect("a missing alias is refused");
-    assert!(message.contains("mapping.select_sql") && message.contains("`manufacturer`"), "{message}");
-    let bad_sql = env.config_text.replacen("FROM rndc14 n", "FROM no_such_table n", 1);
-    let message = env.connect_error(&bad_sql).await.expect("SQL that does not run is refused");
-    assert!(message.contains("mapping.select_sql") && message.contains("no_such_table"), "{message}");
-    assert!(env.connect_error(&env.config_text).await.is_none(), "the reference mapping passes");
+on_each_server! {
+    async fn preflight_names_a_mapping_column_or_alias_that_does_not_exist(flavour) {
+        let env = TestEnv::new(flavour, "preflight", 20).await;
+        let bad_column = env.config_text.replacen("column = \"LBLRID\"", "column = \"NO_SUCH_COLUMN\"", 1);
+        let message = env.connect_error(&bad_column).await.expect("a missing column is refused");
+        assert!(message.contains("mapping.tables[7]") && message.contains("NO_SUCH_COLUMN"), "{message}");
+        let bad_table = env.config_text.replacen("table = \"rdosed2\"", "table = \"no_such_table\"", 1);
+        let message = env.connect_error(&bad_table).await.expect("a missing table is refused");
+        assert!(message.contains("mapping.tables[4]") && message.contains("no_such_table") && message.contains("doesn't exist"), "{message}");
+        let bad_alias = env.config_text.replacen("l.MFG AS manufacturer", "l.MFG AS maker", 1);
+        let message = env.connect_error(&bad_alias).await.expect("a missing alias is refused");
+        assert!(message.contains("mapping.select_sql") && message.contains("`manufacturer`"), "{message}");
+        let bad_sql = env.config_text.replacen("FROM rndc14 n", "FROM no_such_table n", 1);
+        let message = env.connect_error(&bad_sql).await.expect("SQL that does not run is refused");
+        assert!(message.contains("mapping.select_sql") && message.contains("no_such_table"), "{message}");
+        assert!(env.connect_error(&env.config_text).await.is_none(), "the reference mapping passes");
+    }
 }
 
-/// The README's least-privilege grants are enough to load and stream; one fewer is refused by name.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn least_privilege_user_streams_and_a_missing_grant_is_named() {
-    let env = TestEnv::new("grants", 30).await;
-    let user = "ds_least_priv";
-    env.create_user(user, "Lp-s3cret", false, false).await;
-    let as_user = env.config_text.replacen("drugsync:drugsync@", &format!("{user}:Lp-s3cret@"), 1);
-    let message = env.connect_error(&as_user).await.expect("a user without replication grants is refused");
-    assert!(message.contains("lacks REPLICATION SLAVE, REPLICATION CLIENT"), "{message}");
-    assert!(message.contains(&format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%'")), "{message}");
-    assert!(!message.contains("Lp-s3cret"), "the password never appears: {message}");
+on_each_server! {
+    /// The README's least-privilege grants are enough to load and stream; one fewer is refused by name.
+    async fn least_privilege_user_streams_and_a_missing_grant_is_named(flavour) {
+        let env = TestEnv::new(flavour, "grants", 30).await;
+        let user = "ds_least_priv";
+        env.create_user(user, "Lp-s3cret", false, false).await;
+        let as_user = env.config_text.replacen("drugsync:drugsync@", &format!("{user}:Lp-s3cret@"), 1);
+        let message = env.connect_error(&as_user).await.expect("a user without replication grants is refused");
+        assert!(message.contains("lacks REPLICATION SLAVE, REPLICATION CLIENT"), "{message}");
+        assert!(message.contains(&format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%'")), "{message}");
+        assert!(!message.contains("Lp-s3cret"), "the password never appears: {message}");
 
-    let wrong_password = env.config_text.replacen("drugsync:drugsync@", &format!("{user}:wrong@"), 1);
-    let message = env.connect_error(&wrong_password).await.expect("a wrong password is refused");
-    assert!(message.contains("MySQL refused access") && message.contains("(1045)"), "{message}");
+        let wrong_password = env.config_text.replacen("drugsync:drugsync@", &format!("{user}:wrong@"), 1);
+        let message = env.connect_error(&wrong_password).await.expect("a wrong password is refused");
+        assert!(message.contains("MySQL refused access") && message.contains("(1045)"), "{message}");
 
-    // Exactly the README's grants.
-    env.exec(&[&format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%'")]).await;
-    let run = env.start_with(&as_user).await;
-    env.wait_caught_up().await;
-    env.exec(&["UPDATE rlblrid3 SET MFG = 'Least Privilege Labs' WHERE LBLRID = (SELECT MIN(LBLRID) FROM rlblrid3)"]).await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    run.stop().await;
+        // Exactly the README's grants.
+        env.exec(&[&format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%'")]).await;
+        let run = env.start_with(&as_user).await;
+        env.wait_caught_up().await;
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'Least Privilege Labs' WHERE LBLRID = (SELECT m FROM (SELECT MIN(LBLRID) AS m FROM rlblrid3) AS least)"]).await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        run.stop().await;
+    }
 }
 
-/// A replica id the source or another replica already uses is refused; a
-/// drugsync standby of the same index (same reported host) is not.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_id_must_be_unique_among_replicas() {
-    let env = TestEnv::new("server_id", 10).await;
-    let own_id = env.config().mysql.server_id;
+on_each_server! {
+    /// A replica id the source or another replica already uses is refused; a
+    /// drugsync standby of the same index (same reported host) is not.
+    async fn server_id_must_be_unique_among_replicas(flavour) {
+        let env = TestEnv::new(flavour, "server_id", 10).await;
+        let own_id = env.config().mysql.server_id;
 
-    let source_id = env.config_text.replacen(&format!("server_id = {own_id}"), "server_id = 1", 1);
-    let message = env.connect_error(&source_id).await.expect("the source's own id is refused");
-    assert!(message.contains("source server's own server_id"), "{message}");
+        let source_id = env.config_text.replacen(&format!("server_id = {own_id}"), "server_id = 1", 1);
+        let message = env.connect_error(&source_id).await.expect("the source's own id is refused");
+        assert!(message.contains("source server's own server_id"), "{message}");
 
-    // Another replica registers with our id and streams.
-    let conn = Conn::new(Opts::from_url(&common::mysql_base_url()).unwrap()).await.unwrap();
-    let request = BinlogStreamRequest::new(own_id).with_hostname(b"reporting-replica-7");
-    let foreign = conn.get_binlog_stream(request).await.unwrap();
-    let message = env.connect_error(&env.config_text).await.expect("an id in use by another replica is refused");
-    assert!(message.contains("already used by another replica") && message.contains("reporting-replica-7"), "{message}");
-    foreign.close().await.unwrap();
-    // The server unregisters a replica when its dump thread notices the close.
-    let mut admin = Conn::new(Opts::from_url(&common::mysql_base_url()).unwrap()).await.unwrap();
-    for _ in 0..100 {
-        let hosts: Vec<mysql_async::Row> = admin.query("SHOW SLAVE HOSTS").await.unwrap();
-        if !hosts.iter().any(|row| row.get::<u32, _>("Server_id") == Some(own_id)) {
-            break;
+        // Another replica registers with our id and streams.
+        let conn = Conn::new(Opts::from_url(&flavour.base_url()).unwrap()).await.unwrap();
+        let request = BinlogStreamRequest::new(own_id).with_hostname(b"reporting-replica-7");
+        let foreign = conn.get_binlog_stream(request).await.unwrap();
+        let message = env.connect_error(&env.config_text).await.expect("an id in use by another replica is refused");
+        assert!(message.contains("already used by another replica") && message.contains("reporting-replica-7"), "{message}");
+        foreign.close().await.unwrap();
+        // The server unregisters a replica when its dump thread notices the close.
+        let mut admin = Conn::new(Opts::from_url(&flavour.base_url()).unwrap()).await.unwrap();
+        for _ in 0..100 {
+            // The spelling each server knows (MySQL 8.4+ has no SHOW SLAVE HOSTS).
+            let listing = match flavour {
+                common::Flavour::Mariadb => "SHOW SLAVE HOSTS",
+                common::Flavour::Mysql => "SHOW REPLICAS",
+            };
+            let hosts: Vec<mysql_async::Row> = admin.query(listing).await.unwrap();
+            if !hosts.iter().any(|row| row.get::<u32, _>("Server_id") == Some(own_id)) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    admin.disconnect().await.unwrap();
+        admin.disconnect().await.unwrap();
 
-    // Our own streaming session does not make a standby's preflight fail.
-    let run = env.start().await;
-    env.wait_caught_up().await;
-    // A standby runs elsewhere, with its own checkpoint file.
-    let standby = env.config_text.replacen("checkpoint.redb", "standby.redb", 1);
-    assert_eq!(env.connect_error(&standby).await, None, "a standby of the same index passes");
-    run.stop().await;
+        // Our own streaming session does not make a standby's preflight fail.
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        // A standby runs elsewhere, with its own checkpoint file.
+        let standby = env.config_text.replacen("checkpoint.redb", "standby.redb", 1);
+        assert_eq!(env.connect_error(&standby).await, None, "a standby of the same index passes");
+        run.stop().await;
+    }
 }
 
-/// Binlog retention shorter than mysql.downtime_budget_hours is refused, on
-/// Aurora (`mysql.rds_configuration`, imitated here) and on a plain server.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn binlog_retention_shorter_than_the_downtime_budget_is_refused() {
-    let server = PrivateMariadb::start().await;
-    let env = TestEnv::new_on("retention", 5, &server.base_url()).await;
-    env.exec(&["SET GLOBAL binlog_expire_logs_seconds = 3600"]).await;
-    let message = env.connect_error(&env.config_text).await.expect("1 h expiry against a 24 h budget is refused");
-    assert!(message.contains("binlog_expire_logs_seconds") && message.contains("downtime_budget_hours = 24"), "{message}");
-    let no_budget = env.config_text.replacen("downtime_budget_hours = 24", "downtime_budget_hours = 0", 1);
-    assert!(env.connect_error(&no_budget).await.is_none(), "a budget of 0 turns the check off");
+on_each_server! {
+    /// Binlog retention shorter than mysql.downtime_budget_hours is refused, on
+    /// Aurora (`mysql.rds_configuration`, imitated here) and on a plain server.
+    async fn binlog_retention_shorter_than_the_downtime_budget_is_refused(flavour) {
+        let server = PrivateServer::start(flavour).await;
+        let env = TestEnv::new_on(&server, "retention", 5).await;
+        env.exec(&["SET GLOBAL binlog_expire_logs_seconds = 3600"]).await;
+        let message = env.connect_error(&env.config_text).await.expect("1 h expiry against a 24 h budget is refused");
+        assert!(message.contains("binlog_expire_logs_seconds") && message.contains("downtime_budget_hours = 24"), "{message}");
+        let no_budget = env.config_text.replacen("downtime_budget_hours = 24", "downtime_budget_hours = 0", 1);
+        assert!(env.connect_error(&no_budget).await.is_none(), "a budget of 0 turns the check off");
 
-    env.exec(&[
-        "SET GLOBAL binlog_expire_logs_seconds = 0",
-        "CREATE TABLE mysql.rds_configuration (name VARCHAR(100) PRIMARY KEY, value VARCHAR(100), description VARCHAR(300))",
-        "INSERT INTO mysql.rds_configuration VALUES ('binlog retention hours', NULL, 'Aurora default')",
-    ])
-    .await;
-    let message = env.connect_error(&env.config_text).await.expect("Aurora's NULL retention is refused");
-    assert!(
-        message.contains("'binlog retention hours' = NULL")
-            && message.contains("CALL mysql.rds_set_configuration('binlog retention hours', 24)"),
-        "{message}"
-    );
-    env.exec(&["UPDATE mysql.rds_configuration SET value = '48' WHERE name = 'binlog retention hours'"]).await;
-    assert!(env.connect_error(&env.config_text).await.is_none(), "48 h retention passes");
+        env.exec(&[
+            "SET GLOBAL binlog_expire_logs_seconds = 0",
+            "CREATE TABLE mysql.rds_configuration (name VARCHAR(100) PRIMARY KEY, value VARCHAR(100), description VARCHAR(300))",
+            "INSERT INTO mysql.rds_configuration VALUES ('binlog retention hours', NULL, 'Aurora default')",
+        ])
+        .await;
+        let message = env.connect_error(&env.config_text).await.expect("Aurora's NULL retention is refused");
+        assert!(
+            message.contains("'binlog retention hours' = NULL")
+                && message.contains("CALL mysql.rds_set_configuration('binlog retention hours', 24)"),
+            "{message}"
+        );
+        env.exec(&["UPDATE mysql.rds_configuration SET value = '48' WHERE name = 'binlog retention hours'"]).await;
+        assert!(env.connect_error(&env.config_text).await.is_none(), "48 h retention passes");
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn binlog_settings_are_checked_before_anything_else() {
-    let server = PrivateMariadb::start().await;
-    let env = TestEnv::new_on("binlog_settings", 5, &server.base_url()).await;
-    for (set, expect) in [
-        ("SET GLOBAL binlog_format = 'STATEMENT'", "binlog_format is STATEMENT, drugsync needs ROW"),
-        ("SET GLOBAL binlog_row_image = 'MINIMAL'", "binlog_row_image is MINIMAL, drugsync needs FULL"),
-        ("SET GLOBAL binlog_row_metadata = 'MINIMAL'", "binlog_row_metadata is MINIMAL, drugsync needs FULL"),
-    ] {
-        env.exec(&[set]).await;
-        let message = env.connect_error(&env.config_text).await.expect("refused");
-        assert!(message.contains(expect) && message.contains("parameter group"), "{message}");
-        env.exec(&["SET GLOBAL binlog_format = 'ROW'", "SET GLOBAL binlog_row_image = 'FULL'", "SET GLOBAL binlog_row_metadata = 'FULL'"])
-            .await;
+on_each_server! {
+    async fn binlog_settings_are_checked_before_anything_else(flavour) {
+        let server = PrivateServer::start(flavour).await;
+        let env = TestEnv::new_on(&server, "binlog_settings", 5).await;
+        for (set, expect) in [
+            ("SET GLOBAL binlog_format = 'STATEMENT'", "binlog_format is STATEMENT, drugsync needs ROW"),
+            ("SET GLOBAL binlog_row_image = 'MINIMAL'", "binlog_row_image is MINIMAL, drugsync needs FULL"),
+            ("SET GLOBAL binlog_row_metadata = 'MINIMAL'", "binlog_row_metadata is MINIMAL, drugsync needs FULL"),
+        ] {
+            env.exec(&[set]).await;
+            let message = env.connect_error(&env.config_text).await.expect("refused");
+            assert!(message.contains(expect) && message.contains("parameter group"), "{message}");
+            env.exec(&["SET GLOBAL binlog_format = 'ROW'", "SET GLOBAL binlog_row_image = 'FULL'", "SET GLOBAL binlog_row_metadata = 'FULL'"])
+                .await;
+        }
+        assert!(env.connect_error(&env.config_text).await.is_none());
     }
-    assert!(env.connect_error(&env.config_text).await.is_none());
 }

@@ -4,6 +4,7 @@
 //! pipeline ending equal to MySQL (the oracle).
 
 use crate::common;
+use crate::common::on_each_server;
 
 use std::sync::{Arc, Mutex};
 
@@ -196,8 +197,13 @@ async fn openai_compatible_retries_throttling_and_names_a_wrong_size() {
 
 /// The binary with `provider` in the pipeline: the index ends equal to the
 /// oracle, with fewer calls than texts.
-async fn pipeline_with(name: &str, config_for: impl Fn(&TestEnv, &str) -> String, mount: impl AsyncFnOnce(&MockServer, Seen)) {
-    let mut env = TestEnv::new(name, 400).await;
+async fn pipeline_with(
+    flavour: crate::common::Flavour,
+    name: &str,
+    config_for: impl Fn(&TestEnv, &str) -> String,
+    mount: impl AsyncFnOnce(&MockServer, Seen),
+) {
+    let mut env = TestEnv::new(flavour, name, 400).await;
     let server = MockServer::start().await;
     let seen = Seen::default();
     mount(&server, seen.clone()).await;
@@ -216,37 +222,39 @@ async fn pipeline_with(name: &str, config_for: impl Fn(&TestEnv, &str) -> String
     child.wait().ok();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_with_cohere_ends_equal_to_mysql() {
-    let config_for = |env: &TestEnv, endpoint: &str| {
-        env.bedrock_config(endpoint)
-            .replacen("model_id = \"amazon.titan-embed-text-v2:0\"", "model_id = \"cohere.embed-english-v3\"", 1)
-            .replacen("dimensions = 256", "dimensions = 1024", 1)
-            .replacen("normalize = true", "normalize = false", 1)
-    };
-    let mount = async |server: &MockServer, seen: Seen| {
-        Mock::given(method("POST")).respond_with(FakeCohere { dimensions: 1024, seen }).mount(server).await;
-    };
-    pipeline_with("cohere_pipeline", config_for, mount).await;
+on_each_server! {
+    async fn the_binary_with_cohere_ends_equal_to_mysql(flavour) {
+        let config_for = |env: &TestEnv, endpoint: &str| {
+            env.bedrock_config(endpoint)
+                .replacen("model_id = \"amazon.titan-embed-text-v2:0\"", "model_id = \"cohere.embed-english-v3\"", 1)
+                .replacen("dimensions = 256", "dimensions = 1024", 1)
+                .replacen("normalize = true", "normalize = false", 1)
+        };
+        let mount = async |server: &MockServer, seen: Seen| {
+            Mock::given(method("POST")).respond_with(FakeCohere { dimensions: 1024, seen }).mount(server).await;
+        };
+        pipeline_with(flavour, "cohere_pipeline", config_for, mount).await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_with_an_openai_compatible_server_ends_equal_to_mysql() {
-    let config_for = |env: &TestEnv, endpoint: &str| {
-        let text = env
-            .config_text
-            .replacen("provider = \"local\"", &format!("provider = \"openai\"\nendpoint_url = \"{endpoint}\"\nbatch_size = 16"), 1)
-            .replacen("model_id = \"amazon.titan-embed-text-v2:0\"", "model_id = \"BAAI/bge-small-en-v1.5\"", 1)
-            .replacen("normalize = true", "normalize = false", 1);
-        assert!(text.contains("openai") && text.contains("bge-small") && text.contains(&format!("dimensions = {TEST_DIMENSIONS}")));
-        text
-    };
-    let mount = async |server: &MockServer, seen: Seen| {
-        Mock::given(method("POST"))
-            .and(path("/v1/embeddings"))
-            .respond_with(FakeOpenAi { dimensions: TEST_DIMENSIONS, token: Some("sk-test-token"), seen })
-            .mount(server)
-            .await;
-    };
-    pipeline_with("openai_pipeline", config_for, mount).await;
+on_each_server! {
+    async fn the_binary_with_an_openai_compatible_server_ends_equal_to_mysql(flavour) {
+        let config_for = |env: &TestEnv, endpoint: &str| {
+            let text = env
+                .config_text
+                .replacen("provider = \"local\"", &format!("provider = \"openai\"\nendpoint_url = \"{endpoint}\"\nbatch_size = 16"), 1)
+                .replacen("model_id = \"amazon.titan-embed-text-v2:0\"", "model_id = \"BAAI/bge-small-en-v1.5\"", 1)
+                .replacen("normalize = true", "normalize = false", 1);
+            assert!(text.contains("openai") && text.contains("bge-small") && text.contains(&format!("dimensions = {TEST_DIMENSIONS}")));
+            text
+        };
+        let mount = async |server: &MockServer, seen: Seen| {
+            Mock::given(method("POST"))
+                .and(path("/v1/embeddings"))
+                .respond_with(FakeOpenAi { dimensions: TEST_DIMENSIONS, token: Some("sk-test-token"), seen })
+                .mount(server)
+                .await;
+        };
+        pipeline_with(flavour, "openai_pipeline", config_for, mount).await;
+    }
 }

@@ -4,6 +4,7 @@
 //! failures touch no other test.
 
 use crate::common;
+use crate::common::on_each_server;
 
 use std::time::Duration;
 
@@ -21,87 +22,90 @@ async fn redis_cmd(url: &str, args: &[&str]) -> redis::Value {
     cmd.query_async(&mut conn).await.unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
-/// maxmemory reached under `noeviction`: every write answers OOM. drugsync
-/// waits with a warning; once memory is raised the change arrives.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn out_of_memory_is_waited_out_and_the_change_arrives_after() {
-    let redis = PrivateRedis::start(false).await;
-    let env = TestEnv::new_with("redis_oom", 200, &common::mysql_base_url(), &redis.url()).await;
-    let run = env.start().await;
-    env.wait_caught_up().await;
-    let batches = drugsync::pipeline::Stats::get(&run.stats.batches);
+on_each_server! {
+    /// maxmemory reached under `noeviction`: every write answers OOM. drugsync
+    /// waits with a warning; once memory is raised the change arrives.
+    async fn out_of_memory_is_waited_out_and_the_change_arrives_after(flavour) {
+        let redis = PrivateRedis::start(false).await;
+        let env = TestEnv::new_with(flavour, "redis_oom", 200, &redis.url()).await;
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        let batches = drugsync::pipeline::Stats::get(&run.stats.batches);
 
-    redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory-policy", "noeviction"]).await;
-    redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory", "1"]).await;
-    env.exec(&["UPDATE rlblrid3 SET MFG = 'WRITTEN AFTER OOM' WHERE LBLRID = '000001'"]).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!run.handle.is_finished(), "OOM must not stop drugsync");
-    assert_eq!(drugsync::pipeline::Stats::get(&run.stats.batches), batches, "nothing was applied while Redis refused writes");
+        redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory-policy", "noeviction"]).await;
+        redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory", "1"]).await;
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'WRITTEN AFTER OOM' WHERE LBLRID = '000001'"]).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!run.handle.is_finished(), "OOM must not stop drugsync");
+        assert_eq!(drugsync::pipeline::Stats::get(&run.stats.batches), batches, "nothing was applied while Redis refused writes");
 
-    redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory", "0"]).await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    run.stop().await;
+        redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory", "0"]).await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        run.stop().await;
+    }
 }
 
-/// A script that runs past the busy threshold makes Redis answer BUSY to
-/// everyone else until it ends: drugsync rides it out.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_script_is_waited_out() {
-    let redis = PrivateRedis::start(false).await;
-    let env = TestEnv::new_with("redis_busy", 200, &common::mysql_base_url(), &redis.url()).await;
-    let run = env.start().await;
-    env.wait_caught_up().await;
+on_each_server! {
+    /// A script that runs past the busy threshold makes Redis answer BUSY to
+    /// everyone else until it ends: drugsync rides it out.
+    async fn a_busy_script_is_waited_out(flavour) {
+        let redis = PrivateRedis::start(false).await;
+        let env = TestEnv::new_with(flavour, "redis_busy", 200, &redis.url()).await;
+        let run = env.start().await;
+        env.wait_caught_up().await;
 
-    redis_cmd(&redis.url(), &["CONFIG", "SET", "busy-reply-threshold", "100"]).await;
-    let url = redis.url();
-    // Busy for about 4 s (the script cannot be killed meanwhile by us: it only reads).
-    let busy = tokio::spawn(async move {
-        let script =
-            "local t = redis.call('TIME') local stop = tonumber(t[1]) + 4 while tonumber(redis.call('TIME')[1]) < stop do end return 1";
-        redis_cmd(&url, &["EVAL", script, "0"]).await
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    env.exec(&["UPDATE rlblrid3 SET MFG = 'WRITTEN AFTER BUSY' WHERE LBLRID = '000002'"]).await;
-    busy.await.unwrap();
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    assert!(!run.handle.is_finished(), "BUSY must not stop drugsync");
-    run.stop().await;
+        redis_cmd(&redis.url(), &["CONFIG", "SET", "busy-reply-threshold", "100"]).await;
+        let url = redis.url();
+        // Busy for about 4 s (the script cannot be killed meanwhile by us: it only reads).
+        let busy = tokio::spawn(async move {
+            let script =
+                "local t = redis.call('TIME') local stop = tonumber(t[1]) + 4 while tonumber(redis.call('TIME')[1]) < stop do end return 1";
+            redis_cmd(&url, &["EVAL", script, "0"]).await
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'WRITTEN AFTER BUSY' WHERE LBLRID = '000002'"]).await;
+        busy.await.unwrap();
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        assert!(!run.handle.is_finished(), "BUSY must not stop drugsync");
+        run.stop().await;
+    }
 }
 
-/// A failover: the primary drugsync writes to is demoted to a replica of
-/// another server, which is promoted, and the address drugsync uses now
-/// leads to the new primary (as a DNS name moves). drugsync's open
-/// connection still reaches the old server, which answers READONLY: it must
-/// reconnect rather than retry there forever.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_demoted_primary_answering_readonly_is_left_for_the_new_primary() {
-    let old_primary = PrivateRedis::start(false).await;
-    let new_primary = PrivateRedis::start(false).await;
-    let proxy = common::proxy::FaultyProxy::start(format!("127.0.0.1:{}", old_primary.port)).await;
-    let through_proxy = format!("redis://127.0.0.1:{}", proxy.port);
-    let env = TestEnv::new_with("redis_readonly", 200, &common::mysql_base_url(), &through_proxy).await;
-    let run = env.start().await;
-    env.wait_caught_up().await;
+on_each_server! {
+    /// A failover: the primary drugsync writes to is demoted to a replica of
+    /// another server, which is promoted, and the address drugsync uses now
+    /// leads to the new primary (as a DNS name moves). drugsync's open
+    /// connection still reaches the old server, which answers READONLY: it must
+    /// reconnect rather than retry there forever.
+    async fn a_demoted_primary_answering_readonly_is_left_for_the_new_primary(flavour) {
+        let old_primary = PrivateRedis::start(false).await;
+        let new_primary = PrivateRedis::start(false).await;
+        let proxy = common::proxy::FaultyProxy::start(format!("127.0.0.1:{}", old_primary.port)).await;
+        let through_proxy = format!("redis://127.0.0.1:{}", proxy.port);
+        let env = TestEnv::new_with(flavour, "redis_readonly", 200, &through_proxy).await;
+        let run = env.start().await;
+        env.wait_caught_up().await;
 
-    // The new primary first replicates the old one, as a standby replica does.
-    redis_cmd(&new_primary.url(), &["REPLICAOF", "127.0.0.1", &old_primary.port.to_string()]).await;
-    eventually(Duration::from_secs(30), Duration::from_millis(100), "the replica synced", async || {
-        let info: String = redis::from_redis_value(redis_cmd(&new_primary.url(), &["INFO", "replication"]).await).unwrap();
-        if info.contains("master_link_status:up") { Ok(()) } else { Err(info) }
-    })
-    .await;
-    // Failover: promote, redirect the address, demote.
-    redis_cmd(&new_primary.url(), &["REPLICAOF", "NO", "ONE"]).await;
-    proxy.switch_to(format!("127.0.0.1:{}", new_primary.port));
-    redis_cmd(&old_primary.url(), &["REPLICAOF", "127.0.0.1", &new_primary.port.to_string()]).await;
+        // The new primary first replicates the old one, as a standby replica does.
+        redis_cmd(&new_primary.url(), &["REPLICAOF", "127.0.0.1", &old_primary.port.to_string()]).await;
+        eventually(Duration::from_secs(30), Duration::from_millis(100), "the replica synced", async || {
+            let info: String = redis::from_redis_value(redis_cmd(&new_primary.url(), &["INFO", "replication"]).await).unwrap();
+            if info.contains("master_link_status:up") { Ok(()) } else { Err(info) }
+        })
+        .await;
+        // Failover: promote, redirect the address, demote.
+        redis_cmd(&new_primary.url(), &["REPLICAOF", "NO", "ONE"]).await;
+        proxy.switch_to(format!("127.0.0.1:{}", new_primary.port));
+        redis_cmd(&old_primary.url(), &["REPLICAOF", "127.0.0.1", &new_primary.port.to_string()]).await;
 
-    env.exec(&["UPDATE rlblrid3 SET MFG = 'WRITTEN TO THE NEW PRIMARY' WHERE LBLRID = '000001'"]).await;
-    env.wait_caught_up().await;
-    env.assert_matches_mysql().await;
-    assert!(!run.handle.is_finished(), "READONLY must not stop drugsync");
-    let role: Vec<redis::Value> = redis::from_redis_value(redis_cmd(&new_primary.url(), &["ROLE"]).await).unwrap();
-    assert_eq!(redis::from_redis_value::<String>(role[0].clone()).unwrap(), "master");
-    run.stop().await;
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'WRITTEN TO THE NEW PRIMARY' WHERE LBLRID = '000001'"]).await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        assert!(!run.handle.is_finished(), "READONLY must not stop drugsync");
+        let role: Vec<redis::Value> = redis::from_redis_value(redis_cmd(&new_primary.url(), &["ROLE"]).await).unwrap();
+        assert_eq!(redis::from_redis_value::<String>(role[0].clone()).unwrap(), "master");
+        run.stop().await;
+    }
 }

