@@ -72,10 +72,10 @@ pub enum CheckpointError {
     /// An advance would move the position backwards: a bug, never silently accepted.
     #[error("refusing to move the checkpoint backwards from {current} to {requested}")]
     Backwards {
-        /// Stored position.
-        current: Position,
+        /// Stored position (boxed: the error stays small on the happy path's `Result`).
+        current: Box<Position>,
         /// Requested position.
-        requested: Position,
+        requested: Box<Position>,
     },
 }
 
@@ -134,7 +134,7 @@ impl CheckpointStore {
             };
             if order == Ordering::Greater {
                 debug_assert!(false, "checkpoint would move backwards: {current} -> {position}");
-                return Err(CheckpointError::Backwards { current, requested: position.clone() });
+                return Err(CheckpointError::Backwards { current: Box::new(current), requested: Box::new(position.clone()) });
             }
         }
         self.write(position)

@@ -1,10 +1,13 @@
 //! Binlog positions as a domain type.
 //!
 //! A [`Position`] names the byte after a committed transaction in one binlog
-//! file (`file:offset`), optionally with the GTID of that transaction. Positions
-//! compare by (file sequence number, offset) and only within one file-name
-//! stem: `mysql-bin-changelog.000123` and `binlog.000007` belong to different
-//! lineages, and comparing them is an error rather than a guess.
+//! file (`file:offset`), optionally with the server that wrote the file and
+//! the GTID state there. Positions compare by (file sequence number, offset)
+//! and only within one lineage: one file-name stem (`mysql-bin-changelog.000123`
+//! and `binlog.000007` are different lineages) of one server. Comparing
+//! across lineages is an error rather than a guess.
+//!
+//! Text form: `[server/]file:offset[@gtid]`, or `@gtid` alone.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -18,6 +21,12 @@ pub struct Position {
     pub file: String,
     /// Byte offset of the next event in `file`.
     pub offset: u64,
+    /// The server whose binlog `file` is (MySQL `@@server_uuid`, MariaDB
+    /// `@@server_id`). An offset means nothing on another server, even in a
+    /// file of the same name (a promoted replica, a restored copy): there the
+    /// stream resumes by GTID or takes the lost-position path. `None` for
+    /// positions typed by an operator or stored before drugsync recorded it.
+    pub server: Option<String>,
     /// GTID of the last transaction before this point, where the server has
     /// one (MariaDB `domain-server-seq`, MySQL `uuid:n`). Informational: resume
     /// uses `file:offset`, which works on both server families.
@@ -48,7 +57,19 @@ pub enum PositionError {
 impl Position {
     /// A position at `offset` in `file`, without GTID.
     pub fn new(file: impl Into<String>, offset: u64) -> Self {
-        Self { file: file.into(), offset, gtid: None }
+        Self { file: file.into(), offset, server: None, gtid: None }
+    }
+
+    /// The same position, marked as `server`'s.
+    pub fn on_server(mut self, server: Option<String>) -> Self {
+        self.server = server;
+        self
+    }
+
+    /// Whether this position names a server other than `server`: its file
+    /// and offset are then not `server`'s to resume at.
+    pub fn is_from_another_server(&self, server: &str) -> bool {
+        self.server.as_deref().is_some_and(|own| own != server)
     }
 
     /// Splits the file name into its stem and numeric sequence
@@ -64,7 +85,7 @@ impl Position {
     /// A position known only by its GTID state (`--replay-from @0-1-42`): the
     /// stream is requested by GTID and learns the file from the server.
     pub fn gtid_only(gtid: impl Into<String>) -> Self {
-        Self { file: String::new(), offset: 4, gtid: Some(gtid.into()) }
+        Self { file: String::new(), offset: 4, server: None, gtid: Some(gtid.into()) }
     }
 
     /// True for a position known only by its GTID state.
@@ -76,7 +97,8 @@ impl Position {
     pub fn try_cmp(&self, other: &Position) -> Result<Ordering, PositionError> {
         let (stem_a, seq_a) = self.stem_and_sequence();
         let (stem_b, seq_b) = other.stem_and_sequence();
-        if stem_a != stem_b {
+        let other_server = matches!((&self.server, &other.server), (Some(a), Some(b)) if a != b);
+        if stem_a != stem_b || other_server {
             return Err(PositionError::Incomparable { a: self.to_string(), b: other.to_string() });
         }
         Ok((seq_a, self.offset).cmp(&(seq_b, other.offset)))
@@ -86,6 +108,9 @@ impl Position {
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.is_gtid_only() {
+            if let Some(server) = &self.server {
+                write!(f, "{server}/")?;
+            }
             write!(f, "{}:{}", self.file, self.offset)?;
         }
         if let Some(gtid) = &self.gtid {
@@ -108,6 +133,16 @@ impl FromStr for Position {
             Some(_) => return Err(malformed()),
             None => (text, None),
         };
+        let (server, location) = match location.trim().split_once('/') {
+            Some((server, rest)) => {
+                let valid = !server.is_empty() && server.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b));
+                if !valid {
+                    return Err(malformed());
+                }
+                (Some(server.to_owned()), rest)
+            }
+            None => (None, location),
+        };
         let (file, offset) = location.trim().rsplit_once(':').ok_or_else(malformed)?;
         let valid_file = !file.is_empty() && file.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         if !valid_file {
@@ -118,7 +153,7 @@ impl FromStr for Position {
             // Every binlog file starts with a 4-byte magic number.
             return Err(malformed());
         }
-        Ok(Position { file: file.to_owned(), offset, gtid })
+        Ok(Position { file: file.to_owned(), offset, server, gtid })
     }
 }
 
@@ -166,5 +201,27 @@ mod tests {
         let a = Position::new("binlog.000009", 900);
         let b = Position::new("mysql-bin-changelog.000010", 4);
         assert!(matches!(a.try_cmp(&b), Err(PositionError::Incomparable { .. })));
+        // The same file name on two servers: two lineages.
+        let here = Position::new("binlog.000009", 900).on_server(Some("uuid-a".into()));
+        let there = Position::new("binlog.000009", 900).on_server(Some("uuid-b".into()));
+        assert!(matches!(here.try_cmp(&there), Err(PositionError::Incomparable { .. })));
+        assert!(here.is_from_another_server("uuid-b") && !here.is_from_another_server("uuid-a"));
+        // A position without a server (typed, or stored before) compares by file.
+        assert_eq!(here.try_cmp(&Position::new("binlog.000010", 4)), Ok(Ordering::Less));
+        assert!(!Position::new("binlog.000009", 900).is_from_another_server("uuid-b"));
+    }
+
+    #[test]
+    fn the_server_round_trips_through_text() {
+        let text = "3e11fa47-71ca-11e1-9e33-c80aa9429562/binlog.000003:1234@3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42";
+        let p: Position = text.parse().unwrap();
+        assert_eq!(p.server.as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562"));
+        assert_eq!((p.file.as_str(), p.offset), ("binlog.000003", 1234));
+        assert_eq!(p.gtid.as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42"));
+        assert_eq!(p.to_string(), text);
+        assert_eq!("1/binlog.000001:4".parse::<Position>().unwrap().server.as_deref(), Some("1"));
+        for bad in ["/binlog.000001:4", "a b/binlog.000001:4", "x/y/binlog.000001:4"] {
+            assert!(bad.parse::<Position>().is_err(), "{bad:?} should not parse");
+        }
     }
 }

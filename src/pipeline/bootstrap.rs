@@ -88,6 +88,7 @@ async fn load_once<E: Embedder>(r: &Loader<'_, E>, cancel: &CancellationToken) -
     let snapshot = match server::snapshot_position(&mut tx).await? {
         Some(mut exact) => {
             exact.gtid = server::gtid_state_at(&mut tx, &exact).await?;
+            exact.server = before.server.clone();
             exact
         }
         None => before,

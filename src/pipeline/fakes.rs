@@ -232,7 +232,7 @@ impl LocalPositions for MemoryCheckpoint {
         if let Some(c) = current.as_ref()
             && c.try_cmp(position).is_ok_and(|o| o.is_gt())
         {
-            return Err(CheckpointError::Backwards { current: c.clone(), requested: position.clone() });
+            return Err(CheckpointError::Backwards { current: Box::new(c.clone()), requested: Box::new(position.clone()) });
         }
         *current = Some(position.clone());
         Ok(())

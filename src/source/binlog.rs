@@ -164,6 +164,15 @@ impl<'a> Session<'a> {
         let dialect = super::dialect::detect(&mut conn).await?;
         self.flavor = dialect.flavor;
         super::preflight::check_binlog_settings(&mut conn).await?;
+        let here = server::identity(&mut conn, self.flavor).await?;
+        if self.resume.is_from_another_server(&here) && !self.by_gtid {
+            if self.resume.gtid.is_none() {
+                return Err(server::another_server(&self.resume, &here));
+            }
+            tracing::warn!(position = %self.resume, server = %here, "the stored position is another server's (failover?): resuming by its GTID state");
+            self.by_gtid = true;
+        }
+        self.decoder.set_server(Some(here));
         let mut setup = dialect.heartbeat_statements(self.tailer.heartbeat.as_nanos() as u64);
         // MariaDB hides its GTID events (and sends fake ones) unless asked.
         setup.extend(dialect.stream_statements());

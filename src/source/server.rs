@@ -13,7 +13,9 @@ pub use super::dialect::Flavor;
 /// (`SHOW MASTER STATUS`, `SHOW BINARY LOG STATUS` on MySQL 8.2+, `SHOW
 /// BINLOG STATUS` on MariaDB 10.5.2+), with its GTID state.
 pub async fn current_position(conn: &mut Conn) -> Result<Position, SourceError> {
-    let query = super::dialect::detect(conn).await?.binlog_status_query();
+    let dialect = super::dialect::detect(conn).await?;
+    let server = identity(conn, dialect.flavor).await?;
+    let query = dialect.binlog_status_query();
     let row: Option<Row> = conn.query_first(query).await.map_err(|e| SourceError::from_driver(e, query))?;
     let row = row.ok_or_else(|| {
         SourceError::Misconfigured(format!(
@@ -22,7 +24,7 @@ pub async fn current_position(conn: &mut Conn) -> Result<Position, SourceError> 
     })?;
     let file: String = row.get(0).ok_or_else(|| SourceError::Misconfigured(format!("{query} returned no file")))?;
     let offset: u64 = row.get(1).ok_or_else(|| SourceError::Misconfigured(format!("{query} returned no position")))?;
-    let mut position = Position::new(file, offset);
+    let mut position = Position::new(file, offset).on_server(Some(server));
     // MySQL: Executed_Gtid_Set is the 5th column; MariaDB has none and answers BINLOG_GTID_POS.
     let executed: Option<String> = row.get::<Option<String>, _>(4).flatten().filter(|s| !s.trim().is_empty());
     position.gtid = match executed {
@@ -30,6 +32,19 @@ pub async fn current_position(conn: &mut Conn) -> Result<Position, SourceError> 
         None => gtid_state_at(conn, &position).await?,
     };
     Ok(position)
+}
+
+/// Which server `conn` is connected to, as positions record it
+/// ([`Position::server`]): MySQL's `@@server_uuid` (unique per server, kept in
+/// its data directory), MariaDB's `@@server_id` (unique in a replication
+/// topology, which MariaDB requires).
+pub async fn identity(conn: &mut Conn, flavor: Flavor) -> Result<String, SourceError> {
+    let query = match flavor {
+        Flavor::Mysql => "SELECT @@GLOBAL.server_uuid",
+        Flavor::Mariadb => "SELECT @@GLOBAL.server_id",
+    };
+    let value: Option<String> = super::query::query_first(conn, query).await?;
+    value.filter(|v| !v.trim().is_empty()).ok_or_else(|| SourceError::Misconfigured(format!("{query} answered nothing")))
 }
 
 /// MariaDB's GTID state at a binlog file and offset (`BINLOG_GTID_POS`);
@@ -47,6 +62,15 @@ pub async fn gtid_state_at<Q: Queryable>(conn: &mut Q, position: &Position) -> R
 /// Checks that the server still has `position` (its file is listed by
 /// `SHOW BINARY LOGS` and the offset is inside it); the error lists what it has.
 pub async fn check_position_exists(conn: &mut Conn, position: &Position) -> Result<(), SourceError> {
+    let flavor = super::dialect::detect(conn).await?.flavor;
+    let here = identity(conn, flavor).await?;
+    if position.is_from_another_server(&here) {
+        // Its file and offset are another server's; only its GTID state can say where to go on.
+        return match &position.gtid {
+            Some(_) => Ok(()),
+            None => Err(another_server(position, &here)),
+        };
+    }
     if position.is_gtid_only() {
         // The server checks GTID availability when the stream starts (error 1236 if purged).
         let gtid = position.gtid.as_deref().unwrap_or_default();
@@ -67,6 +91,17 @@ pub async fn check_position_exists(conn: &mut Conn, position: &Position) -> Resu
             let why = if found.is_some() { "the offset is past the end of that file" } else { "that file is not on the server (purged?)" };
             Err(SourceError::PositionUnavailable { position: position.to_string(), message: format!("{why}; the server has {range}") })
         }
+    }
+}
+
+/// Why a position of another server without a GTID state cannot be resumed at.
+pub fn another_server(position: &Position, here: &str) -> SourceError {
+    SourceError::PositionUnavailable {
+        position: position.to_string(),
+        message: format!(
+            "it was stored on server {}, and this is server {here} (a failover or a restored copy): an offset in another server's binlog means nothing here, even in a file of the same name, and the position has no GTID state to resume by (turn GTIDs on to resume across servers)",
+            position.server.as_deref().unwrap_or("?")
+        ),
     }
 }
 

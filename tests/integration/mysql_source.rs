@@ -89,7 +89,7 @@ async fn gtids_turned_on_online_after_the_first_run_are_learned_on_mysql() {
     // the GTID set can say where to go on (a file:offset resume would stop:
     // on_lost_sync = stop).
     env.config_text = env.config_text.replacen("resume_by = \"position\"", "resume_by = \"gtid\"", 1);
-    let moved = Position { file: "failed-over-bin.000042".into(), offset: stored.offset, gtid: stored.gtid.clone() };
+    let moved = Position { file: "failed-over-bin.000042".into(), offset: stored.offset, server: None, gtid: stored.gtid.clone() };
     CheckpointStore::open(&env.config().checkpoint.path).unwrap().reset(&moved).unwrap();
     let mut redis = env.redis.clone();
     let _: () = redis::cmd("SET").arg(&env.position_key).arg(moved.to_string()).query_async(&mut redis).await.unwrap();
@@ -226,4 +226,112 @@ async fn compressed_transactions_are_decoded_on_mysql() {
     let ndc = &env.active_ndcs_where("n.LBLRID = '000001'").await[0];
     assert!(env.field(ndc, "manufacturer").await.unwrap_or_default().starts_with("ZSTD "));
     run.stop().await;
+}
+
+/// Starts `replica` replicating from `source` by GTID (MySQL: auto-position;
+/// MariaDB: `MASTER_USE_GTID`), both as root over TCP.
+async fn replicate(replica: &PrivateServer, source: &PrivateServer) {
+    let mut conn = common::connect(&replica.base_url()).await;
+    let statements = match replica.flavour {
+        Flavour::Mysql => [
+            format!(
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '127.0.0.1', SOURCE_PORT = {}, SOURCE_USER = 'root', SOURCE_AUTO_POSITION = 1, GET_SOURCE_PUBLIC_KEY = 1",
+                source.port
+            ),
+            "START REPLICA".to_owned(),
+        ],
+        Flavour::Mariadb => [
+            format!(
+                "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, MASTER_USER = 'root', MASTER_USE_GTID = slave_pos",
+                source.port
+            ),
+            "START SLAVE".to_owned(),
+        ],
+    };
+    for statement in statements {
+        conn.query_drop(&statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    conn.disconnect().await.unwrap();
+}
+
+/// Waits until `replica` has applied everything `source` has executed.
+async fn wait_replicated(replica: &PrivateServer, source: &PrivateServer) {
+    let mut on_source = common::connect(&source.base_url()).await;
+    let mut on_replica = common::connect(&replica.base_url()).await;
+    let applied: Option<i64> = match replica.flavour {
+        Flavour::Mysql => {
+            let executed: String = on_source.query_first("SELECT @@GLOBAL.gtid_executed").await.unwrap().unwrap();
+            on_replica.exec_first("SELECT WAIT_FOR_EXECUTED_GTID_SET(?, 60)", (executed,)).await.unwrap()
+        }
+        Flavour::Mariadb => {
+            let executed: String = on_source.query_first("SELECT @@GLOBAL.gtid_binlog_pos").await.unwrap().unwrap();
+            on_replica.exec_first("SELECT MASTER_GTID_WAIT(?, 60)", (executed,)).await.unwrap()
+        }
+    };
+    assert_eq!(applied, Some(0), "the replica caught up with its source");
+}
+
+on_each_server! {
+    /// A real failover: drugsync streams from a source whose replica
+    /// replicates by GTID, stops; more changes arrive and reach the replica;
+    /// the source dies and drugsync is pointed at the replica. The replica
+    /// has binlog files of the same names (binlog.000001, ...) with other
+    /// contents at other offsets: resuming at the stored offset there would
+    /// read another server's bytes. drugsync must see the position is another
+    /// server's and resume by GTID, losing nothing (oracle on the replica),
+    /// with on_lost_sync = stop so no reconcile can hide a wrong resume.
+    async fn a_failover_to_a_gtid_replica_resumes_by_gtid_not_at_the_old_offset(flavour) {
+        let source = PrivateServer::start(flavour).await;
+        let mut replica_args = vec!["--server-id=2".to_owned()];
+        if flavour == Flavour::Mariadb {
+            replica_args.push("--log-slave-updates".into());
+        }
+        let replica = PrivateServer::start_with(flavour, replica_args).await;
+        replicate(&replica, &source).await;
+        let mut env = TestEnv::new_on(&source, "failover", 200).await;
+        env.config_text = env.config_text.replacen("on_lost_sync = \"reconcile\"", "on_lost_sync = \"stop\"", 1);
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'BEFORE FAILOVER' WHERE LBLRID = '000001'"]).await;
+        env.wait_caught_up().await;
+        run.stop().await;
+        let stored = stored_position(&env).await;
+
+        // While drugsync is down: changes on the source, replicated.
+        env.exec(&[
+            "UPDATE rlblrid3 SET MFG = 'WHILE DOWN' WHERE LBLRID = '000002'",
+            "UPDATE rgcnseq4 SET STR60 = '515 MG' WHERE GCN_SEQNO = 2",
+            "DELETE FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC LIMIT 2",
+        ])
+        .await;
+        wait_replicated(&replica, &source).await;
+        drop(source);
+
+        // The replica has a file of the stored name. Where its offsets happen
+        // to fall on an event boundary, a resume at the stored offset would
+        // read the replica's transactions from there and skip the ones before:
+        // the stored offset is made such a boundary (the replica's current end,
+        // past the changes made while drugsync was down).
+        let mut conn = common::connect(&replica.base_url()).await;
+        let replica_end = drugsync::source::server::current_position(&mut conn).await.unwrap();
+        conn.disconnect().await.unwrap();
+        assert_eq!(replica_end.file, stored.file, "the replica writes a file of the stored name");
+        assert_ne!(replica_end.server, stored.server);
+        let aligned = Position { offset: replica_end.offset, ..stored.clone() };
+        CheckpointStore::open(&env.config().checkpoint.path).unwrap().reset(&aligned).unwrap();
+        let mut redis = env.redis.clone();
+        let _: () = redis::cmd("SET").arg(&env.position_key).arg(aligned.to_string()).query_async(&mut redis).await.unwrap();
+
+        let old_base = env.mysql_base.clone();
+        env.config_text = env.config_text.replacen(&old_base, &replica.base_url(), 1);
+        env.mysql_base = replica.base_url();
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        let ndc = &env.active_ndcs_where("n.LBLRID = '000002'").await[0];
+        assert_eq!(env.field(ndc, "manufacturer").await.as_deref(), Some("WHILE DOWN"));
+        run.stop().await;
+        let now = stored_position(&env).await;
+        assert_ne!(now.server, stored.server, "positions now name the replica: {now}");
+    }
 }

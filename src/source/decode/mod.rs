@@ -117,6 +117,8 @@ pub struct Decoder {
     tables: HashMap<u64, KnownTable>,
     /// File the stream is in (from rotate events).
     file: String,
+    /// The server streamed from (see [`Position::server`]), marked on every position.
+    server: Option<String>,
     /// Transactions up to here (None when the server has no GTIDs or the start state is unknown).
     gtid_state: Option<GtidState>,
     /// Routing values of the open transaction.
@@ -156,6 +158,7 @@ impl Decoder {
             tracked,
             tables: HashMap::new(),
             file: start.file.clone(),
+            server: start.server.clone(),
             gtid_state,
             pending,
             pending_rows: 0,
@@ -172,6 +175,11 @@ impl Decoder {
     /// The GTID state after the last event fed.
     pub fn gtid_state(&self) -> Option<&GtidState> {
         self.gtid_state.as_ref()
+    }
+
+    /// Marks the positions from here on as `server`'s (the session asked it).
+    pub fn set_server(&mut self, server: Option<String>) {
+        self.server = server;
     }
 
     /// Sets the GTID state when the server told it apart from the stream
@@ -436,7 +444,7 @@ impl Decoder {
         Transaction {
             routing: RoutingValues::with_limit(self.spec.limit),
             rows: 0,
-            commit: Position { file: self.file.clone(), offset, gtid: self.gtid_text() },
+            commit: Position { file: self.file.clone(), offset, server: self.server.clone(), gtid: self.gtid_text() },
             committed_at,
             ddl: None,
         }
@@ -511,7 +519,7 @@ impl Decoder {
             0 => self.payload_end.unwrap_or(0),
             pos => pos,
         };
-        Position { file: self.file.clone(), offset: u64::from(log_pos), gtid: self.gtid_text() }
+        Position { file: self.file.clone(), offset: u64::from(log_pos), server: self.server.clone(), gtid: self.gtid_text() }
     }
 
     /// The GTID state as a position carries it; an empty set (GTIDs on, none

@@ -292,7 +292,7 @@ fn mysql_gtids_are_tracked_into_the_commit_position() {
     let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
     let mut d = Decoder::new(
         DecodeSpec { schema: "fdb".into(), routes: HashMap::new(), limit: 10 },
-        &Position { file: "binlog.000001".into(), offset: 4, gtid: Some(format!("{uuid}:1-5")) },
+        &Position { file: "binlog.000001".into(), offset: 4, server: None, gtid: Some(format!("{uuid}:1-5")) },
     )
     .unwrap();
     let txs = feed_all(&mut d, &[s.mysql_gtid(sid, 6), s.query("fdb", "BEGIN"), s.xid(6)]);
@@ -305,7 +305,7 @@ fn mariadb_gtids_open_groups_and_standalone_ddl_commits_by_itself() {
     let ndc = ndc_cols();
     let mut d = Decoder::new(
         DecodeSpec { schema: "fdb".into(), routes: HashMap::from([("rndc14".into(), "NDC".into())]), limit: 10 },
-        &Position { file: "binlog.000001".into(), offset: 4, gtid: Some("0-1-10".into()) },
+        &Position { file: "binlog.000001".into(), offset: 4, server: None, gtid: Some("0-1-10".into()) },
     )
     .unwrap();
     let txs = feed_all(
