@@ -19,13 +19,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts};
+use mysql_async::{Conn, Opts};
+use mysql_common::packets::binlog_request::BinlogRequest;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::decode::{DecodeSpec, Decoder, Transaction};
+use super::dump::{DumpError, DumpRequest, DumpStream};
 use super::error::{ER_MASTER_FATAL_ERROR_READING_BINLOG, SourceError};
 use super::gtid::GtidState;
 use super::server::{self, Flavor};
@@ -157,7 +157,7 @@ impl<'a> Session<'a> {
         Ok(Self { tailer, resume, flavor: Flavor::Mysql, decoder, by_gtid })
     }
 
-    async fn connect(&mut self) -> Result<BinlogStream, SourceError> {
+    async fn connect(&mut self) -> Result<DumpStream, SourceError> {
         let mut conn = Conn::new(self.tailer.opts.clone()).await.map_err(|e| SourceError::from_driver(e, "connect"))?;
         // Again on every reconnect, deliberately: after a failover the stream
         // lands on another server, whose version and settings nobody has checked yet.
@@ -181,17 +181,15 @@ impl<'a> Session<'a> {
             let state = server::gtid_state_at(&mut conn, &self.resume).await?;
             self.decoder.set_gtid_state(state.and_then(|s| GtidState::parse(&s).ok()));
         }
+        conn.disconnect().await.ok();
         let by_gtid = self.by_gtid && self.decoder.gtid_state().is_some();
         if by_gtid && self.flavor == Flavor::Mariadb {
             let state = self.decoder.gtid_state().map(ToString::to_string).unwrap_or_default();
             setup.push(format!("SET @slave_connect_state = '{state}'"));
         }
-        for statement in &setup {
-            conn.query_drop(statement).await.map_err(|e| SourceError::from_driver(e, statement))?;
-        }
-        let mut request = BinlogStreamRequest::new(self.tailer.server_id).with_hostname(self.tailer.hostname.as_bytes());
+        let mut binlog = BinlogRequest::new(self.tailer.server_id);
         if !by_gtid {
-            request = request.with_filename(self.resume.file.as_bytes()).with_pos(self.resume.offset);
+            binlog = binlog.with_filename(self.resume.file.as_bytes()).with_pos(self.resume.offset);
         } else if self.flavor == Flavor::Mysql {
             let sids = self
                 .decoder
@@ -199,18 +197,23 @@ impl<'a> Session<'a> {
                 .map(GtidState::mysql_sids)
                 .transpose()
                 .map_err(|e| SourceError::Decode { position: self.resume.to_string(), message: e })?;
-            request = request.with_gtid().with_gtid_set(sids.unwrap_or_default());
+            binlog = binlog.with_use_gtid(true).with_sids(sids.unwrap_or_default());
         }
         tracing::info!(position = %self.resume, by_gtid, server_id = self.tailer.server_id, "binlog stream starting");
-        conn.get_binlog_stream(request).await.map_err(|e| self.classify(e))
+        let request = DumpRequest { server_id: self.tailer.server_id, hostname: self.tailer.hostname.as_bytes(), setup: &setup, binlog };
+        DumpStream::open(&self.tailer.opts, request).await.map_err(|e| self.classify(e))
     }
 
-    fn classify(&self, err: mysql_async::Error) -> SourceError {
+    fn classify(&self, err: DumpError) -> SourceError {
         match err {
-            mysql_async::Error::Server(ref s) if s.code == ER_MASTER_FATAL_ERROR_READING_BINLOG => {
-                SourceError::PositionUnavailable { position: self.resume.to_string(), message: s.message.clone() }
+            DumpError::Server(s) if s.code == ER_MASTER_FATAL_ERROR_READING_BINLOG => {
+                SourceError::PositionUnavailable { position: self.resume.to_string(), message: s.message }
             }
-            other => SourceError::from_driver(other, "binlog dump"),
+            DumpError::Server(s) => SourceError::from_driver(mysql_async::Error::Server(s), "binlog dump"),
+            DumpError::Io { step, source } => SourceError::Connection(format!("replication connection, {step}: {source}")),
+            DumpError::Tls(message) => SourceError::Tls(message),
+            DumpError::Login(message) => SourceError::Misconfigured(message),
+            DumpError::Protocol(message) | DumpError::Event(message) => SourceError::Decode { position: self.resume.to_string(), message },
         }
     }
 

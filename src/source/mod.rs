@@ -6,6 +6,7 @@ pub mod connect;
 pub mod deadline;
 pub mod decode;
 pub mod dialect;
+pub mod dump;
 pub mod error;
 pub mod events;
 pub mod gtid;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::common::TestEnv;
 use crate::common::on_each_server;
+use crate::common::{Flavour, TestEnv};
 
 /// Peak RSS the binary may reach over the whole test (initial load included).
 /// Holding the reload's row images (25 columns each) would take several
@@ -29,46 +29,74 @@ fn status_kb(pid: u32, field: &str) -> u64 {
 
 on_each_server! {
     async fn a_reload_of_200000_row_images_streams_in_bounded_memory_and_converges(flavour) {
-        let env = TestEnv::new(flavour, "bigtx", 100_000).await;
-        // Most NDCs obsolete keeps the index (and the initial load) small; the
-        // reload still rewrites all 100,000 rows: 200,000 row images.
-        let ndcs: Vec<String> = {
-            use mysql_async::prelude::Queryable;
-            let mut conn = env.mysql().await;
-            conn.query("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC").await.unwrap()
-        };
-        let keep = &ndcs[ndcs.len() / 10];
-        let renamed = &ndcs[3];
-        let dropped = &ndcs[5];
-        env.exec(&[
-            &format!("UPDATE rndc14 SET OBSDTEC = '2020-01-01' WHERE OBSDTEC = '0000-00-00' AND NDC > '{keep}'"),
-            "CREATE TABLE rndc14_copy AS SELECT * FROM rndc14",
-            // The reload carries two real changes among its rewrites.
-            &format!("UPDATE rndc14_copy SET LN60 = 'RELOADED NAME' WHERE NDC = '{renamed}'"),
-            &format!("DELETE FROM rndc14_copy WHERE NDC = '{dropped}'"),
-        ])
-        .await;
-
-        let binary = Binary(env.spawn_binary("run.log"));
-        env.wait_caught_up().await;
-        let pid = binary.0.id();
-        let before_reload = status_kb(pid, "VmHWM:") / 1024;
-
-        env.exec(&["START TRANSACTION", "DELETE FROM rndc14", "INSERT INTO rndc14 SELECT * FROM rndc14_copy", "COMMIT"]).await;
-        env.wait_caught_up().await;
-        let peak = status_kb(pid, "VmHWM:") / 1024;
-        eprintln!("peak RSS: {before_reload} MB before the reload, {peak} MB after");
-        assert!(
-            peak <= PEAK_RSS_BUDGET_MB,
-            "peak RSS {peak} MB over the {PEAK_RSS_BUDGET_MB} MB budget (before the reload: {before_reload} MB)"
-        );
-
-        env.assert_matches_mysql().await;
-        assert_eq!(env.field(renamed, "drug_name").await.as_deref(), Some("RELOADED NAME"));
-        assert_eq!(env.field(dropped, "ndc").await, None, "the NDC the reload left out is gone");
-        // Give the log a moment to reach the file, then check which path was taken.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let log = std::fs::read_to_string(env.log_path("run.log")).unwrap();
-        assert!(log.contains("applying it by a full hash diff"), "the reload was applied key by key");
+        reload_in_bounded_memory(flavour, "bigtx", false).await;
     }
+}
+
+/// The same reload with `binlog_transaction_compression=ON`: the whole
+/// transaction is one zstd payload of about 40 MB once expanded. It must be
+/// decoded as it is expanded, within the same budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_reload_of_200000_row_images_streams_in_bounded_memory_on_mysql() {
+    reload_in_bounded_memory(Flavour::Mysql, "bigzstd", true).await;
+}
+
+async fn reload_in_bounded_memory(flavour: Flavour, name: &str, compressed: bool) {
+    let env = TestEnv::new(flavour, name, 100_000).await;
+    // Most NDCs obsolete keeps the index (and the initial load) small; the
+    // reload still rewrites all 100,000 rows: 200,000 row images.
+    let ndcs: Vec<String> = {
+        use mysql_async::prelude::Queryable;
+        let mut conn = env.mysql().await;
+        conn.query("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC").await.unwrap()
+    };
+    let keep = &ndcs[ndcs.len() / 10];
+    let renamed = &ndcs[3];
+    let dropped = &ndcs[5];
+    env.exec(&[
+        &format!("UPDATE rndc14 SET OBSDTEC = '2020-01-01' WHERE OBSDTEC = '0000-00-00' AND NDC > '{keep}'"),
+        "CREATE TABLE rndc14_copy AS SELECT * FROM rndc14",
+        // The reload carries two real changes among its rewrites.
+        &format!("UPDATE rndc14_copy SET LN60 = 'RELOADED NAME' WHERE NDC = '{renamed}'"),
+        &format!("DELETE FROM rndc14_copy WHERE NDC = '{dropped}'"),
+    ])
+    .await;
+
+    let binary = Binary(env.spawn_binary("run.log"));
+    env.wait_caught_up().await;
+    let pid = binary.0.id();
+    let before_reload = status_kb(pid, "VmHWM:") / 1024;
+
+    let compression = if compressed { "ON" } else { "OFF" };
+    let compression = format!("SET SESSION binlog_transaction_compression = {compression}");
+    let mut reload = vec!["START TRANSACTION", "DELETE FROM rndc14", "INSERT INTO rndc14 SELECT * FROM rndc14_copy", "COMMIT"];
+    if flavour == Flavour::Mysql {
+        reload.insert(0, &compression);
+    }
+    let before = env.master_position().await;
+    env.exec(&reload).await;
+    if compressed {
+        // The reload really is one zstd payload in the binlog.
+        use mysql_async::prelude::Queryable;
+        let mut conn = env.mysql().await;
+        let listing = format!("SHOW BINLOG EVENTS IN '{}' FROM {} LIMIT 1000", before.file, before.offset);
+        let events: Vec<mysql_async::Row> = conn.query(listing).await.unwrap();
+        let payloads = events.iter().filter(|row| row.get::<String, _>("Event_type").as_deref() == Some("Transaction_payload")).count();
+        assert!(payloads >= 1, "the reload was written compressed");
+    }
+    env.wait_caught_up().await;
+    let peak = status_kb(pid, "VmHWM:") / 1024;
+    eprintln!("peak RSS: {before_reload} MB before the reload, {peak} MB after");
+    assert!(
+        peak <= PEAK_RSS_BUDGET_MB,
+        "peak RSS {peak} MB over the {PEAK_RSS_BUDGET_MB} MB budget (before the reload: {before_reload} MB)"
+    );
+
+    env.assert_matches_mysql().await;
+    assert_eq!(env.field(renamed, "drug_name").await.as_deref(), Some("RELOADED NAME"));
+    assert_eq!(env.field(dropped, "ndc").await, None, "the NDC the reload left out is gone");
+    // Give the log a moment to reach the file, then check which path was taken.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = std::fs::read_to_string(env.log_path("run.log")).unwrap();
+    assert!(log.contains("applying it by a full hash diff"), "the reload was applied key by key");
 }
