@@ -94,6 +94,22 @@ async fn embed_group<E: Embedder>(embedder: &E, texts: &[&str], stats: &EmbedSta
         }
         result => outcomes(result, texts.len()),
     }
+    .map(|outcomes| outcomes.into_iter().map(|outcome| checked(outcome, embedder)).collect())
+}
+
+/// A vector that is not finite or points nowhere is never written nor
+/// cached: for that text the service did not answer usably this time, so
+/// it is retried (and, while streaming, owed) like a call that failed.
+fn checked<E: Embedder>(outcome: Outcome, embedder: &E) -> Outcome {
+    let Outcome::Vector(vector) = &outcome else { return outcome };
+    match super::check_vector(vector, embedder.space().dimensions) {
+        Ok(()) => outcome,
+        Err(fault) => {
+            let model = &embedder.space().model;
+            tracing::warn!(%model, %fault, "the embedding service answered a vector that cannot be written; retried later");
+            Outcome::Unavailable(EmbedError::Unavailable(format!("{model} answered an unusable vector: {fault}")))
+        }
+    }
 }
 
 /// The outcome of each of the `n` texts of one call.

@@ -164,6 +164,54 @@ pub fn estimated_tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
 }
 
+/// The smallest L2 norm a vector may have. Below it the vector has no
+/// direction to speak of (a zero vector makes every cosine distance NaN).
+pub const MIN_VECTOR_NORM: f64 = 1e-6;
+
+/// Why a vector may not be written or cached.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum VectorFault {
+    /// Not the index's size.
+    #[error("{got} dimensions where the index has {want}")]
+    Size {
+        /// Components found.
+        got: usize,
+        /// The index's dimensions.
+        want: usize,
+    },
+    /// A component is NaN or infinite (an answer like `1e39` overflows f32).
+    #[error("component {index} is {value}, not a finite number")]
+    NotFinite {
+        /// Which component.
+        index: usize,
+        /// Its value.
+        value: f32,
+    },
+    /// The vector is (close to) zero.
+    #[error("its length {norm:e} is below {MIN_VECTOR_NORM:e}: it points nowhere")]
+    TooShort {
+        /// Its L2 norm.
+        norm: f64,
+    },
+}
+
+/// Checks what every vector must be before it reaches Redis or the cache:
+/// `dimensions` components, each finite, and a norm of at least
+/// [`MIN_VECTOR_NORM`] (computed in f64, so large components cannot overflow it).
+pub fn check_vector(vector: &[f32], dimensions: usize) -> Result<(), VectorFault> {
+    if vector.len() != dimensions {
+        return Err(VectorFault::Size { got: vector.len(), want: dimensions });
+    }
+    if let Some((index, value)) = vector.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+        return Err(VectorFault::NotFinite { index, value: *value });
+    }
+    let norm = vector.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    if norm < MIN_VECTOR_NORM {
+        return Err(VectorFault::TooShort { norm });
+    }
+    Ok(())
+}
+
 /// Scales `v` to unit length (a zero vector stays as it is).
 pub fn normalise(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -188,6 +236,21 @@ pub fn vector_from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_finite_vectors_of_the_right_size_with_a_direction_pass() {
+        assert_eq!(check_vector(&[0.6, 0.8], 2), Ok(()));
+        assert_eq!(check_vector(&[3e38, 3e38], 2), Ok(()), "large but finite: the norm must not overflow");
+        assert_eq!(check_vector(&[0.6], 2), Err(VectorFault::Size { got: 1, want: 2 }));
+        assert!(matches!(check_vector(&[0.1, f32::NAN], 2), Err(VectorFault::NotFinite { index: 1, .. })));
+        assert!(matches!(check_vector(&[f32::INFINITY, 0.0], 2), Err(VectorFault::NotFinite { index: 0, .. })));
+        assert!(matches!(check_vector(&[0.0, 0.0], 2), Err(VectorFault::TooShort { .. })));
+        assert!(matches!(check_vector(&[1e-9, 0.0], 2), Err(VectorFault::TooShort { .. })));
+        // What normalising an answer with an overflowed component gives.
+        let mut overflowed = vec!["1e39".parse::<f32>().unwrap(), 0.5];
+        normalise(&mut overflowed);
+        assert!(check_vector(&overflowed, 2).is_err(), "{overflowed:?}");
+    }
 
     #[test]
     fn vector_bytes_round_trip_little_endian() {

@@ -39,8 +39,41 @@ impl RedisSink {
             .map(|info| info_text(&info, "index_name").unwrap_or_else(|| self.version.alias.clone()));
         Ok(match current {
             Some(name) if name == self.version.index => super::AliasState::Current,
-            old => super::AliasState::Switch { old },
+            old => {
+                if let Some(old) = &old {
+                    self.check_replaceable(old).await?;
+                }
+                super::AliasState::Switch { old }
+            }
         })
+    }
+
+    /// Refuses to move the alias away from (and so drop) an index drugsync
+    /// did not build. drugsync replaces only:
+    /// - its own versions: named `<alias>_v<8 hex digits>` and holding state
+    ///   drugsync wrote for them (their position or embedding-space key);
+    /// - a legacy index named exactly `index.name`: the configuration names
+    ///   it as the index drugsync takes over (the nightly job's `drugs_idx`).
+    async fn check_replaceable(&self, old: &str) -> Result<(), SinkError> {
+        if old == self.version.alias || self.is_own_version(old).await? {
+            return Ok(());
+        }
+        Err(SinkError::ForeignIndex { alias: self.version.alias.clone(), index: old.to_owned() })
+    }
+
+    /// Whether `index` is a version drugsync built (see [`Self::check_replaceable`]).
+    async fn is_own_version(&self, index: &str) -> Result<bool, SinkError> {
+        let named = index
+            .strip_prefix(self.version.alias.as_str())
+            .and_then(|rest| rest.strip_prefix("_v"))
+            .is_some_and(|hash| hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !named {
+            return Ok(false);
+        }
+        let keys = super::keys::VersionKeys::of(&self.state_prefix, index);
+        let mut conn = self.conn.clone();
+        let found: u64 = redis::cmd("EXISTS").arg(&keys.position).arg(&keys.space).query_async(&mut conn).await?;
+        Ok(found > 0)
     }
 
     /// Points the alias at this version in one step, then drops `old` (with
@@ -53,6 +86,10 @@ impl RedisSink {
     /// writer can therefore never move the alias or drop the live index.
     pub async fn switch_alias(&self, old: Option<&str>) -> Result<(), SinkError> {
         let (alias, index) = (&self.version.alias, &self.version.index);
+        if let Some(old) = old {
+            // Again: the alias may have been moved while this version loaded.
+            self.check_replaceable(old).await?;
+        }
         let mut pipe = redis::pipe();
         pipe.atomic();
         match old {
@@ -63,6 +100,10 @@ impl RedisSink {
             Some(old) if old == alias => {
                 let drop = pipe.cmd("FT.DROPINDEX").arg(old);
                 if self.legacy_documents_are_its_own(old).await? {
+                    tracing::warn!(
+                        index = %old,
+                        "taking over the legacy index named index.name: the configuration names it as the index drugsync replaces, and none of its prefixes holds drugsync's own keys, so it is dropped with its documents"
+                    );
                     drop.arg("DD");
                 } else {
                     tracing::warn!(index = %old, "the legacy index covers keys drugsync keeps (no PREFIX, or one of drugsync's): dropping it without its documents");

@@ -54,6 +54,17 @@ pub enum SinkError {
         /// What differs.
         differences: String,
     },
+    /// The alias points at an index drugsync did not build: it is neither
+    /// one of its versions nor an index carrying the alias's own name.
+    #[error(
+        "the alias `{alias}` points at index `{index}`, which drugsync did not build (its versions are named {alias}_v<hash> and keep state under redis.state_prefix). drugsync drops neither it nor its documents. Point the alias elsewhere (FT.ALIASDEL {alias}) so drugsync can add it to its own version, or set index.name to an alias of drugsync's own, then restart"
+    )]
+    ForeignIndex {
+        /// The alias (`index.name`).
+        alias: String,
+        /// The index it points at.
+        index: String,
+    },
     /// The Redis server lacks the search module.
     #[error("Redis at {url} has no search module (FT.* unknown): use Redis Stack or Redis 8 with RediSearch")]
     NoSearchModule {

@@ -179,7 +179,21 @@ impl RedisSink {
         let keys: Vec<String> = hashes.iter().map(|h| format!("{}{}", self.cache_prefix, h.0)).collect();
         let mut conn = self.conn.clone();
         let blobs: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
-        Ok(blobs.into_iter().map(|b| b.filter(|b| b.len() == self.vector_bytes).and_then(|b| vector_from_bytes(&b))).collect())
+        let dimensions = self.vector_bytes / 4;
+        Ok(blobs
+            .into_iter()
+            .map(|blob| {
+                let vector = blob.filter(|b| b.len() == self.vector_bytes).and_then(|b| vector_from_bytes(&b))?;
+                // Written before vectors were checked, or by someone else: a miss, never reused.
+                match crate::embed::check_vector(&vector, dimensions) {
+                    Ok(()) => Some(vector),
+                    Err(fault) => {
+                        tracing::warn!(%fault, "a cached vector cannot be used; its text is embedded again");
+                        None
+                    }
+                }
+            })
+            .collect())
     }
 
     /// The fields part of the mapping fingerprint this version's documents

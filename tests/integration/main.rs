@@ -15,6 +15,7 @@ mod bedrock_pipeline;
 mod big_transaction;
 mod ddl;
 mod divergence;
+mod edges;
 mod gtid;
 mod kill;
 mod mysql_source;

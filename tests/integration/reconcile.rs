@@ -190,7 +190,12 @@ on_each_server! {
         assert_eq!(show.status.code(), Some(0));
         let text = String::from_utf8_lossy(&show.stdout);
         let stored = env.master_position().await;
-        assert!(text.contains("local position:  binlog.") && text.contains(&format!("redis position:  {}", stored.file)), "{text}");
+        // Positions name their server first (see position.rs), then the file.
+        let server_and_file = format!("{}/{}", stored.server.as_deref().unwrap_or_default(), stored.file);
+        assert!(
+            text.contains(&format!("local position:  {server_and_file}")) && text.contains(&format!("redis position:  {server_and_file}")),
+            "{text}"
+        );
     }
 }
 

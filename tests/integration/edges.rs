@@ -1,0 +1,160 @@
+//! No silent loss at the edges: what drugsync checks of the embedding
+//! service's answers before anything reaches Redis.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::common::{self, TEST_DIMENSIONS, TestEnv, on_each_server};
+
+/// An OpenAI-compatible server that answers, for a text containing
+/// "OVERFLOW", a vector whose first component is `1e39` (past f32's range)
+/// until it is healed; every other text gets the offline embedder's vector.
+struct Overflowing {
+    healed: Arc<AtomicBool>,
+}
+
+impl Respond for Overflowing {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        let inputs: Vec<&str> = body["input"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        let data: Vec<serde_json::Value> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let vector = drugsync::embed::LocalEmbedder::new(TEST_DIMENSIONS, 1).vector(text);
+                let mut json: Vec<serde_json::Value> = vector.iter().map(|x| serde_json::json!(x)).collect();
+                if text.contains("OVERFLOW") && !self.healed.load(Ordering::SeqCst) {
+                    json[0] = serde_json::json!(1e39f64);
+                }
+                serde_json::json!({"object": "embedding", "index": i, "embedding": json})
+            })
+            .collect();
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": inputs.len(), "total_tokens": inputs.len()}
+        }))
+    }
+}
+
+/// Every vector stored under `pattern` (documents' `embedding` fields, or
+/// cache entries), as the test reads them: each must be all finite numbers.
+async fn non_finite_vectors(env: &TestEnv, pattern: &str, field: Option<&str>) -> Vec<String> {
+    let mut redis = env.redis.clone();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut redis).await.unwrap();
+    let mut bad = Vec::new();
+    for key in keys {
+        let bytes: Option<Vec<u8>> = match field {
+            Some(field) => redis::cmd("HGET").arg(&key).arg(field).query_async(&mut redis).await.unwrap(),
+            None => redis::cmd("GET").arg(&key).query_async(&mut redis).await.ok().flatten(),
+        };
+        let Some(bytes) = bytes else { continue };
+        let finite = bytes.chunks_exact(4).all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite());
+        if !finite {
+            bad.push(key);
+        }
+    }
+    bad
+}
+
+on_each_server! {
+    /// An embedding service answering a vector past f32's range (which
+    /// normalising turns into NaN) must not have it written or cached: the
+    /// documents of that text are owed (written without a vector, counted),
+    /// the position moves on, and the vectors are filled once the service
+    /// answers well. Before the check, every such document was indexed with
+    /// a NaN vector and KNN answered `-nan` scores.
+    async fn vectors_that_are_not_finite_numbers_are_never_written_or_cached(flavour) {
+        let mut env = TestEnv::new(flavour, "nanvec", 300).await;
+        let server = MockServer::start().await;
+        let healed = Arc::new(AtomicBool::new(false));
+        Mock::given(method("POST"))
+            .and(path("/v1/embeddings"))
+            .respond_with(Overflowing { healed: healed.clone() })
+            .mount(&server)
+            .await;
+        let config = env
+            .config_text
+            .replacen("provider = \"local\"", &format!("provider = \"openai\"\nendpoint_url = \"{}\"\nbatch_size = 16", server.uri()), 1)
+            .replacen("model_id = \"amazon.titan-embed-text-v2:0\"", "model_id = \"BAAI/bge-small-en-v1.5\"", 1)
+            .replacen("normalize = true", "normalize = false", 1);
+        env.use_config(config.clone());
+        let mut child = env.binary_command(&config, "run.log").env("DRUGSYNC_EMBED_API_KEY", "sk-s3cret-edges").arg("run").spawn().unwrap();
+        env.wait_caught_up().await;
+
+        let gcn: u32 = env.strings("SELECT MIN(GCN_SEQNO) FROM rgcnseq4").await[0].parse().unwrap();
+        env.exec(&[&format!("UPDATE rgcnseq4 SET STR60 = 'OVERFLOW 5 MG' WHERE GCN_SEQNO = {gcn}")]).await;
+        env.wait_applied().await;
+        let of_gcn = env.active_ndcs_where(&format!("n.GCN_SEQNO = {gcn}")).await;
+        assert!(!of_gcn.is_empty());
+        assert_eq!(non_finite_vectors(&env, &format!("{}*", env.prefix), Some("embedding")).await, Vec::<String>::new());
+        assert_eq!(non_finite_vectors(&env, &format!("ds:{}:vec:*", env.name), None).await, Vec::<String>::new());
+        // Exactly the formulation's NDCs are owed, with their new fields and no vector.
+        let mut redis = env.redis.clone();
+        let owed: Vec<String> = redis::cmd("ZRANGE").arg(env.owed_key()).arg(0).arg(-1).query_async(&mut redis).await.unwrap();
+        let mut owed: Vec<String> = owed.iter().map(|k| k.strip_prefix(&env.prefix).unwrap_or(k).to_owned()).collect();
+        owed.sort();
+        assert_eq!(owed, of_gcn, "the formulation's documents are owed a vector");
+        assert_eq!(env.field(&of_gcn[0], "strength").await.as_deref(), Some("OVERFLOW 5 MG"));
+        assert_eq!(env.field(&of_gcn[0], "embedding").await, None, "written without a vector, never with NaN");
+
+        healed.store(true, Ordering::SeqCst);
+        common::eventually(Duration::from_secs(60), Duration::from_millis(100), "the owed vectors filled", async || {
+            let owed: u64 = redis::cmd("ZCARD").arg(env.owed_key()).query_async(&mut redis).await.unwrap();
+            if owed == 0 { Ok(()) } else { Err(format!("{owed} owed")) }
+        })
+        .await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        assert!(child.try_wait().unwrap().is_none(), "drugsync kept running");
+        child.kill().ok();
+        child.wait().ok();
+    }
+}
+
+on_each_server! {
+    /// Someone else's index behind drugsync's alias (`FT.ALIASADD drugs_idx
+    /// products`). drugsync used to switch the alias to its version and drop
+    /// `products` with DD, deleting every `product:` key. It must refuse at
+    /// start with the way out, delete nothing, and, once the operator moves
+    /// the alias as told, build its own version and leave `products` alone.
+    async fn an_index_drugsync_did_not_build_behind_its_alias_is_never_dropped(flavour) {
+        let env = TestEnv::new(flavour, "foreignidx", 60).await;
+        let mut redis = env.redis.clone();
+        let products = format!("products_{}", env.name);
+        let prefix = format!("product_{}:", env.name);
+        let _: Result<(), _> = redis::cmd("FT.DROPINDEX").arg(&products).query_async(&mut redis).await;
+        let _: () = redis::cmd("FT.CREATE")
+            .arg(&products)
+            .arg(&["ON", "HASH", "PREFIX", "1", prefix.as_str(), "SCHEMA", "name", "TEXT"][..])
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        for (id, name) in [("1", "aspirin 81 mg"), ("2", "ibuprofen 200 mg")] {
+            let _: () = redis::cmd("HSET").arg(format!("{prefix}{id}")).arg("name").arg(name).query_async(&mut redis).await.unwrap();
+        }
+        let _: () = redis::cmd("FT.ALIASADD").arg(&env.index).arg(&products).query_async(&mut redis).await.unwrap();
+        let theirs = async |redis: &mut redis::aio::ConnectionManager| -> (bool, u64) {
+            let index = redis::cmd("FT.INFO").arg(&products).query_async::<redis::Value>(redis).await.is_ok();
+            let keys: u64 = redis::cmd("EXISTS").arg(format!("{prefix}1")).arg(format!("{prefix}2")).query_async(redis).await.unwrap();
+            (index, keys)
+        };
+
+        let refused = env.start().await;
+        let outcome = tokio::time::timeout(Duration::from_secs(30), refused.handle).await.expect("drugsync stops").unwrap();
+        let message = outcome.expect_err("a foreign index behind the alias is refused").to_string();
+        assert!(message.contains(&products) && message.contains(&format!("FT.ALIASDEL {}", env.index)), "{message}");
+        assert_eq!(theirs(&mut redis).await, (true, 2), "nothing of theirs was touched");
+
+        // The way out the message names.
+        let _: () = redis::cmd("FT.ALIASDEL").arg(&env.index).query_async(&mut redis).await.unwrap();
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        run.stop().await;
+        assert_eq!(theirs(&mut redis).await, (true, 2), "their index and documents outlive drugsync's version");
+        let _: () = redis::cmd("FT.DROPINDEX").arg(&products).arg("DD").query_async(&mut redis).await.unwrap();
+    }
+}
