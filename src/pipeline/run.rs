@@ -88,12 +88,24 @@ impl<E: Embedder> Replicator<E> {
                     tracing::warn!(%position, server = %message, "binlog position lost: reconciling, then continuing from the server's current position");
                     start = self.recover_lost_position(&cancel).await?;
                 }
-                Ok(stream::Ended::Resync(stream::Resync::RedisRewound { expected, found })) => {
-                    tracing::warn!(%expected, found = ?found.map(|p| p.to_string()), "Redis lost acknowledged writes (restart without persistence, failover, restore): deciding again where to start");
+                Ok(stream::Ended::Resync(resync @ (stream::Resync::RedisRewound { .. } | stream::Resync::IndexGone { .. }))) => {
+                    match resync {
+                        stream::Resync::RedisRewound { expected, found } => tracing::warn!(
+                            %expected,
+                            found = ?found.map(|p| p.to_string()),
+                            "Redis lost acknowledged writes (restart without persistence, failover, restore): deciding again where to start"
+                        ),
+                        _ => {
+                            tracing::warn!(alias = %self.parts.sink.version().alias, "the index no longer answers (dropped or Redis emptied): creating it again")
+                        }
+                    }
+                    // Not ready until the index answers again.
+                    Stats::set(&self.parts.stats.index_live, 0);
                     match self.starting_position(&cancel).await? {
                         Some(position) => start = position,
                         None => break Ok(()),
                     }
+                    Stats::set(&self.parts.stats.index_live, 1);
                 }
                 Err(e) => break Err(e),
             }

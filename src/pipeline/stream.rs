@@ -66,6 +66,13 @@ pub enum Resync {
         /// What the server said.
         message: String,
     },
+    /// The alias no longer answers though Redis kept the position (the
+    /// index was dropped behind drugsync's back): decide again where to
+    /// start, which creates the index version again and points the alias.
+    IndexGone {
+        /// The alias that does not answer.
+        alias: String,
+    },
 }
 
 /// How a stream ended without an error.
@@ -188,6 +195,15 @@ async fn apply_loop<E: Embedder>(
             }
             _ = repair_tick.tick() => {
                 activity.flush(r.stats);
+                // A quiet source sends nothing that would show Redis lost
+                // everything: look every tick (one GET and one FT.INFO).
+                if let Some(resync) = retry(cancel, "checking Redis still holds the index", || redis_lost(r, &applied)).await? {
+                    if let Some(resync) = resync {
+                        return Ok(Ended::Resync(resync));
+                    }
+                } else {
+                    return Ok(Ended::Stopped);
+                }
                 r.status.publish().await;
                 if retry(cancel, "applying reconcile repairs", || apply_repairs(r)).await?.is_none() {
                     return Ok(Ended::Stopped);
@@ -238,6 +254,17 @@ async fn redis_rewound<E: Embedder>(r: &Streamer<'_, E>, applied: &Position) -> 
     // Another lineage (resumed by GTID) cannot be ordered; the GTID state vouched for it.
     let kept = found.as_ref().is_some_and(|p| p.try_cmp(applied).map_or(true, |o| o.is_ge()));
     Ok((!kept).then(|| Resync::RedisRewound { expected: applied.clone(), found }))
+}
+
+/// [`redis_rewound`], or [`Resync::IndexGone`] when the alias no longer answers.
+async fn redis_lost<E: Embedder>(r: &Streamer<'_, E>, applied: &Position) -> Result<Option<Resync>, RunError> {
+    if let Some(resync) = redis_rewound(r, applied).await? {
+        return Ok(Some(resync));
+    }
+    if !r.sink.alias_is_live().await? {
+        return Ok(Some(Resync::IndexGone { alias: r.sink.version().alias.clone() }));
+    }
+    Ok(None)
 }
 
 /// Rebuilds keys a reconcile queued for this writer (see `reconcile`), from

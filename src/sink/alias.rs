@@ -138,6 +138,12 @@ impl RedisSink {
             && prefixes.iter().all(|p| !p.is_empty() && ours.iter().all(|o| !o.starts_with(p.as_str()) && !p.starts_with(*o))))
     }
 
+    /// Whether the alias still answers (Redis emptied or the index dropped
+    /// behind drugsync's back say no): checked on the writer's idle tick.
+    pub async fn alias_is_live(&self) -> Result<bool, SinkError> {
+        Ok(self.index_info(&self.version.alias).await?.is_some())
+    }
+
     /// Documents in this index version (`FT.INFO num_docs`; 0 when it does not exist yet).
     pub async fn document_count(&self) -> Result<u64, SinkError> {
         let info = self.index_info(&self.version.index).await?;

@@ -158,3 +158,39 @@ on_each_server! {
         let _: () = redis::cmd("FT.DROPINDEX").arg(&products).arg("DD").query_async(&mut redis).await.unwrap();
     }
 }
+
+on_each_server! {
+    /// Redis emptied (a restart without persistence) while the source is
+    /// quiet, then the index dropped behind drugsync's back: FDB is quiet for
+    /// hours at night, and search stayed down with green probes until the
+    /// next source transaction. drugsync must notice within seconds with no
+    /// source traffic at all, and rebuild.
+    async fn redis_emptied_or_the_index_dropped_while_the_source_is_quiet_is_rebuilt(flavour) {
+        let redis_server = common::PrivateRedis::start(false).await;
+        let env = TestEnv::new_with(flavour, "emptied", 200, &redis_server.url()).await;
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        let mut redis = env.redis.clone();
+        let expected = env.expected().await.len();
+        let index_answers = async |redis: &mut redis::aio::ConnectionManager| -> Result<(), String> {
+            let info: Vec<redis::Value> = redis::cmd("FT.INFO").arg(&env.index).query_async(redis).await.map_err(|e| e.to_string())?;
+            let docs = info
+                .chunks(2)
+                .find(|pair| redis::from_redis_value::<String>(pair[0].clone()).is_ok_and(|name| name == "num_docs"))
+                .and_then(|pair| redis::from_redis_value::<String>(pair[1].clone()).ok().or_else(|| redis::from_redis_value::<u64>(pair[1].clone()).ok().map(|n| n.to_string())))
+                .ok_or("no num_docs")?;
+            if docs == expected.to_string() { Ok(()) } else { Err(format!("{docs} of {expected} documents")) }
+        };
+
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut redis).await.unwrap();
+        common::eventually(Duration::from_secs(15), Duration::from_millis(100), "the index rebuilt after FLUSHALL", async || index_answers(&mut redis).await).await;
+        env.assert_matches_mysql().await;
+
+        let version = drugsync::sink::IndexVersion::of(&env.config()).index;
+        let _: () = redis::cmd("FT.DROPINDEX").arg(&version).query_async(&mut redis).await.unwrap();
+        common::eventually(Duration::from_secs(15), Duration::from_millis(100), "the index created again after FT.DROPINDEX", async || index_answers(&mut redis).await).await;
+        env.assert_matches_mysql().await;
+        assert!(!run.handle.is_finished(), "drugsync kept running");
+        run.stop().await;
+    }
+}
