@@ -55,6 +55,8 @@ pub struct Observed {
     pub index_live: bool,
     /// Lag of the last applied batch.
     pub lag: Duration,
+    /// Redis may evict drugsync's keys (run under `redis.allow_eviction`).
+    pub redis_may_evict: bool,
 }
 
 /// The bounds the probes judge by (from the config).
@@ -120,6 +122,9 @@ pub fn readiness(o: &Observed, b: &Bounds) -> Verdict {
         if o.lag > b.lag {
             failing.push(format!("lag {}s is over {}s", o.lag.as_secs(), b.lag.as_secs()));
         }
+        if o.redis_may_evict {
+            failing.push("Redis may evict drugsync's keys (maxmemory-policy is not noeviction; redis.allow_eviction is on)".into());
+        }
     }
     let secs = |d: Duration| d.as_secs_f64();
     Verdict {
@@ -153,6 +158,7 @@ mod tests {
             redis_age: Some(Duration::from_secs(1)),
             index_live: true,
             lag: Duration::from_secs(1),
+            redis_may_evict: false,
         }
     }
 
@@ -174,6 +180,7 @@ mod tests {
             (Observed { redis_age: Some(Duration::from_secs(11)), ..healthy_writer() }, "Redis"),
             (Observed { index_live: false, ..healthy_writer() }, "not live"),
             (Observed { lag: Duration::from_secs(301), ..healthy_writer() }, "lag"),
+            (Observed { redis_may_evict: true, ..healthy_writer() }, "evict"),
         ] {
             let verdict = readiness(&observed, &b);
             assert!(!verdict.ok && verdict.failing.len() == 1 && verdict.failing[0].contains(word), "{verdict:?}");

@@ -126,6 +126,7 @@ pub fn observe(stats: &Stats) -> health::Observed {
         redis_age: stats.redis_seen.age(),
         index_live: stats.index_live.load(Relaxed) == 1,
         lag: Duration::from_millis(stats.lag_ms.load(Relaxed)),
+        redis_may_evict: stats.redis_may_evict.load(Relaxed) == 1,
     }
 }
 
@@ -171,6 +172,8 @@ fn describe() {
         "Embedding cost of this process so far, by model: input tokens x embed.price_per_1k_tokens"
     );
     describe_gauge!("drugsync_writer", "1 while this instance holds the writer lease, 0 while it stands by");
+    describe_gauge!("drugsync_redis_may_evict", "1 while Redis's maxmemory-policy may evict drugsync's keys (redis.allow_eviction)");
+    describe_gauge!("drugsync_redis_evicted_keys", "Keys Redis evicted since it started (INFO stats evicted_keys), as last read");
 }
 
 fn publish(stats: &Stats, pricing: &Pricing) {
@@ -200,6 +203,8 @@ fn publish(stats: &Stats, pricing: &Pricing) {
     metrics::gauge!("drugsync_vectors_owed").set(stats.owed_now.load(Relaxed) as f64);
     metrics::gauge!("drugsync_vectors_owed_max_age_seconds").set(stats.owed_max_age_secs.load(Relaxed) as f64);
     metrics::gauge!("drugsync_writer").set(stats.writer.load(Relaxed) as f64);
+    metrics::gauge!("drugsync_redis_may_evict").set(stats.redis_may_evict.load(Relaxed) as f64);
+    metrics::gauge!("drugsync_redis_evicted_keys").set(stats.redis_evicted_keys.load(Relaxed) as f64);
     metrics::gauge!("drugsync_embed_estimated_cost_usd", "model" => model)
         .set(e.billed_tokens() as f64 / 1000.0 * pricing.price_per_1k_tokens);
 }

@@ -28,6 +28,12 @@ pub struct RedisConfig {
     /// ElastiCache's); unset = the built-in public roots.
     #[serde(default)]
     pub tls_ca_file: Option<PathBuf>,
+    /// Run on a Redis whose `maxmemory-policy` may evict keys (anything but
+    /// `noeviction` under a `maxmemory`). Off: such a Redis is refused at
+    /// start, since evicted documents vanish from search silently. On: the
+    /// writer runs but reports not ready, and evictions are counted.
+    #[serde(default)]
+    pub allow_eviction: bool,
 }
 
 /// 10 s: a standby polls every second, so it takes over within 11 s of a

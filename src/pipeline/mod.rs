@@ -22,6 +22,7 @@ pub mod error;
 #[cfg(test)]
 pub mod fakes;
 pub mod fill;
+pub mod memory_watch;
 pub mod progress;
 pub mod reconcile;
 pub mod replay;

@@ -47,9 +47,13 @@ impl<E: Embedder> Connected<E> {
             crate::source::preflight::check_source(&mut conn, &config).await?;
         }
         let sink = RedisSink::connect(&config).await?;
+        let memory = sink.check_memory_policy(config.redis.allow_eviction).await?;
+        let stats = Arc::new(Stats::default());
+        Stats::set(&stats.redis_may_evict, u64::from(memory.can_evict()));
+        Stats::set(&stats.redis_evicted_keys, memory.evicted_keys);
         let loader = DocumentLoader::new(&config, embedder.space().clone());
         let router = Router::new(&config.mapping.tables, config.pipeline.load_chunk, Duration::from_secs(config.mysql.query_timeout_secs));
-        Ok(Self { config: Arc::new(config), pool, opts, sink, embedder: Arc::new(embedder), loader, router, stats: Arc::default() })
+        Ok(Self { config: Arc::new(config), pool, opts, sink, embedder: Arc::new(embedder), loader, router, stats })
     }
 
     /// Connects for `--reconcile` or the replay pricing, which read (and a

@@ -43,6 +43,10 @@ pub struct Stats {
     pub redis_seen: crate::health::Heartbeat,
     /// 1 while this writer's index version is live behind the alias.
     pub index_live: AtomicU64,
+    /// 1 while Redis may evict drugsync's keys (`redis.allow_eviction`).
+    pub redis_may_evict: AtomicU64,
+    /// Redis's `evicted_keys`, as last read.
+    pub redis_evicted_keys: AtomicU64,
 }
 
 impl Stats {

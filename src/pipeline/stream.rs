@@ -187,6 +187,7 @@ async fn apply_loop<E: Embedder>(
     let mut repair_tick = tokio::time::interval(REPAIR_POLL);
     let mut activity = super::activity::ActivityLog::new(r.stats, &applied);
     let mut owed = super::fill::OwedVectors::default();
+    let mut memory = super::memory_watch::MemoryWatch::default();
     loop {
         let first = tokio::select! {
             _ = cancel.cancelled() => {
@@ -205,6 +206,7 @@ async fn apply_loop<E: Embedder>(
                     return Ok(Ended::Stopped);
                 }
                 r.status.publish().await;
+                memory.tick(r.sink, r.stats).await;
                 if retry(cancel, "applying reconcile repairs", || apply_repairs(r)).await?.is_none() {
                     return Ok(Ended::Stopped);
                 }

@@ -65,6 +65,16 @@ pub enum SinkError {
         /// The index it points at.
         index: String,
     },
+    /// Redis may evict drugsync's keys, and `redis.allow_eviction` is off.
+    #[error(
+        "Redis may evict keys under memory pressure (maxmemory {maxmemory} bytes, maxmemory-policy {policy}): documents would vanish from search with nothing to say so. Set maxmemory-policy to noeviction (CONFIG SET maxmemory-policy noeviction; ElastiCache/MemoryDB: in the parameter group) and size maxmemory for the index, or set redis.allow_eviction = true to run anyway (the writer then reports not ready and counts evictions)"
+    )]
+    MayEvict {
+        /// `maxmemory_policy`.
+        policy: String,
+        /// `maxmemory`, bytes.
+        maxmemory: u64,
+    },
     /// The Redis server lacks the search module.
     #[error("Redis at {url} has no search module (FT.* unknown): use Redis Stack or Redis 8 with RediSearch")]
     NoSearchModule {

@@ -10,6 +10,7 @@ pub mod fence;
 pub mod index;
 pub mod keys;
 pub mod lease;
+pub mod memory;
 pub mod ops;
 pub mod pending;
 pub mod quarantine;

@@ -194,3 +194,38 @@ on_each_server! {
         run.stop().await;
     }
 }
+
+on_each_server! {
+    /// A Redis with `maxmemory` and `allkeys-lru` (a cache's setting, close to
+    /// ElastiCache's default) evicts documents with nothing to say so: 4,055 of
+    /// 5,505 went missing behind a green /readyz. drugsync refuses it at start
+    /// with the fix; an operator who insists (`redis.allow_eviction = true`)
+    /// gets a writer that says it is not ready; the fix named clears it.
+    async fn a_redis_that_may_evict_is_refused_or_reported_not_ready(flavour) {
+        let redis_server = common::PrivateRedis::start(false).await;
+        let env = TestEnv::new_with(flavour, "evicting", 100, &redis_server.url()).await;
+        let mut redis = env.redis.clone();
+        for (name, value) in [("maxmemory", "30mb"), ("maxmemory-policy", "allkeys-lru")] {
+            let _: () = redis::cmd("CONFIG").arg("SET").arg(name).arg(value).query_async(&mut redis).await.unwrap();
+        }
+        let message = env.connect_error(&env.config_text).await.expect("an evicting Redis is refused");
+        assert!(message.contains("allkeys-lru") && message.contains("noeviction") && message.contains("allow_eviction"), "{message}");
+
+        let insisting = env.config_text.replacen("lease_ttl_secs = 10", "lease_ttl_secs = 10\nallow_eviction = true", 1);
+        assert_ne!(insisting, env.config_text);
+        let run = env.start_with(&insisting).await;
+        env.wait_caught_up().await;
+        let verdict = drugsync::health::readiness(&drugsync::metrics::observe(&run.stats), &drugsync::metrics::bounds(&env.config()));
+        assert!(!verdict.ok && verdict.failing.iter().any(|f| f.contains("evict")), "{verdict:?}");
+        run.stop().await;
+
+        // The fix the refusal names.
+        let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory-policy").arg("noeviction").query_async(&mut redis).await.unwrap();
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        let verdict = drugsync::health::readiness(&drugsync::metrics::observe(&run.stats), &drugsync::metrics::bounds(&env.config()));
+        assert!(!verdict.failing.iter().any(|f| f.contains("evict")), "{verdict:?}");
+        env.assert_matches_mysql().await;
+        run.stop().await;
+    }
+}
