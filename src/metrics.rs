@@ -125,7 +125,7 @@ pub fn observe(stats: &Stats) -> health::Observed {
         source_age: stats.source_seen.age(),
         redis_age: stats.redis_seen.age(),
         index_live: stats.index_live.load(Relaxed) == 1,
-        lag: Duration::from_millis(stats.lag_ms.load(Relaxed)),
+        lag: stats.lag(),
         redis_may_evict: stats.redis_may_evict.load(Relaxed) == 1,
     }
 }
@@ -165,7 +165,10 @@ fn describe() {
         "Input tokens by model: source=reported as the service counted them, source=estimated (characters / 4) where it does not say"
     );
     describe_counter!("drugsync_embed_texts_cut_total", "Texts cut to the model's input limit (embed.max_input_chars), by model");
-    describe_gauge!("drugsync_replication_lag_seconds", "Seconds from the source commit to the Redis write, for the last batch");
+    describe_gauge!(
+        "drugsync_replication_lag_seconds",
+        "Age of the oldest source transaction received and not yet in Redis (binlog commit time to now); 0 while nothing waits"
+    );
     describe_gauge!("drugsync_last_source_commit_timestamp_seconds", "Source commit time of the last applied transaction");
     describe_gauge!(
         "drugsync_embed_estimated_cost_usd",
@@ -198,7 +201,7 @@ fn publish(stats: &Stats, pricing: &Pricing) {
     metrics::counter!("drugsync_embed_tokens_total", "model" => model.clone(), "source" => "reported").absolute(e.tokens.load(Relaxed));
     metrics::counter!("drugsync_embed_tokens_total", "model" => model.clone(), "source" => "estimated")
         .absolute(e.tokens_estimated.load(Relaxed));
-    metrics::gauge!("drugsync_replication_lag_seconds").set(stats.lag_ms.load(Relaxed) as f64 / 1000.0);
+    metrics::gauge!("drugsync_replication_lag_seconds").set(stats.lag().as_secs_f64());
     metrics::gauge!("drugsync_last_source_commit_timestamp_seconds").set(stats.last_commit_unix.load(Relaxed) as f64);
     metrics::gauge!("drugsync_vectors_owed").set(stats.owed_now.load(Relaxed) as f64);
     metrics::gauge!("drugsync_vectors_owed_max_age_seconds").set(stats.owed_max_age_secs.load(Relaxed) as f64);

@@ -117,7 +117,8 @@ pub struct MetricsConfig {
     /// `host:port` to serve `/metrics`, `/healthz` and `/readyz` on; empty = no endpoint.
     #[serde(default)]
     pub listen: String,
-    /// `/readyz` fails when the last batch's lag is over this many seconds.
+    /// `/readyz` fails when a source transaction has waited this many seconds
+    /// to reach Redis (see `Stats::lag`).
     #[serde(default = "default_ready_max_lag_secs")]
     pub ready_max_lag_secs: u64,
 }

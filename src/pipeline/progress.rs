@@ -1,8 +1,10 @@
-//! Is the writer's loop moving? Every step that finishes (a query answered,
-//! a chunk written, an error returned, an idle tick) beats; only a wait that
-//! never ends stops the beats. The lease renewer reads the silence: a writer
-//! silent past `pipeline.stall_timeout_secs` stops renewing and exits, so a
-//! standby takes over instead of the index freezing behind a live lease.
+//! Is the writer's loop moving? Every step that succeeds (a query answered,
+//! a chunk written, an idle tick) beats; a wait that never ends and a step
+//! that keeps failing (retried: a table locked, Redis refusing writes) stop
+//! the beats. The lease renewer reads the silence: a writer silent past
+//! `pipeline.stall_timeout_secs` stops renewing and exits naming its last
+//! error, so a standby takes over instead of the index freezing behind a
+//! live lease.
 //!
 //! The beat is reached through a task-local, so the retry helper and the
 //! stages beat without every signature carrying it; outside a writer's run

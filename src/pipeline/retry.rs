@@ -46,10 +46,14 @@ where
         if outcome.is_err() && super::progress::work_done() > done_before {
             backoff.reset();
         }
-        // An answer, even an error, means the loop is not stuck in a wait.
-        super::progress::beat();
         match outcome {
-            Ok(value) => return Ok(Some(value)),
+            // Only a step that succeeds is progress: a step failing over and
+            // over (a table locked, Redis refusing writes) leaves the stall
+            // watchdog counting, as a wait that never ends would.
+            Ok(value) => {
+                super::progress::beat();
+                return Ok(Some(value));
+            }
             Err(e) => {
                 if !wait_out(&mut backoff, e, cancel, what).await? {
                     return Ok(None);

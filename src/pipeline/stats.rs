@@ -43,6 +43,9 @@ pub struct Stats {
     pub redis_seen: crate::health::Heartbeat,
     /// 1 while this writer's index version is live behind the alias.
     pub index_live: AtomicU64,
+    /// Source commit time (Unix seconds) of the oldest transaction the writer
+    /// received and has not applied yet; 0 when it waits for nothing.
+    pub waiting_since_unix: AtomicU64,
     /// 1 while Redis may evict drugsync's keys (`redis.allow_eviction`).
     pub redis_may_evict: AtomicU64,
     /// Redis's `evicted_keys`, as last read.
@@ -63,11 +66,33 @@ impl Stats {
         gauge.store(value, Ordering::Relaxed);
     }
 
+    /// Marks the writer as holding a transaction committed at `committed_at`
+    /// (Unix seconds) that is not in Redis yet: the oldest one, since
+    /// everything before it is applied.
+    pub(crate) fn waiting_for(&self, committed_at: u32) {
+        // Markers of a rotation can carry no time: count them from now.
+        let at = if committed_at == 0 { now_ms() / 1000 } else { u64::from(committed_at) };
+        Self::set(&self.waiting_since_unix, at);
+    }
+
+    /// Replication lag: the age of the oldest source transaction received
+    /// and not yet applied, from its binlog commit time to now; zero while
+    /// the writer waits for nothing. A batch stuck in retries keeps growing
+    /// it (the lag of the last batch that did apply would stay put).
+    pub fn lag(&self) -> std::time::Duration {
+        let since = Self::get(&self.waiting_since_unix);
+        let ms = if since == 0 { 0 } else { now_ms().saturating_sub(since * 1000) };
+        std::time::Duration::from_millis(ms)
+    }
+
     /// Records that the source transaction committed at `committed_at` (Unix seconds) is now in Redis.
     pub(crate) fn applied_commit(&self, committed_at: u32) {
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         Self::set(&self.last_commit_unix, u64::from(committed_at));
         // The binlog has whole seconds, so the lag is accurate to a second.
-        Self::set(&self.lag_ms, now_ms.saturating_sub(u64::from(committed_at) * 1000));
+        Self::set(&self.lag_ms, now_ms().saturating_sub(u64::from(committed_at) * 1000));
     }
+}
+
+fn now_ms() -> u64 {
+    crate::health::unix_ms()
 }

@@ -219,6 +219,8 @@ async fn apply_loop<E: Embedder>(
                 None => return Ok(Ended::Stopped), // reader stopped; its result says why
             },
         };
+        // Everything before `first` is applied: it is the oldest waiting.
+        r.stats.waiting_for(first.transaction.committed_at);
         // Merging releases each transaction's budget: the batch keeps only the union.
         let mut batch = Batch::start(first.transaction, limit);
         let deadline = Instant::now() + max_delay;
@@ -243,6 +245,7 @@ async fn apply_loop<E: Embedder>(
             Some(None) => {}
         }
         applied = batch.commit.clone();
+        Stats::set(&r.stats.waiting_since_unix, 0);
         activity.applied(r.stats, batch.transactions, &applied);
         super::replay::note_applied(r.stats, replay, &applied);
     }

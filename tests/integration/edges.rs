@@ -229,3 +229,44 @@ on_each_server! {
         run.stop().await;
     }
 }
+
+on_each_server! {
+    /// A batch stuck behind a lock: `LOCK TABLES rlblrid3 WRITE` held while
+    /// an `rndc14` row changes, so the re-read of its document waits. The
+    /// lag used to be that of the last batch that did apply (0) and /readyz
+    /// stayed 200 for minutes. Lag is now the age of the oldest transaction
+    /// not yet applied: it grows past `ready_max_lag_secs` and readiness
+    /// falls; once the lock goes, the change arrives and the lag is 0 again.
+    async fn a_batch_stuck_behind_a_lock_shows_as_lag_and_not_ready(flavour) {
+        let mut env = TestEnv::new(flavour, "stuckbatch", 100).await;
+        env.config_text = env.config_text.replacen("[metrics]", "[metrics]\nready_max_lag_secs = 2", 1);
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        let bounds = drugsync::metrics::bounds(&env.config());
+        assert_eq!(bounds.lag, Duration::from_secs(2));
+        let ndc = env.active_ndcs_where("1=1").await[0].clone();
+
+        let mut lock = env.mysql().await;
+        use mysql_async::prelude::Queryable;
+        lock.query_drop("LOCK TABLES rlblrid3 WRITE").await.unwrap();
+        env.exec(&[&format!("UPDATE rndc14 SET LN60 = 'AFTER THE LOCK' WHERE NDC = '{ndc}'")]).await;
+        let verdict = common::eventually(Duration::from_secs(20), Duration::from_millis(200), "readiness falls on lag", async || {
+            let verdict = drugsync::health::readiness(&drugsync::metrics::observe(&run.stats), &bounds);
+            if verdict.failing.iter().any(|f| f.contains("lag")) { Ok(verdict) } else { Err(format!("{verdict:?}")) }
+        })
+        .await;
+        assert!(!verdict.ok && run.stats.lag() >= Duration::from_secs(2), "{verdict:?}");
+        assert_ne!(env.field(&ndc, "drug_name").await.as_deref(), Some("AFTER THE LOCK"), "the change is held by the lock");
+
+        lock.query_drop("UNLOCK TABLES").await.unwrap();
+        lock.disconnect().await.unwrap();
+        env.wait_caught_up().await;
+        assert_eq!(env.field(&ndc, "drug_name").await.as_deref(), Some("AFTER THE LOCK"));
+        common::eventually(Duration::from_secs(10), Duration::from_millis(100), "the lag back to zero", async || {
+            if run.stats.lag() == Duration::ZERO { Ok(()) } else { Err(format!("{:?}", run.stats.lag())) }
+        })
+        .await;
+        env.assert_matches_mysql().await;
+        run.stop().await;
+    }
+}
