@@ -96,6 +96,9 @@ async fn run(config: Config, replay_from: Option<Position>) -> anyhow::Result<()
         embedder = ?config.embed.provider,
         "drugsync starting"
     );
+    for warning in drugsync::config::plaintext_warnings(&config) {
+        tracing::warn!("{warning}");
+    }
     let embedder = AnyEmbedder::from_config(&config.embed).await?;
     let replicator = Replicator::connect(config, embedder).await?;
     if let Some(position) = replay_from {

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Classify, ErrorClass};
+pub use plaintext::plaintext_warnings;
 
 mod embed;
 mod index;
 mod mapping;
 mod pipeline;
+mod plaintext;
 mod redis;
 mod secret;
 mod source;

@@ -106,9 +106,18 @@ impl OpenAiEmbedder {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose());
         }
-        let response = request.send().await.map_err(|e| EmbedError::Unavailable(format!("{}: {}", self.url, without_url(&e))))?;
+        let mut response = request.send().await.map_err(|e| EmbedError::Unavailable(format!("{}: {}", self.url, without_url(&e))))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| EmbedError::Unavailable(format!("{}: {}", self.url, without_url(&e))))?;
+        // Read at most a sane answer's size: a server that streams on (or a
+        // proxy's endless error page) must not grow the process.
+        let limit = reply_limit(texts.len(), self.space.dimensions);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| EmbedError::Unavailable(format!("{}: {}", self.url, without_url(&e))))? {
+            if body.len() + chunk.len() > limit {
+                return Err(EmbedError::Unavailable(format!("{} answered more than {limit} bytes for {} texts", self.url, texts.len())));
+            }
+            body.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
             let message =
                 format!("{} answered {status}: {}", self.url, crate::source::error::truncate(&String::from_utf8_lossy(&body), 300));
@@ -178,4 +187,10 @@ fn without_url(e: &reqwest::Error) -> String {
         cause = next;
     }
     format!("{kind}: {cause}")
+}
+/// The most bytes one answer may take: `texts` vectors of `dimensions`
+/// floats written as JSON (at most about 25 characters each), four times
+/// over for names and whitespace, and never under 1 MB (error pages).
+fn reply_limit(texts: usize, dimensions: usize) -> usize {
+    (texts.max(1) * dimensions.max(1) * 25 * 4).max(1 << 20)
 }

@@ -195,6 +195,21 @@ async fn openai_compatible_retries_throttling_and_names_a_wrong_size() {
     assert!(message.contains("nomic-embed-text") && message.contains("32 dimensions") && message.contains("64"), "{message}");
 }
 
+/// A server that answers without end (or a proxy's endless page) must not
+/// grow the process: an answer past any sane size is the service failing
+/// this time, not a body to keep reading.
+#[tokio::test]
+async fn an_openai_compatible_answer_past_a_sane_size_is_not_read_on() {
+    let server = MockServer::start().await;
+    let endless = vec![b' '; 3 << 20];
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200).set_body_raw(endless, "application/json")).mount(&server).await;
+    let config = embed_config(EmbedProvider::Openai, "nomic-embed-text", 8, &format!("{}/v1/embeddings", server.uri()));
+    let embedder = OpenAiEmbedder::from_config(&config).unwrap();
+    let outcomes = embed_each(&embedder, &["A"], 1, &EmbedStats::default()).await.unwrap();
+    let Outcome::Unavailable(e) = &outcomes[0] else { panic!("{:?}", kinds(&outcomes)) };
+    assert!(e.to_string().contains("more than"), "{e}");
+}
+
 /// The binary with `provider` in the pipeline: the index ends equal to the
 /// oracle, with fewer calls than texts.
 async fn pipeline_with(
