@@ -3,8 +3,17 @@
 //! the index must equal the documents computed from MySQL: every field, every
 //! vector matching its text, no orphan, none missing.
 //!
-//! It runs at full size by default, CI included (about 25 s on the 2-core
-//! machine): 5,000 transactions and 20 kills. A quicker local run:
+//! Two runs of it. **Checkpoint order** is run where nothing can repair a
+//! lost write: one transaction per batch and `full_diff_share = 1`, so no
+//! batch is applied by a full hash diff, `on_lost_sync = "stop"`, and the
+//! logs must show no full diff, no reconcile and no reload. Convergence
+//! there can only come from the order "Redis first, then the checkpoint". A
+//! start that finds Redis behind the checkpoint is that order broken, and
+//! fails both runs. **The repair path** keeps the default batching, where
+//! big batches are applied by full diffs.
+//!
+//! Each runs at full size by default, CI included: 5,000 transactions and at
+//! least 20 kills while they are written. A quicker local run:
 //!
 //!     DRUGSYNC_KILL_TRANSACTIONS=600 DRUGSYNC_KILL_KILLS=5 cargo nextest run -E 'test(/^kill::/)'
 
@@ -61,81 +70,124 @@ fn random_transaction(rng: &mut impl Rng, i: usize) -> Vec<String> {
     }
 }
 
+/// How a harness run is configured, and what it may see.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Harness {
+    /// No full diff, no reconcile: only the checkpoint order can converge.
+    CheckpointOrder,
+    /// Default batching: full diffs repair what they meet.
+    RepairPath,
+}
+
+on_each_server! {
+    async fn random_transactions_with_sigkills_converge_by_checkpoint_order_alone(flavour) {
+        harness(flavour, Harness::CheckpointOrder).await;
+    }
+}
+
 on_each_server! {
     async fn random_transactions_with_sigkills_converge_to_mysql(flavour) {
-        let transactions = env_number("DRUGSYNC_KILL_TRANSACTIONS", 5000);
-        let wanted_kills = env_number("DRUGSYNC_KILL_KILLS", 20);
-        let env = TestEnv::new(flavour, "kill", 600).await;
-        let mut child = env.spawn_binary("run-0.log");
-        env.wait_caught_up().await;
+        harness(flavour, Harness::RepairPath).await;
+    }
+}
 
-        let mut writer_conn = env.mysql().await;
-        let writer = tokio::spawn(async move {
-            use mysql_async::prelude::Queryable;
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-            for i in 0..transactions {
-                for statement in random_transaction(&mut rng, i) {
-                    writer_conn.query_drop(&statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
-                }
-                tokio::time::sleep(Duration::from_millis(rng.random_range(0..6))).await;
-            }
-            writer_conn.disconnect().await.unwrap();
-        });
-
-        // SIGKILL at random moments, every other one aimed at the moment a batch
-        // is acknowledged: while the writer runs and while the backlog drains.
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let mut kills = 0;
-        let mut redis = env.redis.clone();
-        while !writer.is_finished() || kills < wanted_kills {
-            tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
-            if kills % 2 == 1 {
-                // Aimed: the moment Redis shows a new position, the writer is
-                // about to move its checkpoint; kill it in that window.
-                let seen: Option<String> = redis::cmd("GET").arg(&env.position_key).query_async(&mut redis).await.unwrap();
-                let aim_until = std::time::Instant::now() + Duration::from_secs(2);
-                while std::time::Instant::now() < aim_until {
-                    let now: Option<String> = redis::cmd("GET").arg(&env.position_key).query_async(&mut redis).await.unwrap();
-                    if now != seen {
-                        break;
-                    }
-                }
-            }
-            child.kill().unwrap();
-            child.wait().unwrap();
-            kills += 1;
-            child = env.spawn_binary(&format!("run-{kills}.log"));
+async fn harness(flavour: common::Flavour, kind: Harness) {
+    let transactions = env_number("DRUGSYNC_KILL_TRANSACTIONS", 5000);
+    let wanted_kills = env_number("DRUGSYNC_KILL_KILLS", 20);
+    let name = if kind == Harness::CheckpointOrder { "killorder" } else { "kill" };
+    let mut env = TestEnv::new(flavour, name, 600).await;
+    if kind == Harness::CheckpointOrder {
+        let strict = env
+            .config_text
+            .replacen("batch_max_transactions = 1000", "batch_max_transactions = 1", 1)
+            .replacen("full_diff_share = 0.5", "full_diff_share = 1.0", 1)
+            .replacen("on_lost_sync = \"reconcile\"", "on_lost_sync = \"stop\"", 1);
+        for setting in ["batch_max_transactions = 1\n", "full_diff_share = 1.0", "on_lost_sync = \"stop\""] {
+            assert!(strict.contains(setting), "{setting}");
         }
-        writer.await.unwrap();
-        env.wait_caught_up().await;
-        env.assert_matches_mysql().await;
-        // The previous run may have caught up before it was killed: the last one
-        // must still get to its start-up decision before it is stopped.
-        let last_log = env.log_path(&format!("run-{kills}.log"));
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let last = loop {
-            let text = std::fs::read_to_string(&last_log).unwrap_or_default();
-            if text.contains("resuming from") || text.contains("initial load") || std::time::Instant::now() > deadline {
-                break text;
+        env.config_text = strict;
+    }
+    let mut child = env.spawn_binary("run-0.log");
+    env.wait_caught_up().await;
+
+    let mut writer_conn = env.mysql().await;
+    let writer = tokio::spawn(async move {
+        use mysql_async::prelude::Queryable;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for i in 0..transactions {
+            for statement in random_transaction(&mut rng, i) {
+                writer_conn.query_drop(&statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..6))).await;
+        }
+        writer_conn.disconnect().await.unwrap();
+    });
+
+    // SIGKILL at random moments while the transactions are written, every
+    // other one aimed at the moment a batch is acknowledged.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut kills = 0;
+    let mut redis = env.redis.clone();
+    while !writer.is_finished() {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
+        if kills % 2 == 1 {
+            // Aimed: the moment Redis shows a new position, the writer is
+            // about to move its checkpoint; kill it in that window.
+            let seen: Option<String> = redis::cmd("GET").arg(&env.position_key).query_async(&mut redis).await.unwrap();
+            let aim_until = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let now: Option<String> = redis::cmd("GET").arg(&env.position_key).query_async(&mut redis).await.unwrap();
+                if now != seen || writer.is_finished() {
+                    break;
+                }
+                assert!(std::time::Instant::now() < aim_until, "no batch was acknowledged within 20 s while transactions were written");
+            }
+        }
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(kills >= wanted_kills);
-        assert!(last.contains("resuming from checkpoint"), "the last run resumed rather than reloading:\n{last}");
+        kills += 1;
+        child = env.spawn_binary(&format!("run-{kills}.log"));
+    }
+    writer.await.unwrap();
+    assert!(kills >= wanted_kills, "only {kills} kills fell while the transactions were written ({wanted_kills} wanted)");
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    // The previous run may have caught up before it was killed: the last one
+    // must still get to its start-up decision before it is stopped.
+    let last_log = env.log_path(&format!("run-{kills}.log"));
+    common::eventually(Duration::from_secs(30), Duration::from_millis(50), "the last run's start-up decision", async || {
+        let text = std::fs::read_to_string(&last_log).unwrap_or_default();
+        if kill_fell(&text) != KillFell::Unknown { Ok(()) } else { Err(text) }
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
 
-        // Where each kill fell, read from the start-up decision of the run after it.
-        let falls: Vec<KillFell> = (1..=kills).map(|run| kill_fell(&env.log_path(&format!("run-{run}.log")))).collect();
-        let count = |kind: KillFell| falls.iter().filter(|f| **f == kind).count();
-        eprintln!(
-            "kills: {} after Redis acknowledged a batch and before the checkpoint moved, {} elsewhere (idle, reading, or before the acknowledgement), {} during the initial load, {} unknown (the next run was killed before deciding)",
-            count(KillFell::BetweenRedisAndCheckpoint),
-            count(KillFell::Elsewhere),
-            count(KillFell::DuringLoad),
-            count(KillFell::Unknown)
-        );
-        assert!(count(KillFell::BetweenRedisAndCheckpoint) > 0, "no kill fell inside an apply's critical window: {falls:?}");
+    // Where each kill fell, read from the start-up decision of the run after it.
+    let logs: Vec<String> = (0..=kills).map(|run| std::fs::read_to_string(env.log_path(&format!("run-{run}.log"))).unwrap()).collect();
+    let falls: Vec<KillFell> = logs[1..].iter().map(|text| kill_fell(text)).collect();
+    let count = |fell: KillFell| falls.iter().filter(|f| **f == fell).count();
+    eprintln!(
+        "{kind:?}: {kills} kills: {} after Redis acknowledged a batch and before the checkpoint moved, {} elsewhere, {} during an initial load, {} unknown (the next run was killed before deciding), {} with Redis behind the checkpoint",
+        count(KillFell::BetweenRedisAndCheckpoint),
+        count(KillFell::Elsewhere),
+        count(KillFell::DuringLoad),
+        count(KillFell::Unknown),
+        count(KillFell::RedisBehindCheckpoint),
+    );
+    assert_eq!(count(KillFell::RedisBehindCheckpoint), 0, "the checkpoint moved before Redis acknowledged: {falls:?}");
+    assert_eq!(count(KillFell::DuringLoad), 0, "a run reloaded instead of resuming: {falls:?}");
+    assert!(count(KillFell::Unknown) <= kills / 4, "too many runs killed before deciding to judge the order: {falls:?}");
+    assert!(count(KillFell::BetweenRedisAndCheckpoint) > 0, "no kill fell inside an apply's critical window: {falls:?}");
+    if kind == Harness::CheckpointOrder {
+        // Nothing that could have repaired a lost write ran.
+        for (run, text) in logs.iter().enumerate() {
+            for repair in
+                ["applying it by a full hash diff", "reconcil", "Redis lost acknowledged writes", "running the initial load again"]
+            {
+                assert!(!text.contains(repair), "run {run} logged {repair:?}: the order was not the only thing tested");
+            }
+        }
     }
 }
 
@@ -147,21 +199,28 @@ enum KillFell {
     BetweenRedisAndCheckpoint,
     /// Both positions equal: killed between batches, or before Redis acknowledged.
     Elsewhere,
-    /// No checkpoint yet: killed during the initial load.
+    /// The checkpoint was ahead of Redis: it moved before Redis acknowledged
+    /// the batch it ends. The violation.
+    RedisBehindCheckpoint,
+    /// A run started with an initial load.
     DuringLoad,
-    /// The next run was itself killed before it decided where to start.
+    /// The run was itself killed before it decided where to start.
     Unknown,
 }
 
-fn kill_fell(log: &std::path::Path) -> KillFell {
-    let text = std::fs::read_to_string(log).unwrap();
-    for line in text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
-        if line["message"] == "resuming from checkpoint" {
+/// The start-up decision in a run's JSON log.
+fn kill_fell(log: &str) -> KillFell {
+    for line in log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+        let message = line["message"].as_str().unwrap_or_default();
+        if message == "resuming from checkpoint" {
             let position = |field: &str| line[field].as_str().unwrap().parse::<drugsync::position::Position>().unwrap();
             let ahead = position("redis").try_cmp(&position("checkpoint")).is_ok_and(|o| o.is_gt());
             return if ahead { KillFell::BetweenRedisAndCheckpoint } else { KillFell::Elsewhere };
         }
-        if line["message"].as_str().is_some_and(|m| m.contains("initial load")) {
+        if message.contains("Redis is behind the checkpoint") {
+            return KillFell::RedisBehindCheckpoint;
+        }
+        if message.contains("initial load") {
             return KillFell::DuringLoad;
         }
     }
