@@ -152,12 +152,12 @@ async fn openai_compatible_batches_orders_by_index_counts_reported_tokens_and_se
     let seen = Seen::default();
     Mock::given(method("POST"))
         .and(path("/v1/embeddings"))
-        .respond_with(FakeOpenAi { dimensions: 64, token: Some("sk-test-token"), seen: seen.clone() })
+        .respond_with(FakeOpenAi { dimensions: 64, token: Some("sk-s3cret-token"), seen: seen.clone() })
         .mount(&server)
         .await;
     let mut config = embed_config(EmbedProvider::Openai, "BAAI/bge-small-en-v1.5", 64, &server.uri());
     config.batch_size = Some(10);
-    config.api_key = Some(Secret::new("sk-test-token"));
+    config.api_key = Some(Secret::new("sk-s3cret-token"));
     let embedder = OpenAiEmbedder::from_config(&config).unwrap();
     let texts: Vec<String> = (0..25).map(|i| format!("DRUG {i} 5 MG CAPSULE")).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -224,7 +224,7 @@ async fn pipeline_with(
     mount(&server, seen.clone()).await;
     let config = config_for(&env, &server.uri());
     env.use_config(config.clone());
-    let mut child = env.binary_with_aws(&config, "run.log").env("DRUGSYNC_EMBED_API_KEY", "sk-test-token").arg("run").spawn().unwrap();
+    let mut child = env.binary_with_aws(&config, "run.log").env("DRUGSYNC_EMBED_API_KEY", "sk-s3cret-token").arg("run").spawn().unwrap();
     env.wait_caught_up().await;
     env.exec(&["UPDATE rgcnseq4 SET STR60 = CONCAT(COALESCE(STR60, ''), ' B') WHERE GCN_SEQNO % 4 = 0"]).await;
     env.wait_caught_up().await;
@@ -266,7 +266,7 @@ on_each_server! {
         let mount = async |server: &MockServer, seen: Seen| {
             Mock::given(method("POST"))
                 .and(path("/v1/embeddings"))
-                .respond_with(FakeOpenAi { dimensions: TEST_DIMENSIONS, token: Some("sk-test-token"), seen })
+                .respond_with(FakeOpenAi { dimensions: TEST_DIMENSIONS, token: Some("sk-s3cret-token"), seen })
                 .mount(server)
                 .await;
         };

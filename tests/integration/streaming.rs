@@ -8,6 +8,11 @@ use common::TestEnv;
 use drugsync::embed::vector_to_bytes;
 use drugsync::pipeline::Stats;
 
+/// The first active NDC of formulation `gcn`.
+async fn of_gcn_first(env: &TestEnv, gcn: &str) -> String {
+    env.active_ndcs_where(&format!("n.GCN_SEQNO = {gcn}")).await.remove(0)
+}
+
 on_each_server! {
     /// Each step changes one table, then the whole index must equal what MySQL
     /// says, and only the affected documents may have been rewritten.
@@ -174,11 +179,17 @@ on_each_server! {
         assert!(new_texts.len() < env.active_ndcs_where(&format!("n.GCN_SEQNO = {gcn}")).await.len(), "the fixture shares texts between NDCs");
         assert_eq!(run.embed_calls() - calls, new_texts.len() as u64, "one call per distinct new text");
 
-        // Changing it back costs nothing: the old vectors are in the cache.
-        let calls = run.embed_calls();
-        env.exec(&[&format!("UPDATE rgcnseq4 SET STR60 = '417 MG ' WHERE GCN_SEQNO = {gcn}")]).await;
+        // Away to another strength (new texts: calls), then back: the way back
+        // costs no call, though every document is written again, because the
+        // vectors of the '417 MG' texts are in the cache.
+        env.exec(&[&format!("UPDATE rgcnseq4 SET STR60 = '418 MG' WHERE GCN_SEQNO = {gcn}")]).await;
         env.wait_caught_up().await;
-        assert_eq!(run.embed_calls(), calls, "whitespace-only text changes normalise away");
+        assert_eq!(env.field(&of_gcn_first(&env, &gcn).await, "strength").await.as_deref(), Some("418 MG"));
+        let (calls, written) = (run.embed_calls(), Stats::get(&run.stats.upserts));
+        env.exec(&[&format!("UPDATE rgcnseq4 SET STR60 = '417 MG' WHERE GCN_SEQNO = {gcn}")]).await;
+        env.wait_caught_up().await;
+        assert_eq!(Stats::get(&run.stats.upserts) - written, env.active_ndcs_where(&format!("n.GCN_SEQNO = {gcn}")).await.len() as u64);
+        assert_eq!(run.embed_calls(), calls, "texts embedded before come from the cache");
         env.assert_matches_mysql().await;
         run.stop().await;
     }

@@ -253,7 +253,7 @@ impl TestEnv {
     /// a fake Bedrock endpoint) and no instance-metadata lookups.
     pub fn binary_with_aws(&self, config_text: &str, log_name: &str) -> std::process::Command {
         let mut command = self.binary_command(config_text, log_name);
-        command.env("AWS_ACCESS_KEY_ID", "AKIDTEST").env("AWS_SECRET_ACCESS_KEY", "test-secret").env("AWS_EC2_METADATA_DISABLED", "true");
+        command.env("AWS_ACCESS_KEY_ID", "AKIDTEST").env("AWS_SECRET_ACCESS_KEY", "test-s3cret").env("AWS_EC2_METADATA_DISABLED", "true");
         command
     }
 
@@ -486,27 +486,27 @@ impl TestEnv {
         }
     }
 
-    /// FT.INFO num_docs and hash_indexing_failures.
+    /// FT.INFO num_docs and hash_indexing_failures. A field FT.INFO does not
+    /// answer, or answers with something that is not a number, fails the
+    /// test: a missing field must not read as a reassuring 0.
     pub async fn index_counts(&self) -> (u64, u64) {
         let mut redis = self.redis.clone();
         let info: Vec<redis::Value> = redis::cmd("FT.INFO").arg(&self.index).query_async(&mut redis).await.unwrap();
-        let mut num_docs = 0;
-        let mut failures = 0;
-        for pair in info.chunks(2) {
-            let name: String = redis::from_redis_value(pair[0].clone()).unwrap_or_default();
-            let value = || -> u64 {
-                match &pair[1] {
-                    redis::Value::Int(i) => *i as u64,
-                    other => redis::from_redis_value::<String>(other.clone()).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
-                }
-            };
-            match name.as_str() {
-                "num_docs" => num_docs = value(),
-                "hash_indexing_failures" => failures = value(),
-                _ => {}
+        let field = |wanted: &str| -> u64 {
+            let pair = info
+                .chunks(2)
+                .find(|pair| redis::from_redis_value::<String>(pair[0].clone()).is_ok_and(|name| name == wanted))
+                .unwrap_or_else(|| panic!("FT.INFO {} has no {wanted}", self.index));
+            match &pair[1] {
+                redis::Value::Int(i) => *i as u64,
+                other => redis::from_redis_value::<String>(other.clone())
+                    .ok()
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .map(|n| n as u64)
+                    .unwrap_or_else(|| panic!("FT.INFO {wanted} is not a number: {other:?}")),
             }
-        }
-        (num_docs, failures)
+        };
+        (field("num_docs"), field("hash_indexing_failures"))
     }
 
     /// NDCs (active) matching a SQL condition on rndc14 `n`.
@@ -535,7 +535,7 @@ pub fn aws_sdk_config() -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("AKIDTEST", "test-secret", None, None, "test")))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("AKIDTEST", "test-s3cret", None, None, "test")))
         .build()
 }
 
