@@ -149,6 +149,10 @@ impl RemotePositions for MemorySink {
     async fn apply_ending_at(&self, changes: &[DocumentChange], position: &Position) -> Result<(), SinkError> {
         self.write(changes, Some(position))
     }
+
+    async fn stored_position(&self) -> Result<Option<Position>, SinkError> {
+        Ok(self.contents.lock().unwrap().position.clone())
+    }
 }
 
 impl DocumentSink for MemorySink {
@@ -308,6 +312,7 @@ mod tests {
     #[tokio::test]
     async fn the_memory_sink_keeps_the_sink_contract() {
         let space = ScriptedEmbedder::new(4, 1).space().clone();
-        crate::sink::conformance::check_document_sink(&MemorySink::new(4), &space, "conformance-").await;
+        crate::sink::conformance::check_document_sink(&MemorySink::new(4), &space, "conformance-", crate::sink::conformance::Caching::On)
+            .await;
     }
 }

@@ -26,10 +26,24 @@ pub fn document(space: &EmbeddingSpace, key: &str, text: &str, label: &str) -> D
     }
 }
 
+/// Whether the sink under test keeps a vector cache (a cache is optional in
+/// the contract; one that is on must return what it was given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caching {
+    /// Cached vectors must come back exactly.
+    On,
+    /// Nothing is cached: every read is a miss.
+    Off,
+}
+
 /// Runs the contract against `sink`, whose vectors have `space.dimensions`
 /// elements, using document keys that start with `key_prefix` (none may
 /// exist yet). Panics with the step that failed.
-pub async fn check_document_sink<S: DocumentSink>(sink: &S, space: &EmbeddingSpace, key_prefix: &str) {
+pub async fn check_document_sink<S: DocumentSink>(sink: &S, space: &EmbeddingSpace, key_prefix: &str, caching: Caching) {
+    let expect_cached = |v: &Arc<Vec<f32>>| match caching {
+        Caching::On => Some(v.as_ref().clone()),
+        Caching::Off => None,
+    };
     let key = |name: &str| format!("{key_prefix}{name}");
     let (a, b) = (DocumentKey(key("a")), DocumentKey(key("b")));
     let vector = |seed: f32| Arc::new((0..space.dimensions).map(|i| seed + i as f32 / 1000.0).collect::<Vec<f32>>());
@@ -47,12 +61,13 @@ pub async fn check_document_sink<S: DocumentSink>(sink: &S, space: &EmbeddingSpa
     );
     sink.apply(&[]).await.expect("an empty write is allowed");
 
+    let before = sink.stored_position().await.expect("stored_position");
     let first = document(space, &key("a"), "aspirin 81 mg tablet", "Bayer");
     let v1 = vector(0.25);
     sink.apply(&[DocumentChange::Upsert { doc: first.clone(), vector: Some(v1.clone()) }]).await.expect("upsert with a vector");
     assert_eq!(read(&a).await, state(&first, true), "an upsert with a vector stores both hashes and a usable vector");
     let cached = sink.cached_vectors(&[&first.text_hash]).await.expect("cached_vectors").remove(0);
-    assert!(cached.is_none() || cached.as_deref() == Some(v1.as_slice()), "a cached vector is the one written for its text");
+    assert_eq!(cached, expect_cached(&v1), "a written vector is cached for its text ({caching:?})");
 
     let relabelled = document(space, &key("a"), "aspirin 81 mg tablet", "Bayer AG");
     sink.apply(&[DocumentChange::Upsert { doc: relabelled.clone(), vector: None }]).await.expect("upsert keeping the vector");
@@ -69,12 +84,13 @@ pub async fn check_document_sink<S: DocumentSink>(sink: &S, space: &EmbeddingSpa
     assert!(!quarantined(&b).await, "a released key is out of the quarantine");
 
     sink.apply(&[DocumentChange::Delete(a.clone()), DocumentChange::Delete(b.clone())]).await.expect("deletes, one of an absent key");
+    assert_eq!(sink.stored_position().await.expect("stored_position"), before, "writes without a position move none");
     assert_eq!(read(&a).await, None, "a deleted document reads as None");
 
     let (other, v2) = (space.text_hash("ibuprofen 200 mg capsule"), vector(0.5));
     sink.cache_vectors(&[(other.clone(), v2.clone())]).await.expect("cache_vectors");
     let cached = sink.cached_vectors(&[&other]).await.expect("cached_vectors").remove(0);
-    assert!(cached.is_none() || cached.as_deref() == Some(v2.as_slice()), "a vector cached by hand is the one given");
+    assert_eq!(cached, expect_cached(&v2), "a vector cached by hand is the one given ({caching:?})");
     sink.trim_vector_cache().await.expect("trim_vector_cache");
 
     let second = document(space, &key("a"), "naproxen 220 mg tablet", "Aleve");
@@ -83,5 +99,6 @@ pub async fn check_document_sink<S: DocumentSink>(sink: &S, space: &EmbeddingSpa
         .await
         .expect("a write ending at a position");
     assert_eq!(read(&a).await, state(&second, true), "the changes of a write ending at a position are applied");
+    assert_eq!(sink.stored_position().await.expect("stored_position"), Some(position), "and the position is stored with them");
     sink.apply(&[DocumentChange::Delete(a)]).await.expect("clean up");
 }

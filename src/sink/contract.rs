@@ -26,6 +26,9 @@ pub trait RemotePositions: Sync {
     /// (a fenced or refused write runs nothing) or, for a lost connection,
     /// the caller cannot know, and must treat the position as not stored.
     fn apply_ending_at(&self, changes: &[DocumentChange], position: &Position) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// The position the last [`Self::apply_ending_at`] stored (`None`: none yet).
+    fn stored_position(&self) -> impl Future<Output = Result<Option<Position>, SinkError>> + Send;
 }
 
 /// The documents side: what syncing a set of documents reads and writes.
@@ -58,6 +61,10 @@ pub trait DocumentSink: RemotePositions {
 impl RemotePositions for RedisSink {
     fn apply_ending_at(&self, changes: &[DocumentChange], position: &Position) -> impl Future<Output = Result<(), SinkError>> + Send {
         RedisSink::apply_ending_at(self, changes, position)
+    }
+
+    fn stored_position(&self) -> impl Future<Output = Result<Option<Position>, SinkError>> + Send {
+        RedisSink::position(self)
     }
 }
 

@@ -15,6 +15,6 @@ on_each_server! {
         let sink = RedisSink::connect(&config).await.unwrap();
         sink.prepare_index(&config).await.unwrap();
         let space = drugsync::embed::space_of(&config.embed);
-        drugsync::sink::conformance::check_document_sink(&sink, &space, "conformance-").await;
+        drugsync::sink::conformance::check_document_sink(&sink, &space, "conformance-", drugsync::sink::conformance::Caching::On).await;
     }
 }
