@@ -141,5 +141,9 @@ mod tests {
         let err = committer.commit(&[], &at(200)).await.unwrap_err();
         assert!(!err.is_transient(), "a position going backwards is a bug to stop on: {err}");
         assert_eq!(local.position(), Some(at(300)));
+        // Redis acknowledged the write before the checkpoint refused: it keeps
+        // it, and the next start replays from there (earlier is always safe).
+        assert_eq!(position(&redis), Some(at(200)));
+        assert_eq!(decide(local.position(), position(&redis)), Start::AdoptRedis(at(200)));
     }
 }

@@ -177,13 +177,14 @@ on_each_server! {
         // The nightly reconcile finds the other two (handed to the running writer).
         let report = env.reconcile(false).await;
         assert_eq!(report.handed_off, 2, "{report:?}");
-        for _ in 0..100 {
-            let kind: String = redis::cmd("TYPE").arg(format!("{}stray", env.prefix)).query_async(&mut redis).await.unwrap();
-            if kind == "none" {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        let stray = format!("{}stray", env.prefix);
+        crate::common::eventually(std::time::Duration::from_secs(10), std::time::Duration::from_millis(100), "the stray key removed", async || {
+            let kind: String = redis::cmd("TYPE").arg(&stray).query_async(&mut redis).await.unwrap();
+            if kind == "none" { Ok(()) } else { Err(kind) }
+        })
+        .await;
+        let kind: String = redis::cmd("TYPE").arg(format!("{}{}", env.prefix, ndcs[1])).query_async(&mut redis).await.unwrap();
+        assert_eq!(kind, "hash", "the list under a document's key is a document again");
         env.assert_matches_mysql().await;
         run.stop().await;
     }

@@ -35,7 +35,15 @@ on_each_server! {
         redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory-policy", "noeviction"]).await;
         redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory", "1"]).await;
         env.exec(&["UPDATE rlblrid3 SET MFG = 'WRITTEN AFTER OOM' WHERE LBLRID = '000001'"]).await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // A write was tried and refused with OOM, and waited out with its hint.
+        let refused = crate::common::eventually(Duration::from_secs(20), Duration::from_millis(100), "a write refused with OOM", async || {
+            match run.stats.progress.last_error() {
+                Some((error, _)) if error.contains("maxmemory") => Ok(error),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        assert!(refused.contains("drugsync waits and retries"), "{refused}");
         assert!(!run.handle.is_finished(), "OOM must not stop drugsync");
         assert_eq!(drugsync::pipeline::Stats::get(&run.stats.batches), batches, "nothing was applied while Redis refused writes");
 
