@@ -111,19 +111,7 @@ mod tests {
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
     use super::CHAIN_ONLY_NAME;
-
-    fn issuer(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
-    }
-
-    fn server_cert(issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, names: &[&str]) -> CertificateDer<'static> {
-        let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "MySQL_Server_Auto_Generated_Server_Certificate");
-        params.signed_by(&rcgen::KeyPair::generate().unwrap(), issuer).unwrap().der().clone()
-    }
+    use crate::source::test_pki::{issuer, server_cert};
 
     /// What mysql_async's verifier does with rustls's verdict (rustls_io.rs, 0.37.1).
     fn mysql_async_accepts(ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, cert: &CertificateDer<'static>) -> Result<(), String> {

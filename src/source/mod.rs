@@ -13,6 +13,8 @@ pub mod gtid;
 pub mod preflight;
 pub mod query;
 pub mod server;
+#[cfg(test)]
+mod test_pki;
 pub mod value;
 pub mod visibility;
 

@@ -77,9 +77,7 @@ on_each_server! {
         // Pretend the source failed over: same transactions, binlog files of another name.
         let stored = stored_position(&env).await;
         let moved = Position { file: "failed-over-bin.000042".into(), offset: stored.offset, server: None, gtid: stored.gtid.clone() };
-        CheckpointStore::open(&env.config().checkpoint.path).unwrap().reset(&moved).unwrap();
-        let mut redis = env.redis.clone();
-        let _: () = redis::cmd("SET").arg(&env.position_key).arg(moved.to_string()).query_async(&mut redis).await.unwrap();
+        env.store_position(&moved).await;
 
         env.exec(&["UPDATE rgcnseq4 SET STR60 = '818 MG' WHERE GCN_SEQNO = 3"]).await;
         let run = env.start().await;

@@ -90,9 +90,7 @@ async fn gtids_turned_on_online_after_the_first_run_are_learned_on_mysql() {
     // on_lost_sync = stop).
     env.config_text = env.config_text.replacen("resume_by = \"position\"", "resume_by = \"gtid\"", 1);
     let moved = Position { file: "failed-over-bin.000042".into(), offset: stored.offset, server: None, gtid: stored.gtid.clone() };
-    CheckpointStore::open(&env.config().checkpoint.path).unwrap().reset(&moved).unwrap();
-    let mut redis = env.redis.clone();
-    let _: () = redis::cmd("SET").arg(&env.position_key).arg(moved.to_string()).query_async(&mut redis).await.unwrap();
+    env.store_position(&moved).await;
     env.exec(&["UPDATE rlblrid3 SET MFG = 'RESUMED BY GTID' WHERE LBLRID = '000003'"]).await;
     let run = env.start().await;
     env.wait_caught_up().await;
@@ -318,9 +316,7 @@ on_each_server! {
         assert_eq!(replica_end.file, stored.file, "the replica writes a file of the stored name");
         assert_ne!(replica_end.server, stored.server);
         let aligned = Position { offset: replica_end.offset, ..stored.clone() };
-        CheckpointStore::open(&env.config().checkpoint.path).unwrap().reset(&aligned).unwrap();
-        let mut redis = env.redis.clone();
-        let _: () = redis::cmd("SET").arg(&env.position_key).arg(aligned.to_string()).query_async(&mut redis).await.unwrap();
+        env.store_position(&aligned).await;
 
         let old_base = env.mysql_base.clone();
         env.config_text = env.config_text.replacen(&old_base, &replica.base_url(), 1);

@@ -145,18 +145,7 @@ impl ServerCertVerifier for Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn issuer(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
-    }
-
-    fn server_cert(issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, names: &[&str]) -> CertificateDer<'static> {
-        let params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        params.signed_by(&rcgen::KeyPair::generate().unwrap(), issuer).unwrap().der().clone()
-    }
+    use crate::source::test_pki::{issuer, server_cert};
 
     fn verifier(check: Check, ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>) -> Verifier {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

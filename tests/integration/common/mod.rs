@@ -366,6 +366,14 @@ impl TestEnv {
         pos
     }
 
+    /// Makes both positions `position` (the local checkpoint and Redis's), as
+    /// a failover or a restored copy would leave them; the next start reads them.
+    pub async fn store_position(&self, position: &Position) {
+        drugsync::checkpoint::CheckpointStore::open(&self.config().checkpoint.path).unwrap().reset(position).unwrap();
+        let mut redis = self.redis.clone();
+        let _: () = redis::cmd("SET").arg(&self.position_key).arg(position.to_string()).query_async(&mut redis).await.unwrap();
+    }
+
     /// The sorted set of documents whose vector is owed (see `sink::pending`).
     pub fn owed_key(&self) -> String {
         self.position_key.strip_suffix(":position").map(|stem| format!("{stem}:pending")).expect("position key ends in :position")
