@@ -1,6 +1,6 @@
 //! Benchmark: the drugsync binary through an initial load, the weekly reload
 //! (one transaction rewriting every `rndc14` row), a storm of single-row
-//! commits and two fan-out changes, against the local MariaDB and Redis of
+//! commits and two fan-out changes, against the local MariaDB (or, with --mysql, MySQL) and Redis of
 //! `tests/env/testenv.sh up`, with the offline embedder at production dimensions.
 //!
 //!     cargo build --release --bins
@@ -389,7 +389,7 @@ async fn small_transactions(
     let behind = t2.elapsed().as_secs_f64();
     let total = t.elapsed().as_secs_f64();
     println!(
-        "small transactions ({what}): {committed} single-row commits from {} clients in {commit:.1}s = {:.0}/s committed by MariaDB; drugsync caught up {behind:.1}s after the last = {:.0} transactions/s applied end to end; peak RSS {} MB",
+        "small transactions ({what}): {committed} single-row commits from {} clients in {commit:.1}s = {:.0}/s committed by the source; drugsync caught up {behind:.1}s after the last = {:.0} transactions/s applied end to end; peak RSS {} MB",
         args.clients,
         committed as f64 / commit,
         committed as f64 / total,
