@@ -32,6 +32,12 @@ impl Classify for MetricsError {
     }
 }
 
+/// Clients the metrics listener serves at once (probes and a scraper need a few).
+const MAX_CLIENTS: usize = 32;
+
+/// Pause after a failed accept (out of descriptors) before trying again.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
+
 /// Starts the endpoint on `listen` and publishes `stats` every second until
 /// `stop` fires. Paths: `/healthz` and `/readyz` (see [`crate::health`]; 200
 /// or 503 with a JSON body), anything else the Prometheus text. Call inside the runtime.
@@ -54,14 +60,31 @@ pub fn serve(listen: SocketAddr, stats: Arc<Stats>, bounds: Bounds, pricing: Pri
         }
     });
     tokio::spawn(async move {
+        // A bounded number of clients at once: the rest wait in the kernel's
+        // backlog instead of taking the descriptors MySQL and Redis need.
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
         loop {
+            let slot = tokio::select! {
+                _ = stop.cancelled() => return,
+                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            };
             let accepted = tokio::select! {
                 _ = stop.cancelled() => return,
                 accepted = listener.accept() => accepted,
             };
-            let Ok((socket, _)) = accepted else { continue };
+            let socket = match accepted {
+                Ok((socket, _)) => socket,
+                Err(e) => {
+                    // Out of descriptors (EMFILE) fails every accept at once
+                    // until one is freed: pause instead of spinning on it.
+                    tracing::warn!(error = %e, "the metrics listener could not accept a connection; pausing");
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                    continue;
+                }
+            };
             let (stats, handle) = (stats.clone(), handle.clone());
             tokio::spawn(async move {
+                let _slot = slot;
                 // A client that never finishes its request must not hold a task forever.
                 let _ = tokio::time::timeout(Duration::from_secs(5), answer(socket, &stats, &bounds, &handle)).await;
             });

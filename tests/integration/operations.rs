@@ -125,3 +125,56 @@ on_each_server! {
         assert!(table.contains("none running") && table.contains("documents"), "{table}");
     }
 }
+
+/// User and system CPU time of process `pid` so far, in clock ticks (1/100 s).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+on_each_server! {
+    /// Hundreds of clients that connect to the metrics listener and say
+    /// nothing, against a process allowed 256 descriptors. The listener
+    /// accepted without limit until every accept failed with EMFILE, and then
+    /// tried again at once, burning a core. Now it serves a bounded number at
+    /// once (the rest wait in the kernel's backlog) and pauses on a failed
+    /// accept: the writer stays idle, still applies changes, and the probes
+    /// answer once the clients go.
+    async fn idle_clients_of_the_metrics_listener_neither_spin_nor_starve_the_writer(flavour) {
+        let env = TestEnv::new(flavour, "idleclients", 50).await;
+        let port = free_port();
+        let config = with_metrics(&env.config_text, port);
+        let mut child = env.spawn_binary_with(&config, "run.log");
+        env.wait_caught_up().await;
+        let pid = child.id();
+        let limited = std::process::Command::new("prlimit").arg(format!("--pid={pid}")).arg("--nofile=256:256").status().unwrap();
+        assert!(limited.success());
+        let _ = until(port, "/healthz", |code, _| code == 200).await;
+
+        let mut idle = Vec::new();
+        for _ in 0..320 {
+            let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            if let Ok(socket) = std::net::TcpStream::connect_timeout(&address, Duration::from_millis(50)) {
+                idle.push(socket);
+            }
+        }
+        assert!(idle.len() > 100, "only {} clients connected", idle.len());
+        let before = cpu_ticks(pid);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let spent = cpu_ticks(pid) - before;
+        assert!(spent < 100, "drugsync used {spent} ticks of CPU in 3 s with idle clients connected (a spinning accept loop uses about 300)");
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'WHILE CLIENTS IDLE' WHERE LBLRID = '000001'"]).await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+
+        drop(idle);
+        let (code, _) = until(port, "/healthz", |code, _| code == 200).await;
+        assert_eq!(code, 200);
+        assert!(child.try_wait().unwrap().is_none(), "drugsync kept running");
+        child.kill().ok();
+        child.wait().ok();
+    }
+}
