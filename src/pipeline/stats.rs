@@ -71,7 +71,7 @@ impl Stats {
     /// everything before it is applied.
     pub(crate) fn waiting_for(&self, committed_at: u32) {
         // Markers of a rotation can carry no time: count them from now.
-        let at = if committed_at == 0 { now_ms() / 1000 } else { u64::from(committed_at) };
+        let at = if committed_at == 0 { crate::health::unix_ms() / 1000 } else { u64::from(committed_at) };
         Self::set(&self.waiting_since_unix, at);
     }
 
@@ -81,7 +81,7 @@ impl Stats {
     /// it (the lag of the last batch that did apply would stay put).
     pub fn lag(&self) -> std::time::Duration {
         let since = Self::get(&self.waiting_since_unix);
-        let ms = if since == 0 { 0 } else { now_ms().saturating_sub(since * 1000) };
+        let ms = if since == 0 { 0 } else { crate::health::unix_ms().saturating_sub(since * 1000) };
         std::time::Duration::from_millis(ms)
     }
 
@@ -89,10 +89,6 @@ impl Stats {
     pub(crate) fn applied_commit(&self, committed_at: u32) {
         Self::set(&self.last_commit_unix, u64::from(committed_at));
         // The binlog has whole seconds, so the lag is accurate to a second.
-        Self::set(&self.lag_ms, now_ms().saturating_sub(u64::from(committed_at) * 1000));
+        Self::set(&self.lag_ms, crate::health::unix_ms().saturating_sub(u64::from(committed_at) * 1000));
     }
-}
-
-fn now_ms() -> u64 {
-    crate::health::unix_ms()
 }

@@ -198,12 +198,10 @@ async fn apply_loop<E: Embedder>(
                 activity.flush(r.stats);
                 // A quiet source sends nothing that would show Redis lost
                 // everything: look every tick (one GET and one FT.INFO).
-                if let Some(resync) = retry(cancel, "checking Redis still holds the index", || redis_lost(r, &applied)).await? {
-                    if let Some(resync) = resync {
-                        return Ok(Ended::Resync(resync));
-                    }
-                } else {
-                    return Ok(Ended::Stopped);
+                match retry(cancel, "checking Redis still holds the index", || redis_lost(r, &applied)).await? {
+                    None => return Ok(Ended::Stopped),
+                    Some(Some(resync)) => return Ok(Ended::Resync(resync)),
+                    Some(None) => {}
                 }
                 r.status.publish().await;
                 memory.tick(r.sink, r.stats).await;

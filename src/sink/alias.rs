@@ -63,11 +63,7 @@ impl RedisSink {
 
     /// Whether `index` is a version drugsync built (see [`Self::check_replaceable`]).
     async fn is_own_version(&self, index: &str) -> Result<bool, SinkError> {
-        let named = index
-            .strip_prefix(self.version.alias.as_str())
-            .and_then(|rest| rest.strip_prefix("_v"))
-            .is_some_and(|hash| hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !named {
+        if !super::IndexVersion::is_named_version_of(&self.version.alias, index) {
             return Ok(false);
         }
         let keys = super::keys::VersionKeys::of(&self.state_prefix, index);

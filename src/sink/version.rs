@@ -52,6 +52,17 @@ impl IndexVersion {
     }
 }
 
+impl IndexVersion {
+    /// Whether `index` is named as a version behind `alias` is
+    /// (`<alias>_v<8 hex digits>`, as [`Self::of`] names them).
+    pub fn is_named_version_of(alias: &str, index: &str) -> bool {
+        index
+            .strip_prefix(alias)
+            .and_then(|rest| rest.strip_prefix("_v"))
+            .is_some_and(|hash| hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+}
+
 /// Where the alias stands relative to the wanted version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AliasState {
@@ -72,6 +83,15 @@ mod tests {
 
     fn config(text: &str) -> Config {
         Config::from_toml(text, Path::new("t"), |_| None).unwrap()
+    }
+
+    #[test]
+    fn the_names_drugsync_gives_its_versions_are_the_ones_it_recognises() {
+        let version = IndexVersion::of(&config(include_str!("../../config/drugsync.toml")));
+        assert!(IndexVersion::is_named_version_of(&version.alias, &version.index), "{}", version.index);
+        for foreign in ["products", "drugs_idx", "drugs_idx_v1234567", "drugs_idx_vnothexxx", "other_v1a2b3c4d", "drugs_idx_v1a2b3c4d5"] {
+            assert!(!IndexVersion::is_named_version_of("drugs_idx", foreign), "{foreign}");
+        }
     }
 
     #[test]

@@ -165,10 +165,7 @@ impl<'a> Session<'a> {
         self.flavor = dialect.flavor;
         super::preflight::check_binlog_settings(&mut conn).await?;
         let here = server::identity(&mut conn, self.flavor).await?;
-        if self.resume.is_from_another_server(&here) && !self.by_gtid {
-            if self.resume.gtid.is_none() {
-                return Err(server::another_server(&self.resume, &here));
-            }
+        if !self.by_gtid && server::must_resume_by_gtid(&self.resume, &here)? {
             tracing::warn!(position = %self.resume, server = %here, "the stored position is another server's (failover?): resuming by its GTID state");
             self.by_gtid = true;
         }

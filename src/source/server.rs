@@ -64,12 +64,8 @@ pub async fn gtid_state_at<Q: Queryable>(conn: &mut Q, position: &Position) -> R
 pub async fn check_position_exists(conn: &mut Conn, position: &Position) -> Result<(), SourceError> {
     let flavor = super::dialect::detect(conn).await?.flavor;
     let here = identity(conn, flavor).await?;
-    if position.is_from_another_server(&here) {
-        // Its file and offset are another server's; only its GTID state can say where to go on.
-        return match &position.gtid {
-            Some(_) => Ok(()),
-            None => Err(another_server(position, &here)),
-        };
+    if must_resume_by_gtid(position, &here)? {
+        return Ok(());
     }
     if position.is_gtid_only() {
         // The server checks GTID availability when the stream starts (error 1236 if purged).
@@ -94,8 +90,20 @@ pub async fn check_position_exists(conn: &mut Conn, position: &Position) -> Resu
     }
 }
 
+/// Whether `position` must be resumed by its GTID state on server `here`:
+/// its file and offset are another server's (a failover, a restored copy),
+/// where an offset means nothing even in a file of the same name. Without a
+/// GTID state such a position cannot be resumed at all (the error says so).
+pub fn must_resume_by_gtid(position: &Position, here: &str) -> Result<bool, SourceError> {
+    match (position.is_from_another_server(here), &position.gtid) {
+        (false, _) => Ok(false),
+        (true, Some(_)) => Ok(true),
+        (true, None) => Err(another_server(position, here)),
+    }
+}
+
 /// Why a position of another server without a GTID state cannot be resumed at.
-pub fn another_server(position: &Position, here: &str) -> SourceError {
+fn another_server(position: &Position, here: &str) -> SourceError {
     SourceError::PositionUnavailable {
         position: position.to_string(),
         message: format!(

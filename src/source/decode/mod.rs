@@ -129,9 +129,10 @@ pub struct Decoder {
     /// End of the enclosing MySQL transaction payload: events inside one carry no position of their own.
     payload_end: Option<u32>,
     /// Bytes of inner events the open transaction payload declared and the
-    /// stream has not delivered yet. mysql_async hands over an empty payload
-    /// when it cannot decompress one; this is how that is told from a
-    /// transaction that changed nothing, and refused instead of skipped.
+    /// stream has not delivered yet. The replication connection refuses a
+    /// payload it cannot expand; this second guard tells any stream that
+    /// hands over fewer events than declared (mysql_async's hands over none)
+    /// from a transaction that changed nothing, and refuses it.
     payload_unseen: Option<u64>,
     /// Rotated into a new file and no transaction yet: its header events are positions to store.
     at_file_start: bool,
@@ -327,8 +328,9 @@ impl Decoder {
                 // A stream that started without a GTID state (GTIDs were off
                 // when its position was stored, or it never had one) learns
                 // it here, at a file's start: every later position carries
-                // the executed set, so GTIDs turned on online are used from
-                // the first file that has them (see the tailer's catch-up).
+                // the executed set, so GTIDs turned on online (each step of
+                // gtid_mode rotates the binlog) are used from the first file
+                // that has them.
                 if self.gtid_state.is_none() {
                     self.gtid_state = Some(GtidState::from_previous_gtids(&previous));
                 }
