@@ -110,7 +110,7 @@ impl<E: Embedder> Replicator<E> {
                 Err(e) => break Err(e),
             }
         };
-        self.parts.pool.clone().disconnect().await.ok();
+        crate::source::connect::close_pool(self.parts.pool.clone()).await;
         result
     }
 

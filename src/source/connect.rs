@@ -41,6 +41,25 @@ pub async fn pooled(pool: &Pool) -> Result<Conn, SourceError> {
     Err(SourceError::Connection(format!("pooled MySQL connections do not answer: {last}")))
 }
 
+/// Longest wait at shutdown for the pool to close its connections.
+pub const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Closes `pool`'s connections politely, but gives up after
+/// [`POOL_CLOSE_TIMEOUT`]: mysql_async's `disconnect` waits for every
+/// connection to come back, and one abandoned mid-query on a partitioned link
+/// is being drained by a task that waits, for as long as TCP keepalive lets
+/// it (minutes), for an answer that never comes. A stop must not hang on a
+/// courtesy; the server drops the abandoned sessions itself.
+pub async fn close_pool(pool: Pool) {
+    match tokio::time::timeout(POOL_CLOSE_TIMEOUT, pool.disconnect()).await {
+        Ok(_) => {}
+        Err(_) => tracing::warn!(
+            timeout_secs = POOL_CLOSE_TIMEOUT.as_secs(),
+            "MySQL connections did not close in time (a link that answers nothing?); stopping without them"
+        ),
+    }
+}
+
 /// The session `sql_mode` of every connection drugsync opens. drugsync only
 /// reads, and its SQL (the mapping's, the fan-out lists it quotes) is written
 /// for MySQL's plain mode: zero dates compare (FDB marks active NDCs with

@@ -72,6 +72,37 @@ on_each_server! {
 }
 
 on_each_server! {
+    /// A stop must not wait on the network. A query abandoned at its deadline
+    /// on a partitioned link leaves its connection to mysql_async, which
+    /// drains it before the pool can close, waiting for an answer that never
+    /// comes: `Pool::disconnect` alone hangs (CI saw a stop held past 30 s).
+    /// drugsync's `close_pool` gives up on it and returns.
+    async fn closing_the_pool_is_not_held_by_a_connection_abandoned_on_a_partitioned_link(flavour) {
+        let direct = flavour.base_url();
+        let address = direct.rsplit('@').next().unwrap().to_owned();
+        let proxy = common::proxy::FaultyProxy::start(address.clone()).await;
+        let url = direct.replacen(&format!("@{address}"), &format!("@127.0.0.1:{}", proxy.port), 1);
+        // Through the proxy, not the server's Unix socket (mysql_async's default for 127.0.0.1).
+        let pool = mysql_async::Pool::new(mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(&url).unwrap()).prefer_socket(false));
+        let mut conn = pool.get_conn().await.unwrap();
+        use mysql_async::prelude::Queryable;
+        // As drugsync's snapshot reads (bootstrap, visibility) do.
+        let mut snapshot = conn.start_transaction(mysql_async::TxOpts::default()).await.unwrap();
+        snapshot.query_drop("SELECT 1").await.unwrap();
+        proxy.partition().await;
+        // Given up between statements (an error elsewhere, a cancelled task):
+        // mysql_async keeps the connection to roll the transaction back.
+        drop(snapshot);
+        drop(conn);
+        let plain = tokio::time::timeout(Duration::from_secs(8), pool.clone().disconnect()).await;
+        assert!(plain.is_err(), "the hazard this guards against: mysql_async's own disconnect waits on the dead link");
+        tokio::time::timeout(Duration::from_secs(30), drugsync::source::connect::close_pool(pool))
+            .await
+            .expect("close_pool returns although a connection never comes back");
+    }
+}
+
+on_each_server! {
     async fn redis_restarted_mid_stream_with_persistence(flavour) {
         let mut redis = PrivateRedis::start(true).await;
         let env = TestEnv::new_with(flavour, "redisoutage", 300, &redis.url()).await;
