@@ -322,6 +322,8 @@ fn finish<E: Embedder, S: DocumentSink>(
                 }
                 continue;
             }
+            // Already written without its vector and still owed: nothing to change.
+            (false, Some(VectorFor::Later)) => continue,
             (false, None) => unreachable!("every text that needs a vector was asked for"),
         };
         Stats::add(&s.stats.upserts, 1);

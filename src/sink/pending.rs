@@ -37,13 +37,13 @@ impl Owed {
 }
 
 impl RedisSink {
-    /// The `max` documents owed longest, oldest first.
-    pub async fn owed_oldest(&self, max: usize) -> Result<Vec<DocumentKey>, SinkError> {
+    /// Up to `max` owed documents, oldest first, after the `skip` owed longest.
+    pub async fn owed_oldest(&self, skip: usize, max: usize) -> Result<Vec<DocumentKey>, SinkError> {
         if max == 0 {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
-        let keys: Vec<String> = conn.zrange(&self.keys.pending, 0, max as isize - 1).await?;
+        let keys: Vec<String> = conn.zrange(&self.keys.pending, skip as isize, (skip + max) as isize - 1).await?;
         Ok(keys.into_iter().map(DocumentKey).collect())
     }
 

@@ -12,7 +12,8 @@ use crate::common::{self, TEST_DIMENSIONS, TestEnv, on_each_server};
 
 /// An OpenAI-compatible server that answers, for a text containing
 /// "OVERFLOW", a vector whose first component is `1e39` (past f32's range)
-/// until it is healed; every other text gets the offline embedder's vector.
+/// until it is healed, and for one containing "POISON" always; every other
+/// text gets the offline embedder's vector.
 struct Overflowing {
     healed: Arc<AtomicBool>,
 }
@@ -27,7 +28,7 @@ impl Respond for Overflowing {
             .map(|(i, text)| {
                 let vector = drugsync::embed::LocalEmbedder::new(TEST_DIMENSIONS, 1).vector(text);
                 let mut json: Vec<serde_json::Value> = vector.iter().map(|x| serde_json::json!(x)).collect();
-                if text.contains("OVERFLOW") && !self.healed.load(Ordering::SeqCst) {
+                if (text.contains("OVERFLOW") && !self.healed.load(Ordering::SeqCst)) || text.contains("POISON") {
                     json[0] = serde_json::json!(1e39f64);
                 }
                 serde_json::json!({"object": "embedding", "index": i, "embedding": json})
@@ -108,6 +109,73 @@ on_each_server! {
         .await;
         env.wait_caught_up().await;
         env.assert_matches_mysql().await;
+        assert!(child.try_wait().unwrap().is_none(), "drugsync kept running");
+        child.kill().ok();
+        child.wait().ok();
+    }
+}
+
+/// The owed set, without the key prefix, sorted.
+async fn owed_ndcs(env: &TestEnv) -> Vec<String> {
+    let mut redis = env.redis.clone();
+    let owed: Vec<String> = redis::cmd("ZRANGE").arg(env.owed_key()).arg(0).arg(-1).query_async(&mut redis).await.unwrap();
+    let mut owed: Vec<String> = owed.iter().map(|k| k.strip_prefix(&env.prefix).unwrap_or(k).to_owned()).collect();
+    owed.sort();
+    owed
+}
+
+on_each_server! {
+    /// One text the service keeps failing must not hold back the other owed
+    /// vectors. The poisoned formulation's documents are owed first, so they
+    /// are the oldest, and more of them than a write chunk: a filler that
+    /// always retries the oldest chunk never reaches the rest (it did).
+    async fn one_text_the_service_keeps_failing_holds_back_no_other_owed_vector(flavour) {
+        let mut env = TestEnv::new(flavour, "owedhol", 300).await;
+        let server = MockServer::start().await;
+        let healed = Arc::new(AtomicBool::new(false));
+        Mock::given(method("POST")).and(path("/v1/embeddings")).respond_with(Overflowing { healed: healed.clone() }).mount(&server).await;
+        let config = env
+            .config_text
+            .replacen("provider = \"local\"", &format!("provider = \"openai\"\nendpoint_url = \"{}\"\nbatch_size = 16", server.uri()), 1)
+            .replacen("model_id = \"amazon.titan-embed-text-v2:0\"", "model_id = \"BAAI/bge-small-en-v1.5\"", 1)
+            .replacen("normalize = true", "normalize = false", 1)
+            .replacen("write_chunk = 100", "write_chunk = 2", 1);
+        assert!(config.contains("write_chunk = 2"));
+        env.use_config(config.clone());
+        let mut child = env.binary_command(&config, "run.log").env("DRUGSYNC_EMBED_API_KEY", "sk-s3cret-edges").arg("run").spawn().unwrap();
+        env.wait_caught_up().await;
+
+        let busiest = env
+            .strings("SELECT GCN_SEQNO FROM rndc14 WHERE OBSDTEC = '0000-00-00' GROUP BY GCN_SEQNO HAVING COUNT(*) >= 3 ORDER BY COUNT(*) DESC, GCN_SEQNO LIMIT 2")
+            .await;
+        assert_eq!(busiest.len(), 2, "the fixture has two formulations with three active NDCs or more");
+        let (poisoned, healing) = (&busiest[0], &busiest[1]);
+        env.exec(&[&format!("UPDATE rgcnseq4 SET STR60 = 'POISON 5 MG' WHERE GCN_SEQNO = {poisoned}")]).await;
+        env.wait_applied().await;
+        env.exec(&[&format!("UPDATE rgcnseq4 SET STR60 = 'OVERFLOW 7 MG' WHERE GCN_SEQNO = {healing}")]).await;
+        env.wait_applied().await;
+        let of_poisoned = env.active_ndcs_where(&format!("n.GCN_SEQNO = {poisoned}")).await;
+        let of_healing = env.active_ndcs_where(&format!("n.GCN_SEQNO = {healing}")).await;
+        let mut both: Vec<String> = of_poisoned.iter().chain(&of_healing).cloned().collect();
+        both.sort();
+        assert_eq!(owed_ndcs(&env).await, both, "both formulations' documents are owed");
+
+        healed.store(true, Ordering::SeqCst);
+        common::eventually(Duration::from_secs(60), Duration::from_millis(200), "only the poisoned formulation still owed", async || {
+            let owed = owed_ndcs(&env).await;
+            if owed == of_poisoned { Ok(()) } else { Err(format!("{} owed: {owed:?}", owed.len())) }
+        })
+        .await;
+        let mut redis = env.redis.clone();
+        for ndc in &of_healing {
+            let has: bool = redis::cmd("HEXISTS").arg(format!("{}{ndc}", env.prefix)).arg("embedding").query_async(&mut redis).await.unwrap();
+            assert!(has, "{ndc} got its vector");
+        }
+        for ndc in &of_poisoned {
+            let has: bool = redis::cmd("HEXISTS").arg(format!("{}{ndc}", env.prefix)).arg("embedding").query_async(&mut redis).await.unwrap();
+            assert!(!has, "{ndc}: still no vector, never a bad one");
+            assert_eq!(env.field(ndc, "strength").await.as_deref(), Some("POISON 5 MG"), "{ndc} keeps its new fields");
+        }
         assert!(child.try_wait().unwrap().is_none(), "drugsync kept running");
         child.kill().ok();
         child.wait().ok();

@@ -223,14 +223,36 @@ async fn an_embedding_outage_owes_vectors_while_streaming_and_the_fill_pays_them
     assert_eq!(rig.owed(), ["1"]);
     assert_eq!(rig.positions(), (Some(100), Some(100)), "freshness does not wait for the service");
 
-    // The fill (waiting mode) while the service is still down writes nothing.
+    // The fill while the service is still down writes nothing.
     let writes = rig.sink.contents(|c| c.writes);
-    assert!(rig.sync(&[("1", Some(changed.clone()))], None, WhenUnavailable::Wait).await.unwrap_err().is_transient());
+    rig.sync(&[("1", Some(changed.clone()))], None, WhenUnavailable::Leave).await.unwrap();
     assert_eq!(rig.sink.contents(|c| c.writes), writes);
+    assert_eq!(rig.owed(), ["1"]);
     rig.embedder.down.store(false, Ordering::SeqCst);
-    rig.sync(&[("1", Some(changed.clone()))], None, WhenUnavailable::Wait).await.unwrap();
+    rig.sync(&[("1", Some(changed.clone()))], None, WhenUnavailable::Leave).await.unwrap();
     assert_eq!(rig.held("1"), Some((changed.doc_hash, Some(rig.embedder.vector_of("aspirin 325")))));
     assert!(rig.owed().is_empty());
+}
+
+#[tokio::test]
+async fn filling_writes_the_vectors_that_came_back_and_leaves_the_others_owed_untouched() {
+    let rig = Rig::new(10);
+    rig.embedder.down.store(true, Ordering::SeqCst);
+    let (a, b) = (rig.doc("1", "aspirin", "a"), rig.doc("2", "ibuprofen", "b"));
+    rig.sync(&[("1", Some(a.clone())), ("2", Some(b.clone()))], Some(100), WhenUnavailable::Owe).await.unwrap();
+    assert_eq!(rig.owed(), ["1", "2"]);
+    rig.embedder.down.store(false, Ordering::SeqCst);
+    rig.embedder.throttled.lock().unwrap().insert("aspirin".into());
+    let writes = rig.sink.contents(|c| c.writes);
+    let owed_before = Stats::get(&rig.stats.owed);
+
+    rig.sync(&[("1", Some(a.clone())), ("2", Some(b.clone()))], None, WhenUnavailable::Leave).await.unwrap();
+    assert_eq!(Stats::get(&rig.stats.owed), owed_before, "nothing owed again: the unanswered document is not rewritten");
+    assert_eq!(rig.held("2"), Some((b.doc_hash, Some(rig.embedder.vector_of("ibuprofen")))), "the text that came back is written");
+    assert_eq!(rig.held("1"), Some((a.doc_hash, None)), "the other is left as it was");
+    assert_eq!(rig.owed(), ["1"], "and still owed");
+    assert_eq!(rig.sink.contents(|c| c.writes), writes + 1, "one write, for the filled document only");
+    assert_eq!(rig.positions(), (Some(100), Some(100)), "filling moves no position");
 }
 
 #[tokio::test]

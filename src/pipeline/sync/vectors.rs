@@ -21,6 +21,11 @@ pub enum WhenUnavailable {
     /// `sink::pending`): the position moves on. For everything after the
     /// initial load, so an outage does not freeze freshness.
     Owe,
+    /// It is left as it is: not written, still owed. For filling owed
+    /// vectors, where the documents are already written without one: the
+    /// texts that did come back are written, so one text the service keeps
+    /// failing holds back no other.
+    Leave,
 }
 
 /// Where vectors come from: the cache in the sink and the embedding service.
@@ -47,6 +52,8 @@ pub(super) enum VectorFor {
     Refused(String),
     /// The service could not answer: the vector is owed ([`WhenUnavailable::Owe`]).
     Owed,
+    /// The service could not answer: the document is left as it is ([`WhenUnavailable::Leave`]).
+    Later,
 }
 
 /// Vectors for distinct texts: from the cache where present, else one
@@ -97,7 +104,8 @@ pub(super) async fn vectors_for<E: Embedder, S: DocumentSink>(
                     out.insert(hash.clone(), VectorFor::Refused(reason));
                 }
                 Outcome::Unavailable(e) => {
-                    out.insert(hash.clone(), VectorFor::Owed);
+                    let later = if unavailable == WhenUnavailable::Leave { VectorFor::Later } else { VectorFor::Owed };
+                    out.insert(hash.clone(), later);
                     failed.get_or_insert(e);
                 }
             }
