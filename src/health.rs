@@ -57,6 +57,8 @@ pub struct Observed {
     pub lag: Duration,
     /// Redis may evict drugsync's keys (run under `redis.allow_eviction`).
     pub redis_may_evict: bool,
+    /// Thousandths of the live index's keys RediSearch has yet to scan.
+    pub index_unscanned_permille: u64,
 }
 
 /// The bounds the probes judge by (from the config).
@@ -122,6 +124,12 @@ pub fn readiness(o: &Observed, b: &Bounds) -> Verdict {
         if o.lag > b.lag {
             failing.push(format!("lag {}s is over {}s", o.lag.as_secs(), b.lag.as_secs()));
         }
+        if o.index_unscanned_permille > 0 {
+            failing.push(format!(
+                "RediSearch has indexed {:.1}% of the documents Redis holds (background indexing after a restart or load)",
+                (1000 - o.index_unscanned_permille.min(1000)) as f64 / 10.0
+            ));
+        }
         if o.redis_may_evict {
             failing.push("Redis may evict drugsync's keys (maxmemory-policy is not noeviction; redis.allow_eviction is on)".into());
         }
@@ -159,6 +167,7 @@ mod tests {
             index_live: true,
             lag: Duration::from_secs(1),
             redis_may_evict: false,
+            index_unscanned_permille: 0,
         }
     }
 
@@ -181,6 +190,7 @@ mod tests {
             (Observed { index_live: false, ..healthy_writer() }, "not live"),
             (Observed { lag: Duration::from_secs(301), ..healthy_writer() }, "lag"),
             (Observed { redis_may_evict: true, ..healthy_writer() }, "evict"),
+            (Observed { index_unscanned_permille: 1, ..healthy_writer() }, "99.9%"),
         ] {
             let verdict = readiness(&observed, &b);
             assert!(!verdict.ok && verdict.failing.len() == 1 && verdict.failing[0].contains(word), "{verdict:?}");

@@ -150,6 +150,7 @@ pub fn observe(stats: &Stats) -> health::Observed {
         index_live: stats.index_live.load(Relaxed) == 1,
         lag: stats.lag(),
         redis_may_evict: stats.redis_may_evict.load(Relaxed) == 1,
+        index_unscanned_permille: stats.index_unscanned_permille.load(Relaxed),
     }
 }
 
@@ -200,6 +201,14 @@ fn describe() {
     describe_gauge!("drugsync_writer", "1 while this instance holds the writer lease, 0 while it stands by");
     describe_gauge!("drugsync_redis_may_evict", "1 while Redis's maxmemory-policy may evict drugsync's keys (redis.allow_eviction)");
     describe_gauge!("drugsync_redis_evicted_keys", "Keys Redis evicted since it started (INFO stats evicted_keys), as last read");
+    describe_gauge!(
+        "drugsync_index_percent_indexed",
+        "Share (0 to 1) of the live index's keys RediSearch has scanned (FT.INFO percent_indexed); below 1 searches miss documents"
+    );
+    describe_gauge!(
+        "drugsync_index_hash_indexing_failures",
+        "Hashes RediSearch could not index since the live index was created (FT.INFO hash_indexing_failures); a reconcile finds and repairs them"
+    );
 }
 
 fn publish(stats: &Stats, pricing: &Pricing) {
@@ -231,6 +240,8 @@ fn publish(stats: &Stats, pricing: &Pricing) {
     metrics::gauge!("drugsync_writer").set(stats.writer.load(Relaxed) as f64);
     metrics::gauge!("drugsync_redis_may_evict").set(stats.redis_may_evict.load(Relaxed) as f64);
     metrics::gauge!("drugsync_redis_evicted_keys").set(stats.redis_evicted_keys.load(Relaxed) as f64);
+    metrics::gauge!("drugsync_index_percent_indexed").set(1.0 - stats.index_unscanned_permille.load(Relaxed) as f64 / 1000.0);
+    metrics::gauge!("drugsync_index_hash_indexing_failures").set(stats.index_failures.load(Relaxed) as f64);
     metrics::gauge!("drugsync_embed_estimated_cost_usd", "model" => model)
         .set(e.billed_tokens() as f64 / 1000.0 * pricing.price_per_1k_tokens);
 }

@@ -23,6 +23,9 @@ pub struct DocumentLoader {
     key_expr: String,
     key_field: String,
     fields: Vec<String>,
+    /// The fields `index.fields` types NUMERIC: RediSearch indexes a hash
+    /// only when each holds a number.
+    numeric: Vec<String>,
     template: TextTemplate,
     space: EmbeddingSpace,
     chunk: usize,
@@ -41,6 +44,7 @@ impl DocumentLoader {
             key_expr: m.key_expr.clone(),
             key_field: m.key_field.clone(),
             fields: config.index.fields.iter().map(|f| f.name.clone()).collect(),
+            numeric: config.index.fields.iter().filter(|f| f.kind == crate::config::FieldKind::Numeric).map(|f| f.name.clone()).collect(),
             // Validated in Config::validate.
             template: TextTemplate::parse(&m.text_template).expect("validated template"),
             space,
@@ -48,6 +52,24 @@ impl DocumentLoader {
             trim_trailing_spaces: m.trim_trailing_spaces,
             deadline: std::time::Duration::from_secs(config.mysql.query_timeout_secs),
         }
+    }
+
+    /// Why RediSearch would not index `doc`, or `None` when it would. A
+    /// NUMERIC field must hold a finite decimal number (or be empty: empty
+    /// fields are left out of the hash). RediSearch fails the whole hash
+    /// otherwise ("N/A", "12 ", "1,5"), silently: the document would be in
+    /// Redis and in no search. Stricter than RediSearch in one way: it also
+    /// takes hexadecimal and "inf", which FDB's numbers never are.
+    pub fn unindexable(&self, doc: &Document) -> Option<String> {
+        self.numeric.iter().find_map(|name| {
+            let value = doc.fields.get(name).map(String::as_str).unwrap_or("");
+            let number = value.parse::<f64>().ok().filter(|n| n.is_finite());
+            (!value.is_empty() && number.is_none()).then(|| {
+                format!(
+                    "field {name} is NUMERIC in index.fields but the source value {value:?} is not a number, so RediSearch cannot index the document; fix the source value or the mapping's SQL for it, or type the field TAG or TEXT"
+                )
+            })
+        })
     }
 
     /// The embedding space texts are hashed in.
@@ -139,5 +161,48 @@ impl DocumentLoader {
         }
         let key = DocumentKey(fields[&self.key_field].clone());
         Ok(Document::build(key, fields, &self.template, &self.space))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::DocumentLoader;
+    use crate::config::Config;
+    use crate::document::{Document, DocumentKey, EmbeddingSpace, TextTemplate};
+
+    fn loader() -> DocumentLoader {
+        let config = Config::from_toml(include_str!("../../config/drugsync.toml"), Path::new("drugsync.toml"), |_| None).unwrap();
+        let space = EmbeddingSpace { model: "local-ngram-v1".into(), dimensions: 8, normalize: true, template_version: 1 };
+        DocumentLoader::new(&config, space)
+    }
+
+    fn doc_with_gcn(loader: &DocumentLoader, gcn: &str) -> Document {
+        let fields = BTreeMap::from([("ndc".to_owned(), "00001".to_owned()), ("gcn_seqno".to_owned(), gcn.to_owned())]);
+        Document::build(DocumentKey("00001".into()), fields, &TextTemplate::parse("{ndc}").unwrap(), loader.space())
+    }
+
+    #[test]
+    fn a_numeric_field_must_hold_what_redisearch_indexes() {
+        let loader = loader();
+        // What RediSearch 2.10 indexes in a NUMERIC field (tried against it), and empty (left out of the hash).
+        for fine in ["12", "+12", "-0", "1e3", ".5", "5.", ""] {
+            assert_eq!(loader.unindexable(&doc_with_gcn(&loader, fine)), None, "{fine:?}");
+        }
+        // What it fails the whole hash on.
+        for bad in ["N/A", " 12", "12 ", "1,5", "1.5.2", "nan", "1e400"] {
+            let reason = loader.unindexable(&doc_with_gcn(&loader, bad)).unwrap_or_else(|| panic!("{bad:?} passed"));
+            assert!(reason.contains("gcn_seqno") && reason.contains("NUMERIC") && reason.contains(&format!("{bad:?}")), "{reason}");
+        }
+    }
+
+    #[test]
+    fn text_and_tag_fields_take_any_value() {
+        let loader = loader();
+        let fields = BTreeMap::from([("drug_name".to_owned(), "N/A".to_owned()), ("route".to_owned(), " 12".to_owned())]);
+        let doc = Document::build(DocumentKey("1".into()), fields, &TextTemplate::parse("{drug_name}").unwrap(), loader.space());
+        assert_eq!(loader.unindexable(&doc), None);
     }
 }

@@ -166,6 +166,17 @@ async fn load_once<E: Embedder>(r: &Loader<'_, E>, cancel: &CancellationToken) -
     sweep_orphans(r, &mut conn).await?;
     // Both positions to the snapshot's, Redis's still under the load's epoch.
     r.committer.rewind_to(&position).await?;
+    // RediSearch's verdict on what the load wrote (a load resumed over an
+    // earlier run's documents may meet hashes it cannot index).
+    if let Some(verdict) = r.sink.verdict().await? {
+        Stats::set(&r.stats.index_failures, verdict.indexing_failures);
+        if verdict.indexing_failures > 0 {
+            tracing::warn!(
+                failures = verdict.indexing_failures,
+                "RediSearch could not index some documents the load left in Redis: they are invisible to search; run --reconcile to find and repair them"
+            );
+        }
+    }
     tracing::info!(
         documents = total,
         embed_calls = r.stats.embed.calls(),

@@ -123,6 +123,7 @@ pub async fn repair_as_writer<E: Embedder>(r: &Reconciler<'_, E>, cancel: &Cance
         stale_fields = report.stale_fields,
         stale_vectors = report.stale_vectors,
         orphans = report.orphans,
+        unindexed = report.unindexed,
         embed_calls = report.embed_calls,
         "reconcile repaired drift"
     );
@@ -134,6 +135,12 @@ pub(super) async fn pass<E: Embedder>(r: &Reconciler<'_, E>, mode: Mode, cancel:
     let spent = Spending::start(r.stats);
     let mut conn = crate::source::connect::pooled(r.pool).await?;
     let progress = Progress::new(r.loader.count(&mut conn).await?);
+    // RediSearch's own verdict: only when it admits failures is the index
+    // asked, page by page, which current documents it holds.
+    let failures = r.sink.verdict().await?.map_or(0, |v| v.indexing_failures);
+    if failures > 0 {
+        tracing::warn!(failures, "RediSearch reports hashes it could not index: looking for current documents search cannot find");
+    }
     let mut texts = WantedTexts::default();
     let mut after: Option<DocumentKey> = None;
     loop {
@@ -144,8 +151,14 @@ pub(super) async fn pass<E: Embedder>(r: &Reconciler<'_, E>, mode: Mode, cancel:
         super::progress::beat();
         let Some(last) = page.last() else { break };
         after = Some(last.key.clone());
+        let kept = (failures > 0).then(|| page.clone());
         let differing = assess(r, page, &mut report, &mut texts).await?;
+        let differing_keys: std::collections::HashSet<DocumentKey> = differing.iter().map(|d| d.key.clone()).collect();
         repair(r, mode, differing.into_iter().map(|d| (d.key.clone(), Some(d))).collect(), &mut report).await?;
+        if let Some(page) = kept {
+            let current: Vec<Document> = page.into_iter().filter(|d| !differing_keys.contains(&d.key)).collect();
+            repair_unindexed(r, mode, current, &mut report).await?;
+        }
         progress.set(report.checked);
     }
     progress.finish();
@@ -267,6 +280,31 @@ async fn repair<E: Embedder>(
             Ok(())
         }
     }
+}
+
+/// Of `current` (documents Redis holds exactly as MySQL says), those the
+/// index does not hold are drift: counted, marked out of date and rebuilt,
+/// which either gets them indexed or quarantines them with the reason
+/// (see `DocumentLoader::unindexable`).
+async fn repair_unindexed<E: Embedder>(
+    r: &Reconciler<'_, E>,
+    mode: Mode,
+    current: Vec<Document>,
+    report: &mut ReconcileReport,
+) -> Result<(), RunError> {
+    let keys: Vec<DocumentKey> = current.iter().map(|d| d.key.clone()).collect();
+    let unindexed: std::collections::HashSet<DocumentKey> = r.sink.unindexed(&keys).await?.into_iter().collect();
+    if unindexed.is_empty() {
+        return Ok(());
+    }
+    report.unindexed += unindexed.len() as u64;
+    let wanted: Vec<(DocumentKey, Option<Document>)> =
+        current.into_iter().filter(|d| unindexed.contains(&d.key)).map(|d| (d.key.clone(), Some(d))).collect();
+    if mode != Mode::DryRun {
+        let keys: Vec<DocumentKey> = wanted.iter().map(|(k, _)| k.clone()).collect();
+        r.sink.mark_out_of_date(&keys).await?;
+    }
+    repair(r, mode, wanted, report).await
 }
 
 /// A bar on a terminal, a log line every 10% otherwise.

@@ -50,6 +50,11 @@ pub struct Stats {
     pub redis_may_evict: AtomicU64,
     /// Redis's `evicted_keys`, as last read.
     pub redis_evicted_keys: AtomicU64,
+    /// Thousandths of the live index's keys RediSearch has not scanned yet
+    /// (1000 - `percent_indexed` x 1000): 0 when searches see everything.
+    pub index_unscanned_permille: AtomicU64,
+    /// The live index's `hash_indexing_failures`, as last read.
+    pub index_failures: AtomicU64,
 }
 
 impl Stats {

@@ -264,9 +264,20 @@ async fn redis_lost<E: Embedder>(r: &Streamer<'_, E>, applied: &Position) -> Res
     if let Some(resync) = redis_rewound(r, applied).await? {
         return Ok(Some(resync));
     }
-    if !r.sink.alias_is_live().await? {
+    let Some(verdict) = r.sink.alias_verdict().await? else {
         return Ok(Some(Resync::IndexGone { alias: r.sink.version().alias.clone() }));
+    };
+    // Readiness waits for RediSearch's background scan (after an RDB load
+    // it re-indexes every key), and the failures counter is published.
+    Stats::set(&r.stats.index_unscanned_permille, 1000 - verdict.permille_indexed());
+    let failures = Stats::get(&r.stats.index_failures);
+    if verdict.indexing_failures > failures {
+        tracing::warn!(
+            failures = verdict.indexing_failures,
+            "RediSearch could not index some documents Redis holds (FT.INFO hash_indexing_failures grew): they are invisible to search until repaired; run --reconcile"
+        );
     }
+    Stats::set(&r.stats.index_failures, verdict.indexing_failures);
     Ok(None)
 }
 

@@ -265,6 +265,11 @@ async fn decide<E: Embedder, S: DocumentSink>(
     let in_quarantine = s.sink.quarantined(&keys).await?;
     let mut plan = ChunkPlan { changes: Vec::new(), upserts: Vec::new() };
     for (((key, doc), state), quarantined) in chunk.into_iter().zip(stored).zip(in_quarantine) {
+        // Written, it would be in Redis and in no search: refused instead, where it is seen.
+        if let Some(reason) = doc.as_ref().and_then(|d| s.loader.unindexable(d)) {
+            plan.changes.push(quarantine(s, key, reason));
+            continue;
+        }
         match (doc, state) {
             (Some(doc), Some(state)) if state.doc_hash.as_deref() == Some(doc.doc_hash.as_str()) && state.vector_ok => {
                 Stats::add(&s.stats.unchanged, 1);

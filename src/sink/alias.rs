@@ -134,12 +134,6 @@ impl RedisSink {
             && prefixes.iter().all(|p| !p.is_empty() && ours.iter().all(|o| !o.starts_with(p.as_str()) && !p.starts_with(*o))))
     }
 
-    /// Whether the alias still answers (Redis emptied or the index dropped
-    /// behind drugsync's back say no): checked on the writer's idle tick.
-    pub async fn alias_is_live(&self) -> Result<bool, SinkError> {
-        Ok(self.index_info(&self.version.alias).await?.is_some())
-    }
-
     /// Documents in this index version (`FT.INFO num_docs`; 0 when it does not exist yet).
     pub async fn document_count(&self) -> Result<u64, SinkError> {
         let info = self.index_info(&self.version.index).await?;
@@ -147,7 +141,7 @@ impl RedisSink {
     }
 
     /// `FT.INFO name`, or `None` when there is no such index or alias.
-    async fn index_info(&self, name: &str) -> Result<Option<Value>, SinkError> {
+    pub(super) async fn index_info(&self, name: &str) -> Result<Option<Value>, SinkError> {
         let mut conn = self.conn.clone();
         match redis::cmd("FT.INFO").arg(name).query_async::<Value>(&mut conn).await {
             Ok(info) => Ok(Some(info)),
@@ -159,7 +153,7 @@ impl RedisSink {
 }
 
 /// A top-level text field of an FT.INFO reply.
-fn info_text(info: &Value, field: &str) -> Option<String> {
+pub(super) fn info_text(info: &Value, field: &str) -> Option<String> {
     let Value::Array(items) = info else { return None };
     items.chunks_exact(2).find_map(|kv| match (&kv[0], &kv[1]) {
         (Value::SimpleString(k) | Value::VerbatimString { text: k, .. }, v) if k == field => {

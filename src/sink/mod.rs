@@ -16,10 +16,12 @@ pub mod pending;
 pub mod quarantine;
 pub mod redis;
 pub mod vector_cache;
+pub mod verdict;
 pub mod version;
 
 pub use self::contract::{DocumentSink, RemotePositions};
 pub use self::index::IndexSpec;
 pub use self::lease::WriterLease;
 pub use self::redis::{RedisSink, SinkError, StoredState};
+pub use self::verdict::IndexVerdict;
 pub use self::version::{AliasState, IndexVersion};

@@ -17,6 +17,7 @@ mod ddl;
 mod divergence;
 mod edges;
 mod gtid;
+mod indexing;
 mod kill;
 mod mysql_source;
 mod operations;

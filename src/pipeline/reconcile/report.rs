@@ -22,6 +22,10 @@ pub struct ReconcileReport {
     pub stale_vectors: u64,
     /// In Redis but not (or no longer) in MySQL.
     pub orphans: u64,
+    /// Current in Redis but not in the index: RediSearch could not index
+    /// them, so no search finds them (looked for only when `FT.INFO`
+    /// reports indexing failures).
+    pub unindexed: u64,
     /// Keys handed to the running streamer (handoff mode).
     pub handed_off: u64,
     /// The embedding model calls are made to (or would be).
@@ -42,18 +46,19 @@ pub struct ReconcileReport {
 impl ReconcileReport {
     /// Documents that differ in any way.
     pub fn drift(&self) -> u64 {
-        self.missing + self.stale_fields + self.stale_vectors + self.orphans
+        self.missing + self.stale_fields + self.stale_vectors + self.orphans + self.unindexed
     }
 
     /// The summary as a table for people.
     pub fn to_table(&self) -> String {
-        let rows: [(&str, String); 13] = [
+        let rows: [(&str, String); 14] = [
             ("mode", self.mode.as_str().to_owned()),
             ("checked", self.checked.to_string()),
             ("missing", self.missing.to_string()),
             ("stale fields", self.stale_fields.to_string()),
             ("stale vectors", self.stale_vectors.to_string()),
             ("orphans", self.orphans.to_string()),
+            ("unindexed", self.unindexed.to_string()),
             ("handed off", self.handed_off.to_string()),
             ("model", self.model.clone()),
             ("embed calls", self.embed_calls.to_string()),
