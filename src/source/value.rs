@@ -23,10 +23,55 @@ pub fn value_to_string(value: &Value) -> String {
     }
 }
 
+/// How the bytes of a text column are decoded, from its collation id (the
+/// table map's charset metadata): as the server converts them for a
+/// drugsync session (`utf8mb4`), so a key routed from the binlog equals the
+/// same key read with SELECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextCharset {
+    /// `utf8mb3` / `utf8mb4`, and `ascii` (its subset).
+    Utf8,
+    /// MySQL's `latin1` (Windows-1252): every byte is one character, also
+    /// bytes that happen to form valid UTF-8 ("Ã©" stored as C3 A9).
+    Latin1,
+    /// `binary` (BINARY, VARBINARY, BLOB): SELECT returns the raw bytes,
+    /// which drugsync reads as [`bytes_to_string`] does.
+    Binary,
+}
+
+impl TextCharset {
+    /// The charset of collation `id` (`INFORMATION_SCHEMA.COLLATIONS`),
+    /// or `None` for one drugsync does not decode keys of.
+    pub fn of_collation(id: u16) -> Option<Self> {
+        match id {
+            // latin1_german1_ci, _swedish_ci, _danish_ci, _german2_ci, _bin, _general_ci, _general_cs, _spanish_ci
+            5 | 8 | 15 | 31 | 47 | 48 | 49 | 94 => Some(Self::Latin1),
+            63 => Some(Self::Binary),
+            // ascii_general_ci, ascii_bin
+            11 | 65 => Some(Self::Utf8),
+            // utf8mb3: _general_ci, _bin, _unicode_ci.. (192-215), _general_mysql500_ci, _tolower_ci
+            33 | 83 | 192..=215 | 223 | 76 => Some(Self::Utf8),
+            // utf8mb4: _general_ci, _bin, _unicode_ci.. (224-247), the 0900 collations (255-323), MariaDB's uca1400 ones
+            45 | 46 | 224..=247 | 255..=323 => Some(Self::Utf8),
+            2048..=4095 => Some(Self::Utf8),
+            _ => None,
+        }
+    }
+
+    /// `bytes` as text in this charset.
+    pub fn decode(self, bytes: &[u8]) -> String {
+        match self {
+            Self::Latin1 => bytes.iter().map(|&b| latin1_char(b)).collect(),
+            Self::Utf8 | Self::Binary => bytes_to_string(bytes),
+        }
+    }
+}
+
 /// UTF-8 when valid, otherwise MySQL's `latin1` (which is Windows-1252), so
-/// no input can fail to decode. Binlog values arrive in the column's charset
-/// (FDB's tables are latin1); decoding them as the server would keeps a key
-/// routed from the binlog equal to the same key read with SELECT.
+/// no input can fail to decode. Right for what SELECT returns to a
+/// `utf8mb4` session (text already converted, binary raw); a binlog value
+/// arrives in its column's charset and is decoded by [`TextCharset`] where
+/// the table map names it: a guess would read latin1 "Ã©" as "é".
 pub fn bytes_to_string(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_owned(),
@@ -60,5 +105,17 @@ mod tests {
         assert_eq!(value_to_string(&Value::Int(-3)), "-3");
         assert_eq!(value_to_string(&Value::Date(0, 0, 0, 0, 0, 0, 0)), "0000-00-00");
         assert_eq!(value_to_string(&Value::Date(2024, 1, 2, 3, 4, 5, 0)), "2024-01-02 03:04:05");
+    }
+
+    #[test]
+    fn a_latin1_key_is_latin1_even_when_its_bytes_are_valid_utf8() {
+        let bytes = [0xC3, 0xA9, b'0', b'1'];
+        assert_eq!(TextCharset::of_collation(8), Some(TextCharset::Latin1), "latin1_swedish_ci, FDB's");
+        assert_eq!(TextCharset::Latin1.decode(&bytes), "Ã©01", "what SELECT returns for that latin1 column");
+        assert_eq!(TextCharset::of_collation(255), Some(TextCharset::Utf8), "utf8mb4_0900_ai_ci");
+        assert_eq!(TextCharset::Utf8.decode(&bytes), "é01");
+        assert_eq!(TextCharset::of_collation(63), Some(TextCharset::Binary));
+        assert_eq!(TextCharset::Latin1.decode(&[0x80, 0xFF]), "€ÿ");
+        assert_eq!(TextCharset::of_collation(95), None, "cp932: not decoded, refused where it routes");
     }
 }

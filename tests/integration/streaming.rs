@@ -346,3 +346,29 @@ async fn alias_target(env: &TestEnv) -> String {
     let info: Vec<redis::Value> = redis::cmd("FT.INFO").arg(&env.index).query_async(&mut redis).await.unwrap();
     redis::from_redis_value(info[1].clone()).unwrap()
 }
+
+on_each_server! {
+    /// A latin1 labeler id whose bytes happen to be valid UTF-8 (C3 A9: "Ã©"
+    /// in latin1, "é" read as UTF-8). Routed by the column's charset from the
+    /// table map, the rename reaches the labeler's NDC; decoded by guessing
+    /// (UTF-8 when valid), the fan-out asked MySQL for another labeler and
+    /// the NDC kept its old manufacturer.
+    async fn a_latin1_key_whose_bytes_are_valid_utf8_routes_as_latin1(flavour) {
+        let env = TestEnv::new(flavour, "latin1key", 150).await;
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        let ndc = env.active_ndcs_where("1 = 1").await.remove(0);
+        env.exec(&[
+            "INSERT INTO rlblrid3 (LBLRID, MFG) VALUES (X'C3A930303031', 'ACCENTED LABS')",
+            &format!("UPDATE rndc14 SET LBLRID = X'C3A930303031' WHERE NDC = '{ndc}'"),
+        ])
+        .await;
+        env.wait_caught_up().await;
+        assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some("ACCENTED LABS"));
+        env.exec(&["UPDATE rlblrid3 SET MFG = 'RENAMED LABS' WHERE LBLRID = X'C3A930303031'"]).await;
+        env.wait_caught_up().await;
+        assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some("RENAMED LABS"), "the rename reached the labeler's NDC");
+        env.assert_matches_mysql().await;
+        run.stop().await;
+    }
+}

@@ -16,7 +16,7 @@ use mysql_common::constants::ColumnType;
 use mysql_common::io::ParseBuf;
 use mysql_common::proto::MyDeserialize;
 
-use crate::source::value::value_to_string;
+use crate::source::value::{TextCharset, value_to_string};
 
 /// How many bytes a non-NULL value of a column takes in a row image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +127,9 @@ pub struct TableLayout {
     pub columns: Vec<ColumnLayout>,
     /// Index of the routing column.
     pub route: usize,
+    /// How the routing column's text is decoded: its charset from the table
+    /// map, `None` when the map carries none (then UTF-8 if valid, else latin1).
+    pub route_charset: Option<TextCharset>,
     /// Number of JSON columns (sizes the partial-update bitmap).
     pub json_columns: usize,
 }
@@ -205,8 +208,9 @@ impl TableLayout {
                 columns[route].ty
             ));
         }
+        let route_charset = route_charset(&extractor, &columns, route).map_err(|e| format!("`{table}`.`{route_column}`: {e}"))?;
         let json_columns = columns.iter().filter(|c| c.ty == ColumnType::MYSQL_TYPE_JSON).count();
-        Ok(Self { table, columns, route, json_columns })
+        Ok(Self { table, columns, route, route_charset, json_columns })
     }
 
     /// Decodes the routing column's value from exactly its bytes, as the
@@ -216,10 +220,47 @@ impl TableLayout {
         let mut buf = ParseBuf(bytes);
         let value = BinlogValue::deserialize((column.ty, column.meta.as_slice(), column.unsigned, false), &mut buf)?;
         match value {
+            BinlogValue::Value(mysql_common::Value::Bytes(bytes)) if self.route_charset.is_some() => {
+                Ok(self.route_charset.unwrap_or(TextCharset::Utf8).decode(&bytes))
+            }
             BinlogValue::Value(v) => Ok(value_to_string(&v)),
             _ => Err(io::Error::new(io::ErrorKind::InvalidData, "routing column decoded as JSON")),
         }
     }
+}
+
+/// Whether the table map counts `ty` as a character column: one that has an
+/// entry in its charset metadata (MySQL's `is_character_type`; ENUM and SET
+/// have their own list).
+fn has_charset(ty: ColumnType) -> bool {
+    use ColumnType::*;
+    matches!(
+        ty,
+        MYSQL_TYPE_STRING
+            | MYSQL_TYPE_VAR_STRING
+            | MYSQL_TYPE_VARCHAR
+            | MYSQL_TYPE_BLOB
+            | MYSQL_TYPE_TINY_BLOB
+            | MYSQL_TYPE_MEDIUM_BLOB
+            | MYSQL_TYPE_LONG_BLOB
+    )
+}
+
+/// The charset of the routing column (`None`: not a text column, or the
+/// map carries no charsets). A charset drugsync cannot decode as the server
+/// would is refused with the way out.
+fn route_charset(extractor: &OptionalMetaExtractor<'_>, columns: &[ColumnLayout], route: usize) -> Result<Option<TextCharset>, String> {
+    if !has_charset(columns[route].ty) {
+        return Ok(None);
+    }
+    let nth = columns[..route].iter().filter(|c| has_charset(c.ty)).count();
+    let Some(collation) = extractor.iter_charset().nth(nth) else { return Ok(None) };
+    let collation = collation.map_err(|e| format!("charset metadata: {e}"))?;
+    TextCharset::of_collation(collation).map(Some).ok_or_else(|| {
+        format!(
+            "the routing column's collation (id {collation}) is not latin1, utf8mb3, utf8mb4, ascii or binary, so its binlog bytes cannot be decoded as SELECT returns them: route by another column"
+        )
+    })
 }
 
 #[cfg(test)]
