@@ -201,6 +201,15 @@ fn describe() {
     describe_gauge!("drugsync_writer", "1 while this instance holds the writer lease, 0 while it stands by");
     describe_gauge!("drugsync_redis_may_evict", "1 while Redis's maxmemory-policy may evict drugsync's keys (redis.allow_eviction)");
     describe_gauge!("drugsync_redis_evicted_keys", "Keys Redis evicted since it started (INFO stats evicted_keys), as last read");
+    describe_gauge!("drugsync_canary_enabled", "1 while the freshness canary writes heartbeats (canary.table)");
+    describe_gauge!(
+        "drugsync_canary_freshness_seconds",
+        "Seconds since the latest canary heartbeat that Redis shows was written: grows while nothing gets through"
+    );
+    describe_gauge!(
+        "drugsync_canary_lag_seconds",
+        "For the latest visible heartbeat: seconds from its write in MySQL to Redis's acknowledgement"
+    );
     describe_gauge!(
         "drugsync_index_percent_indexed",
         "Share (0 to 1) of the live index's keys RediSearch has scanned (FT.INFO percent_indexed); below 1 searches miss documents"
@@ -242,6 +251,11 @@ fn publish(stats: &Stats, pricing: &Pricing) {
     metrics::gauge!("drugsync_redis_evicted_keys").set(stats.redis_evicted_keys.load(Relaxed) as f64);
     metrics::gauge!("drugsync_index_percent_indexed").set(1.0 - stats.index_unscanned_permille.load(Relaxed) as f64 / 1000.0);
     metrics::gauge!("drugsync_index_hash_indexing_failures").set(stats.index_failures.load(Relaxed) as f64);
+    metrics::gauge!("drugsync_canary_enabled").set(stats.canary_enabled.load(Relaxed) as f64);
+    if let Some(freshness) = stats.canary_freshness() {
+        metrics::gauge!("drugsync_canary_freshness_seconds").set(freshness.as_secs_f64());
+        metrics::gauge!("drugsync_canary_lag_seconds").set(stats.canary_lag_ms.load(Relaxed) as f64 / 1000.0);
+    }
     metrics::gauge!("drugsync_embed_estimated_cost_usd", "model" => model)
         .set(e.billed_tokens() as f64 / 1000.0 * pricing.price_per_1k_tokens);
 }

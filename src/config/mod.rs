@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::error::{Classify, ErrorClass};
 pub use plaintext::plaintext_warnings;
 
+mod canary;
 mod embed;
 mod index;
 mod mapping;
@@ -20,6 +21,7 @@ mod redis;
 mod secret;
 mod source;
 
+pub use canary::*;
 pub use embed::*;
 pub use index::*;
 pub use mapping::*;
@@ -102,6 +104,9 @@ pub struct Config {
     /// Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The end-to-end freshness canary.
+    #[serde(default)]
+    pub canary: CanaryConfig,
 }
 
 impl Config {
@@ -236,6 +241,15 @@ impl Config {
         if !(p.full_diff_share > 0.0 && p.full_diff_share <= 1.0) {
             return Err(invalid("pipeline.full_diff_share", "must be a share of the index: more than 0, at most 1"));
         }
+        if let Some(table) = &self.canary.table {
+            require_identifier("canary.table", table)?;
+            if self.mapping.tables.iter().any(|t| t.table.eq_ignore_ascii_case(table)) {
+                return Err(invalid("canary.table", "is a mapping table: the canary needs a table of its own"));
+            }
+        }
+        if !(1..=3600).contains(&self.canary.interval_secs) {
+            return Err(invalid("canary.interval_secs", "must be between 1 and 3600"));
+        }
         self.validate_mapping()
     }
 }
@@ -275,6 +289,20 @@ mod tests {
         }
         let missing = parse(production).unwrap_err().to_string();
         assert!(missing.contains("mysql.tls.ca_file") && missing.contains("rds-global-bundle.pem"), "{missing}");
+    }
+
+    #[test]
+    fn the_canary_needs_a_table_of_its_own_and_a_sane_interval() {
+        let config = parse(REFERENCE).unwrap();
+        assert!(config.canary.table.is_none(), "off by default");
+        let on = REFERENCE.replacen("# table = \"drugsync_heartbeat\"", "table = \"drugsync_heartbeat\"", 1);
+        assert_eq!(parse(&on).unwrap().canary.table.as_deref(), Some("drugsync_heartbeat"));
+        let mapped = REFERENCE.replacen("# table = \"drugsync_heartbeat\"", "table = \"rndc14\"", 1);
+        assert!(parse(&mapped).unwrap_err().to_string().contains("canary.table"));
+        let quoted = REFERENCE.replacen("# table = \"drugsync_heartbeat\"", "table = \"beat; DROP\"", 1);
+        assert!(parse(&quoted).unwrap_err().to_string().contains("canary.table"));
+        let never = REFERENCE.replacen("interval_secs = 10", "interval_secs = 0", 1);
+        assert!(parse(&never).unwrap_err().to_string().contains("canary.interval_secs"));
     }
 
     #[test]

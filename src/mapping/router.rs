@@ -57,6 +57,7 @@ impl Router {
             schema: schema.to_owned(),
             routes: self.rules.iter().map(|(table, rule)| (table.clone(), rule.column.clone())).collect(),
             limit,
+            canary: None,
         }
     }
 

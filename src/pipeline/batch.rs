@@ -24,6 +24,8 @@ pub struct Batch {
     pub committed_at: u32,
     /// The first DDL on a tracked table in the batch, with its position.
     pub ddl: Option<(TrackedDdl, Position)>,
+    /// The latest freshness-canary heartbeat among its transactions (Unix ms).
+    pub canary_beat_ms: Option<u64>,
 }
 
 impl Batch {
@@ -36,6 +38,7 @@ impl Batch {
             commit: first.commit.clone(),
             committed_at: first.committed_at,
             ddl: None,
+            canary_beat_ms: None,
         };
         batch.push(first);
         batch
@@ -53,6 +56,7 @@ impl Batch {
         }
         self.commit = tx.commit;
         self.committed_at = tx.committed_at;
+        self.canary_beat_ms = self.canary_beat_ms.max(tx.canary_beat_ms);
     }
 }
 
@@ -74,6 +78,7 @@ mod tests {
             commit: Position::new("binlog.000001", offset),
             committed_at: offset as u32,
             ddl: ddl.then(|| TrackedDdl { table: "rndc14".into(), statement: "TRUNCATE rndc14".into() }),
+            canary_beat_ms: None,
         }
     }
 

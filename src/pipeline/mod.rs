@@ -17,6 +17,7 @@
 pub mod activity;
 pub mod batch;
 pub mod bootstrap;
+pub mod canary;
 pub mod committer;
 pub mod error;
 #[cfg(test)]

@@ -37,6 +37,9 @@ impl<E: Embedder> Replicator<E> {
             stall,
             stalled.clone(),
         ));
+        // Only the writer beats: its stream is the one the beats measure.
+        let canary = super::canary::CanaryWriter::of(&self.parts.config, &self.parts.opts)
+            .map(|canary| tokio::spawn(canary.run(self.parts.stats.clone(), inner.clone())));
         let result = tokio::select! {
             result = progress.scope(self.replicate(inner.clone())) => result,
             // Dropping the run drops the wait it is stuck in, and every
@@ -51,6 +54,9 @@ impl<E: Embedder> Replicator<E> {
         }
         inner.cancel();
         renewer.await.ok();
+        if let Some(canary) = canary {
+            canary.await.ok();
+        }
         Stats::set(&self.parts.stats.writer, 0);
         Stats::set(&self.parts.stats.index_live, 0);
         if lost.load(Ordering::SeqCst) {

@@ -55,6 +55,13 @@ pub struct Stats {
     pub index_unscanned_permille: AtomicU64,
     /// The live index's `hash_indexing_failures`, as last read.
     pub index_failures: AtomicU64,
+    /// 1 while the freshness canary writes heartbeats.
+    pub canary_enabled: AtomicU64,
+    /// The latest canary heartbeat (Unix ms) Redis acknowledged a batch
+    /// past; 0 before the first.
+    pub canary_visible_ms: AtomicU64,
+    /// For that heartbeat: milliseconds from its write to the acknowledgement.
+    pub canary_lag_ms: AtomicU64,
 }
 
 impl Stats {
@@ -88,6 +95,24 @@ impl Stats {
         let since = Self::get(&self.waiting_since_unix);
         let ms = if since == 0 { 0 } else { crate::health::unix_ms().saturating_sub(since * 1000) };
         std::time::Duration::from_millis(ms)
+    }
+
+    /// Records that the canary heartbeat written at `beat_ms` (Unix ms) is
+    /// now behind a position Redis acknowledged.
+    pub(crate) fn canary_visible(&self, beat_ms: u64) {
+        if beat_ms > Self::get(&self.canary_visible_ms) {
+            Self::set(&self.canary_visible_ms, beat_ms);
+            Self::set(&self.canary_lag_ms, crate::health::unix_ms().saturating_sub(beat_ms));
+        }
+    }
+
+    /// Seconds since the latest heartbeat Redis shows was written: grows
+    /// without bound while nothing gets through; `None` before the first.
+    pub fn canary_freshness(&self) -> Option<std::time::Duration> {
+        match Self::get(&self.canary_visible_ms) {
+            0 => None,
+            beat => Some(std::time::Duration::from_millis(crate::health::unix_ms().saturating_sub(beat))),
+        }
     }
 
     /// Records that the source transaction committed at `committed_at` (Unix seconds) is now in Redis.

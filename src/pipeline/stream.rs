@@ -244,6 +244,9 @@ async fn apply_loop<E: Embedder>(
         }
         applied = batch.commit.clone();
         Stats::set(&r.stats.waiting_since_unix, 0);
+        if let Some(beat) = batch.canary_beat_ms {
+            r.stats.canary_visible(beat);
+        }
         activity.applied(r.stats, batch.transactions, &applied);
         super::replay::note_applied(r.stats, replay, &applied);
     }

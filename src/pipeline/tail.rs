@@ -24,6 +24,8 @@ pub struct Tail<'a> {
     router: &'a Router,
     sink: &'a RedisSink,
     schema: &'a str,
+    /// `canary.table`: heartbeats the decoder keeps apart.
+    canary: Option<String>,
     heartbeat: Duration,
     resume_by: ResumeBy,
     /// `pipeline.max_batch_keys`: most keys a batch is applied by, and the decoder's budget.
@@ -43,6 +45,7 @@ impl<E: Embedder> Connected<E> {
             router: &self.router,
             sink: &self.sink,
             schema: &c.mysql.schema,
+            canary: c.canary.table.as_ref().map(|t| t.to_ascii_lowercase()),
             heartbeat: Duration::from_secs(c.mysql.heartbeat_secs),
             resume_by: c.mysql.resume_by,
             max_batch_keys: c.pipeline.max_batch_keys,
@@ -57,7 +60,8 @@ impl Tail<'_> {
     /// The binlog reader, decoding for batches of at most `limit` keys,
     /// connecting as replica `server_id`.
     pub fn reader(&self, limit: usize, server_id: u32) -> BinlogTailer {
-        BinlogTailer::new(self.opts.clone(), server_id, self.router.decode_spec(self.schema, limit), self.heartbeat, self.resume_by)
+        let spec = crate::source::DecodeSpec { canary: self.canary.clone(), ..self.router.decode_spec(self.schema, limit) };
+        BinlogTailer::new(self.opts.clone(), server_id, spec, self.heartbeat, self.resume_by)
             .with_budget(self.max_batch_keys)
             .reporting_as(self.hostname.clone())
             .observed_by(self.seen.clone())

@@ -13,6 +13,7 @@ mod bad_input;
 mod bedrock;
 mod bedrock_pipeline;
 mod big_transaction;
+mod canary;
 mod ddl;
 mod divergence;
 mod edges;

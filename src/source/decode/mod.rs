@@ -67,6 +67,10 @@ pub struct DecodeSpec {
     /// Most distinct routing values held for one transaction before it is
     /// treated as touching every document.
     pub limit: usize,
+    /// The freshness canary's heartbeat table (lower-cased), if any: its
+    /// `beat_ms` values are kept apart from routing, and its DDL is no
+    /// concern of the documents.
+    pub canary: Option<String>,
 }
 
 /// A committed source transaction, reduced to what routing needs.
@@ -86,6 +90,8 @@ pub struct Transaction {
     /// DROP/CREATE, RENAME): rows may have changed without row events, so the
     /// documents it feeds must be reconciled before the position passes it.
     pub ddl: Option<TrackedDdl>,
+    /// The latest freshness-canary heartbeat it wrote (`beat_ms`, Unix ms).
+    pub canary_beat_ms: Option<u64>,
 }
 
 /// A point after which the binlog cannot say which rows changed: DDL on a
@@ -108,6 +114,8 @@ struct KnownTable {
     /// rows cannot be routed, so a transaction that changes it is reconciled
     /// (see [`Decoder::lost`]).
     unnamed: Option<String>,
+    /// The freshness canary's heartbeat table: `layout` routes by `beat_ms`.
+    canary: bool,
 }
 
 /// See the module docs. Fed one event at a time by [`Decoder::feed`].
@@ -124,6 +132,8 @@ pub struct Decoder {
     /// Routing values of the open transaction.
     pending: RoutingValues,
     pending_rows: u64,
+    /// The latest canary heartbeat of the open transaction.
+    pending_beat: Option<u64>,
     /// Inside BEGIN ... COMMIT (or a transactional GTID group): statements do not commit by themselves.
     in_transaction: bool,
     /// End of the enclosing MySQL transaction payload: events inside one carry no position of their own.
@@ -163,6 +173,7 @@ impl Decoder {
             gtid_state,
             pending,
             pending_rows: 0,
+            pending_beat: None,
             in_transaction: false,
             payload_end: None,
             payload_unseen: None,
@@ -371,7 +382,17 @@ impl Decoder {
         }
         let table = tme.table_name().to_ascii_lowercase();
         let (mut layout, mut unnamed) = (None, None);
-        if tme.database_name().eq_ignore_ascii_case(&self.spec.schema) && self.tracked.contains(&table) {
+        let in_schema = tme.database_name().eq_ignore_ascii_case(&self.spec.schema);
+        let canary = in_schema && self.spec.canary.as_deref() == Some(table.as_str());
+        if canary {
+            // A canary table the decoder cannot read only leaves the canary blind: it says so.
+            match TableLayout::build(tme, Arc::from(table.as_str()), crate::config::CANARY_COLUMN) {
+                Ok(built) => layout = Some(Arc::new(built)),
+                Err(e) => {
+                    tracing::warn!(%table, error = ?e, "the freshness canary's table cannot be read from the binlog: heartbeats will not be seen")
+                }
+            }
+        } else if in_schema && self.tracked.contains(&table) {
             let column = &self.spec.routes[&table];
             match TableLayout::build(tme, Arc::from(table.as_str()), column) {
                 Ok(built) => layout = Some(Arc::new(built)),
@@ -379,7 +400,7 @@ impl Decoder {
                 Err(LayoutError::Unusable(message)) => return Err(SourceError::Misconfigured(message)),
             }
         }
-        self.tables.insert(tme.table_id(), KnownTable { body: event.data().to_vec(), layout, unnamed });
+        self.tables.insert(tme.table_id(), KnownTable { body: event.data().to_vec(), layout, unnamed, canary });
         Ok(())
     }
 
@@ -398,6 +419,16 @@ impl Decoder {
         }
         // Cheap skip: untracked schemas and tables are never decoded.
         let Some(layout) = known.layout.clone() else { return Ok(()) };
+        if known.canary {
+            let beat = &mut self.pending_beat;
+            rows::route_values(&layout, rows, |value| {
+                if let Some(ms) = value.and_then(|v| v.parse::<u64>().ok()) {
+                    *beat = Some(beat.map_or(ms, |b| b.max(ms)));
+                }
+            })
+            .map_err(|e| self.decode_error(event, &format!("rows of the canary table `{}`: {e}", layout.table)))?;
+            return Ok(());
+        }
         let pending = &mut self.pending;
         let count = rows::route_values(&layout, rows, |value| {
             if let Some(value) = value {
@@ -449,6 +480,7 @@ impl Decoder {
             commit: Position { file: self.file.clone(), offset, server: self.server.clone(), gtid: self.gtid_text() },
             committed_at,
             ddl: None,
+            canary_beat_ms: None,
         }
     }
 
@@ -473,6 +505,7 @@ impl Decoder {
         self.pending = RoutingValues::with_limit(self.spec.limit);
         self.pending_rows = 0;
         self.pending_lost = None;
+        self.pending_beat = None;
     }
 
     /// An event after which the binlog cannot say what changed: the
@@ -512,7 +545,8 @@ impl Decoder {
         let routing = std::mem::replace(&mut self.pending, RoutingValues::with_limit(self.spec.limit));
         let rows = std::mem::take(&mut self.pending_rows);
         let ddl = self.pending_lost.take();
-        Transaction { routing, rows, commit, committed_at: event.header().timestamp(), ddl }
+        let canary_beat_ms = self.pending_beat.take();
+        Transaction { routing, rows, commit, committed_at: event.header().timestamp(), ddl, canary_beat_ms }
     }
 
     /// The position right after `event` (inside a transaction payload: after the payload).

@@ -49,7 +49,7 @@ fn decode(s: &Stream, events: &[Event], gtid: &str) -> (Vec<Transaction>, String
     let routes = std::collections::HashMap::from([("rndc14".to_owned(), "NDC".to_owned()), ("rlblrid3".to_owned(), "LBLRID".to_owned())]);
     let mut start = Position::new("binlog.000001", 4);
     start.gtid = Some(gtid.into());
-    let mut decoder = Decoder::new(DecodeSpec { schema: "fdb".into(), routes, limit: 1000 }, &start).unwrap();
+    let mut decoder = Decoder::new(DecodeSpec { schema: "fdb".into(), routes, limit: 1000, canary: None }, &start).unwrap();
     let txs = streamed.iter().filter_map(|e| decoder.feed(e).unwrap()).filter(|t| t.rows > 0).collect();
     (txs, decoder.gtid_state().unwrap().to_string())
 }

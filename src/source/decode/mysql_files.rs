@@ -52,7 +52,7 @@ fn decoder_for(schema: &str, table: &str, column: &str, file: &str, gtid: Option
     let routes = HashMap::from([(table.to_owned(), column.to_owned())]);
     let mut start = Position::new(file, 4);
     start.gtid = gtid.map(str::to_owned);
-    Decoder::new(DecodeSpec { schema: schema.into(), routes, limit: 100_000 }, &start).unwrap()
+    Decoder::new(DecodeSpec { schema: schema.into(), routes, limit: 100_000, canary: None }, &start).unwrap()
 }
 
 /// Every (schema, table, column names, column types) the file maps, in order of appearance.

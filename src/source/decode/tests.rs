@@ -36,7 +36,7 @@ pub(super) fn ndc_row(ndc: &'static str, gcn: u32) -> Vec<Cell> {
 
 fn decoder(limit: usize) -> Decoder {
     let routes = HashMap::from([("rndc14".to_owned(), "NDC".to_owned()), ("rlblrid3".to_owned(), "LBLRID".to_owned())]);
-    Decoder::new(DecodeSpec { schema: "fdb".into(), routes, limit }, &Position::new("binlog.000001", 4)).unwrap()
+    Decoder::new(DecodeSpec { schema: "fdb".into(), routes, limit, canary: None }, &Position::new("binlog.000001", 4)).unwrap()
 }
 
 /// Feeds every event, returning the transactions produced.
@@ -291,7 +291,7 @@ fn mysql_gtids_are_tracked_into_the_commit_position() {
     let sid = [0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95, 0x62];
     let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
     let mut d = Decoder::new(
-        DecodeSpec { schema: "fdb".into(), routes: HashMap::new(), limit: 10 },
+        DecodeSpec { schema: "fdb".into(), routes: HashMap::new(), limit: 10, canary: None },
         &Position { file: "binlog.000001".into(), offset: 4, server: None, gtid: Some(format!("{uuid}:1-5")) },
     )
     .unwrap();
@@ -304,7 +304,7 @@ fn mariadb_gtids_open_groups_and_standalone_ddl_commits_by_itself() {
     let mut s = Stream::default();
     let ndc = ndc_cols();
     let mut d = Decoder::new(
-        DecodeSpec { schema: "fdb".into(), routes: HashMap::from([("rndc14".into(), "NDC".into())]), limit: 10 },
+        DecodeSpec { schema: "fdb".into(), routes: HashMap::from([("rndc14".into(), "NDC".into())]), limit: 10, canary: None },
         &Position { file: "binlog.000001".into(), offset: 4, server: None, gtid: Some("0-1-10".into()) },
     )
     .unwrap();
@@ -424,3 +424,27 @@ use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::consts::TransactionPayloadCompressionType;
 use mysql_common::binlog::events::TransactionPayloadEvent;
 use mysql_common::proto::MySerialize;
+
+#[test]
+fn canary_heartbeats_are_kept_apart_from_routing_and_its_ddl_is_no_tracked_ddl() {
+    let mut s = Stream::default();
+    let (ndc, beat) = (ndc_cols(), vec![mediumint_col("id"), mediumint_col("beat_ms")]);
+    let events = vec![
+        s.query("fdb", "BEGIN"),
+        s.table_map(OTHER_ID, "fdb", "drugsync_heartbeat", &beat),
+        s.rows_v1(23, OTHER_ID, &beat, &[vec![vec![Cell::Int24(7), Cell::Int24(1000)]], vec![vec![Cell::Int24(8), Cell::Int24(3000)]]]),
+        s.table_map(NDC_ID, "fdb", "rndc14", &ndc),
+        s.rows_v1(23, NDC_ID, &ndc, &[vec![ndc_row("00000000001", 1)]]),
+        s.xid(1),
+        s.query("fdb", "TRUNCATE TABLE drugsync_heartbeat"),
+    ];
+    let routes = HashMap::from([("rndc14".to_owned(), "NDC".to_owned())]);
+    let spec = DecodeSpec { schema: "fdb".into(), routes, limit: 100, canary: Some("drugsync_heartbeat".into()) };
+    let txs = feed_all(&mut Decoder::new(spec, &Position::new("binlog.000001", 4)).unwrap(), &events);
+    assert_eq!(txs.len(), 2);
+    assert_eq!(txs[0].canary_beat_ms, Some(3000), "the latest heartbeat of the transaction");
+    assert_eq!(values(&txs[0], "rndc14"), ["00000000001"]);
+    assert_eq!(values(&txs[0], "drugsync_heartbeat"), Vec::<String>::new(), "heartbeats route no document");
+    assert_eq!(txs[0].rows, 1, "and are no tracked rows");
+    assert!(txs[1].ddl.is_none() && txs[1].canary_beat_ms.is_none(), "the heartbeat table's DDL is harmless: {:?}", txs[1].ddl);
+}
