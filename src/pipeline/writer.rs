@@ -24,7 +24,12 @@ pub async fn acquire(lease: &WriterLease, cancel: &CancellationToken, redis_seen
             redis_seen.mark();
         }
         match answer {
-            Ok(true) => return Ok(true),
+            Ok(true) => {
+                if announced {
+                    tracing::info!("the writer lease is free: this instance takes over as the writer");
+                }
+                return Ok(true);
+            }
             Ok(false) => {
                 if !announced {
                     let holder = lease.current_holder().await.ok().flatten().unwrap_or_default();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::common::on_each_server;
-use crate::common::{Flavour, TestEnv};
+use crate::common::{self, Flavour, TestEnv};
 
 /// Peak RSS the binary may reach over the whole test (initial load included).
 /// Holding the reload's row images (25 columns each) would take several
@@ -95,8 +95,15 @@ async fn reload_in_bounded_memory(flavour: Flavour, name: &str, compressed: bool
     env.assert_matches_mysql().await;
     assert_eq!(env.field(renamed, "drug_name").await.as_deref(), Some("RELOADED NAME"));
     assert_eq!(env.field(dropped, "ndc").await, None, "the NDC the reload left out is gone");
-    // Give the log a moment to reach the file, then check which path was taken.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = std::fs::read_to_string(env.log_path("run.log")).unwrap();
-    assert!(log.contains("applying it by a full hash diff"), "the reload was applied key by key");
+    // Which path was taken: the log line may reach the file a moment after the write.
+    let path = env.log_path("run.log");
+    common::eventually(Duration::from_secs(5), Duration::from_millis(50), "the reload applied by a full hash diff", async || {
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        if log.contains("applying it by a full hash diff") {
+            Ok(())
+        } else {
+            Err("no full hash diff in the log (applied key by key?)".into())
+        }
+    })
+    .await;
 }

@@ -4,6 +4,8 @@
 use crate::common;
 use crate::common::on_each_server;
 
+use std::time::Duration;
+
 use common::{Flavour, TestEnv};
 use drugsync::checkpoint::CheckpointStore;
 use drugsync::position::Position;
@@ -57,10 +59,25 @@ on_each_server! {
             }
         }
 
+        // The stored file:offset now says "after the next change", its GTID
+        // state says "before it": only a resume by GTID applies the change.
         env.exec(&["UPDATE rlblrid3 SET MFG = 'GTID TWO' WHERE LBLRID = '000002'"]).await;
+        let end = env.master_position().await;
+        let misleading = Position { file: end.file.clone(), offset: end.offset, server: stored.server.clone(), gtid: stored.gtid.clone() };
+        env.store_position(&misleading).await;
         let mut env = env;
         env.config_text = env.config_text.replacen("resume_by = \"position\"", "resume_by = \"gtid\"", 1);
         let run = env.start().await;
+        // Redis already holds the end position, so "caught up" proves nothing here: the change must arrive.
+        let of_labeler = env.active_ndcs_where("n.LBLRID = '000002'").await;
+        assert!(!of_labeler.is_empty());
+        common::eventually(Duration::from_secs(20), Duration::from_millis(100), "the change resumed by the GTID state, not the offset", async || {
+            match env.field(&of_labeler[0], "manufacturer").await {
+                Some(m) if m == "GTID TWO" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
         env.wait_caught_up().await;
         env.assert_matches_mysql().await;
         run.stop().await;
