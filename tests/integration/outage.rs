@@ -8,6 +8,7 @@ use crate::common::on_each_server;
 use std::time::Duration;
 
 use common::{Flavour, PrivateRedis, PrivateServer, TestEnv};
+use drugsync::pipeline::Stats;
 
 on_each_server! {
     async fn mysql_restarted_mid_stream(flavour) {
@@ -47,6 +48,9 @@ on_each_server! {
         assert_ne!(through_proxy, env.config_text);
         let run = env.start_with(&through_proxy).await;
         env.wait_caught_up().await;
+        // Every change below rewrites its documents; one applied again would
+        // find them equal and count as unchanged.
+        let unchanged = Stats::get(&run.stats.unchanged);
 
         proxy.cut().await;
         env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER THE CUT' WHERE LBLRID = '000001'"]).await;
@@ -66,6 +70,7 @@ on_each_server! {
         env.wait_caught_up().await;
         env.assert_matches_mysql().await;
         assert!(proxy.accepted() > before_heal, "drugsync opened new connections after the partition");
+        assert_eq!(Stats::get(&run.stats.unchanged), unchanged, "no change was applied twice after a reconnect");
         assert!(!run.handle.is_finished(), "drugsync kept running through both");
         run.stop().await;
     }
@@ -108,11 +113,16 @@ on_each_server! {
         let env = TestEnv::new_with(flavour, "redisoutage", 300, &redis.url()).await;
         let run = env.start().await;
         env.wait_caught_up().await;
+        let (upserts, calls) = (Stats::get(&run.stats.upserts), run.embed_calls());
         redis.restart().await;
         // Changes while Redis is back but drugsync's connections are broken.
         env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER REDIS RESTART' WHERE LBLRID = '000001'"]).await;
         env.wait_caught_up().await;
         env.assert_matches_mysql().await;
+        // Redis kept everything: nothing is reloaded, only the labeler's documents are written.
+        let of_labeler = env.active_ndcs_where("n.LBLRID = '000001'").await.len() as u64;
+        assert_eq!(Stats::get(&run.stats.upserts) - upserts, of_labeler, "only the renamed labeler's documents were written");
+        assert_eq!(run.embed_calls(), calls, "a rename embeds nothing, and no reload re-embedded anything");
         assert!(!run.handle.is_finished());
         run.stop().await;
     }
@@ -125,13 +135,18 @@ on_each_server! {
         let env = TestEnv::new_with(flavour, "redisloss", 300, &redis.url()).await;
         let run = env.start().await;
         env.wait_caught_up().await;
+        let (upserts, calls) = (Stats::get(&run.stats.upserts), run.embed_calls());
         redis.restart().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER DATA LOSS' WHERE LBLRID = '000003'"]).await;
         env.wait_caught_up().await;
         env.assert_matches_mysql().await;
         let (docs, failures) = env.index_counts().await;
-        assert_eq!((docs as usize, failures), (env.expected().await.len(), 0), "index rebuilt and searchable");
+        let expected = env.expected().await.len();
+        assert_eq!((docs as usize, failures), (expected, 0), "index rebuilt and searchable");
+        // Redis lost everything, the vector cache too: every document written and embedded again.
+        assert!(Stats::get(&run.stats.upserts) - upserts >= expected as u64, "every document written again");
+        assert!(run.embed_calls() > calls, "the lost vectors were embedded again");
         run.stop().await;
     }
 }
