@@ -427,16 +427,7 @@ impl TestEnv {
         let config = self.config();
         let embedder = local_embedder(&config);
         if is_reference_mapping(&config) {
-            let mut conn = self.mysql().await;
-            let documents = oracle::expected_documents(&mut conn).await;
-            conn.disconnect().await.unwrap();
-            return documents
-                .into_iter()
-                .map(|(ndc, doc)| {
-                    let vector = embedder.vector(&doc.text);
-                    (ndc, Expected { fields: doc.fields, text: doc.text, vector })
-                })
-                .collect();
+            return self.expected_by_oracle(oracle::Variant::REFERENCE).await;
         }
         let loader = DocumentLoader::new(&config, embedder.space().clone());
         let mut conn = self.mysql().await;
@@ -470,7 +461,33 @@ impl TestEnv {
     /// Asserts the index equals the documents computed from MySQL: same keys,
     /// every configured field, and each vector equal to its text's embedding.
     pub async fn assert_matches_mysql(&self) {
-        let expected = self.expected().await;
+        self.assert_matches(self.expected().await).await;
+    }
+
+    /// What the oracle expects for a mapping changed as `variant` says.
+    pub async fn expected_by_oracle(&self, variant: oracle::Variant) -> BTreeMap<String, Expected> {
+        let embedder = local_embedder(&self.config());
+        let mut conn = self.mysql().await;
+        let documents = oracle::expected_documents_of(&mut conn, variant).await;
+        conn.disconnect().await.unwrap();
+        documents
+            .into_iter()
+            .map(|(ndc, doc)| {
+                let vector = embedder.vector(&doc.text);
+                (ndc, Expected { fields: doc.fields, text: doc.text, vector })
+            })
+            .collect()
+    }
+
+    /// [`Self::assert_matches_mysql`] judged by the oracle for a changed
+    /// mapping (`variant`), whatever the config says: for the tests that
+    /// change the mapping, which drugsync's own loader must not judge.
+    pub async fn assert_matches_oracle(&self, variant: oracle::Variant) {
+        self.assert_matches(self.expected_by_oracle(variant).await).await;
+    }
+
+    /// The index holds exactly `expected`: the same documents, each field, each vector.
+    async fn assert_matches(&self, expected: BTreeMap<String, Expected>) {
         let actual = self.actual().await;
         let missing: Vec<_> = expected.keys().filter(|k| !actual.contains_key(*k)).take(5).collect();
         let orphans: Vec<_> = actual.keys().filter(|k| !expected.contains_key(*k)).take(5).collect();

@@ -23,6 +23,22 @@ pub struct OracleDocument {
     pub text: String,
 }
 
+/// The mapping changes tests make, as the oracle understands them: each is
+/// written out here from what the changed SQL means, not read from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Variant {
+    /// `mapping.trim_trailing_spaces`: field values lose their padding.
+    pub trim: bool,
+    /// `CONCAT('<prefix>', g.STR) AS strength` instead of the reference's
+    /// `COALESCE(NULLIF(g.STR60, ''), g.STR)`.
+    pub strength_prefix: Option<&'static str>,
+}
+
+impl Variant {
+    /// The reference mapping of `config/drugsync.toml`.
+    pub const REFERENCE: Variant = Variant { trim: true, strength_prefix: None };
+}
+
 /// One rgcnseq4 row: what a formulation contributes.
 struct Formulation {
     hicl: Option<String>,
@@ -38,19 +54,32 @@ fn join_key(value: &str) -> String {
     value.trim_end_matches(' ').to_uppercase()
 }
 
-/// Trailing spaces cut (FDB pads fixed-width text), as the mapping asks.
-fn cut(value: Option<&String>) -> Option<String> {
-    value.map(|v| v.trim_end_matches(' ').to_owned()).filter(|v| !v.is_empty())
+/// Trailing spaces cut (FDB pads fixed-width text) when the mapping asks;
+/// an empty value is no value either way (empty fields are not written).
+fn cut(value: Option<&String>, trim: bool) -> Option<String> {
+    value.map(|v| if trim { v.trim_end_matches(' ').to_owned() } else { v.clone() }).filter(|v| !v.is_empty())
 }
 
 /// The 60-character variant when it has text, else the short one
-/// (`COALESCE(NULLIF(long, ''), short)`, where `''` equals any run of spaces).
-fn long_or_short(long: Option<&String>, short: Option<&String>) -> Option<String> {
-    cut(long).or_else(|| cut(short))
+/// (`COALESCE(NULLIF(long, ''), short)`, where `''` equals any run of
+/// spaces: PAD SPACE collations compare without trailing spaces).
+fn long_or_short(long: Option<&String>, short: Option<&String>, trim: bool) -> Option<String> {
+    let has_text = |v: &&String| !v.trim_end_matches(' ').is_empty();
+    match long.filter(has_text) {
+        Some(long) => cut(Some(long), trim),
+        None => cut(short, trim),
+    }
 }
 
-/// Every expected document of the schema `conn` is connected to, by NDC.
+/// Every expected document of the schema `conn` is connected to, by NDC,
+/// for the reference mapping.
 pub async fn expected_documents(conn: &mut Conn) -> BTreeMap<String, OracleDocument> {
+    expected_documents_of(conn, Variant::REFERENCE).await
+}
+
+/// [`expected_documents`] for a mapping changed as `variant` says.
+pub async fn expected_documents_of(conn: &mut Conn, variant: Variant) -> BTreeMap<String, OracleDocument> {
+    let trim = variant.trim;
     type Row9 = (
         String,
         Option<String>,
@@ -106,27 +135,32 @@ pub async fn expected_documents(conn: &mut Conn) -> BTreeMap<String, OracleDocum
         let formulation = gcn.as_ref().and_then(|g| formulations.get(g));
         let ingredient = formulation.and_then(|f| f.hicl.as_ref()).and_then(|h| ingredients.get(h));
         let by_code = |table: &HashMap<String, Option<String>>, code: Option<&String>| -> Option<String> {
-            code.and_then(|c| table.get(&join_key(c))).and_then(|v| cut(v.as_ref()))
+            code.and_then(|c| table.get(&join_key(c))).and_then(|v| cut(v.as_ref(), trim))
         };
         let mut fields: BTreeMap<String, Option<String>> = BTreeMap::new();
         fields.insert("ndc".into(), Some(ndc.clone()));
-        fields.insert("drug_name".into(), long_or_short(ln60.as_ref(), ln.as_ref()));
-        fields.insert("brand_name".into(), cut(bn.as_ref()));
-        fields.insert("generic_name".into(), ingredient.and_then(|(gnn, gnn60)| long_or_short(gnn60.as_ref(), gnn.as_ref())));
+        fields.insert("drug_name".into(), long_or_short(ln60.as_ref(), ln.as_ref(), trim));
+        fields.insert("brand_name".into(), cut(bn.as_ref(), trim));
+        fields.insert("generic_name".into(), ingredient.and_then(|(gnn, gnn60)| long_or_short(gnn60.as_ref(), gnn.as_ref(), trim)));
         fields.insert("gcn_seqno".into(), gcn.clone());
         fields.insert("dosage_form".into(), by_code(&dose_forms, formulation.and_then(|f| f.gcdf.as_ref())));
         fields.insert("route".into(), by_code(&routes, formulation.and_then(|f| f.gcrt.as_ref())));
-        fields.insert("strength".into(), formulation.and_then(|f| long_or_short(f.strength60.as_ref(), f.strength.as_ref())));
+        let strength = match variant.strength_prefix {
+            None => formulation.and_then(|f| long_or_short(f.strength60.as_ref(), f.strength.as_ref(), trim)),
+            // CONCAT is NULL when STR is, and keeps STR's padding for the trim to cut.
+            Some(prefix) => formulation.and_then(|f| f.strength.as_ref()).and_then(|s| cut(Some(&format!("{prefix}{s}")), trim)),
+        };
+        fields.insert("strength".into(), strength);
         fields.insert(
             "therapeutic_class".into(),
-            gcn.as_ref().and_then(|g| default_class.get(g)).and_then(|etc| class_names.get(etc)).and_then(|name| cut(name.as_ref())),
+            gcn.as_ref().and_then(|g| default_class.get(g)).and_then(|etc| class_names.get(etc)).and_then(|name| cut(name.as_ref(), trim)),
         );
         fields.insert("manufacturer".into(), by_code(&labelers, lblrid.as_ref()));
         // Brand/innovator is INNOV '1'; anything else (NULL included) is generic.
         let innovator = innov.as_deref().map(join_key).as_deref() == Some("1");
         fields.insert("is_generic".into(), Some(if innovator { "false" } else { "true" }.into()));
         fields.insert("is_active".into(), Some("true".into()));
-        fields.insert("dea_schedule".into(), cut(dea.as_ref()));
+        fields.insert("dea_schedule".into(), cut(dea.as_ref(), trim));
 
         let part = |name: &str| fields[name].clone().unwrap_or_default();
         let text = format!(
