@@ -145,3 +145,46 @@ on_each_server! {
         assert_eq!(oracle.len(), actual.len(), "same documents, wrong field");
     }
 }
+
+on_each_server! {
+    /// The fixture holds, in documents that exist, the values FDB has and a
+    /// tidy generator would not: padded text in every field the mapping trims,
+    /// empty and blank long names (the `NULLIF(..., '')` fallbacks), and
+    /// formulations with two default classes. The index built from it matches
+    /// the oracle field by field.
+    async fn the_fixture_holds_fdbs_awkward_values_and_the_index_matches_the_oracle(flavour) {
+        let env = TestEnv::new(flavour, "awkward", 600).await;
+        let active = "FROM rndc14 n LEFT JOIN rgcnseq4 g ON g.GCN_SEQNO = n.GCN_SEQNO LEFT JOIN rhiclsq1 h ON h.HICL_SEQNO = g.HICL_SEQNO \
+                      LEFT JOIN rdosed2 d ON d.GCDF = g.GCDF LEFT JOIN rrouted3 r ON r.GCRT = g.GCRT LEFT JOIN rlblrid3 l ON l.LBLRID = n.LBLRID \
+                      WHERE n.OBSDTEC = '0000-00-00'";
+        let count = async |condition: &str| -> u64 { env.strings(&format!("SELECT COUNT(*) {active} AND ({condition})")).await[0].parse().unwrap() };
+        // Padded: text, then trailing spaces (LIKE compares them; = would not).
+        for column in ["n.LN60", "n.BN", "h.GNN60", "g.STR60", "d.GCDF_DESC", "r.GCRT_DESC", "l.MFG"] {
+            let padded = count(&format!("{column} LIKE '%_ '")).await;
+            assert!(padded > 0, "no active document with a padded {column}");
+        }
+        let padded_class = env
+            .strings(&format!(
+                "SELECT COUNT(*) {active} AND EXISTS (SELECT 1 FROM retcgc0 c JOIN retctbl0 e ON e.ETC_ID = c.ETC_ID \
+                 WHERE c.GCN_SEQNO = n.GCN_SEQNO AND c.ETC_DEFAULT_USE_IND = '1' AND e.ETC_NAME LIKE '%_ ')"
+            ))
+            .await[0]
+            .parse::<u64>()
+            .unwrap();
+        assert!(padded_class > 0, "no active document with a padded class name");
+        for column in ["n.LN60", "h.GNN60", "g.STR60"] {
+            assert!(count(&format!("{column} LIKE ''")).await > 0, "no active document with an empty {column}");
+            assert!(count(&format!("{column} LIKE ' %' AND TRIM({column}) LIKE ''")).await > 0, "no active document with a blank {column}");
+        }
+        let two_defaults = count(
+            "(SELECT COUNT(*) FROM retcgc0 c WHERE c.GCN_SEQNO = n.GCN_SEQNO AND c.ETC_DEFAULT_USE_IND = '1') > 1",
+        )
+        .await;
+        assert!(two_defaults > 0, "no active document whose formulation has two default classes");
+
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        env.assert_matches_mysql().await;
+        run.stop().await;
+    }
+}

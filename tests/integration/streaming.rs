@@ -372,3 +372,26 @@ on_each_server! {
         run.stop().await;
     }
 }
+
+on_each_server! {
+    /// A column `select_sql` returns that `index.fields` does not list (here
+    /// the package size) is not written to the documents, and a change to it
+    /// alone rebuilds its document, finds it equal and writes nothing.
+    async fn a_selected_column_outside_index_fields_is_not_written_and_changes_nothing(flavour) {
+        let mut env = TestEnv::new(flavour, "extrafield", 150).await;
+        let config = env.config_text.replacen("n.DEA AS dea_schedule", "n.DEA AS dea_schedule,\n       n.PS AS package_size", 1);
+        assert_ne!(config, env.config_text);
+        env.use_config(config);
+        let run = env.start().await;
+        env.wait_caught_up().await;
+        let ndc = env.active_ndcs_where("1 = 1").await.remove(0);
+        assert_eq!(env.field(&ndc, "package_size").await, None, "not an index field: not written");
+        let (upserts, unchanged, calls) = (Stats::get(&run.stats.upserts), Stats::get(&run.stats.unchanged), run.embed_calls());
+        env.exec(&[&format!("UPDATE rndc14 SET PS = PS + 7 WHERE NDC = '{ndc}'")]).await;
+        env.wait_caught_up().await;
+        assert_eq!(Stats::get(&run.stats.unchanged), unchanged + 1, "the document was rebuilt and found equal");
+        assert_eq!((Stats::get(&run.stats.upserts), run.embed_calls()), (upserts, calls), "no write, no embedding call");
+        env.assert_matches_oracle(crate::common::oracle::Variant::REFERENCE).await;
+        run.stop().await;
+    }
+}
