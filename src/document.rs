@@ -25,6 +25,11 @@ impl fmt::Display for DocumentKey {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TextHash(pub String);
 
+/// Hex of the first 16 bytes of SHA-256 over a document's fields and its
+/// text hash: equal hashes, equal documents (see [`Document::build`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocHash(pub String);
+
 /// What identifies a vector space: texts embedded under different settings
 /// must never share a vector.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +75,7 @@ pub struct Document {
     /// Hash of `text` in the configured embedding space.
     pub text_hash: TextHash,
     /// Hash of all fields and the text hash.
-    pub doc_hash: String,
+    pub doc_hash: DocHash,
 }
 
 impl Document {
@@ -86,7 +91,7 @@ impl Document {
             h.update(value.as_bytes());
         }
         h.update(text_hash.0.as_bytes());
-        let doc_hash = hex::encode(&h.finalize()[..16]);
+        let doc_hash = DocHash(hex::encode(&h.finalize()[..16]));
         Self { key, fields, text, text_hash, doc_hash }
     }
 }

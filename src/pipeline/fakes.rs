@@ -163,7 +163,7 @@ impl DocumentSink for MemorySink {
             .map(|k| {
                 held.docs.get(k).map(|h| StoredState {
                     doc_hash: Some(h.doc.doc_hash.clone()),
-                    text_hash: Some(h.doc.text_hash.0.clone()),
+                    text_hash: Some(h.doc.text_hash.clone()),
                     vector_ok: h.vector.as_ref().is_some_and(|v| v.len() == self.dimensions),
                 })
             })

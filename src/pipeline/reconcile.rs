@@ -255,8 +255,8 @@ enum Drift {
 fn classify(doc: &Document, state: Option<&StoredState>) -> Drift {
     match state {
         None => Drift::Missing,
-        Some(s) if s.doc_hash.as_deref() == Some(doc.doc_hash.as_str()) && s.vector_ok => Drift::None,
-        Some(s) if s.text_hash.as_deref() == Some(doc.text_hash.0.as_str()) && s.vector_ok => Drift::Fields,
+        Some(s) if s.doc_hash.as_ref() == Some(&doc.doc_hash) && s.vector_ok => Drift::None,
+        Some(s) if s.text_hash.as_ref() == Some(&doc.text_hash) && s.vector_ok => Drift::Fields,
         Some(_) => Drift::Vector,
     }
 }

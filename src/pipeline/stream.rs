@@ -62,7 +62,7 @@ pub enum Resync {
     /// the server's current position.
     PositionLost {
         /// The position asked for.
-        position: String,
+        position: Position,
         /// What the server said.
         message: String,
     },
@@ -168,7 +168,7 @@ pub async fn run<E: Embedder>(
     let ended = applied?;
     match tailed {
         Err(SourceError::PositionUnavailable { position, message }) if r.settings.on_lost_sync == OnLostSync::Reconcile => {
-            Ok(Ended::Resync(Resync::PositionLost { position, message }))
+            Ok(Ended::Resync(Resync::PositionLost { position: *position, message }))
         }
         Err(e) => Err(e.into()),
         Ok(()) => Ok(ended),

@@ -249,8 +249,17 @@ fn quarantine<E: Embedder, S: DocumentSink>(s: &Syncer<'_, E, S>, key: DocumentK
 struct ChunkPlan {
     /// Changes that need no vector (deletes, quarantine releases).
     changes: Vec<DocumentChange>,
-    /// (document, keep the stored vector, leaves the quarantine)
-    upserts: Vec<(Document, bool, bool)>,
+    /// Documents to write, once their vectors are known.
+    upserts: Vec<PlannedUpsert>,
+}
+
+/// One document a chunk writes.
+struct PlannedUpsert {
+    doc: Document,
+    /// Its text is the one the stored vector belongs to: only the fields are written.
+    keeps_vector: bool,
+    /// It is in the quarantine and leaves it when written.
+    quarantined: bool,
 }
 
 /// Decides what one write chunk needs from what Redis holds, adding the
@@ -271,18 +280,18 @@ async fn decide<E: Embedder, S: DocumentSink>(
             continue;
         }
         match (doc, state) {
-            (Some(doc), Some(state)) if state.doc_hash.as_deref() == Some(doc.doc_hash.as_str()) && state.vector_ok => {
+            (Some(doc), Some(state)) if state.doc_hash.as_ref() == Some(&doc.doc_hash) && state.vector_ok => {
                 Stats::add(&s.stats.unchanged, 1);
                 if quarantined {
                     plan.changes.push(DocumentChange::Release(key));
                 }
             }
             (Some(doc), state) => {
-                let keep = state.is_some_and(|s| s.vector_ok && s.text_hash.as_deref() == Some(doc.text_hash.0.as_str()));
+                let keep = state.is_some_and(|s| s.vector_ok && s.text_hash.as_ref() == Some(&doc.text_hash));
                 if !keep {
                     needed.entry(doc.text_hash.clone()).or_insert_with(|| doc.text.clone());
                 }
-                plan.upserts.push((doc, keep, quarantined));
+                plan.upserts.push(PlannedUpsert { doc, keeps_vector: keep, quarantined });
             }
             (None, Some(_)) => {
                 Stats::add(&s.stats.deletes, 1);
@@ -306,8 +315,8 @@ fn finish<E: Embedder, S: DocumentSink>(
 ) -> Vec<DocumentChange> {
     let ChunkPlan { mut changes, upserts } = plan;
     let mut owed = 0u64;
-    for (doc, keep, quarantined) in upserts {
-        let vector = match (keep, vectors.get(&doc.text_hash)) {
+    for PlannedUpsert { doc, keeps_vector, quarantined } in upserts {
+        let vector = match (keeps_vector, vectors.get(&doc.text_hash)) {
             (true, _) => None,
             (false, Some(VectorFor::Vector(vector))) => Some(vector.clone()),
             (false, Some(VectorFor::Refused(reason))) => {

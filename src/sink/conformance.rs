@@ -22,7 +22,7 @@ pub fn document(space: &EmbeddingSpace, key: &str, text: &str, label: &str) -> D
         fields: BTreeMap::from([("label".to_owned(), label.to_owned())]),
         text: text.to_owned(),
         text_hash: space.text_hash(text),
-        doc_hash: format!("{key}|{text}|{label}"),
+        doc_hash: crate::document::DocHash(format!("{key}|{text}|{label}")),
     }
 }
 
@@ -48,7 +48,7 @@ pub async fn check_document_sink<S: DocumentSink>(sink: &S, space: &EmbeddingSpa
     let (a, b) = (DocumentKey(key("a")), DocumentKey(key("b")));
     let vector = |seed: f32| Arc::new((0..space.dimensions).map(|i| seed + i as f32 / 1000.0).collect::<Vec<f32>>());
     let state = |doc: &Document, vector_ok: bool| {
-        Some(StoredState { doc_hash: Some(doc.doc_hash.clone()), text_hash: Some(doc.text_hash.0.clone()), vector_ok })
+        Some(StoredState { doc_hash: Some(doc.doc_hash.clone()), text_hash: Some(doc.text_hash.clone()), vector_ok })
     };
     let read = async |k: &DocumentKey| sink.read_state(std::slice::from_ref(k)).await.expect("read_state").remove(0);
     let quarantined = async |k: &DocumentKey| sink.quarantined(std::slice::from_ref(k)).await.expect("quarantined").remove(0);

@@ -135,7 +135,7 @@ impl RedisSink {
             let mut fields: Vec<(String, Vec<u8>)> =
                 doc.fields.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect();
             fields.push(("text_hash".into(), doc.text_hash.0.as_bytes().to_vec()));
-            fields.push(("doc_hash".into(), doc.doc_hash.as_bytes().to_vec()));
+            fields.push(("doc_hash".into(), doc.doc_hash.0.as_bytes().to_vec()));
             if position.is_some() {
                 fields.push(("source_position".into(), position_text.as_bytes().to_vec()));
             }

@@ -22,9 +22,9 @@ use crate::position::Position;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredState {
     /// Document hash of the stored version.
-    pub doc_hash: Option<String>,
+    pub doc_hash: Option<crate::document::DocHash>,
     /// Text hash of the stored vector.
-    pub text_hash: Option<String>,
+    pub text_hash: Option<crate::document::TextHash>,
     /// The stored vector has the configured size (else it must be rewritten).
     pub vector_ok: bool,
 }
@@ -152,8 +152,8 @@ impl RedisSink {
                     let hashes: Vec<Option<String>> = redis::from_redis_value(reply[1].clone()).map_err(unexpected_reply)?;
                     let vector_len: usize = redis::from_redis_value(reply[2].clone()).map_err(unexpected_reply)?;
                     Some(StoredState {
-                        doc_hash: hashes.first().cloned().flatten(),
-                        text_hash: hashes.get(1).cloned().flatten(),
+                        doc_hash: hashes.first().cloned().flatten().map(crate::document::DocHash),
+                        text_hash: hashes.get(1).cloned().flatten().map(crate::document::TextHash),
                         vector_ok: vector_len == self.vector_bytes,
                     })
                 }

@@ -204,7 +204,7 @@ impl<'a> Session<'a> {
     fn classify(&self, err: DumpError) -> SourceError {
         match err {
             DumpError::Server(s) if s.code == ER_MASTER_FATAL_ERROR_READING_BINLOG => {
-                SourceError::PositionUnavailable { position: self.resume.to_string(), message: s.message }
+                SourceError::PositionUnavailable { position: Box::new(self.resume.clone()), message: s.message }
             }
             DumpError::Server(s) => SourceError::from_driver(mysql_async::Error::Server(s), "binlog dump"),
             DumpError::Io { step, source } => SourceError::Connection(format!("replication connection, {step}: {source}")),

@@ -31,7 +31,7 @@ pub enum SourceError {
     )]
     PositionUnavailable {
         /// Requested position.
-        position: String,
+        position: Box<crate::position::Position>,
         /// Server message.
         message: String,
     },

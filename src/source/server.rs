@@ -70,9 +70,10 @@ pub async fn check_position_exists(conn: &mut Conn, position: &Position) -> Resu
     if position.is_gtid_only() {
         // The server checks GTID availability when the stream starts (error 1236 if purged).
         let gtid = position.gtid.as_deref().unwrap_or_default();
-        return super::gtid::GtidState::parse(gtid)
-            .map(drop)
-            .map_err(|e| SourceError::PositionUnavailable { position: position.to_string(), message: format!("not a GTID state: {e}") });
+        return super::gtid::GtidState::parse(gtid).map(drop).map_err(|e| SourceError::PositionUnavailable {
+            position: Box::new(position.clone()),
+            message: format!("not a GTID state: {e}"),
+        });
     }
     let query = "SHOW BINARY LOGS";
     let logs: Vec<Row> = conn.query(query).await.map_err(|e| SourceError::from_driver(e, query))?;
@@ -85,7 +86,10 @@ pub async fn check_position_exists(conn: &mut Conn, position: &Position) -> Resu
                 _ => "nothing".into(),
             };
             let why = if found.is_some() { "the offset is past the end of that file" } else { "that file is not on the server (purged?)" };
-            Err(SourceError::PositionUnavailable { position: position.to_string(), message: format!("{why}; the server has {range}") })
+            Err(SourceError::PositionUnavailable {
+                position: Box::new(position.clone()),
+                message: format!("{why}; the server has {range}"),
+            })
         }
     }
 }
@@ -105,7 +109,7 @@ pub fn must_resume_by_gtid(position: &Position, here: &str) -> Result<bool, Sour
 /// Why a position of another server without a GTID state cannot be resumed at.
 fn another_server(position: &Position, here: &str) -> SourceError {
     SourceError::PositionUnavailable {
-        position: position.to_string(),
+        position: Box::new(position.clone()),
         message: format!(
             "it was stored on server {}, and this is server {here} (a failover or a restored copy): an offset in another server's binlog means nothing here, even in a file of the same name, and the position has no GTID state to resume by (turn GTIDs on to resume across servers)",
             position.server.as_deref().unwrap_or("?")

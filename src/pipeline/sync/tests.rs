@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use super::*;
 use crate::config::Config;
+use crate::document::DocHash;
 use crate::error::Classify;
 use crate::pipeline::committer::Committer;
 use crate::pipeline::fakes::{MemoryCheckpoint, MemorySink, ScriptedEmbedder, SinkFault, document};
@@ -66,7 +67,7 @@ impl Rig {
     }
 
     /// The sink's document of `key`: (its document hash, its vector).
-    fn held(&self, key: &str) -> Option<(String, Option<Vec<f32>>)> {
+    fn held(&self, key: &str) -> Option<(DocHash, Option<Vec<f32>>)> {
         self.sink.contents(|c| c.docs.get(&DocumentKey(key.into())).map(|h| (h.doc.doc_hash.clone(), h.vector.as_deref().cloned())))
     }
 
