@@ -244,6 +244,46 @@ mod tests {
     }
 
     #[test]
+    fn another_lineage_is_accepted_only_with_a_gtid_state_to_vouch_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(&dir.path().join("cp.redb")).unwrap();
+        let old = Position::new("mysql-bin-changelog.000120", 900);
+        store.advance(&old).unwrap();
+        // Another stem and no GTID state: nothing says it is later, so it is refused untouched.
+        let bare = Position::new("binlog.000001", 4);
+        let refused = store.advance(&bare).expect_err("an incomparable position without a GTID state is refused");
+        assert!(matches!(refused, CheckpointError::Corrupt { .. }), "{refused}");
+        assert_eq!(store.load().unwrap(), Some(old.clone()));
+        // The same position resumed by GTID after a failover: accepted and stored whole.
+        let failover = Position { gtid: Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-77".into()), ..bare };
+        store.advance(&failover).unwrap();
+        assert_eq!(store.load().unwrap(), Some(failover));
+    }
+
+    #[test]
+    fn the_committers_trait_writes_through_to_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(&dir.path().join("cp.redb")).unwrap();
+        let positions: &dyn LocalPositions = &store;
+        let (p1, p2) = (Position::new("binlog.000002", 100), Position::new("binlog.000002", 200));
+        positions.advance(&p2).unwrap();
+        assert_eq!(store.load().unwrap(), Some(p2));
+        positions.reset(&p1).unwrap();
+        assert_eq!(store.load().unwrap(), Some(p1), "reset moves back where advance may not");
+    }
+
+    #[test]
+    fn the_instance_id_is_made_once_per_store_and_kept_across_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.redb"), dir.path().join("b.redb"));
+        let id_a = CheckpointStore::open(&a).unwrap().instance_id().unwrap();
+        let id_b = CheckpointStore::open(&b).unwrap().instance_id().unwrap();
+        assert_ne!(id_a, id_b, "two stores are two instances: their leases must differ");
+        assert!(id_a.contains(':') && id_a.len() > 16, "host:random, got {id_a:?}");
+        assert_eq!(CheckpointStore::open(&a).unwrap().instance_id().unwrap(), id_a, "a restart reclaims its own lease");
+    }
+
+    #[test]
     fn advances_persists_and_refuses_to_go_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/cp.redb");

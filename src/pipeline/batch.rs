@@ -1,7 +1,7 @@
 //! Consecutive source transactions merged into one unit of work.
 
 use crate::position::Position;
-use crate::source::{RoutingValues, TrackedDdl, Transaction};
+use crate::source::{Refusal, RoutingValues, Transaction};
 
 /// What the apply loop writes in one go: the union of its transactions'
 /// routing values and the commit position of the last one.
@@ -22,8 +22,9 @@ pub struct Batch {
     pub commit: Position,
     /// Source commit time of the last transaction (Unix seconds).
     pub committed_at: u32,
-    /// The first DDL on a tracked table in the batch, with its position.
-    pub ddl: Option<(TrackedDdl, Position)>,
+    /// The first transaction of the batch whose changed rows the binlog
+    /// cannot name (see [`Refusal`]), with its commit position.
+    pub refusal: Option<(Refusal, Position)>,
     /// The latest freshness-canary heartbeat among its transactions (Unix ms).
     pub canary_beat_ms: Option<u64>,
 }
@@ -37,7 +38,7 @@ impl Batch {
             rows: 0,
             commit: first.commit.clone(),
             committed_at: first.committed_at,
-            ddl: None,
+            refusal: None,
             canary_beat_ms: None,
         };
         batch.push(first);
@@ -49,10 +50,10 @@ impl Batch {
         self.routing.merge(tx.routing);
         self.transactions += 1;
         self.rows += tx.rows;
-        if self.ddl.is_none()
-            && let Some(ddl) = tx.ddl
+        if self.refusal.is_none()
+            && let Some(refusal) = tx.refusal
         {
-            self.ddl = Some((ddl, tx.commit.clone()));
+            self.refusal = Some((refusal, tx.commit.clone()));
         }
         self.commit = tx.commit;
         self.committed_at = tx.committed_at;
@@ -77,7 +78,7 @@ mod tests {
             rows: values.len() as u64,
             commit: Position::new("binlog.000001", offset),
             committed_at: offset as u32,
-            ddl: ddl.then(|| TrackedDdl { table: "rndc14".into(), statement: "TRUNCATE rndc14".into() }),
+            refusal: ddl.then(|| Refusal::Statement { table: "rndc14".into(), statement: "TRUNCATE rndc14".into() }),
             canary_beat_ms: None,
         }
     }
@@ -90,8 +91,8 @@ mod tests {
         assert_eq!((batch.transactions, batch.rows, batch.routing.len()), (3, 4, 3));
         assert_eq!(batch.commit, Position::new("binlog.000001", 300));
         assert_eq!(batch.committed_at, 300);
-        let (ddl, at) = batch.ddl.expect("ddl kept");
-        assert_eq!((ddl.table.as_str(), at), ("rndc14", Position::new("binlog.000001", 200)), "the first DDL is reported");
+        let (refusal, at) = batch.refusal.expect("ddl kept");
+        assert_eq!((refusal.table(), at), (Some("rndc14"), Position::new("binlog.000001", 200)), "the first DDL is reported");
     }
 
     #[test]

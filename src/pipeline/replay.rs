@@ -88,7 +88,7 @@ pub async fn price_replay<E: Embedder>(r: &Connected<E>, from: &Position, cancel
             report = ReconcileReport::default();
             false
         }
-        Some(batch) if batch.ddl.is_some() => {
+        Some(batch) if batch.refusal.is_some() => {
             report = reconcile::pass(&r.reconciler(), Mode::DryRun, cancel).await?;
             true
         }

@@ -316,11 +316,11 @@ pub async fn apply_batch<E: Embedder>(
     cancel: &CancellationToken,
 ) -> Result<(), RunError> {
     let commit = &batch.commit;
-    if let (Some((ddl, at)), OnLostSync::Stop) = (&batch.ddl, r.settings.on_lost_sync) {
-        return Err(SourceError::TrackedDdl { table: ddl.table.clone(), position: at.to_string(), statement: ddl.statement.clone() }.into());
+    if let (Some((refusal, at)), OnLostSync::Stop) = (&batch.refusal, r.settings.on_lost_sync) {
+        return Err(SourceError::Refused { refusal: refusal.clone(), position: Box::new(at.clone()) }.into());
     }
-    if let Some((ddl, _)) = &batch.ddl {
-        tracing::warn!(table = %ddl.table, statement = %ddl.statement, "reconciling after DDL on a tracked table");
+    if let Some((refusal, _)) = &batch.refusal {
+        tracing::warn!(%refusal, "the binlog cannot say which rows changed: reconciling before the position passes it");
         apply_by_full_diff(r, commit, cancel).await?;
     } else if batch.routing.is_empty() {
         // Nothing tracked changed: record progress so a restart need not re-read these events.

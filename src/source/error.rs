@@ -53,17 +53,16 @@ pub enum SourceError {
     /// The server's configuration makes correct replication impossible.
     #[error("source misconfigured: {0}")]
     Misconfigured(String),
-    /// DDL on a table that feeds documents, with `pipeline.on_lost_sync = "stop"`.
+    /// A transaction whose changed rows the binlog cannot name, with
+    /// `pipeline.on_lost_sync = "stop"`.
     #[error(
-        "the binlog cannot say which rows changed at {position} (`{table}`: {statement:?}). drugsync stopped before passing it (pipeline.on_lost_sync = stop): run `drugsync --reconcile`, then restart with --replay-from {position}; or set on_lost_sync = reconcile to do this automatically"
+        "the binlog cannot say which rows changed at {position}: {refusal}. drugsync stopped before passing it (pipeline.on_lost_sync = stop): run `drugsync --reconcile`, then restart with --replay-from {position}; or set on_lost_sync = reconcile to do this automatically"
     )]
-    TrackedDdl {
-        /// Table named in the statement.
-        table: String,
-        /// Commit position of the statement.
-        position: String,
-        /// The statement (truncated).
-        statement: String,
+    Refused {
+        /// Why.
+        refusal: super::refusal::Refusal,
+        /// Commit position of the transaction.
+        position: Box<crate::position::Position>,
     },
     /// A query drugsync issues failed for a reason retrying will not fix (syntax, missing table, privileges).
     #[error("query failed: {message}. Check the mapping SQL in the config and the user's privileges. Query: {query}")]
@@ -91,7 +90,7 @@ impl Classify for SourceError {
             | SourceError::Misconfigured(_)
             | SourceError::AccessDenied { .. }
             | SourceError::Tls(_)
-            | SourceError::TrackedDdl { .. }
+            | SourceError::Refused { .. }
             | SourceError::Query { .. }
             | SourceError::Decode { .. } => ErrorClass::Definite,
         }

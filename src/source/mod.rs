@@ -12,6 +12,7 @@ pub mod events;
 pub mod gtid;
 pub mod preflight;
 pub mod query;
+pub mod refusal;
 pub mod server;
 #[cfg(test)]
 mod test_pki;
@@ -19,5 +20,6 @@ pub mod value;
 pub mod visibility;
 
 pub use binlog::{BinlogTailer, InFlight};
-pub use decode::{DecodeSpec, RoutingValues, TrackedDdl, Transaction};
+pub use decode::{DecodeSpec, RoutingValues, Transaction};
 pub use error::SourceError;
+pub use refusal::Refusal;

@@ -40,8 +40,7 @@ use crate::position::Position;
 use layout::LayoutError;
 pub use layout::TableLayout;
 
-/// Why a transaction whose rows carry no column names is reconciled.
-const MINIMAL_METADATA: &str = "row events without column names (written while binlog_row_metadata was MINIMAL): keep binlog_row_metadata=FULL on the source (Aurora: the DB cluster parameter group) so later events carry them";
+pub use super::refusal::Refusal;
 pub use routing::RoutingValues;
 
 /// MariaDB event types mysql_common does not know (see MariaDB's `log_event.h`).
@@ -89,20 +88,9 @@ pub struct Transaction {
     /// Set when this "transaction" is DDL on a tracked table (TRUNCATE, ALTER,
     /// DROP/CREATE, RENAME): rows may have changed without row events, so the
     /// documents it feeds must be reconciled before the position passes it.
-    pub ddl: Option<TrackedDdl>,
+    pub refusal: Option<Refusal>,
     /// The latest freshness-canary heartbeat it wrote (`beat_ms`, Unix ms).
     pub canary_beat_ms: Option<u64>,
-}
-
-/// A point after which the binlog cannot say which rows changed: DDL on a
-/// tracked table, DML on one logged as a statement, an XA commit whose
-/// prepare the stream never saw, an INCIDENT, an unknown event type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrackedDdl {
-    /// The tracked table the statement changes, or what happened.
-    pub table: String,
-    /// The statement (shortened) or why the binlog cannot be trusted.
-    pub statement: String,
 }
 
 /// A cached table map: its raw body (a later map with the same id but other
@@ -149,7 +137,7 @@ pub struct Decoder {
     /// Routing values of XA transactions prepared but not yet committed.
     prepared_xa: xa::PreparedXa,
     /// The open transaction held an event the decoder cannot read.
-    pending_lost: Option<TrackedDdl>,
+    pending_lost: Option<Refusal>,
 }
 
 impl Decoder {
@@ -236,7 +224,7 @@ impl Decoder {
             Ok(Some(data)) => data,
             Ok(None) => {
                 tracing::warn!(event_type = raw_type, position = %self.here(event), "unknown binlog event type: it may have changed tracked rows");
-                return Ok(self.lost(event, format!("binlog event type {raw_type}"), "an event type drugsync cannot read"));
+                return Ok(self.lost(event, Refusal::UnknownEvent { event_type: raw_type }));
             }
             Err(e) => return Err(self.decode_error(event, &e.to_string())),
         };
@@ -303,9 +291,9 @@ impl Decoder {
                         let tracked = self.tracked.iter().map(String::as_str);
                         if let Some(table) = events::ddl_touching(&statement, &query.schema(), &self.spec.schema, tracked) {
                             tracing::warn!(table, statement = %truncate(&statement, 200), "DDL on a tracked table");
-                            let ddl = TrackedDdl { table: table.to_owned(), statement: truncate(&statement, 200) };
+                            let refusal = Refusal::Statement { table: table.to_owned(), statement: truncate(&statement, 200) };
                             let mut tx = self.commit(event);
-                            tx.ddl = Some(ddl);
+                            tx.refusal = Some(refusal);
                             return Ok(Some(tx));
                         }
                         // A statement outside a transaction (DDL, non-transactional DML) commits by itself.
@@ -361,7 +349,7 @@ impl Decoder {
             | EventData::ExecuteLoadQueryEvent(_) => Ok(None),
             EventData::IncidentEvent(_) => {
                 tracing::warn!(position = %self.here(event), "the source logged an INCIDENT: it lost events");
-                Ok(self.lost(event, "INCIDENT event".into(), "the source lost events"))
+                Ok(self.lost(event, Refusal::Incident))
             }
             other => Err(self.decode_error(
                 event,
@@ -414,7 +402,7 @@ impl Decoder {
             // reconciled, like DDL, never guessed at and never a stop that
             // meets the same event again at every restart.
             tracing::warn!(%table, position = %self.here(event), "row event without column names (binlog_row_metadata=MINIMAL when it was written)");
-            self.lost(event, table, MINIMAL_METADATA);
+            self.lost(event, Refusal::Unnamed { table });
             return Ok(());
         }
         // Cheap skip: untracked schemas and tables are never decoded.
@@ -455,12 +443,7 @@ impl Decoder {
                 match held {
                     Some(routing) => tx.routing.merge(routing),
                     // Prepared before the stream's start: what it changed is unknown.
-                    None => {
-                        tx.ddl = Some(TrackedDdl {
-                            table: "(an XA transaction prepared before the stream's start position)".into(),
-                            statement: truncate(statement, 200),
-                        })
-                    }
+                    None => tx.refusal = Some(Refusal::XaWithoutPrepare { statement: truncate(statement, 200) }),
                 }
                 Some(tx)
             }
@@ -479,7 +462,7 @@ impl Decoder {
             rows: 0,
             commit: Position { file: self.file.clone(), offset, server: self.server.clone(), gtid: self.gtid_text() },
             committed_at,
-            ddl: None,
+            refusal: None,
             canary_beat_ms: None,
         }
     }
@@ -511,8 +494,8 @@ impl Decoder {
     /// An event after which the binlog cannot say what changed: the
     /// transaction it belongs to (or, outside one, the event itself) commits
     /// as one that must be reconciled (`pipeline.on_lost_sync`), never skipped.
-    fn lost(&mut self, event: &Event, what: String, why: &str) -> Option<Transaction> {
-        self.pending_lost = Some(TrackedDdl { table: what, statement: why.to_owned() });
+    fn lost(&mut self, event: &Event, refusal: Refusal) -> Option<Transaction> {
+        self.pending_lost = Some(refusal);
         (!self.in_transaction).then(|| self.commit(event))
     }
 
@@ -544,9 +527,9 @@ impl Decoder {
         self.payload_end = None;
         let routing = std::mem::replace(&mut self.pending, RoutingValues::with_limit(self.spec.limit));
         let rows = std::mem::take(&mut self.pending_rows);
-        let ddl = self.pending_lost.take();
+        let refusal = self.pending_lost.take();
         let canary_beat_ms = self.pending_beat.take();
-        Transaction { routing, rows, commit, committed_at: event.header().timestamp(), ddl, canary_beat_ms }
+        Transaction { routing, rows, commit, committed_at: event.header().timestamp(), refusal, canary_beat_ms }
     }
 
     /// The position right after `event` (inside a transaction payload: after the payload).

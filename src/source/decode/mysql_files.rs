@@ -160,13 +160,13 @@ fn every_routable_column_of_real_mysql_files_decodes_like_mysql_common() {
     assert!(compared >= 10, "only {compared} columns had values to compare");
 }
 
-/// The transactions that must be reconciled (`Transaction::ddl`), by commit
-/// offset and the table named.
+/// The transactions that must be reconciled (`Transaction::refusal`), by
+/// commit offset, the table named and what the operator is told.
 fn lost(events: &[Event], decoder: &mut Decoder) -> Vec<(u64, String, String)> {
     events
         .iter()
         .filter_map(|event| decoder.feed(event).unwrap())
-        .filter_map(|tx| tx.ddl.map(|lost| (tx.commit.offset, lost.table, lost.statement)))
+        .filter_map(|tx| tx.refusal.map(|lost| (tx.commit.offset, lost.table().unwrap_or_default().to_owned(), lost.to_string())))
         .collect()
 }
 

@@ -73,7 +73,7 @@ fn a_transaction_yields_its_routing_values_at_the_xid() {
     assert_eq!(tx.rows, 5);
     assert_eq!(tx.commit, Position::new("binlog.000001", u64::from(commit_at)));
     assert_eq!(tx.committed_at, s.timestamp);
-    assert!(tx.ddl.is_none());
+    assert!(tx.refusal.is_none());
 }
 
 #[test]
@@ -199,7 +199,7 @@ fn xa_rows_are_held_from_prepare_to_commit_and_dropped_at_rollback() {
     assert!(values(&between[0], "rlblrid3").is_empty());
     let committed = feed_all(&mut d, &[s.mariadb_gtid(0, 3, true), s.query("fdb", "XA COMMIT X'7131',X'',1")]);
     assert_eq!(values(&committed[0], "rlblrid3"), ["X00001"], "routed at XA COMMIT, when the rows become visible");
-    assert!(committed[0].ddl.is_none());
+    assert!(committed[0].refusal.is_none());
 
     // A rolled-back XA routes nothing; a commit the stream never saw prepared is a full diff.
     let rolled_back = feed_all(
@@ -215,9 +215,9 @@ fn xa_rows_are_held_from_prepare_to_commit_and_dropped_at_rollback() {
         ],
     );
     assert_eq!(rolled_back.len(), 1);
-    assert!(rolled_back[0].routing.is_empty() && rolled_back[0].ddl.is_none());
+    assert!(rolled_back[0].routing.is_empty() && rolled_back[0].refusal.is_none());
     let unknown = feed_all(&mut d, &[s.mariadb_gtid(0, 6, true), s.query("fdb", "XA COMMIT 'before-start'")]);
-    assert!(unknown[0].ddl.is_some(), "an unknown XA commit is reconciled, not ignored");
+    assert!(unknown[0].refusal.is_some(), "an unknown XA commit is reconciled, not ignored");
 }
 
 #[test]
@@ -324,9 +324,9 @@ fn mariadb_gtids_open_groups_and_standalone_ddl_commits_by_itself() {
     assert_eq!(txs.len(), 3);
     assert_eq!(txs[0].commit.gtid.as_deref(), Some("0-1-11"));
     assert_eq!(values(&txs[0], "rndc14"), ["00000000001"]);
-    assert_eq!(txs[1].ddl.as_ref().map(|d| d.table.as_str()), Some("rndc14"));
+    assert_eq!(txs[1].refusal.as_ref().and_then(|d| d.table()), Some("rndc14"));
     assert_eq!(txs[1].commit.gtid.as_deref(), Some("0-1-12"));
-    assert!(txs[2].ddl.is_none() && txs[2].routing.is_empty());
+    assert!(txs[2].refusal.is_none() && txs[2].routing.is_empty());
 }
 
 #[test]
@@ -351,17 +351,17 @@ fn events_that_cannot_be_read_are_reconciled_or_refused_never_skipped() {
     // Outside a transaction an unreadable event commits at once as one to reconcile.
     let unknown = s.raw(200, &[0u8; 4]);
     let tx = decoder(10).feed(&unknown).unwrap().expect("reconciled, not skipped");
-    assert!(tx.ddl.as_ref().is_some_and(|d| d.table.contains("type 200")), "{tx:?}");
+    assert_eq!(tx.refusal, Some(Refusal::UnknownEvent { event_type: 200 }), "{tx:?}");
     let incident = s.raw(26, &[1, 0, 0]);
     let tx = decoder(10).feed(&incident).unwrap().expect("reconciled, not skipped");
-    assert!(tx.ddl.as_ref().is_some_and(|d| d.table.contains("INCIDENT")), "{tx:?}");
+    assert_eq!(tx.refusal, Some(Refusal::Incident), "{tx:?}");
     // Inside one, the whole transaction is reconciled when it commits; a rollback forgets it.
     let mut d = decoder(10);
     let txs = feed_all(&mut d, &[s.query("fdb", "BEGIN"), s.raw(200, &[0u8; 4]), s.xid(1)]);
-    assert!(txs[0].ddl.is_some(), "{txs:?}");
+    assert!(txs[0].refusal.is_some(), "{txs:?}");
     let txs =
         feed_all(&mut d, &[s.query("fdb", "BEGIN"), s.raw(200, &[0u8; 4]), s.query("fdb", "ROLLBACK"), s.query("fdb", "BEGIN"), s.xid(2)]);
-    assert!(txs[0].ddl.is_none());
+    assert!(txs[0].refusal.is_none());
 }
 
 #[test]
@@ -388,7 +388,11 @@ fn mariadb_compressed_rows_and_queries_decode_like_plain_ones() {
     );
     assert_eq!(values(&txs[0], "rndc14"), ["00000000001", "00000000002"]);
     assert_eq!(txs[0].rows, 40);
-    assert_eq!(txs[1].ddl.as_ref().map(|d| d.statement.as_str()), Some("TRUNCATE TABLE rndc14"));
+    assert!(
+        matches!(&txs[1].refusal, Some(Refusal::Statement { statement, .. }) if statement == "TRUNCATE TABLE rndc14"),
+        "{:?}",
+        txs[1].refusal
+    );
 }
 
 #[test]
@@ -446,5 +450,5 @@ fn canary_heartbeats_are_kept_apart_from_routing_and_its_ddl_is_no_tracked_ddl()
     assert_eq!(values(&txs[0], "rndc14"), ["00000000001"]);
     assert_eq!(values(&txs[0], "drugsync_heartbeat"), Vec::<String>::new(), "heartbeats route no document");
     assert_eq!(txs[0].rows, 1, "and are no tracked rows");
-    assert!(txs[1].ddl.is_none() && txs[1].canary_beat_ms.is_none(), "the heartbeat table's DDL is harmless: {:?}", txs[1].ddl);
+    assert!(txs[1].refusal.is_none() && txs[1].canary_beat_ms.is_none(), "the heartbeat table's DDL is harmless: {:?}", txs[1].refusal);
 }
