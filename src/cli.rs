@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::DEFAULT_CONFIG_PATH;
+use crate::position::Position;
 
 /// drugsync: replicate FDB drug tables from MySQL binlog into a Redis vector index.
 ///
@@ -15,6 +16,8 @@ use crate::config::DEFAULT_CONFIG_PATH;
 /// without loss.
 #[derive(Debug, Parser)]
 #[command(name = "drugsync", version, about, long_about)]
+// The one-off passes: at most one of them.
+#[command(group(ArgGroup::new("pass").args(["reconcile", "replay_from"])))]
 pub struct Cli {
     /// Configuration file (TOML). URLs and secrets may come from the environment
     /// instead: DRUGSYNC_MYSQL_URL, DRUGSYNC_MYSQL_SECRET_ARN, DRUGSYNC_REDIS_URL,
@@ -31,18 +34,18 @@ pub struct Cli {
     /// every document MySQL says should exist with Redis by hash, write missing
     /// and stale ones, delete orphans, embed only texts not already stored. When
     /// a streamer is running it repairs the differing keys itself. Exits 0 on success.
-    #[arg(long, conflicts_with_all = ["replay_from"])]
+    #[arg(long)]
     pub reconcile: bool,
 
     /// With --reconcile or --replay-from: report what would be done
     /// (documents, embedding calls, texts, tokens and cost, with the model)
     /// and change nothing.
-    #[arg(long)]
+    #[arg(long, requires = "pass")]
     pub dry_run: bool,
 
     /// With --reconcile or --replay-from --dry-run: summary as a table
     /// (people) or JSON (machines).
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, requires = "pass")]
     pub output: Option<OutputFormat>,
 
     /// Replay from a binlog position: FILE:OFFSET (as printed by `checkpoint show`
@@ -50,11 +53,46 @@ pub struct Cli {
     /// `@0-1-42`, MySQL `@uuid:1-100`). Checks that the server still has it,
     /// resets the checkpoint, then replicates from there.
     #[arg(long, value_name = "FILE:OFFSET | @GTID")]
-    pub replay_from: Option<String>,
+    pub replay_from: Option<Position>,
 
     /// What to do (default: run).
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// Parses the process arguments, or prints the usage error and exits 2.
+    /// Beyond what clap's declarations say: a pass (`--reconcile`,
+    /// `--replay-from`) takes no subcommand (clap cannot declare that without
+    /// also refusing the global `--config` before one), and `--output` with
+    /// `--replay-from` needs `--dry-run` (a replay that runs prints no summary).
+    pub fn parse_checked() -> Self {
+        Self::check(Self::parse()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Self::parse_checked`] over given arguments, returning the error.
+    pub fn try_parse_checked<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::check(Self::try_parse_from(args)?)
+    }
+
+    fn check(cli: Self) -> Result<Self, clap::Error> {
+        if cli.command.is_some() && (cli.reconcile || cli.replay_from.is_some()) {
+            return Err(
+                Self::command().error(clap::error::ErrorKind::ArgumentConflict, "--reconcile and --replay-from go without a subcommand")
+            );
+        }
+        if cli.output.is_some() && cli.replay_from.is_some() && !cli.dry_run {
+            return Err(Self::command().error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--output with --replay-from needs --dry-run: a replay that runs replicates and prints no summary",
+            ));
+        }
+        Ok(cli)
+    }
 }
 
 /// Summary format of --reconcile.
@@ -112,4 +150,50 @@ pub enum Command {
         #[arg(long)]
         yes_destroy_schema: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &str) -> Result<Cli, ErrorKind> {
+        Cli::try_parse_checked(std::iter::once("drugsync").chain(args.split_whitespace())).map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn the_replay_position_is_parsed_by_clap() {
+        let cli = parse("--replay-from binlog.000003:154").unwrap();
+        assert_eq!(cli.replay_from, Some(Position::new("binlog.000003", 154)));
+        let gtid = parse("--replay-from @0-1-42").unwrap().replay_from.unwrap();
+        assert_eq!((gtid.is_gtid_only(), gtid.gtid.as_deref()), (true, Some("0-1-42")));
+        assert_eq!(parse("--replay-from binlog.000001").err(), Some(ErrorKind::ValueValidation));
+    }
+
+    #[test]
+    fn the_flag_rules_are_claps() {
+        for good in [
+            "",
+            "--reconcile",
+            "--reconcile --dry-run --output json",
+            "--reconcile --output table",
+            "--replay-from b.000001:4",
+            "--replay-from b.000001:4 --dry-run --output json",
+            "status --output json",
+            "--config x.toml checkpoint show",
+            "run",
+        ] {
+            assert!(parse(good).is_ok(), "{good:?} is a valid command line: {:?}", parse(good).err());
+        }
+        for (bad, kind) in [
+            ("--reconcile --replay-from b.000001:4", ErrorKind::ArgumentConflict),
+            ("--reconcile status", ErrorKind::ArgumentConflict),
+            ("--replay-from b.000001:4 run", ErrorKind::ArgumentConflict),
+            ("--dry-run", ErrorKind::MissingRequiredArgument),
+            ("--output json", ErrorKind::MissingRequiredArgument),
+            ("--replay-from b.000001:4 --output json", ErrorKind::MissingRequiredArgument),
+        ] {
+            assert_eq!(parse(bad).err(), Some(kind), "{bad:?}");
+        }
+    }
 }

@@ -5,7 +5,6 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use drugsync::checkpoint::CheckpointStore;
@@ -20,7 +19,7 @@ use drugsync::sink::RedisSink;
 use drugsync::status::StatusReport;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_checked();
     init_tracing(cli.log_format);
     let mut config = match Config::load(&cli.config) {
         Ok(config) => config,
@@ -30,26 +29,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let replay_from = match cli.replay_from.as_deref().map(str::parse::<Position>).transpose() {
-        Ok(position) => position,
-        Err(e) => {
-            eprintln!("drugsync: --replay-from: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if cli.command.is_some() && (cli.reconcile || replay_from.is_some()) {
-        eprintln!("drugsync: --reconcile and --replay-from go without a subcommand");
-        return ExitCode::from(2);
-    }
+    let replay_from = cli.replay_from;
     let dry_run_replay = cli.dry_run && replay_from.is_some();
-    if cli.dry_run && !cli.reconcile && !dry_run_replay {
-        eprintln!("drugsync: --dry-run goes with --reconcile or --replay-from");
-        return ExitCode::from(2);
-    }
-    if cli.output.is_some() && !cli.reconcile && !dry_run_replay {
-        eprintln!("drugsync: --output goes with --reconcile or --replay-from --dry-run (status takes its own)");
-        return ExitCode::from(2);
-    }
     let output = cli.output.unwrap_or(OutputFormat::Table);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
