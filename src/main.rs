@@ -89,7 +89,7 @@ async fn run(config: Config, replay_from: Option<Position>) -> anyhow::Result<()
     tokio::spawn(stop_on_signal(cancel.clone()));
     if let Some(listen) = replicator.parts.config.metrics.address() {
         let bounds = drugsync::metrics::bounds(&replicator.parts.config);
-        let pricing = drugsync::metrics::Pricing::of(&replicator.parts.config, &replicator.parts.embedder.space().model);
+        let pricing = drugsync::embed::Pricing::of(&replicator.parts.config.embed, &replicator.parts.embedder.space().model);
         drugsync::metrics::serve(listen, replicator.parts.stats.clone(), bounds, pricing, cancel.clone())?;
     }
     replicator.run(cancel).await?;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
+use crate::embed::Pricing;
 use crate::error::{Classify, ErrorClass};
 use crate::health::{self, Bounds};
 use crate::pipeline::Stats;
@@ -121,22 +122,6 @@ async fn answer(mut socket: tokio::net::TcpStream, stats: &Stats, bounds: &Bound
 fn verdict(verdict: health::Verdict) -> (&'static str, &'static str, String) {
     let status = if verdict.ok { "200 OK" } else { "503 Service Unavailable" };
     (status, "application/json", serde_json::to_string(&verdict).unwrap_or_default())
-}
-
-/// The embedding model, the label of every embedding metric, and its price.
-#[derive(Debug, Clone)]
-pub struct Pricing {
-    /// `embed.model_id` (the offline embedder's name for `local`).
-    pub model: String,
-    /// USD per 1,000 input tokens.
-    pub price_per_1k_tokens: f64,
-}
-
-impl Pricing {
-    /// The configured model and price.
-    pub fn of(config: &crate::config::Config, model: &str) -> Self {
-        Self { model: model.to_owned(), price_per_1k_tokens: config.embed.price_per_1k() }
-    }
 }
 
 /// What the probes judge, read from `stats` now.
@@ -256,6 +241,5 @@ fn publish(stats: &Stats, pricing: &Pricing) {
         metrics::gauge!("drugsync_canary_freshness_seconds").set(freshness.as_secs_f64());
         metrics::gauge!("drugsync_canary_lag_seconds").set(stats.canary_lag_ms.load(Relaxed) as f64 / 1000.0);
     }
-    metrics::gauge!("drugsync_embed_estimated_cost_usd", "model" => model)
-        .set(e.billed_tokens() as f64 / 1000.0 * pricing.price_per_1k_tokens);
+    metrics::gauge!("drugsync_embed_estimated_cost_usd", "model" => model).set(pricing.cost_usd(e.billed_tokens()));
 }

@@ -15,6 +15,7 @@ pub mod each;
 pub mod guarded;
 pub mod local;
 pub mod openai;
+pub mod pricing;
 pub mod quota;
 
 use std::future::Future;
@@ -29,6 +30,7 @@ pub use bedrock::BedrockEmbedder;
 pub use each::{Outcome, embed_distinct, embed_each};
 pub use local::LocalEmbedder;
 pub use openai::OpenAiEmbedder;
+pub use pricing::Pricing;
 
 /// The space a remote model of `config` embeds in (the offline embedder names its own model).
 pub fn space_of(config: &EmbedConfig) -> EmbeddingSpace {

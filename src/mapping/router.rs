@@ -45,11 +45,6 @@ impl Router {
         Self { rules: rules.iter().map(|r| (r.table.to_ascii_lowercase(), r.clone())).collect(), chunk, deadline }
     }
 
-    /// Lower-cased names of all tracked tables.
-    pub fn tables(&self) -> impl Iterator<Item = &str> {
-        self.rules.keys().map(String::as_str)
-    }
-
     /// What the binlog decoder must keep of each row: the routing column of
     /// every tracked table of `schema`, at most `limit` distinct values per transaction.
     pub fn decode_spec(&self, schema: &str, limit: usize) -> DecodeSpec {

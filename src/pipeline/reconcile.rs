@@ -28,9 +28,10 @@ use super::sync::{Syncer, WhenUnavailable, sync_documents};
 use super::{RunError, Stats, writer};
 use crate::document::{Document, DocumentKey, TextHash};
 use crate::embed::Embedder;
+use crate::embed::Pricing;
 use crate::sink::{RedisSink, StoredState};
+pub(super) use report::Spending;
 pub use report::{Mode, ReconcileReport};
-pub(super) use report::{Pricing, Spending};
 
 /// Documents compared per round trip.
 const PAGE: usize = 1000;
@@ -61,7 +62,7 @@ impl<E: Embedder> Connected<E> {
             loader: &self.loader,
             stats: &self.stats,
             syncer: self.syncer(),
-            pricing: Pricing::of(self),
+            pricing: Pricing::of(&self.config.embed, &self.embedder.space().model),
             lease_ttl: Duration::from_secs(self.config.redis.lease_ttl_secs),
             stall: Duration::from_secs(self.config.pipeline.stall_timeout_secs),
         }
@@ -238,7 +239,7 @@ impl WantedTexts {
             }
         }
         report.embed_calls = report.embed_texts.div_ceil(r.pricing.texts_per_call as u64);
-        r.pricing.cost(report);
+        report::cost(&r.pricing, report);
         Ok(())
     }
 }

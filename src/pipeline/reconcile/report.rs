@@ -3,9 +3,8 @@
 
 use serde::Serialize;
 
-use crate::embed::Embedder;
+use crate::embed::Pricing;
 use crate::pipeline::Stats;
-use crate::pipeline::replicator::Connected;
 
 /// What a reconcile found and did. Serialised as the `--output json` summary.
 #[derive(Debug, Default, Clone, Serialize, PartialEq)]
@@ -101,32 +100,10 @@ impl std::fmt::Display for Mode {
     }
 }
 
-/// How embedding is priced in summaries: the model, its input limit and
-/// batch size, and its price per 1,000 input tokens.
-#[derive(Debug, Clone)]
-pub(crate) struct Pricing {
-    pub(super) model: String,
-    pub(super) input_char_limit: usize,
-    pub(super) texts_per_call: usize,
-    pub(super) price_per_1k: f64,
-}
-
-impl Pricing {
-    pub(crate) fn of<E: Embedder>(c: &Connected<E>) -> Self {
-        let embed = &c.config.embed;
-        Self {
-            model: c.embedder.space().model.clone(),
-            input_char_limit: embed.input_char_limit(),
-            texts_per_call: embed.texts_per_call(),
-            price_per_1k: embed.price_per_1k(),
-        }
-    }
-
-    /// Puts the model and the cost of `report.tokens` into `report`.
-    pub(super) fn cost(&self, report: &mut ReconcileReport) {
-        report.model = self.model.clone();
-        report.estimated_cost_usd = report.tokens as f64 / 1000.0 * self.price_per_1k;
-    }
+/// Puts the model and the cost of `report.tokens` into `report`.
+pub(super) fn cost(pricing: &Pricing, report: &mut ReconcileReport) {
+    report.model = pricing.model.clone();
+    report.estimated_cost_usd = pricing.cost_usd(report.tokens);
 }
 
 /// The embedding counters at the start of a pass, to report what it spent.
@@ -149,6 +126,6 @@ impl Spending {
         report.embed_calls = e.calls() - self.calls;
         report.embed_texts = Stats::get(&e.texts) - self.texts;
         report.tokens = e.billed_tokens() - self.tokens;
-        pricing.cost(report);
+        cost(pricing, report);
     }
 }
