@@ -34,6 +34,20 @@ pub enum ModelFamily {
 }
 
 impl ModelFamily {
+    /// The family of `model_id` under `provider`: the one place model ids
+    /// are read. `None` for a Bedrock model drugsync does not speak.
+    /// Inference profiles prefix the id (`us.cohere.embed-v4:0`) or are
+    /// ARNs ending in it, so the id is matched anywhere in the string.
+    pub fn of(provider: EmbedProvider, model_id: &str) -> Option<Self> {
+        match provider {
+            EmbedProvider::Local => Some(Self::Local),
+            EmbedProvider::Openai => Some(Self::OpenAi),
+            EmbedProvider::Bedrock if model_id.contains("cohere.embed-") => Some(Self::Cohere { v4: model_id.contains("cohere.embed-v4") }),
+            EmbedProvider::Bedrock if model_id.contains("amazon.titan-embed-text-v2") => Some(Self::Titan),
+            EmbedProvider::Bedrock => None,
+        }
+    }
+
     /// Most texts one call may carry.
     pub fn max_batch(self) -> usize {
         match self {
@@ -179,17 +193,11 @@ fn default_embed_concurrency() -> usize {
 }
 
 impl EmbedConfig {
-    /// The request shapes the configured model speaks.
+    /// The request shapes the configured model speaks. Start-up validation
+    /// refuses a Bedrock model id [`ModelFamily::of`] does not know, so on a
+    /// loaded config this is the recognised family.
     pub fn family(&self) -> ModelFamily {
-        match self.provider {
-            EmbedProvider::Local => ModelFamily::Local,
-            EmbedProvider::Openai => ModelFamily::OpenAi,
-            // Inference profiles prefix the id (`us.cohere.embed-v4:0`) or are ARNs ending in it.
-            EmbedProvider::Bedrock if self.model_id.contains("cohere.embed-") => {
-                ModelFamily::Cohere { v4: self.model_id.contains("cohere.embed-v4") }
-            }
-            EmbedProvider::Bedrock => ModelFamily::Titan,
-        }
+        ModelFamily::of(self.provider, &self.model_id).unwrap_or(ModelFamily::Titan)
     }
 
     /// Texts per call.
@@ -214,17 +222,16 @@ impl Config {
         if !(1..=8192).contains(&e.dimensions) {
             return Err(invalid("embed.dimensions", "must be between 1 and 8192"));
         }
-        let family = e.family();
+        let Some(family) = ModelFamily::of(e.provider, &e.model_id) else {
+            return Err(invalid(
+                "embed.model_id",
+                format!(
+                    "{:?} is not a Bedrock model drugsync speaks: use amazon.titan-embed-text-v2:0 or a Cohere Embed model (cohere.embed-english-v3, cohere.embed-multilingual-v3, cohere.embed-v4:0)",
+                    e.model_id
+                ),
+            ));
+        };
         match family {
-            ModelFamily::Titan if !e.model_id.contains("amazon.titan-embed-text-v2") => {
-                return Err(invalid(
-                    "embed.model_id",
-                    format!(
-                        "{:?} is not a Bedrock model drugsync speaks: use amazon.titan-embed-text-v2:0 or a Cohere Embed model (cohere.embed-english-v3, cohere.embed-multilingual-v3, cohere.embed-v4:0)",
-                        e.model_id
-                    ),
-                ));
-            }
             ModelFamily::Titan if ![256, 512, 1024].contains(&e.dimensions) => {
                 return Err(invalid("embed.dimensions", "Titan Text Embeddings V2 supports 256, 512 or 1024"));
             }
@@ -270,5 +277,28 @@ impl Config {
             return Err(invalid("embed.concurrency", "must be between 1 and 64"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_ids_are_read_in_one_place() {
+        use EmbedProvider::*;
+        let cases = [
+            (Bedrock, "amazon.titan-embed-text-v2:0", Some(ModelFamily::Titan)),
+            (Bedrock, "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0", Some(ModelFamily::Titan)),
+            (Bedrock, "us.cohere.embed-v4:0", Some(ModelFamily::Cohere { v4: true })),
+            (Bedrock, "cohere.embed-multilingual-v3", Some(ModelFamily::Cohere { v4: false })),
+            (Bedrock, "amazon.titan-embed-text-v1", None),
+            (Bedrock, "anthropic.claude-3", None),
+            (Openai, "BAAI/bge-small-en-v1.5", Some(ModelFamily::OpenAi)),
+            (Local, "anything", Some(ModelFamily::Local)),
+        ];
+        for (provider, id, family) in cases {
+            assert_eq!(ModelFamily::of(provider, id), family, "{provider:?} {id}");
+        }
     }
 }
