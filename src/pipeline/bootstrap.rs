@@ -70,7 +70,7 @@ impl<E: Embedder> Replicator<E> {
 
 /// Loads everything and returns the position to stream from; `None` if cancelled.
 pub async fn initial_load<E: Embedder>(r: &Loader<'_, E>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
-    let loaded = retry(cancel, "initial load", || load_once(r, cancel)).await;
+    let loaded = retry(&r.stats.progress, cancel, "initial load", || load_once(r, cancel)).await;
     r.sink.end_load();
     let Some(position) = loaded?.flatten() else { return Ok(None) };
     r.progress.clear_bootstrap_progress()?;
@@ -197,7 +197,7 @@ async fn sweep_orphans<E: Embedder, Q: Queryable>(r: &Loader<'_, E>, conn: &mut 
     let mut scan = OrphanScan::default();
     let mut removed = 0;
     while let Some(orphans) = scan.next(syncer, conn).await? {
-        super::progress::beat();
+        r.stats.progress.beat_now();
         removed += orphans.len();
         sync_documents(syncer, orphans.into_iter().map(|k| (k, None)).collect(), None, WhenUnavailable::Wait).await?;
     }

@@ -6,17 +6,13 @@
 //! error, so a standby takes over instead of the index freezing behind a
 //! live lease.
 //!
-//! The beat is reached through a task-local, so the retry helper and the
-//! stages beat without every signature carrying it; outside a writer's run
-//! (a reconcile, unit tests) a beat is a no-op.
+//! The handle is explicit: [`super::Stats::progress`] holds it, and every
+//! stage that beats and the retry helper take it from there. A reconcile run
+//! on its own has its own `Stats`, whose beats nobody watches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-tokio::task_local! {
-    static CURRENT: Progress;
-}
 
 /// The time of the last beat of one writer, and the last error it retried;
 /// clones share them.
@@ -59,45 +55,31 @@ impl Progress {
         self.origin.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
     }
 
-    /// Runs `work` with `self` as the progress [`beat`] reaches; beats first.
-    pub async fn scope<F: std::future::Future>(&self, work: F) -> F::Output {
-        self.beat_now();
-        CURRENT.scope(self.clone(), work).await
+    /// Counts a chunk of documents written.
+    pub fn worked(&self) {
+        self.work.fetch_add(1, Ordering::Relaxed);
     }
-}
 
-/// Beats the progress of the writer this task runs for, if any.
-pub fn beat() {
-    let _ = CURRENT.try_with(Progress::beat_now);
-}
-
-/// Counts a chunk of documents written by the writer this task runs for, if any.
-pub fn worked() {
-    let _ = CURRENT.try_with(|p| p.work.fetch_add(1, Ordering::Relaxed));
-}
-
-/// Chunks written so far by the writer this task runs for (0 outside one).
-pub fn work_done() -> u64 {
-    CURRENT.try_with(|p| p.work.load(Ordering::Relaxed)).unwrap_or(0)
-}
-
-/// Records `error` as the last error of the writer this task runs for, if any.
-pub fn record_error(error: &str) {
-    let _ = CURRENT.try_with(|p| p.error_now(error));
+    /// Chunks of documents written so far.
+    pub fn work_done(&self) -> u64 {
+        self.work.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn beats_inside_the_scope_reach_it_and_silence_grows_without_them() {
+    #[test]
+    fn beats_end_the_silence_and_silence_grows_without_them() {
         let progress = Progress { origin: Instant::now() - Duration::from_secs(10), ..Progress::default() };
         assert!(progress.silent_for() >= Duration::from_secs(10), "no beat since the origin");
-        progress.scope(async { beat() }).await;
-        assert!(progress.silent_for() < Duration::from_secs(1), "a beat inside the scope reached it");
-        let other = Progress { origin: Instant::now() - Duration::from_secs(10), ..Progress::default() };
-        beat(); // outside any scope: a no-op, not a panic
-        assert!(other.silent_for() >= Duration::from_secs(10));
+        let clone = progress.clone();
+        clone.beat_now();
+        assert!(progress.silent_for() < Duration::from_secs(1), "a clone's beat is the writer's");
+        clone.worked();
+        assert_eq!(progress.work_done(), 1);
+        clone.error_now("redis away");
+        assert_eq!(progress.last_error().map(|(e, _)| e).as_deref(), Some("redis away"));
     }
 }

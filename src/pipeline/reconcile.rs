@@ -87,6 +87,8 @@ pub async fn reconcile<E: Embedder>(r: &Reconciler<'_, E>, dry_run: bool, cancel
     let renewing = CancellationToken::new();
     let stalled = CancellationToken::new();
     let progress = r.stats.progress.clone();
+    // The silence the watchdog measures starts now, not when the stats were made.
+    progress.beat_now();
     let renewer = (mode == Mode::Repair).then(|| {
         let lost = Arc::new(AtomicBool::new(false));
         tokio::spawn(writer::keep_renewed(
@@ -99,7 +101,7 @@ pub async fn reconcile<E: Embedder>(r: &Reconciler<'_, E>, dry_run: bool, cancel
         ))
     });
     let result = tokio::select! {
-        result = progress.scope(pass(r, mode, cancel)) => result,
+        result = pass(r, mode, cancel) => result,
         _ = stalled.cancelled() => Err(RunError::Stalled { secs: progress.silent_for().as_secs() }),
     };
     renewing.cancel();
@@ -149,7 +151,7 @@ pub(super) async fn pass<E: Embedder>(r: &Reconciler<'_, E>, mode: Mode, cancel:
             return Err(RunError::Cancelled);
         }
         let page = r.loader.page(&mut conn, after.as_ref(), PAGE).await?;
-        super::progress::beat();
+        r.stats.progress.beat_now();
         let Some(last) = page.last() else { break };
         after = Some(last.key.clone());
         let kept = (failures > 0).then(|| page.clone());
@@ -171,7 +173,7 @@ pub(super) async fn pass<E: Embedder>(r: &Reconciler<'_, E>, mode: Mode, cancel:
         if cancel.is_cancelled() {
             return Err(RunError::Cancelled);
         }
-        super::progress::beat();
+        r.stats.progress.beat_now();
         report.orphans += orphans.len() as u64;
         repair(r, mode, orphans.into_iter().map(|k| (k, None)).collect(), &mut report).await?;
     }

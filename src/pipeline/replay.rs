@@ -149,7 +149,7 @@ async fn read_until<E: Embedder>(
             Err(_) | Ok(None) => break Ok(()),
             Ok(Some(in_flight)) => in_flight.transaction,
         };
-        super::progress::beat();
+        r.stats.progress.beat_now();
         last = transaction.commit.clone();
         let reached = transaction.commit.try_cmp(end).is_ok_and(|o| o.is_ge());
         match &mut batch {

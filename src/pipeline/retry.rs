@@ -6,15 +6,23 @@
 use tokio_util::sync::CancellationToken;
 
 use super::RunError;
+use super::progress::Progress;
 use crate::error::Classify;
 
 pub use crate::backoff::Backoff;
 
 /// Waits out `error` when it is transient: logged with `what`, a [`Backoff`]
 /// step slept, `Ok(true)` to try again; `Ok(false)` when `cancel` fired while
-/// waiting. A definite error is returned as `Err`.
-pub async fn wait_out(backoff: &mut Backoff, error: RunError, cancel: &CancellationToken, what: &str) -> Result<bool, RunError> {
-    super::progress::record_error(&error.to_string());
+/// waiting. A definite error is returned as `Err`. Either way `progress`
+/// records it as the last error.
+pub async fn wait_out(
+    progress: &Progress,
+    backoff: &mut Backoff,
+    error: RunError,
+    cancel: &CancellationToken,
+    what: &str,
+) -> Result<bool, RunError> {
+    progress.error_now(&error.to_string());
     if !error.is_transient() {
         return Err(error);
     }
@@ -29,21 +37,22 @@ pub async fn wait_out(backoff: &mut Backoff, error: RunError, cancel: &Cancellat
 /// Runs `op` until it succeeds, waiting out transient errors with [`Backoff`]
 /// (each logged with `what`). A definite error is returned; `Ok(None)` means
 /// `cancel` fired during a wait. An attempt in progress is never interrupted.
+/// Success beats `progress`; a failure is its last error.
 ///
 /// `op` is a plain closure returning a future (not an async closure): the
 /// futures of async closures are not provably `Send`, which `tokio::spawn` needs.
-pub async fn retry<T, F, Fut>(cancel: &CancellationToken, what: &str, mut op: F) -> Result<Option<T>, RunError>
+pub async fn retry<T, F, Fut>(progress: &Progress, cancel: &CancellationToken, what: &str, mut op: F) -> Result<Option<T>, RunError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, RunError>>,
 {
     let mut backoff = Backoff::default();
     loop {
-        let done_before = super::progress::work_done();
+        let done_before = progress.work_done();
         let outcome = op().await;
         // An attempt that wrote something before failing (a long load meeting a
         // throttled call) is not a service that stays down: start the backoff over.
-        if outcome.is_err() && super::progress::work_done() > done_before {
+        if outcome.is_err() && progress.work_done() > done_before {
             backoff.reset();
         }
         match outcome {
@@ -51,11 +60,11 @@ where
             // over (a table locked, Redis refusing writes) leaves the stall
             // watchdog counting, as a wait that never ends would.
             Ok(value) => {
-                super::progress::beat();
+                progress.beat_now();
                 return Ok(Some(value));
             }
             Err(e) => {
-                if !wait_out(&mut backoff, e, cancel, what).await? {
+                if !wait_out(progress, &mut backoff, e, cancel, what).await? {
                     return Ok(None);
                 }
             }

@@ -29,6 +29,9 @@ impl<E: Embedder> Replicator<E> {
         let stalled = CancellationToken::new();
         let stall = Duration::from_secs(self.parts.config.pipeline.stall_timeout_secs);
         let progress = self.parts.stats.progress.clone();
+        // The silence the watchdog measures starts now: a standby may have
+        // waited long for the lease since its stats were made.
+        progress.beat_now();
         let renewer = tokio::spawn(writer::keep_renewed(
             lease.clone(),
             inner.clone(),
@@ -41,7 +44,7 @@ impl<E: Embedder> Replicator<E> {
         let canary = super::canary::CanaryWriter::of(&self.parts.config, &self.parts.opts)
             .map(|canary| tokio::spawn(canary.run(self.parts.stats.clone(), inner.clone())));
         let result = tokio::select! {
-            result = progress.scope(self.replicate(inner.clone())) => result,
+            result = self.replicate(inner.clone()) => result,
             // Dropping the run drops the wait it is stuck in, and every
             // connection that wait holds: nothing of it can write later.
             _ = stalled.cancelled() => Err(RunError::Stalled { secs: progress.silent_for().as_secs() }),
@@ -74,12 +77,12 @@ impl<E: Embedder> Replicator<E> {
     async fn store_replay_position(&self, cancel: &CancellationToken) -> Result<Option<replay::ReplayWatch>, RunError> {
         let Some(position) = self.replay.lock().expect("replay lock").take() else { return Ok(None) };
         let store = || async { self.committer().rewind_to(&position).await };
-        if retry::retry(cancel, "storing the replay position", store).await?.is_none() {
+        if retry::retry(&self.parts.stats.progress, cancel, "storing the replay position", store).await?.is_none() {
             return Err(RunError::Cancelled);
         }
         tracing::warn!(%position, "replaying from an operator-supplied position");
         let watch = || replay::ReplayWatch::start(&self.parts, &position);
-        retry::retry(cancel, "reading the end of binlog for the replay summary", watch).await
+        retry::retry(&self.parts.stats.progress, cancel, "reading the end of binlog for the replay summary", watch).await
     }
 
     /// Initial load if needed, then streaming; runs while holding the lease.
@@ -126,7 +129,7 @@ impl<E: Embedder> Replicator<E> {
     /// is loaded, points the alias at it: only then may searches see it.
     async fn starting_position(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
         loop {
-            match retry::retry(cancel, "deciding where to start", || self.try_starting_position(cancel)).await {
+            match retry::retry(&self.parts.stats.progress, cancel, "deciding where to start", || self.try_starting_position(cancel)).await {
                 // Redis lost the load's writes: decide again from the top (the index
                 // version and the alias may be gone too), which starts the load over.
                 Err(RunError::Sink(crate::sink::SinkError::LoadLost { epoch })) => {

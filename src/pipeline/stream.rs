@@ -198,14 +198,14 @@ async fn apply_loop<E: Embedder>(
                 activity.flush(r.stats);
                 // A quiet source sends nothing that would show Redis lost
                 // everything: look every tick (one GET and one FT.INFO).
-                match retry(cancel, "checking Redis still holds the index", || redis_lost(r, &applied)).await? {
+                match retry(&r.stats.progress, cancel, "checking Redis still holds the index", || redis_lost(r, &applied)).await? {
                     None => return Ok(Ended::Stopped),
                     Some(Some(resync)) => return Ok(Ended::Resync(resync)),
                     Some(None) => {}
                 }
                 r.status.publish().await;
                 memory.tick(r.sink, r.stats).await;
-                if retry(cancel, "applying reconcile repairs", || apply_repairs(r)).await?.is_none() {
+                if retry(&r.stats.progress, cancel, "applying reconcile repairs", || apply_repairs(r)).await?.is_none() {
                     return Ok(Ended::Stopped);
                 }
                 owed.tick(&r.filler).await?;
@@ -237,7 +237,7 @@ async fn apply_loop<E: Embedder>(
             }
             apply_batch(r, batch, limit, cancel).await.map(|()| None)
         };
-        match retry(cancel, "applying batch", attempt).await? {
+        match retry(&r.stats.progress, cancel, "applying batch", attempt).await? {
             None => return Ok(Ended::Stopped),
             Some(Some(resync)) => return Ok(Ended::Resync(resync)),
             Some(None) => {}

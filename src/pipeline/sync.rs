@@ -217,11 +217,11 @@ pub async fn write_prepared<E: Embedder, S: DocumentSink>(
         let mut changes = std::mem::take(&mut first);
         changes.extend(finish(s, plan, &vectors.0));
         write_chunk(s, &changes, if i + 1 == total { end } else { None }).await?;
-        super::progress::worked();
+        s.stats.progress.worked();
         if changes.iter().any(|c| matches!(c, DocumentChange::Upsert { vector: Some(_), .. })) {
             s.sink.trim_vector_cache().await?;
         }
-        super::progress::beat();
+        s.stats.progress.beat_now();
     }
     Ok(())
 }

@@ -34,6 +34,7 @@ pub struct Tail<'a> {
     full_diff_share: f64,
     hostname: String,
     seen: crate::health::Heartbeat,
+    progress: super::progress::Progress,
 }
 
 impl<E: Embedder> Connected<E> {
@@ -52,6 +53,7 @@ impl<E: Embedder> Connected<E> {
             full_diff_share: c.pipeline.full_diff_share,
             hostname: crate::source::preflight::replica_hostname(c),
             seen: self.stats.source_seen.clone(),
+            progress: self.stats.progress.clone(),
         }
     }
 }
@@ -72,7 +74,7 @@ impl Tail<'_> {
     /// `None` when cancelled meanwhile.
     pub async fn batch_key_limit(&self, cancel: &CancellationToken) -> Result<Option<usize>, RunError> {
         let count = || async { Ok::<_, RunError>(self.sink.document_count().await?) };
-        let Some(documents) = retry(cancel, "counting indexed documents", count).await? else { return Ok(None) };
+        let Some(documents) = retry(&self.progress, cancel, "counting indexed documents", count).await? else { return Ok(None) };
         Ok(Some(key_limit(documents, self.full_diff_share, self.max_batch_keys)))
     }
 }
