@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use drugsync::checkpoint::CheckpointStore;
 use drugsync::cli::{CheckpointCommand, Cli, Command, LogFormat, OutputFormat};
 use drugsync::config::{Config, redact_url};
-use drugsync::embed::{AnyEmbedder, Embedder};
+use drugsync::embed::AnyEmbedder;
 use drugsync::pipeline::reconcile::ReconcileReport;
 use drugsync::pipeline::replay::ReplayEstimate;
 use drugsync::pipeline::{Connected, Replicator};
@@ -87,10 +87,10 @@ async fn run(config: Config, replay_from: Option<Position>) -> anyhow::Result<()
     }
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
-    if let Some(listen) = replicator.parts.config.metrics.address() {
-        let bounds = drugsync::metrics::bounds(&replicator.parts.config);
-        let pricing = drugsync::embed::Pricing::of(&replicator.parts.config.embed, &replicator.parts.embedder.space().model);
-        drugsync::metrics::serve(listen, replicator.parts.stats.clone(), bounds, pricing, cancel.clone())?;
+    let parts = replicator.parts();
+    if let Some(listen) = parts.config().metrics.address() {
+        let bounds = drugsync::metrics::bounds(parts.config());
+        drugsync::metrics::serve(listen, parts.stats().clone(), bounds, parts.pricing(), cancel.clone())?;
     }
     replicator.run(cancel).await?;
     tracing::info!("drugsync stopped cleanly");

@@ -62,7 +62,7 @@ impl<E: Embedder> Connected<E> {
             loader: &self.loader,
             stats: &self.stats,
             syncer: self.syncer(),
-            pricing: Pricing::of(&self.config.embed, &self.embedder.space().model),
+            pricing: self.pricing(),
             lease_ttl: Duration::from_secs(self.config.redis.lease_ttl_secs),
             stall: Duration::from_secs(self.config.pipeline.stall_timeout_secs),
         }

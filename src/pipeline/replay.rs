@@ -194,7 +194,7 @@ impl ReplayWatch {
             from: from.clone(),
             until,
             spent: reconcile::Spending::start(&r.stats),
-            pricing: crate::embed::Pricing::of(&r.config.embed, &r.embedder.space().model),
+            pricing: r.pricing(),
             started: std::time::Instant::now(),
             transactions: Stats::get(&stats.transactions),
             upserts: Stats::get(&stats.upserts),

@@ -20,21 +20,21 @@ use crate::sink::{AliasState, RedisSink};
 /// and so cannot move a position: only a [`Replicator`] has a committer.
 pub struct Connected<E: Embedder> {
     /// Validated configuration.
-    pub config: Arc<Config>,
+    pub(super) config: Arc<Config>,
     /// Connections for routing queries, document loads and snapshots (not the binlog stream).
-    pub pool: Pool,
+    pub(super) pool: Pool,
     /// MySQL connection options (the binlog stream opens its own connection).
-    pub opts: Opts,
+    pub(super) opts: Opts,
     /// Redis writer.
-    pub sink: RedisSink,
+    pub(super) sink: RedisSink,
     /// Embedding provider.
-    pub embedder: Arc<E>,
+    pub(super) embedder: Arc<E>,
     /// Key -> document loader.
-    pub loader: DocumentLoader,
+    pub(super) loader: DocumentLoader,
     /// Row change -> key router.
-    pub router: Router,
+    pub(super) router: Router,
     /// Counters shared with tests and logs.
-    pub stats: Arc<Stats>,
+    pub(super) stats: Arc<Stats>,
 }
 
 impl<E: Embedder> Connected<E> {
@@ -71,6 +71,26 @@ impl<E: Embedder> Connected<E> {
         Ok(connected)
     }
 
+    /// The validated configuration it was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The counters it updates (shared: the metrics listener reads them).
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// The Redis side.
+    pub fn sink(&self) -> &RedisSink {
+        &self.sink
+    }
+
+    /// The model in use and what its calls cost, for summaries and metrics.
+    pub fn pricing(&self) -> crate::embed::Pricing {
+        crate::embed::Pricing::of(&self.config.embed, &self.embedder.space().model)
+    }
+
     /// Longest wait for one MySQL query (`mysql.query_timeout_secs`).
     pub fn query_timeout(&self) -> Duration {
         Duration::from_secs(self.config.mysql.query_timeout_secs)
@@ -81,7 +101,7 @@ impl<E: Embedder> Connected<E> {
 /// the one [`committer`]). Built by [`Replicator::connect`].
 pub struct Replicator<E: Embedder> {
     /// Connections and the parts built from the configuration.
-    pub parts: Connected<E>,
+    pub(super) parts: Connected<E>,
     /// Local checkpoint store (redb: one process per file).
     checkpoint: CheckpointStore,
     /// This instance's id in the checkpoint store: its name as the writer lease holder.
@@ -99,6 +119,11 @@ impl<E: Embedder> Replicator<E> {
         let instance_id = checkpoint.instance_id()?;
         let parts = Connected::connect(config, embedder).await?;
         Ok(Self { parts, checkpoint, instance_id, replay: std::sync::Mutex::new(None) })
+    }
+
+    /// What every mode holds: configuration, connections, counters.
+    pub fn parts(&self) -> &Connected<E> {
+        &self.parts
     }
 
     /// The checkpoint store (bootstrap progress, the start decision's local side).

@@ -200,8 +200,8 @@ on_each_server! {
         let mut redis = env.redis.clone();
         let lease_key = format!("ds:{}:{}:writer", env.name, env.index);
         let _: () = redis::cmd("SET").arg(&lease_key).arg("someone-else").query_async(&mut redis).await.unwrap();
-        replicator.parts.sink.fence_with(Some("me".into()));
-        let err = replicator.parts.sink.switch_alias(Some(&live)).await.unwrap_err();
+        replicator.parts().sink().fence_with(Some("me".into()));
+        let err = replicator.parts().sink().switch_alias(Some(&live)).await.unwrap_err();
         assert!(matches!(err, drugsync::sink::SinkError::Fenced { .. }), "{err}");
         let info: Result<redis::Value, _> = redis::cmd("FT.INFO").arg(&live).query_async(&mut redis).await;
         assert!(info.is_ok(), "the live index was not dropped");

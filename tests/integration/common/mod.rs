@@ -311,7 +311,7 @@ impl TestEnv {
 
     /// Runs a replicator the test connected (e.g. after `prepare_replay`).
     pub fn run(&self, replicator: Replicator<LocalEmbedder>) -> Running {
-        let stats = replicator.parts.stats.clone();
+        let stats = replicator.parts().stats().clone();
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(replicator.run(cancel.clone()));
         Running { cancel, stats, handle }
