@@ -68,141 +68,143 @@ impl<E: Embedder> Replicator<E> {
     }
 }
 
-/// Loads everything and returns the position to stream from; `None` if cancelled.
-pub async fn initial_load<E: Embedder>(r: &Loader<'_, E>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
-    let loaded = retry(&r.stats.progress, cancel, "initial load", || load_once(r, cancel)).await;
-    r.sink.end_load();
-    let Some(position) = loaded?.flatten() else { return Ok(None) };
-    r.progress.clear_bootstrap_progress()?;
-    Ok(Some(position))
-}
+impl<E: Embedder> Loader<'_, E> {
+    /// Loads everything and returns the position to stream from; `None` if cancelled.
+    pub async fn initial_load(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
+        let loaded = retry(&self.stats.progress, cancel, "initial load", || self.load_once(cancel)).await;
+        self.sink.end_load();
+        let Some(position) = loaded?.flatten() else { return Ok(None) };
+        self.progress.clear_bootstrap_progress()?;
+        Ok(Some(position))
+    }
 
-async fn load_once<E: Embedder>(r: &Loader<'_, E>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
-    let started = Instant::now();
-    let source = |e| SourceError::from_driver(e, "initial load");
-    let mut conn = crate::source::connect::pooled(r.pool).await?;
-    let before = server::current_position(&mut conn).await?;
-    let mut opts = TxOpts::default();
-    opts.with_consistent_snapshot(true).with_readonly(true);
-    let mut tx = conn.start_transaction(opts).await.map_err(source)?;
-    let snapshot = match server::snapshot_position(&mut tx).await? {
-        Some(mut exact) => {
-            exact.gtid = server::gtid_state_at(&mut tx, &exact).await?;
-            exact.server = before.server.clone();
-            exact
-        }
-        None => before,
-    };
-    let stored_epoch = r.sink.stored_load_epoch().await?;
-    let mut progress = match r.progress.bootstrap_progress()? {
-        Some(progress) if progress.epoch.is_some() && progress.epoch == stored_epoch => {
-            tracing::info!(position = %progress.position, after_key = ?progress.last_key, "initial load: resuming an interrupted load");
-            r.sink.resume_load(progress.epoch.as_deref().unwrap_or_default());
-            progress
-        }
-        stale => {
-            if stale.is_some() {
-                tracing::warn!(
-                    "initial load: the interrupted load's documents are not in this Redis (flushed or replaced, or the index version changed): starting it over"
+    async fn load_once(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
+        let started = Instant::now();
+        let source = |e| SourceError::from_driver(e, "initial load");
+        let mut conn = crate::source::connect::pooled(self.pool).await?;
+        let before = server::current_position(&mut conn).await?;
+        let mut opts = TxOpts::default();
+        opts.with_consistent_snapshot(true).with_readonly(true);
+        let mut tx = conn.start_transaction(opts).await.map_err(source)?;
+        let snapshot = match server::snapshot_position(&mut tx).await? {
+            Some(mut exact) => {
+                exact.gtid = server::gtid_state_at(&mut tx, &exact).await?;
+                exact.server = before.server.clone();
+                exact
+            }
+            None => before,
+        };
+        let stored_epoch = self.sink.stored_load_epoch().await?;
+        let mut progress = match self.progress.bootstrap_progress()? {
+            Some(progress) if progress.epoch.is_some() && progress.epoch == stored_epoch => {
+                tracing::info!(position = %progress.position, after_key = ?progress.last_key, "initial load: resuming an interrupted load");
+                self.sink.resume_load(progress.epoch.as_deref().unwrap_or_default());
+                progress
+            }
+            stale => {
+                if stale.is_some() {
+                    tracing::warn!(
+                        "initial load: the interrupted load's documents are not in this Redis (flushed or replaced, or the index version changed): starting it over"
+                    );
+                }
+                tracing::info!(position = %snapshot, "initial load: reading a consistent snapshot");
+                let epoch = format!("{:016x}", rand::random::<u64>());
+                self.sink.begin_load(&epoch).await?;
+                let progress = BootstrapProgress { position: snapshot, last_key: None, epoch: Some(epoch) };
+                self.progress.set_bootstrap_progress(&progress)?;
+                progress
+            }
+        };
+        let position = progress.position.clone();
+        let mut after = progress.last_key.clone().map(DocumentKey);
+        let total = self.documents.count(&mut tx).await?;
+
+        let mut loaded: u64 = 0;
+        let page_size = self.page_size;
+        // Two pages in flight: one written while the next is read, decided and
+        // embedded, so Bedrock's calls and Redis's indexing overlap. The progress
+        // moves only past a page whose write was acknowledged.
+        let mut in_flight: Option<(Prepared, DocumentKey)> = None;
+        loop {
+            if cancel.is_cancelled() {
+                tracing::info!(loaded, "initial load interrupted; the next run resumes where it stopped");
+                return Ok(None);
+            }
+            let recent = in_flight.as_ref().map(|(prepared, _)| prepared.recent());
+            let to_write = in_flight.take();
+            let write = async {
+                let Some((prepared, last_key)) = to_write else { return Ok(None) };
+                write_prepared(&self.syncer, prepared, None).await.map(|()| Some(last_key))
+            };
+            let next = async {
+                let page = self.documents.page(&mut tx, after.as_ref(), page_size).await?;
+                let Some(last_key) = page.last().map(|d| d.key.clone()) else { return Ok::<_, RunError>(None) };
+                let documents = page.len() as u64;
+                let wanted = page.into_iter().map(|d| (d.key.clone(), Some(d))).collect();
+                let prepared = prepare(&self.syncer, wanted, Default::default(), WhenUnavailable::Wait, recent.as_ref()).await?;
+                Ok(Some((prepared, last_key, documents)))
+            };
+            let (written, next) = tokio::join!(write, next);
+            if let Some(last_key) = written? {
+                progress.last_key = Some(last_key.0.clone());
+                self.progress.set_bootstrap_progress(&progress)?;
+            }
+            let Some((prepared, last_key, documents)) = next? else { break };
+            after = Some(last_key.clone());
+            in_flight = Some((prepared, last_key));
+            loaded += documents;
+            if loaded % (page_size as u64 * 20) < page_size as u64 {
+                tracing::info!(
+                    loaded,
+                    total,
+                    embed_calls = self.stats.embed.calls(),
+                    elapsed_s = started.elapsed().as_secs(),
+                    "initial load progress"
                 );
             }
-            tracing::info!(position = %snapshot, "initial load: reading a consistent snapshot");
-            let epoch = format!("{:016x}", rand::random::<u64>());
-            r.sink.begin_load(&epoch).await?;
-            let progress = BootstrapProgress { position: snapshot, last_key: None, epoch: Some(epoch) };
-            r.progress.set_bootstrap_progress(&progress)?;
-            progress
         }
-    };
-    let position = progress.position.clone();
-    let mut after = progress.last_key.clone().map(DocumentKey);
-    let total = r.documents.count(&mut tx).await?;
+        tx.commit().await.map_err(source)?;
+        self.sweep_orphans(&mut conn).await?;
+        // Both positions to the snapshot's, Redis's still under the load's epoch.
+        self.committer.rewind_to(&position).await?;
+        // RediSearch's verdict on what the load wrote (a load resumed over an
+        // earlier run's documents may meet hashes it cannot index).
+        if let Some(verdict) = self.sink.verdict().await? {
+            Stats::set(&self.stats.index_failures, verdict.indexing_failures);
+            if verdict.indexing_failures > 0 {
+                tracing::warn!(
+                    failures = verdict.indexing_failures,
+                    "RediSearch could not index some documents the load left in Redis: they are invisible to search; run --reconcile to find and repair them"
+                );
+            }
+        }
+        tracing::info!(
+            documents = total,
+            embed_calls = self.stats.embed.calls(),
+            written = Stats::get(&self.stats.upserts),
+            elapsed_s = started.elapsed().as_secs_f64(),
+            %position,
+            "initial load complete"
+        );
+        Ok(Some(position))
+    }
 
-    let mut loaded: u64 = 0;
-    let page_size = r.page_size;
-    // Two pages in flight: one written while the next is read, decided and
-    // embedded, so Bedrock's calls and Redis's indexing overlap. The progress
-    // moves only past a page whose write was acknowledged.
-    let mut in_flight: Option<(Prepared, DocumentKey)> = None;
-    loop {
-        if cancel.is_cancelled() {
-            tracing::info!(loaded, "initial load interrupted; the next run resumes where it stopped");
-            return Ok(None);
+    /// Removes Redis documents the source does not have (left over from an
+    /// earlier life), a SCAN page at a time. Candidates are checked against
+    /// *current* MySQL state, so documents written by an earlier, interrupted
+    /// run of this load are kept.
+    async fn sweep_orphans<Q: Queryable>(&self, conn: &mut Q) -> Result<(), RunError> {
+        let syncer = &self.syncer;
+        let mut scan = OrphanScan::default();
+        let mut removed = 0;
+        while let Some(orphans) = scan.next(syncer, conn).await? {
+            self.stats.progress.beat_now();
+            removed += orphans.len();
+            sync_documents(syncer, orphans.into_iter().map(|k| (k, None)).collect(), None, WhenUnavailable::Wait).await?;
         }
-        let recent = in_flight.as_ref().map(|(prepared, _)| prepared.recent());
-        let to_write = in_flight.take();
-        let write = async {
-            let Some((prepared, last_key)) = to_write else { return Ok(None) };
-            write_prepared(&r.syncer, prepared, None).await.map(|()| Some(last_key))
-        };
-        let next = async {
-            let page = r.documents.page(&mut tx, after.as_ref(), page_size).await?;
-            let Some(last_key) = page.last().map(|d| d.key.clone()) else { return Ok::<_, RunError>(None) };
-            let documents = page.len() as u64;
-            let wanted = page.into_iter().map(|d| (d.key.clone(), Some(d))).collect();
-            let prepared = prepare(&r.syncer, wanted, Default::default(), WhenUnavailable::Wait, recent.as_ref()).await?;
-            Ok(Some((prepared, last_key, documents)))
-        };
-        let (written, next) = tokio::join!(write, next);
-        if let Some(last_key) = written? {
-            progress.last_key = Some(last_key.0.clone());
-            r.progress.set_bootstrap_progress(&progress)?;
+        if removed > 0 {
+            tracing::info!(orphans = removed, "initial load: removed documents the source no longer has");
         }
-        let Some((prepared, last_key, documents)) = next? else { break };
-        after = Some(last_key.clone());
-        in_flight = Some((prepared, last_key));
-        loaded += documents;
-        if loaded % (page_size as u64 * 20) < page_size as u64 {
-            tracing::info!(
-                loaded,
-                total,
-                embed_calls = r.stats.embed.calls(),
-                elapsed_s = started.elapsed().as_secs(),
-                "initial load progress"
-            );
-        }
+        Ok(())
     }
-    tx.commit().await.map_err(source)?;
-    sweep_orphans(r, &mut conn).await?;
-    // Both positions to the snapshot's, Redis's still under the load's epoch.
-    r.committer.rewind_to(&position).await?;
-    // RediSearch's verdict on what the load wrote (a load resumed over an
-    // earlier run's documents may meet hashes it cannot index).
-    if let Some(verdict) = r.sink.verdict().await? {
-        Stats::set(&r.stats.index_failures, verdict.indexing_failures);
-        if verdict.indexing_failures > 0 {
-            tracing::warn!(
-                failures = verdict.indexing_failures,
-                "RediSearch could not index some documents the load left in Redis: they are invisible to search; run --reconcile to find and repair them"
-            );
-        }
-    }
-    tracing::info!(
-        documents = total,
-        embed_calls = r.stats.embed.calls(),
-        written = Stats::get(&r.stats.upserts),
-        elapsed_s = started.elapsed().as_secs_f64(),
-        %position,
-        "initial load complete"
-    );
-    Ok(Some(position))
-}
-
-/// Removes Redis documents the source does not have (left over from an
-/// earlier life), a SCAN page at a time. Candidates are checked against
-/// *current* MySQL state, so documents written by an earlier, interrupted
-/// run of this load are kept.
-async fn sweep_orphans<E: Embedder, Q: Queryable>(r: &Loader<'_, E>, conn: &mut Q) -> Result<(), RunError> {
-    let syncer = &r.syncer;
-    let mut scan = OrphanScan::default();
-    let mut removed = 0;
-    while let Some(orphans) = scan.next(syncer, conn).await? {
-        r.stats.progress.beat_now();
-        removed += orphans.len();
-        sync_documents(syncer, orphans.into_iter().map(|k| (k, None)).collect(), None, WhenUnavailable::Wait).await?;
-    }
-    if removed > 0 {
-        tracing::info!(orphans = removed, "initial load: removed documents the source no longer has");
-    }
-    Ok(())
 }

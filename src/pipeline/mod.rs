@@ -10,9 +10,10 @@
 //! [`run`] drives them, and each stage has its own file and its own
 //! context holding only what it uses, built from the parts in one place:
 //! `Syncer` (decide, embed, write), `Reconciler`, `Loader` (initial load),
-//! `Streamer`, `Filler` (owed vectors), `Tail` (the binlog reader). Only
-//! the streamer's contexts hold a `Committer`: nothing else can move a
-//! position.
+//! `Streamer`, `Filler` (owed vectors), `Tail` (the binlog reader). A
+//! stage is a method of its context (`Loader::initial_load`,
+//! `Streamer::run`, `Reconciler::reconcile`). Only the streamer's contexts
+//! hold a `Committer`: nothing else can move a position.
 
 pub mod activity;
 pub mod batch;

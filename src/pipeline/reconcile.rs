@@ -69,153 +69,191 @@ impl<E: Embedder> Connected<E> {
     }
 }
 
-/// Runs one reconcile pass. `dry_run` reports and changes nothing.
-pub async fn reconcile<E: Embedder>(r: &Reconciler<'_, E>, dry_run: bool, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
-    let started = Instant::now();
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "drugsync".into());
-    let holder = format!("reconcile:{host}:{}", std::process::id());
-    let lease = r.sink.lease(holder, r.lease_ttl);
-    let mode = if dry_run {
-        Mode::DryRun
-    } else if lease.try_acquire().await? {
-        r.sink.fence_with(Some(lease.holder().to_owned()));
-        Mode::Repair
-    } else {
-        tracing::info!("a streamer holds the writer lease: handing differing keys to it");
-        Mode::Handoff
-    };
-    let renewing = CancellationToken::new();
-    let stalled = CancellationToken::new();
-    let progress = r.stats.progress.clone();
-    // The silence the watchdog measures starts now, not when the stats were made.
-    progress.beat_now();
-    let renewer = (mode == Mode::Repair).then(|| {
-        let lost = Arc::new(AtomicBool::new(false));
-        tokio::spawn(writer::keep_renewed(
-            lease.clone(),
-            renewing.clone(),
-            lost,
-            (progress.clone(), r.stats.redis_seen.clone()),
-            r.stall,
-            stalled.clone(),
-        ))
-    });
-    let result = tokio::select! {
-        result = pass(r, mode, cancel) => result,
-        _ = stalled.cancelled() => Err(RunError::Stalled { secs: progress.silent_for().as_secs() }),
-    };
-    renewing.cancel();
-    if let Some(renewer) = renewer {
-        renewer.await.ok();
-        lease.release().await.ok();
-    }
-    let mut report = result?;
-    report.duration_secs = started.elapsed().as_secs_f64();
-    Ok(report)
-}
-
-/// A repairing pass for a caller that already holds the writer lease (the
-/// streamer recovering from a purged position or DDL on a tracked table).
-pub async fn repair_as_writer<E: Embedder>(r: &Reconciler<'_, E>, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
-    let started = Instant::now();
-    let mut report = pass(r, Mode::Repair, cancel).await?;
-    report.duration_secs = started.elapsed().as_secs_f64();
-    tracing::info!(
-        checked = report.checked,
-        missing = report.missing,
-        stale_fields = report.stale_fields,
-        stale_vectors = report.stale_vectors,
-        orphans = report.orphans,
-        unindexed = report.unindexed,
-        embed_calls = report.embed_calls,
-        "reconcile repaired drift"
-    );
-    Ok(report)
-}
-
-pub(super) async fn pass<E: Embedder>(r: &Reconciler<'_, E>, mode: Mode, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
-    let mut report = ReconcileReport { mode, ..Default::default() };
-    let spent = Spending::start(r.stats);
-    let mut conn = crate::source::connect::pooled(r.pool).await?;
-    let progress = Progress::new(r.loader.count(&mut conn).await?);
-    // RediSearch's own verdict: only when it admits failures is the index
-    // asked, page by page, which current documents it holds.
-    let failures = r.sink.verdict().await?.map_or(0, |v| v.indexing_failures);
-    if failures > 0 {
-        tracing::warn!(failures, "RediSearch reports hashes it could not index: looking for current documents search cannot find");
-    }
-    let mut texts = WantedTexts::default();
-    let mut after: Option<DocumentKey> = None;
-    loop {
-        if cancel.is_cancelled() {
-            return Err(RunError::Cancelled);
+impl<E: Embedder> Reconciler<'_, E> {
+    /// Runs one reconcile pass. `dry_run` reports and changes nothing.
+    pub async fn reconcile(&self, dry_run: bool, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
+        let started = Instant::now();
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "drugsync".into());
+        let holder = format!("reconcile:{host}:{}", std::process::id());
+        let lease = self.sink.lease(holder, self.lease_ttl);
+        let mode = if dry_run {
+            Mode::DryRun
+        } else if lease.try_acquire().await? {
+            self.sink.fence_with(Some(lease.holder().to_owned()));
+            Mode::Repair
+        } else {
+            tracing::info!("a streamer holds the writer lease: handing differing keys to it");
+            Mode::Handoff
+        };
+        let renewing = CancellationToken::new();
+        let stalled = CancellationToken::new();
+        let progress = self.stats.progress.clone();
+        // The silence the watchdog measures starts now, not when the stats were made.
+        progress.beat_now();
+        let renewer = (mode == Mode::Repair).then(|| {
+            let lost = Arc::new(AtomicBool::new(false));
+            tokio::spawn(writer::keep_renewed(
+                lease.clone(),
+                renewing.clone(),
+                lost,
+                (progress.clone(), self.stats.redis_seen.clone()),
+                self.stall,
+                stalled.clone(),
+            ))
+        });
+        let result = tokio::select! {
+            result = self.pass(mode, cancel) => result,
+            _ = stalled.cancelled() => Err(RunError::Stalled { secs: progress.silent_for().as_secs() }),
+        };
+        renewing.cancel();
+        if let Some(renewer) = renewer {
+            renewer.await.ok();
+            lease.release().await.ok();
         }
-        let page = r.loader.page(&mut conn, after.as_ref(), PAGE).await?;
-        r.stats.progress.beat_now();
-        let Some(last) = page.last() else { break };
-        after = Some(last.key.clone());
-        let kept = (failures > 0).then(|| page.clone());
-        let differing = assess(r, page, &mut report, &mut texts).await?;
-        let differing_keys: std::collections::HashSet<DocumentKey> = differing.iter().map(|d| d.key.clone()).collect();
-        repair(r, mode, differing.into_iter().map(|d| (d.key.clone(), Some(d))).collect(), &mut report).await?;
-        if let Some(page) = kept {
-            let current: Vec<Document> = page.into_iter().filter(|d| !differing_keys.contains(&d.key)).collect();
-            repair_unindexed(r, mode, current, &mut report).await?;
+        let mut report = result?;
+        report.duration_secs = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// A repairing pass for a caller that already holds the writer lease (the
+    /// streamer recovering from a purged position or DDL on a tracked table).
+    pub async fn repair_as_writer(&self, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
+        let started = Instant::now();
+        let mut report = self.pass(Mode::Repair, cancel).await?;
+        report.duration_secs = started.elapsed().as_secs_f64();
+        tracing::info!(
+            checked = report.checked,
+            missing = report.missing,
+            stale_fields = report.stale_fields,
+            stale_vectors = report.stale_vectors,
+            orphans = report.orphans,
+            unindexed = report.unindexed,
+            embed_calls = report.embed_calls,
+            "reconcile repaired drift"
+        );
+        Ok(report)
+    }
+
+    pub(super) async fn pass(&self, mode: Mode, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
+        let mut report = ReconcileReport { mode, ..Default::default() };
+        let spent = Spending::start(self.stats);
+        let mut conn = crate::source::connect::pooled(self.pool).await?;
+        let progress = Progress::new(self.loader.count(&mut conn).await?);
+        // RediSearch's own verdict: only when it admits failures is the index
+        // asked, page by page, which current documents it holds.
+        let failures = self.sink.verdict().await?.map_or(0, |v| v.indexing_failures);
+        if failures > 0 {
+            tracing::warn!(failures, "RediSearch reports hashes it could not index: looking for current documents search cannot find");
         }
-        progress.set(report.checked);
-    }
-    progress.finish();
-
-    // Orphans a SCAN page at a time, checked against current MySQL state:
-    // nothing here holds more than a page, whatever the size of the index.
-    let mut scan = OrphanScan::default();
-    while let Some(orphans) = scan.next(&r.syncer, &mut conn).await? {
-        if cancel.is_cancelled() {
-            return Err(RunError::Cancelled);
-        }
-        r.stats.progress.beat_now();
-        report.orphans += orphans.len() as u64;
-        repair(r, mode, orphans.into_iter().map(|k| (k, None)).collect(), &mut report).await?;
-    }
-
-    if mode == Mode::DryRun {
-        texts.price(r, &mut report).await?;
-    } else {
-        spent.record(r.stats, &r.pricing, &mut report);
-    }
-    Ok(report)
-}
-
-/// Compares `docs` with what Redis holds: counts each kind of drift in
-/// `report` and `checked`, notes the texts that would need a vector, and
-/// returns the documents that differ.
-pub(super) async fn assess<E: Embedder>(
-    r: &Reconciler<'_, E>,
-    docs: Vec<Document>,
-    report: &mut ReconcileReport,
-    texts: &mut WantedTexts,
-) -> Result<Vec<Document>, RunError> {
-    let keys: Vec<DocumentKey> = docs.iter().map(|d| d.key.clone()).collect();
-    let states = r.sink.read_state(&keys).await?;
-    report.checked += keys.len() as u64;
-    let mut differing = Vec::new();
-    for (doc, state) in docs.into_iter().zip(states) {
-        let drift = classify(&doc, state.as_ref());
-        match drift {
-            Drift::None => {
-                Stats::add(&r.stats.unchanged, 1);
-                continue;
+        let mut texts = WantedTexts::default();
+        let mut after: Option<DocumentKey> = None;
+        loop {
+            if cancel.is_cancelled() {
+                return Err(RunError::Cancelled);
             }
-            Drift::Missing => report.missing += 1,
-            Drift::Fields => report.stale_fields += 1,
-            Drift::Vector => report.stale_vectors += 1,
+            let page = self.loader.page(&mut conn, after.as_ref(), PAGE).await?;
+            self.stats.progress.beat_now();
+            let Some(last) = page.last() else { break };
+            after = Some(last.key.clone());
+            let kept = (failures > 0).then(|| page.clone());
+            let differing = self.assess(page, &mut report, &mut texts).await?;
+            let differing_keys: std::collections::HashSet<DocumentKey> = differing.iter().map(|d| d.key.clone()).collect();
+            self.repair(mode, differing.into_iter().map(|d| (d.key.clone(), Some(d))).collect(), &mut report).await?;
+            if let Some(page) = kept {
+                let current: Vec<Document> = page.into_iter().filter(|d| !differing_keys.contains(&d.key)).collect();
+                self.repair_unindexed(mode, current, &mut report).await?;
+            }
+            progress.set(report.checked);
         }
-        if drift != Drift::Fields {
-            texts.0.entry(doc.text_hash.clone()).or_insert(doc.text.chars().count());
+        progress.finish();
+
+        // Orphans a SCAN page at a time, checked against current MySQL state:
+        // nothing here holds more than a page, whatever the size of the index.
+        let mut scan = OrphanScan::default();
+        while let Some(orphans) = scan.next(&self.syncer, &mut conn).await? {
+            if cancel.is_cancelled() {
+                return Err(RunError::Cancelled);
+            }
+            self.stats.progress.beat_now();
+            report.orphans += orphans.len() as u64;
+            self.repair(mode, orphans.into_iter().map(|k| (k, None)).collect(), &mut report).await?;
         }
-        differing.push(doc);
+
+        if mode == Mode::DryRun {
+            texts.price(self, &mut report).await?;
+        } else {
+            spent.record(self.stats, &self.pricing, &mut report);
+        }
+        Ok(report)
     }
-    Ok(differing)
+
+    /// Compares `docs` with what Redis holds: counts each kind of drift in
+    /// `report` and `checked`, notes the texts that would need a vector, and
+    /// returns the documents that differ.
+    pub(super) async fn assess(
+        &self,
+        docs: Vec<Document>,
+        report: &mut ReconcileReport,
+        texts: &mut WantedTexts,
+    ) -> Result<Vec<Document>, RunError> {
+        let keys: Vec<DocumentKey> = docs.iter().map(|d| d.key.clone()).collect();
+        let states = self.sink.read_state(&keys).await?;
+        report.checked += keys.len() as u64;
+        let mut differing = Vec::new();
+        for (doc, state) in docs.into_iter().zip(states) {
+            let drift = classify(&doc, state.as_ref());
+            match drift {
+                Drift::None => {
+                    Stats::add(&self.stats.unchanged, 1);
+                    continue;
+                }
+                Drift::Missing => report.missing += 1,
+                Drift::Fields => report.stale_fields += 1,
+                Drift::Vector => report.stale_vectors += 1,
+            }
+            if drift != Drift::Fields {
+                texts.0.entry(doc.text_hash.clone()).or_insert(doc.text.chars().count());
+            }
+            differing.push(doc);
+        }
+        Ok(differing)
+    }
+
+    async fn repair(&self, mode: Mode, wanted: Vec<(DocumentKey, Option<Document>)>, report: &mut ReconcileReport) -> Result<(), RunError> {
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        match mode {
+            Mode::DryRun => Ok(()),
+            Mode::Repair => sync_documents(&self.syncer, wanted, None, WhenUnavailable::Owe).await,
+            Mode::Handoff => {
+                let keys: Vec<DocumentKey> = wanted.into_iter().map(|(k, _)| k).collect();
+                self.sink.push_repairs(&keys).await?;
+                report.handed_off += keys.len() as u64;
+                Ok(())
+            }
+        }
+    }
+
+    /// Of `current` (documents Redis holds exactly as MySQL says), those the
+    /// index does not hold are drift: counted, marked out of date and rebuilt,
+    /// which either gets them indexed or quarantines them with the reason
+    /// (see `DocumentLoader::unindexable`).
+    async fn repair_unindexed(&self, mode: Mode, current: Vec<Document>, report: &mut ReconcileReport) -> Result<(), RunError> {
+        let keys: Vec<DocumentKey> = current.iter().map(|d| d.key.clone()).collect();
+        let unindexed: std::collections::HashSet<DocumentKey> = self.sink.unindexed(&keys).await?.into_iter().collect();
+        if unindexed.is_empty() {
+            return Ok(());
+        }
+        report.unindexed += unindexed.len() as u64;
+        let wanted: Vec<(DocumentKey, Option<Document>)> =
+            current.into_iter().filter(|d| unindexed.contains(&d.key)).map(|d| (d.key.clone(), Some(d))).collect();
+        if mode != Mode::DryRun {
+            let keys: Vec<DocumentKey> = wanted.iter().map(|(k, _)| k.clone()).collect();
+            self.sink.mark_out_of_date(&keys).await?;
+        }
+        self.repair(mode, wanted, report).await
+    }
 }
 
 /// Distinct texts a dry run found in need of a vector (hash -> characters):
@@ -262,52 +300,6 @@ fn classify(doc: &Document, state: Option<&StoredState>) -> Drift {
         Some(s) if s.text_hash.as_ref() == Some(&doc.text_hash) && s.vector_ok => Drift::Fields,
         Some(_) => Drift::Vector,
     }
-}
-
-async fn repair<E: Embedder>(
-    r: &Reconciler<'_, E>,
-    mode: Mode,
-    wanted: Vec<(DocumentKey, Option<Document>)>,
-    report: &mut ReconcileReport,
-) -> Result<(), RunError> {
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    match mode {
-        Mode::DryRun => Ok(()),
-        Mode::Repair => sync_documents(&r.syncer, wanted, None, WhenUnavailable::Owe).await,
-        Mode::Handoff => {
-            let keys: Vec<DocumentKey> = wanted.into_iter().map(|(k, _)| k).collect();
-            r.sink.push_repairs(&keys).await?;
-            report.handed_off += keys.len() as u64;
-            Ok(())
-        }
-    }
-}
-
-/// Of `current` (documents Redis holds exactly as MySQL says), those the
-/// index does not hold are drift: counted, marked out of date and rebuilt,
-/// which either gets them indexed or quarantines them with the reason
-/// (see `DocumentLoader::unindexable`).
-async fn repair_unindexed<E: Embedder>(
-    r: &Reconciler<'_, E>,
-    mode: Mode,
-    current: Vec<Document>,
-    report: &mut ReconcileReport,
-) -> Result<(), RunError> {
-    let keys: Vec<DocumentKey> = current.iter().map(|d| d.key.clone()).collect();
-    let unindexed: std::collections::HashSet<DocumentKey> = r.sink.unindexed(&keys).await?.into_iter().collect();
-    if unindexed.is_empty() {
-        return Ok(());
-    }
-    report.unindexed += unindexed.len() as u64;
-    let wanted: Vec<(DocumentKey, Option<Document>)> =
-        current.into_iter().filter(|d| unindexed.contains(&d.key)).map(|d| (d.key.clone(), Some(d))).collect();
-    if mode != Mode::DryRun {
-        let keys: Vec<DocumentKey> = wanted.iter().map(|(k, _)| k.clone()).collect();
-        r.sink.mark_out_of_date(&keys).await?;
-    }
-    repair(r, mode, wanted, report).await
 }
 
 /// A bar on a terminal, a log line every 10% otherwise.

@@ -89,14 +89,14 @@ pub async fn price_replay<E: Embedder>(r: &Connected<E>, from: &Position, cancel
             false
         }
         Some(batch) if batch.refusal.is_some() => {
-            report = reconcile::pass(&r.reconciler(), Mode::DryRun, cancel).await?;
+            report = r.reconciler().pass(Mode::DryRun, cancel).await?;
             true
         }
         Some(batch) => {
             let mut conn = crate::source::connect::pooled(&r.pool).await?;
             match r.router.resolve(&mut conn, &batch.routing, limit).await? {
                 Routed::Everything => {
-                    report = reconcile::pass(&r.reconciler(), Mode::DryRun, cancel).await?;
+                    report = r.reconciler().pass(Mode::DryRun, cancel).await?;
                     true
                 }
                 Routed::Keys(keys) => {
@@ -109,7 +109,7 @@ pub async fn price_replay<E: Embedder>(r: &Connected<E>, from: &Position, cancel
                         // A key the source no longer has is a delete when Redis holds it.
                         let gone: Vec<DocumentKey> = chunk.iter().filter(|k| !docs.contains_key(*k)).cloned().collect();
                         report.orphans += r.sink.read_state(&gone).await?.iter().filter(|s| s.is_some()).count() as u64;
-                        reconcile::assess(&reconciler, docs.into_values().collect(), &mut report, &mut texts).await?;
+                        reconciler.assess(docs.into_values().collect(), &mut report, &mut texts).await?;
                     }
                     texts.price(&reconciler, &mut report).await?;
                     false

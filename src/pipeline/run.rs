@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Replicator, RunError, Stats, bootstrap, reconcile, replay, retry, start, stream, writer};
+use super::{Replicator, RunError, Stats, replay, retry, start, stream, writer};
 use crate::embed::Embedder;
 use crate::position::Position;
 use crate::sink::AliasState;
@@ -91,7 +91,7 @@ impl<E: Embedder> Replicator<E> {
         let Some(mut start) = self.starting_position(&cancel).await? else { return Ok(()) };
         Stats::set(&self.parts.stats.index_live, 1);
         let result = loop {
-            match stream::run(&self.streamer(), start.clone(), cancel.clone(), &mut replay).await {
+            match self.streamer().run(start.clone(), cancel.clone(), &mut replay).await {
                 Ok(stream::Ended::Stopped) => break Ok(()),
                 Ok(stream::Ended::Resync(stream::Resync::PositionLost { position, message })) => {
                     tracing::warn!(%position, server = %message, "binlog position lost: reconciling, then continuing from the server's current position");
@@ -161,7 +161,7 @@ impl<E: Embedder> Replicator<E> {
                 self.reconcile_changed_fields(&fields, cancel).await?;
                 position
             }
-            None => match bootstrap::initial_load(&self.loader(), cancel).await? {
+            None => match self.loader().initial_load(cancel).await? {
                 Some(position) => {
                     self.parts.sink.store_mapping_fingerprint(&fields).await?;
                     position
@@ -192,7 +192,7 @@ impl<E: Embedder> Replicator<E> {
             ),
             None => tracing::info!("no mapping fingerprint recorded for this index version yet: comparing every document with MySQL once"),
         }
-        reconcile::repair_as_writer(&self.parts.reconciler(), cancel).await?;
+        self.parts.reconciler().repair_as_writer(cancel).await?;
         self.parts.sink.store_mapping_fingerprint(fields).await?;
         Ok(())
     }
@@ -205,7 +205,7 @@ impl<E: Embedder> Replicator<E> {
         let mut conn = crate::source::connect::pooled(&self.parts.pool).await?;
         let current = crate::source::server::current_position(&mut conn).await?;
         drop(conn);
-        reconcile::repair_as_writer(&self.parts.reconciler(), cancel).await?;
+        self.parts.reconciler().repair_as_writer(cancel).await?;
         self.committer().rewind_to(&current).await?;
         Ok(current)
     }

@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 use super::batch::Batch;
 use super::committer::Committer;
 use super::fill::Filler;
-use super::reconcile;
 use super::reconcile::Reconciler;
 use super::replicator::StatusPublisher;
 use super::retry::retry;
@@ -147,218 +146,215 @@ impl<E: Embedder> Replicator<E> {
     }
 }
 
-/// Streams from `start` until cancelled, a [`Resync`], or a definite error.
-/// `replay`, when a replay is under way, logs its summary once it is caught up.
-pub async fn run<E: Embedder>(
-    r: &Streamer<'_, E>,
-    start: Position,
-    cancel: CancellationToken,
-    replay: &mut Option<super::replay::ReplayWatch>,
-) -> Result<Ended, RunError> {
-    let Some(limit) = r.tail.batch_key_limit(&cancel).await? else { return Ok(Ended::Stopped) };
-    let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let tailer = r.tail.reader(limit, r.settings.server_id);
-    let tail_cancel = cancel.child_token();
-    let tail = tokio::spawn(tailer.run(start.clone(), tx, tail_cancel.clone()));
-    tracing::info!(position = %start, full_diff_above_keys = limit, "streaming");
-    let applied = apply_loop(r, &mut rx, &cancel, start.clone(), limit, replay).await;
-    tail_cancel.cancel();
-    drop(rx);
-    let tailed = tail.await.map_err(|e| RunError::Task(e.to_string()))?;
-    let ended = applied?;
-    match tailed {
-        Err(SourceError::PositionUnavailable { position, message }) if r.settings.on_lost_sync == OnLostSync::Reconcile => {
-            Ok(Ended::Resync(Resync::PositionLost { position: *position, message }))
-        }
-        Err(e) => Err(e.into()),
-        Ok(()) => Ok(ended),
-    }
-}
-
-async fn apply_loop<E: Embedder>(
-    r: &Streamer<'_, E>,
-    rx: &mut mpsc::Receiver<InFlight>,
-    cancel: &CancellationToken,
-    mut applied: Position,
-    limit: usize,
-    replay: &mut Option<super::replay::ReplayWatch>,
-) -> Result<Ended, RunError> {
-    let Settings { max_transactions, max_delay, .. } = r.settings;
-    let mut repair_tick = tokio::time::interval(REPAIR_POLL);
-    let mut activity = super::activity::ActivityLog::new(r.stats, &applied);
-    let mut owed = super::fill::OwedVectors::default();
-    let mut memory = super::memory_watch::MemoryWatch::default();
-    loop {
-        let first = tokio::select! {
-            _ = cancel.cancelled() => {
-                activity.flush(r.stats);
-                return Ok(Ended::Stopped);
+impl<E: Embedder> Streamer<'_, E> {
+    /// Streams from `start` until cancelled, a [`Resync`], or a definite error.
+    /// `replay`, when a replay is under way, logs its summary once it is caught up.
+    pub async fn run(
+        &self,
+        start: Position,
+        cancel: CancellationToken,
+        replay: &mut Option<super::replay::ReplayWatch>,
+    ) -> Result<Ended, RunError> {
+        let Some(limit) = self.tail.batch_key_limit(&cancel).await? else { return Ok(Ended::Stopped) };
+        let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let tailer = self.tail.reader(limit, self.settings.server_id);
+        let tail_cancel = cancel.child_token();
+        let tail = tokio::spawn(tailer.run(start.clone(), tx, tail_cancel.clone()));
+        tracing::info!(position = %start, full_diff_above_keys = limit, "streaming");
+        let applied = self.apply_loop(&mut rx, &cancel, start.clone(), limit, replay).await;
+        tail_cancel.cancel();
+        drop(rx);
+        let tailed = tail.await.map_err(|e| RunError::Task(e.to_string()))?;
+        let ended = applied?;
+        match tailed {
+            Err(SourceError::PositionUnavailable { position, message }) if self.settings.on_lost_sync == OnLostSync::Reconcile => {
+                Ok(Ended::Resync(Resync::PositionLost { position: *position, message }))
             }
-            _ = repair_tick.tick() => {
-                activity.flush(r.stats);
-                // A quiet source sends nothing that would show Redis lost
-                // everything: look every tick (one GET and one FT.INFO).
-                match retry(&r.stats.progress, cancel, "checking Redis still holds the index", || redis_lost(r, &applied)).await? {
-                    None => return Ok(Ended::Stopped),
-                    Some(Some(resync)) => return Ok(Ended::Resync(resync)),
-                    Some(None) => {}
-                }
-                r.status.publish().await;
-                memory.tick(r.sink, r.stats).await;
-                if retry(&r.stats.progress, cancel, "applying reconcile repairs", || apply_repairs(r)).await?.is_none() {
+            Err(e) => Err(e.into()),
+            Ok(()) => Ok(ended),
+        }
+    }
+
+    async fn apply_loop(
+        &self,
+        rx: &mut mpsc::Receiver<InFlight>,
+        cancel: &CancellationToken,
+        mut applied: Position,
+        limit: usize,
+        replay: &mut Option<super::replay::ReplayWatch>,
+    ) -> Result<Ended, RunError> {
+        let Settings { max_transactions, max_delay, .. } = self.settings;
+        let mut repair_tick = tokio::time::interval(REPAIR_POLL);
+        let mut activity = super::activity::ActivityLog::new(self.stats, &applied);
+        let mut owed = super::fill::OwedVectors::default();
+        let mut memory = super::memory_watch::MemoryWatch::default();
+        loop {
+            let first = tokio::select! {
+                _ = cancel.cancelled() => {
+                    activity.flush(self.stats);
                     return Ok(Ended::Stopped);
                 }
-                owed.tick(&r.filler).await?;
-                super::replay::note_applied(r.stats, replay, &applied);
-                continue;
+                _ = repair_tick.tick() => {
+                    activity.flush(self.stats);
+                    // A quiet source sends nothing that would show Redis lost
+                    // everything: look every tick (one GET and one FT.INFO).
+                    match retry(&self.stats.progress, cancel, "checking Redis still holds the index", || self.redis_lost(&applied)).await? {
+                        None => return Ok(Ended::Stopped),
+                        Some(Some(resync)) => return Ok(Ended::Resync(resync)),
+                        Some(None) => {}
+                    }
+                    self.status.publish().await;
+                    memory.tick(self.sink, self.stats).await;
+                    if retry(&self.stats.progress, cancel, "applying reconcile repairs", || self.apply_repairs()).await?.is_none() {
+                        return Ok(Ended::Stopped);
+                    }
+                    owed.tick(&self.filler).await?;
+                    super::replay::note_applied(self.stats, replay, &applied);
+                    continue;
+                }
+                next = rx.recv() => match next {
+                    Some(tx) => tx,
+                    None => return Ok(Ended::Stopped), // reader stopped; its result says why
+                },
+            };
+            // Everything before `first` is applied: it is the oldest waiting.
+            self.stats.waiting_for(first.transaction.committed_at);
+            // Merging releases each transaction's budget: the batch keeps only the union.
+            let mut batch = Batch::start(first.transaction, limit);
+            let deadline = Instant::now() + max_delay;
+            while batch.transactions < max_transactions {
+                match timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(next)) => batch.push(next.transaction),
+                    Ok(None) | Err(_) => break,
+                }
             }
-            next = rx.recv() => match next {
-                Some(tx) => tx,
-                None => return Ok(Ended::Stopped), // reader stopped; its result says why
-            },
+            // The batch in flight is finished even when shutdown is requested meanwhile;
+            // only the waits between retries give way to cancellation.
+            let (kept, batch) = (&applied, &batch);
+            let attempt = || async move {
+                if let Some(resync) = self.redis_rewound(kept).await? {
+                    return Ok(Some(resync));
+                }
+                self.apply_batch(batch, limit, cancel).await.map(|()| None)
+            };
+            match retry(&self.stats.progress, cancel, "applying batch", attempt).await? {
+                None => return Ok(Ended::Stopped),
+                Some(Some(resync)) => return Ok(Ended::Resync(resync)),
+                Some(None) => {}
+            }
+            applied = batch.commit.clone();
+            Stats::set(&self.stats.waiting_since_unix, 0);
+            if let Some(beat) = batch.canary_beat_ms {
+                self.stats.canary_visible(beat);
+            }
+            activity.applied(self.stats, batch.transactions, &applied);
+            super::replay::note_applied(self.stats, replay, &applied);
+        }
+    }
+
+    /// [`Resync::RedisRewound`] when Redis no longer holds the position of the
+    /// last batch it acknowledged: writing on would build on missing documents.
+    /// One GET per batch.
+    async fn redis_rewound(&self, applied: &Position) -> Result<Option<Resync>, RunError> {
+        let found = self.sink.position().await?;
+        // Another lineage (resumed by GTID) cannot be ordered; the GTID state vouched for it.
+        let kept = found.as_ref().is_some_and(|p| p.try_cmp(applied).map_or(true, |o| o.is_ge()));
+        Ok((!kept).then(|| Resync::RedisRewound { expected: applied.clone(), found }))
+    }
+
+    /// [`redis_rewound`], or [`Resync::IndexGone`] when the alias no longer answers.
+    async fn redis_lost(&self, applied: &Position) -> Result<Option<Resync>, RunError> {
+        if let Some(resync) = self.redis_rewound(applied).await? {
+            return Ok(Some(resync));
+        }
+        let Some(verdict) = self.sink.alias_verdict().await? else {
+            return Ok(Some(Resync::IndexGone { alias: self.sink.version().alias.clone() }));
         };
-        // Everything before `first` is applied: it is the oldest waiting.
-        r.stats.waiting_for(first.transaction.committed_at);
-        // Merging releases each transaction's budget: the batch keeps only the union.
-        let mut batch = Batch::start(first.transaction, limit);
-        let deadline = Instant::now() + max_delay;
-        while batch.transactions < max_transactions {
-            match timeout_at(deadline, rx.recv()).await {
-                Ok(Some(next)) => batch.push(next.transaction),
-                Ok(None) | Err(_) => break,
+        // Readiness waits for RediSearch's background scan (after an RDB load
+        // it re-indexes every key), and the failures counter is published.
+        Stats::set(&self.stats.index_unscanned_permille, 1000 - verdict.permille_indexed());
+        let failures = Stats::get(&self.stats.index_failures);
+        if verdict.indexing_failures > failures {
+            tracing::warn!(
+                failures = verdict.indexing_failures,
+                "RediSearch could not index some documents Redis holds (FT.INFO hash_indexing_failures grew): they are invisible to search until repaired; run --reconcile"
+            );
+        }
+        Stats::set(&self.stats.index_failures, verdict.indexing_failures);
+        Ok(None)
+    }
+
+    /// Rebuilds keys a reconcile queued for this writer (see `reconcile`), from
+    /// current MySQL state. Positions are not involved: the documents are simply
+    /// brought up to date, which is idempotent.
+    async fn apply_repairs(&self) -> Result<(), RunError> {
+        let keys = self.sink.peek_repairs(self.settings.repairs_per_tick).await?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut conn = crate::source::connect::pooled(self.pool).await?;
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        sync_keys(&self.syncer, &mut conn, unique, None, WhenUnavailable::Owe).await?;
+        self.sink.ack_repairs(keys.len()).await?;
+        tracing::info!(documents = keys.len(), "applied reconcile repairs");
+        Ok(())
+    }
+
+    /// Applies one batch of transactions and then, and only then, advances the checkpoint.
+    ///
+    /// A batch routed to more than `limit` documents is applied by a full hash
+    /// diff of the index instead of key by key. So is a batch holding DDL on a
+    /// tracked table (the DDL may have changed rows without row events). Either
+    /// way the position is stored only once the diff is acknowledged, so a crash
+    /// anywhere in between repeats the diff rather than skipping it.
+    pub async fn apply_batch(&self, batch: &Batch, limit: usize, cancel: &CancellationToken) -> Result<(), RunError> {
+        let commit = &batch.commit;
+        if let (Some((refusal, at)), OnLostSync::Stop) = (&batch.refusal, self.settings.on_lost_sync) {
+            return Err(SourceError::Refused { refusal: refusal.clone(), position: Box::new(at.clone()) }.into());
+        }
+        if let Some((refusal, _)) = &batch.refusal {
+            tracing::warn!(%refusal, "the binlog cannot say which rows changed: reconciling before the position passes it");
+            self.apply_by_full_diff(commit, cancel).await?;
+        } else if batch.routing.is_empty() {
+            // Nothing tracked changed: record progress so a restart need not re-read these events.
+            self.committer.commit(&[], commit).await?;
+        } else {
+            crate::source::visibility::wait_until_visible(self.pool, commit, VISIBILITY_LIMIT, self.settings.query_timeout).await?;
+            let mut conn = crate::source::connect::pooled(self.pool).await?;
+            match self.router.resolve(&mut conn, &batch.routing, limit).await? {
+                Routed::Keys(keys) => {
+                    tracing::debug!(transactions = batch.transactions, documents = keys.len(), position = %commit, "applying batch");
+                    let end = BatchEnd { committer: &self.committer, position: commit };
+                    sync_keys(&self.syncer, &mut conn, keys.into_iter().collect(), Some(end), WhenUnavailable::Owe).await?;
+                }
+                Routed::Everything => {
+                    tracing::info!(
+                        transactions = batch.transactions,
+                        rows = batch.rows,
+                        limit,
+                        position = %commit,
+                        "batch touches a large share of the index: applying it by a full hash diff"
+                    );
+                    drop(conn);
+                    self.apply_by_full_diff(commit, cancel).await?;
+                }
             }
         }
-        // The batch in flight is finished even when shutdown is requested meanwhile;
-        // only the waits between retries give way to cancellation.
-        let (kept, batch) = (&applied, &batch);
-        let attempt = || async move {
-            if let Some(resync) = redis_rewound(r, kept).await? {
-                return Ok(Some(resync));
-            }
-            apply_batch(r, batch, limit, cancel).await.map(|()| None)
-        };
-        match retry(&r.stats.progress, cancel, "applying batch", attempt).await? {
-            None => return Ok(Ended::Stopped),
-            Some(Some(resync)) => return Ok(Ended::Resync(resync)),
-            Some(None) => {}
-        }
-        applied = batch.commit.clone();
-        Stats::set(&r.stats.waiting_since_unix, 0);
-        if let Some(beat) = batch.canary_beat_ms {
-            r.stats.canary_visible(beat);
-        }
-        activity.applied(r.stats, batch.transactions, &applied);
-        super::replay::note_applied(r.stats, replay, &applied);
+        // The committer stored the position in Redis with the batch's last write, then locally.
+        Stats::add(&self.stats.transactions, batch.transactions as u64);
+        Stats::add(&self.stats.batches, 1);
+        self.stats.applied_commit(batch.committed_at);
+        Ok(())
     }
-}
 
-/// [`Resync::RedisRewound`] when Redis no longer holds the position of the
-/// last batch it acknowledged: writing on would build on missing documents.
-/// One GET per batch.
-async fn redis_rewound<E: Embedder>(r: &Streamer<'_, E>, applied: &Position) -> Result<Option<Resync>, RunError> {
-    let found = r.sink.position().await?;
-    // Another lineage (resumed by GTID) cannot be ordered; the GTID state vouched for it.
-    let kept = found.as_ref().is_some_and(|p| p.try_cmp(applied).map_or(true, |o| o.is_ge()));
-    Ok((!kept).then(|| Resync::RedisRewound { expected: applied.clone(), found }))
-}
-
-/// [`redis_rewound`], or [`Resync::IndexGone`] when the alias no longer answers.
-async fn redis_lost<E: Embedder>(r: &Streamer<'_, E>, applied: &Position) -> Result<Option<Resync>, RunError> {
-    if let Some(resync) = redis_rewound(r, applied).await? {
-        return Ok(Some(resync));
+    /// Compares every document with MySQL once the source shows `commit`
+    /// committed, then stores `commit`: the position passes only after the diff.
+    async fn apply_by_full_diff(&self, commit: &Position, cancel: &CancellationToken) -> Result<(), RunError> {
+        // Re-reads must see the batch's own transactions (invariant 7).
+        crate::source::visibility::wait_until_visible(self.pool, commit, VISIBILITY_LIMIT, self.settings.query_timeout).await?;
+        self.reconciler.repair_as_writer(cancel).await?;
+        self.committer.commit(&[], commit).await
     }
-    let Some(verdict) = r.sink.alias_verdict().await? else {
-        return Ok(Some(Resync::IndexGone { alias: r.sink.version().alias.clone() }));
-    };
-    // Readiness waits for RediSearch's background scan (after an RDB load
-    // it re-indexes every key), and the failures counter is published.
-    Stats::set(&r.stats.index_unscanned_permille, 1000 - verdict.permille_indexed());
-    let failures = Stats::get(&r.stats.index_failures);
-    if verdict.indexing_failures > failures {
-        tracing::warn!(
-            failures = verdict.indexing_failures,
-            "RediSearch could not index some documents Redis holds (FT.INFO hash_indexing_failures grew): they are invisible to search until repaired; run --reconcile"
-        );
-    }
-    Stats::set(&r.stats.index_failures, verdict.indexing_failures);
-    Ok(None)
-}
-
-/// Rebuilds keys a reconcile queued for this writer (see `reconcile`), from
-/// current MySQL state. Positions are not involved: the documents are simply
-/// brought up to date, which is idempotent.
-async fn apply_repairs<E: Embedder>(r: &Streamer<'_, E>) -> Result<(), RunError> {
-    let keys = r.sink.peek_repairs(r.settings.repairs_per_tick).await?;
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let mut conn = crate::source::connect::pooled(r.pool).await?;
-    let mut unique = keys.clone();
-    unique.sort();
-    unique.dedup();
-    sync_keys(&r.syncer, &mut conn, unique, None, WhenUnavailable::Owe).await?;
-    r.sink.ack_repairs(keys.len()).await?;
-    tracing::info!(documents = keys.len(), "applied reconcile repairs");
-    Ok(())
-}
-
-/// Applies one batch of transactions and then, and only then, advances the checkpoint.
-///
-/// A batch routed to more than `limit` documents is applied by a full hash
-/// diff of the index instead of key by key. So is a batch holding DDL on a
-/// tracked table (the DDL may have changed rows without row events). Either
-/// way the position is stored only once the diff is acknowledged, so a crash
-/// anywhere in between repeats the diff rather than skipping it.
-pub async fn apply_batch<E: Embedder>(
-    r: &Streamer<'_, E>,
-    batch: &Batch,
-    limit: usize,
-    cancel: &CancellationToken,
-) -> Result<(), RunError> {
-    let commit = &batch.commit;
-    if let (Some((refusal, at)), OnLostSync::Stop) = (&batch.refusal, r.settings.on_lost_sync) {
-        return Err(SourceError::Refused { refusal: refusal.clone(), position: Box::new(at.clone()) }.into());
-    }
-    if let Some((refusal, _)) = &batch.refusal {
-        tracing::warn!(%refusal, "the binlog cannot say which rows changed: reconciling before the position passes it");
-        apply_by_full_diff(r, commit, cancel).await?;
-    } else if batch.routing.is_empty() {
-        // Nothing tracked changed: record progress so a restart need not re-read these events.
-        r.committer.commit(&[], commit).await?;
-    } else {
-        crate::source::visibility::wait_until_visible(r.pool, commit, VISIBILITY_LIMIT, r.settings.query_timeout).await?;
-        let mut conn = crate::source::connect::pooled(r.pool).await?;
-        match r.router.resolve(&mut conn, &batch.routing, limit).await? {
-            Routed::Keys(keys) => {
-                tracing::debug!(transactions = batch.transactions, documents = keys.len(), position = %commit, "applying batch");
-                let end = BatchEnd { committer: &r.committer, position: commit };
-                sync_keys(&r.syncer, &mut conn, keys.into_iter().collect(), Some(end), WhenUnavailable::Owe).await?;
-            }
-            Routed::Everything => {
-                tracing::info!(
-                    transactions = batch.transactions,
-                    rows = batch.rows,
-                    limit,
-                    position = %commit,
-                    "batch touches a large share of the index: applying it by a full hash diff"
-                );
-                drop(conn);
-                apply_by_full_diff(r, commit, cancel).await?;
-            }
-        }
-    }
-    // The committer stored the position in Redis with the batch's last write, then locally.
-    Stats::add(&r.stats.transactions, batch.transactions as u64);
-    Stats::add(&r.stats.batches, 1);
-    r.stats.applied_commit(batch.committed_at);
-    Ok(())
-}
-
-/// Compares every document with MySQL once the source shows `commit`
-/// committed, then stores `commit`: the position passes only after the diff.
-async fn apply_by_full_diff<E: Embedder>(r: &Streamer<'_, E>, commit: &Position, cancel: &CancellationToken) -> Result<(), RunError> {
-    // Re-reads must see the batch's own transactions (invariant 7).
-    crate::source::visibility::wait_until_visible(r.pool, commit, VISIBILITY_LIMIT, r.settings.query_timeout).await?;
-    reconcile::repair_as_writer(&r.reconciler, cancel).await?;
-    r.committer.commit(&[], commit).await
 }

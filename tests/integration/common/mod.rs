@@ -355,7 +355,7 @@ impl TestEnv {
         let config = parse_config(config_text);
         let embedder = local_embedder(&config);
         let connected = Connected::connect_for_reconcile(config, embedder).await.unwrap();
-        drugsync::pipeline::reconcile::reconcile(&connected.reconciler(), dry_run, &CancellationToken::new()).await.unwrap()
+        connected.reconciler().reconcile(dry_run, &CancellationToken::new()).await.unwrap()
     }
 
     /// The source's current end of binlog.
