@@ -197,6 +197,16 @@ mod tests {
     }
 
     #[test]
+    fn a_file_without_a_numeric_suffix_compares_only_with_its_own_name() {
+        let odd = Position::new("relay.log", 100);
+        assert_eq!(odd.try_cmp(&Position::new("relay.log", 200)), Ok(Ordering::Less), "by offset within the file");
+        for numbered in ["relay.000001", "relay.", "relay"] {
+            let other = Position::new(numbered, 4);
+            assert!(matches!(odd.try_cmp(&other), Err(PositionError::Incomparable { .. })), "{numbered}: no order to guess");
+        }
+    }
+
+    #[test]
     fn refuses_to_compare_different_lineages() {
         let a = Position::new("binlog.000009", 900);
         let b = Position::new("mysql-bin-changelog.000010", 4);
