@@ -23,6 +23,8 @@ const BOOTSTRAP_KEY: &str = "bootstrap";
 /// the stored position is unchanged. [`CheckpointStore`] is the one
 /// implementation outside tests.
 pub trait LocalPositions: Sync {
+    /// The stored position (`None`: none yet).
+    fn stored(&self) -> Result<Option<Position>, CheckpointError>;
     /// Moves forward to `position` durably (never backwards; see [`CheckpointStore::advance`]).
     fn advance(&self, position: &Position) -> Result<(), CheckpointError>;
     /// Sets `position` durably, whatever was stored.
@@ -30,6 +32,9 @@ pub trait LocalPositions: Sync {
 }
 
 impl LocalPositions for CheckpointStore {
+    fn stored(&self) -> Result<Option<Position>, CheckpointError> {
+        self.load()
+    }
     fn advance(&self, position: &Position) -> Result<(), CheckpointError> {
         CheckpointStore::advance(self, position)
     }

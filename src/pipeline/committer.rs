@@ -54,6 +54,13 @@ impl<'a, R: RemotePositions> Committer<'a, R> {
         Ok(())
     }
 
+    /// Both positions as they stand: the local checkpoint's and Redis's.
+    pub async fn positions(&self) -> Result<(Option<Position>, Option<Position>), RunError> {
+        let local = self.local.stored()?;
+        let remote = self.remote.stored_position().await?;
+        Ok((local, remote))
+    }
+
     /// The local checkpoint takes `position`, which Redis already holds
     /// (the start decision: no local checkpoint, or Redis behind it).
     pub fn adopt(&self, position: &Position) -> Result<(), RunError> {

@@ -230,6 +230,9 @@ impl MemoryCheckpoint {
 }
 
 impl LocalPositions for MemoryCheckpoint {
+    fn stored(&self) -> Result<Option<Position>, CheckpointError> {
+        Ok(self.position())
+    }
     fn advance(&self, position: &Position) -> Result<(), CheckpointError> {
         self.fail()?;
         let mut current = self.position.lock().unwrap();

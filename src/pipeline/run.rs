@@ -156,7 +156,7 @@ impl<E: Embedder> Replicator<E> {
             );
         }
         let fields = crate::mapping::MappingFingerprint::of(&self.parts.config.mapping).fields;
-        let start = match start::resume_position(self.checkpoint(), &self.parts.sink, &self.committer()).await? {
+        let start = match start::resume_position(&self.committer()).await? {
             Some(position) => {
                 self.reconcile_changed_fields(&fields, cancel).await?;
                 position

@@ -14,9 +14,8 @@ use std::cmp::Ordering;
 
 use super::RunError;
 use super::committer::Committer;
-use crate::checkpoint::CheckpointStore;
 use crate::position::Position;
-use crate::sink::RedisSink;
+use crate::sink::RemotePositions;
 
 /// Where to start, decided from the two positions by the table above.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,10 +42,11 @@ pub fn decide(local: Option<Position>, remote: Option<Position>) -> Start {
     }
 }
 
-/// The position to stream from, or `None` when an initial load is needed.
-pub async fn resume_position(local: &CheckpointStore, sink: &RedisSink, committer: &Committer<'_>) -> Result<Option<Position>, RunError> {
-    let local = local.load()?;
-    let remote = sink.position().await?;
+/// The position to stream from, or `None` when an initial load is needed,
+/// decided by [`decide`] from the committer's two positions; Redis's
+/// position, when adopted, becomes the local checkpoint first.
+pub async fn resume_position<R: RemotePositions>(committer: &Committer<'_, R>) -> Result<Option<Position>, RunError> {
+    let (local, remote) = committer.positions().await?;
     match decide(local.clone(), remote.clone()) {
         Start::Resume(position) => {
             // Resuming needs both: Redis's is at or past the checkpoint.
@@ -80,6 +80,31 @@ pub async fn resume_position(local: &CheckpointStore, sink: &RedisSink, committe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::LocalPositions;
+    use crate::pipeline::fakes::{MemoryCheckpoint, MemorySink};
+
+    /// Both sides set as given, then the decision and where the checkpoint ends.
+    async fn start_with(local: Option<Position>, remote: Option<Position>) -> (Option<Position>, Option<Position>) {
+        let (sink, checkpoint) = (MemorySink::new(4), MemoryCheckpoint::default());
+        if let Some(local) = &local {
+            checkpoint.reset(local).unwrap();
+        }
+        if let Some(remote) = &remote {
+            sink.apply_ending_at(&[], remote).await.unwrap();
+        }
+        let start = resume_position(&Committer::new(&sink, &checkpoint)).await.unwrap();
+        (start, checkpoint.position())
+    }
+
+    #[tokio::test]
+    async fn the_start_reads_both_sides_and_an_adopted_position_becomes_the_checkpoint() {
+        let (p, q) = (Position::new("binlog.000002", 100), Position::new("binlog.000003", 4));
+        assert_eq!(start_with(None, None).await, (None, None), "initial load");
+        assert_eq!(start_with(None, Some(q.clone())).await, (Some(q.clone()), Some(q.clone())), "a new task adopts Redis's");
+        assert_eq!(start_with(Some(p.clone()), Some(q.clone())).await, (Some(p.clone()), Some(p.clone())), "Redis ahead: the checkpoint");
+        assert_eq!(start_with(Some(q.clone()), Some(p.clone())).await, (Some(p.clone()), Some(p.clone())), "Redis behind: replay from it");
+        assert_eq!(start_with(Some(p.clone()), None).await, (None, Some(p)), "Redis emptied: load, the checkpoint untouched until then");
+    }
 
     fn at(file: &str, offset: u64) -> Option<Position> {
         Some(Position::new(file, offset))
