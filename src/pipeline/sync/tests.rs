@@ -222,6 +222,7 @@ async fn an_embedding_outage_owes_vectors_while_streaming_and_the_fill_pays_them
     rig.sync(&[("1", Some(changed.clone()))], Some(100), WhenUnavailable::Owe).await.unwrap();
     assert_eq!(rig.held("1"), Some((changed.doc_hash.clone(), None)), "new fields now; the old text's vector gone");
     assert_eq!(rig.owed(), ["1"]);
+    assert_eq!(Stats::get(&rig.stats.owed), 1, "the owed vector is counted");
     assert_eq!(rig.positions(), (Some(100), Some(100)), "freshness does not wait for the service");
 
     // The fill while the service is still down writes nothing.
@@ -269,4 +270,31 @@ async fn a_load_that_must_wait_writes_nothing_but_keeps_the_vectors_it_got() {
     rig.sync(&wanted, None, WhenUnavailable::Wait).await.unwrap();
     assert_eq!(rig.embedder.texts(), ["aspirin", "ibuprofen"], "aspirin was paid for once");
     assert!(rig.held("1").is_some() && rig.held("2").is_some());
+}
+
+#[tokio::test]
+async fn a_quarantined_key_the_source_and_redis_no_longer_have_leaves_the_quarantine() {
+    let rig = Rig::new(10);
+    rig.embedder.refuse.lock().unwrap().insert("refused".into());
+    rig.sync(&[("1", Some(rig.doc("1", "refused", "a")))], Some(100), WhenUnavailable::Owe).await.unwrap();
+    assert_eq!((rig.quarantined(), rig.held("1")), (vec!["1".to_owned()], None));
+    // The source deleted it: nothing to delete in Redis, but the entry must not stay behind.
+    rig.sync(&[("1", None)], Some(200), WhenUnavailable::Owe).await.unwrap();
+    assert!(rig.quarantined().is_empty(), "{:?}", rig.quarantined());
+    assert_eq!(Stats::get(&rig.stats.deletes), 0, "and nothing was deleted");
+}
+
+#[tokio::test]
+async fn a_text_the_page_before_embedded_is_not_embedded_again_before_that_page_is_written() {
+    let rig = Rig::new(10);
+    let s = rig.syncer();
+    let page = |key: &str| vec![(DocumentKey(key.into()), Some(rig.doc(key, "aspirin", key)))];
+    let first = prepare(&s, page("1"), BTreeMap::new(), WhenUnavailable::Wait, None).await.unwrap();
+    // The initial load prepares the next page while the first is still being written.
+    let second = prepare(&s, page("2"), BTreeMap::new(), WhenUnavailable::Wait, Some(&first.recent())).await.unwrap();
+    assert_eq!(rig.embedder.texts(), ["aspirin"], "one call for the text of both pages");
+    write_prepared(&s, first, None).await.unwrap();
+    write_prepared(&s, second, None).await.unwrap();
+    let vector = Some(rig.embedder.vector_of("aspirin"));
+    assert_eq!((rig.held("1").unwrap().1, rig.held("2").unwrap().1), (vector.clone(), vector));
 }
