@@ -271,8 +271,10 @@ mod tests {
         let store = CheckpointStore::open(&dir.path().join("cp.redb")).unwrap();
         let positions: &dyn LocalPositions = &store;
         let (p1, p2) = (Position::new("binlog.000002", 100), Position::new("binlog.000002", 200));
+        assert_eq!(positions.stored().unwrap(), None);
         positions.advance(&p2).unwrap();
-        assert_eq!(store.load().unwrap(), Some(p2));
+        assert_eq!(store.load().unwrap(), Some(p2.clone()));
+        assert_eq!(positions.stored().unwrap(), Some(p2), "read back through the trait");
         positions.reset(&p1).unwrap();
         assert_eq!(store.load().unwrap(), Some(p1), "reset moves back where advance may not");
     }
