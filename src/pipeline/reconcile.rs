@@ -241,17 +241,17 @@ impl<E: Embedder> Reconciler<'_, E> {
     /// (see `DocumentLoader::unindexable`).
     async fn repair_unindexed(&self, mode: Mode, current: Vec<Document>, report: &mut ReconcileReport) -> Result<(), RunError> {
         let keys: Vec<DocumentKey> = current.iter().map(|d| d.key.clone()).collect();
-        let unindexed: std::collections::HashSet<DocumentKey> = self.sink.unindexed(&keys).await?.into_iter().collect();
+        let unindexed = self.sink.unindexed(&keys).await?;
         if unindexed.is_empty() {
             return Ok(());
         }
         report.unindexed += unindexed.len() as u64;
+        if mode != Mode::DryRun {
+            self.sink.mark_out_of_date(&unindexed).await?;
+        }
+        let unindexed: std::collections::HashSet<DocumentKey> = unindexed.into_iter().collect();
         let wanted: Vec<(DocumentKey, Option<Document>)> =
             current.into_iter().filter(|d| unindexed.contains(&d.key)).map(|d| (d.key.clone(), Some(d))).collect();
-        if mode != Mode::DryRun {
-            let keys: Vec<DocumentKey> = wanted.iter().map(|(k, _)| k.clone()).collect();
-            self.sink.mark_out_of_date(&keys).await?;
-        }
         self.repair(mode, wanted, report).await
     }
 }

@@ -262,7 +262,7 @@ impl<E: Embedder> Streamer<'_, E> {
         Ok((!kept).then(|| Resync::RedisRewound { expected: applied.clone(), found }))
     }
 
-    /// [`redis_rewound`], or [`Resync::IndexGone`] when the alias no longer answers.
+    /// [`Self::redis_rewound`], or [`Resync::IndexGone`] when the alias no longer answers.
     async fn redis_lost(&self, applied: &Position) -> Result<Option<Resync>, RunError> {
         if let Some(resync) = self.redis_rewound(applied).await? {
             return Ok(Some(resync));

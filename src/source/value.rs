@@ -61,7 +61,7 @@ impl TextCharset {
     /// `bytes` as text in this charset.
     pub fn decode(self, bytes: &[u8]) -> String {
         match self {
-            Self::Latin1 => bytes.iter().map(|&b| latin1_char(b)).collect(),
+            Self::Latin1 => latin1(bytes),
             Self::Utf8 | Self::Binary => bytes_to_string(bytes),
         }
     }
@@ -75,8 +75,13 @@ impl TextCharset {
 pub fn bytes_to_string(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_owned(),
-        Err(_) => bytes.iter().map(|&b| latin1_char(b)).collect(),
+        Err(_) => latin1(bytes),
     }
+}
+
+/// `bytes` as MySQL `latin1` text.
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| latin1_char(b)).collect()
 }
 
 /// One byte of MySQL `latin1`: ISO-8859-1 except 0x80-0x9F, which are
