@@ -1,6 +1,7 @@
-//! The sink contract as an executable check: [`check_document_sink`] runs
-//! the same sequence of writes and reads against any [`DocumentSink`] and
-//! panics, naming the step, where the sink differs from the contract. The
+//! The sink contract as an executable check: [`check_document_sink`] and
+//! [`check_coordination`] run the same sequence of writes and reads
+//! against any sink of the roles in `sink::contract` and panic, naming the
+//! step, where the sink differs from the contract. The
 //! unit tests run it against the in-memory fake of `pipeline::fakes`, the
 //! integration tests against `RedisSink` on a real Redis: so the fake the
 //! pipeline's unit tests trust behaves as the real sink does.
@@ -10,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{DocumentSink, StoredState};
+use super::{Coordination, DocumentSink, Lease, SinkError, StoredState};
 use crate::document::{Document, DocumentChange, DocumentKey, EmbeddingSpace};
 use crate::position::Position;
 
@@ -77,13 +78,34 @@ pub async fn check_document_sink<S: DocumentSink>(sink: &S, space: &EmbeddingSpa
     sink.apply(&[DocumentChange::Owe(owed.clone())]).await.expect("owe");
     assert_eq!(read(&a).await, state(&owed, false), "an owed document has its new fields and no usable vector");
 
+    let owed_count = sink.owed().await.expect("owed").count;
+    assert_eq!(owed_count, 1, "the owed document is counted");
+    assert!(sink.owed().await.expect("owed").oldest_since.is_some(), "and it says since when");
+    assert_eq!(sink.owed_oldest(0, 10).await.expect("owed_oldest"), vec![a.clone()], "the owed document is listed");
+    assert_eq!(sink.owed_oldest(1, 10).await.expect("owed_oldest"), Vec::<DocumentKey>::new(), "after skipping it, nothing");
+
+    let quarantine_before = sink.quarantine_len().await.expect("quarantine_len");
     sink.apply(&[DocumentChange::Quarantine { key: b.clone(), reason: "conformance".into() }]).await.expect("quarantine");
     assert!(quarantined(&b).await, "a quarantined key reads as quarantined");
+    assert_eq!(sink.quarantine_len().await.expect("quarantine_len"), quarantine_before + 1, "the quarantine counts it");
     assert_eq!(read(&b).await, None, "the quarantine leaves the document as it is (absent)");
     sink.apply(&[DocumentChange::Release(b.clone())]).await.expect("release");
     assert!(!quarantined(&b).await, "a released key is out of the quarantine");
 
+    sink.apply(&[DocumentChange::Upsert { doc: first.clone(), vector: Some(v1.clone()) }]).await.expect("upsert paying the owed vector");
+    assert_eq!(sink.owed().await.expect("owed").count, 0, "a write with a vector pays what was owed");
+    assert!(all_keys(sink).await.contains(&a), "a written document is among the document keys");
+    sink.mark_out_of_date(std::slice::from_ref(&a)).await.expect("mark_out_of_date");
+    assert_eq!(
+        read(&a).await,
+        Some(StoredState { doc_hash: None, text_hash: Some(first.text_hash.clone()), vector_ok: true }),
+        "a document marked out of date reads with no document hash, and keeps its text hash and vector"
+    );
+    let unindexed = sink.unindexed(std::slice::from_ref(&a)).await.expect("unindexed");
+    assert_eq!(unindexed, Vec::<DocumentKey>::new(), "a document the index holds is not unindexed");
+
     sink.apply(&[DocumentChange::Delete(a.clone()), DocumentChange::Delete(b.clone())]).await.expect("deletes, one of an absent key");
+    assert!(!all_keys(sink).await.contains(&a), "a deleted document is not among the document keys");
     assert_eq!(sink.stored_position().await.expect("stored_position"), before, "writes without a position move none");
     assert_eq!(read(&a).await, None, "a deleted document reads as None");
 
@@ -101,4 +123,96 @@ pub async fn check_document_sink<S: DocumentSink>(sink: &S, space: &EmbeddingSpa
     assert_eq!(read(&a).await, state(&second, true), "the changes of a write ending at a position are applied");
     assert_eq!(sink.stored_position().await.expect("stored_position"), Some(position), "and the position is stored with them");
     sink.apply(&[DocumentChange::Delete(a)]).await.expect("clean up");
+}
+
+/// Every document key the sink lists, page by page.
+async fn all_keys<S: DocumentSink>(sink: &S) -> Vec<DocumentKey> {
+    let (mut cursor, mut keys) = (0, Vec::new());
+    loop {
+        let (next, page) = sink.document_keys_page(cursor).await.expect("document_keys_page");
+        keys.extend(page);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
+}
+
+/// Runs the coordination contract against `sink`: its index prepared, no
+/// lease held, no load, no repairs queued, and `doc_key` a document key no
+/// one uses. Leaves the sink unfenced, out of any load, its lease free.
+pub async fn check_coordination<S: Coordination + DocumentSink>(sink: &S, space: &EmbeddingSpace, doc_key: &str) {
+    let ttl = std::time::Duration::from_secs(30);
+    let (mine, theirs) = (sink.lease("conformance-1".into(), ttl), sink.lease("conformance-2".into(), ttl));
+    assert_eq!(mine.current_holder().await.expect("current_holder"), None, "nobody holds a fresh lease");
+    assert_eq!(mine.ttl_left_ms().await.expect("ttl_left_ms"), None, "a lease nobody holds has no time left");
+    assert!(mine.try_acquire().await.expect("try_acquire"), "a free lease is taken");
+    assert!(mine.try_acquire().await.expect("try_acquire"), "taking one's own lease again holds it");
+    assert!(!theirs.try_acquire().await.expect("try_acquire"), "a held lease is not taken by another");
+    assert!(!theirs.renew().await.expect("renew"), "nor renewed by another");
+    assert!(mine.renew().await.expect("renew"), "the holder renews it");
+    assert_eq!(mine.current_holder().await.expect("current_holder"), Some("conformance-1".into()), "it names its holder");
+    assert!(mine.ttl_left_ms().await.expect("ttl_left_ms").is_some_and(|ms| ms > 0 && ms <= 30_000), "a held lease has time left");
+    assert!(mine.renew_every() < ttl && mine.poll_every() <= mine.renew_every(), "renewal comes well before expiry");
+
+    let doc = document(space, doc_key, "conformance coordination", "fenced");
+    let key = DocumentKey(doc_key.into());
+    let delete = [DocumentChange::Delete(key.clone())];
+    let write = || sink.apply(&delete);
+    sink.fence_with(Some("conformance-2".into()));
+    assert!(
+        matches!(write().await, Err(SinkError::Fenced { .. })),
+        "a write fenced by a holder that lost the lease is refused"
+    );
+    assert!(matches!(sink.store_status("{}").await, Err(SinkError::Fenced { .. })), "so is a status record");
+    assert!(matches!(sink.switch_alias(None).await, Err(SinkError::Fenced { .. })), "and an alias switch");
+    sink.fence_with(Some("conformance-1".into()));
+    sink.apply(&[DocumentChange::Upsert { doc: doc.clone(), vector: None }]).await.expect("the holder's fenced write");
+    assert!(sink.read_state(std::slice::from_ref(&key)).await.expect("read_state")[0].is_some(), "is applied");
+
+    mine.release().await.expect("release");
+    theirs.release().await.expect("a release by another holder does nothing");
+    assert_eq!(theirs.current_holder().await.expect("current_holder"), None, "a released lease is free");
+    write().await.expect("a fenced write when nobody holds the lease");
+    assert_eq!(mine.current_holder().await.expect("current_holder"), Some("conformance-1".into()), "takes the lease back");
+
+    assert_eq!(sink.alias_verdict().await.expect("alias_verdict"), None, "an alias not switched answers nothing");
+    sink.switch_alias(None).await.expect("the holder switches the alias");
+    assert!(sink.alias_verdict().await.expect("alias_verdict").is_some(), "the alias answers after the switch");
+    assert!(sink.verdict().await.expect("verdict").is_some(), "the prepared index answers");
+
+    sink.begin_load("epoch-1").await.expect("begin_load");
+    assert_eq!(sink.stored_load_epoch().await.expect("stored_load_epoch"), Some("epoch-1".into()), "a load's epoch is stored");
+    write().await.expect("a write under the stored epoch");
+    sink.resume_load("epoch-0");
+    assert!(
+        matches!(write().await, Err(SinkError::LoadLost { epoch }) if epoch == "epoch-0"),
+        "a write under an epoch the sink does not hold is refused as a lost load"
+    );
+    sink.end_load();
+    write().await.expect("after the load, writes check no epoch");
+
+    sink.store_status("{\"state\":\"conformance\"}").await.expect("store_status");
+    assert_eq!(sink.status_record().await.expect("status_record").as_deref(), Some("{\"state\":\"conformance\"}"), "the status reads back");
+    sink.store_mapping_fingerprint("conformance-fields").await.expect("store_mapping_fingerprint");
+    assert_eq!(sink.mapping_fingerprint().await.expect("mapping_fingerprint").as_deref(), Some("conformance-fields"), "so does the fingerprint");
+
+    let repairs: Vec<DocumentKey> = ["r1", "r2", "r3"].map(|k| DocumentKey(k.into())).into();
+    sink.push_repairs(&repairs).await.expect("push_repairs");
+    assert_eq!(sink.pending_repairs().await.expect("pending_repairs"), 3, "queued repairs are counted");
+    assert_eq!(sink.peek_repairs(2).await.expect("peek_repairs"), repairs[..2], "the oldest come first");
+    assert_eq!(sink.pending_repairs().await.expect("pending_repairs"), 3, "peeking takes nothing");
+    sink.ack_repairs(2).await.expect("ack_repairs");
+    assert_eq!(sink.peek_repairs(10).await.expect("peek_repairs"), repairs[2..], "an ack removes the oldest");
+    sink.fence_with(Some("conformance-2".into()));
+    assert!(matches!(sink.ack_repairs(1).await, Err(SinkError::Fenced { .. })), "a holder that lost the lease cannot ack");
+    sink.fence_with(Some("conformance-1".into()));
+    sink.ack_repairs(1).await.expect("ack_repairs");
+    assert_eq!(sink.pending_repairs().await.expect("pending_repairs"), 0, "all acked");
+
+    sink.apply(&[DocumentChange::Delete(key)]).await.expect("clean up");
+    sink.fence_with(None);
+    mine.release().await.expect("release");
+    let memory = sink.memory_info().await.expect("memory_info");
+    assert!(!memory.policy.is_empty(), "memory info names a policy");
 }

@@ -15,11 +15,12 @@ pub mod ops;
 pub mod pending;
 pub mod quarantine;
 pub mod redis;
+mod redis_roles;
 pub mod vector_cache;
 pub mod verdict;
 pub mod version;
 
-pub use self::contract::{DocumentSink, RemotePositions};
+pub use self::contract::{Coordination, DocumentSink, Lease, RemotePositions, Sink};
 pub use self::index::IndexSpec;
 pub use self::lease::WriterLease;
 pub use self::redis::{RedisSink, SinkError, StoredState};

@@ -77,7 +77,7 @@ impl Rig {
     }
 
     fn owed(&self) -> Vec<String> {
-        self.sink.contents(|c| c.owed.iter().map(|k| k.0.clone()).collect())
+        self.sink.contents(|c| c.owed.keys().map(|k| k.0.clone()).collect())
     }
 
     fn quarantined(&self) -> Vec<String> {
