@@ -129,7 +129,8 @@ fn print_summary<T: serde::Serialize>(summary: &T, table: impl FnOnce(&T) -> Str
 
 async fn reconcile(config: Config, dry_run: bool, output: OutputFormat) -> anyhow::Result<()> {
     let (connected, cancel) = connect_for_reconcile(config).await?;
-    let report = connected.reconciler().reconcile(dry_run, &cancel).await?;
+    let syncer = connected.syncer();
+    let report = connected.reconciler(&syncer).reconcile(dry_run, &cancel).await?;
     print_summary(&report, ReconcileReport::to_table, output)?;
     // The nightly alarm on embedding calls reads this line (deploy/sst/drugsync.ts).
     tracing::info!(drift = report.drift(), mode = %report.mode, embed_calls = report.embed_calls, "reconcile finished");

@@ -33,34 +33,34 @@ use crate::document::DocumentKey;
 use crate::embed::Embedder;
 use crate::mapping::DocumentLoader;
 use crate::position::Position;
-use crate::sink::RedisSink;
+use crate::sink::Sink;
 use crate::source::{SourceError, server};
 
 /// What the initial load uses, and nothing more: built by [`Replicator::loader`].
-pub struct Loader<'a, E> {
+pub struct Loader<'a, E, S> {
     pool: &'a mysql_async::Pool,
-    sink: &'a RedisSink,
+    sink: &'a S,
     documents: &'a DocumentLoader,
     stats: &'a Stats,
-    syncer: Syncer<'a, E>,
+    syncer: &'a Syncer<'a, E, S>,
     /// The one writer of positions: the snapshot's position at the end.
-    committer: Committer<'a>,
+    committer: Committer<'a, S>,
     /// Where the load's progress (epoch, last key written) is kept.
     progress: &'a CheckpointStore,
     /// `pipeline.load_chunk`: documents per page.
     page_size: usize,
 }
 
-impl<E: Embedder> Replicator<E> {
+impl<E: Embedder, S: Sink> Replicator<E, S> {
     /// The parts the initial load uses.
-    pub fn loader(&self) -> Loader<'_, E> {
+    pub fn loader<'a>(&'a self, syncer: &'a Syncer<'a, E, S>) -> Loader<'a, E, S> {
         let parts = &self.parts;
         Loader {
             pool: &parts.pool,
             sink: &parts.sink,
             documents: &parts.loader,
             stats: &parts.stats,
-            syncer: parts.syncer(),
+            syncer,
             committer: self.committer(),
             progress: self.checkpoint(),
             page_size: parts.config.pipeline.load_chunk,
@@ -68,7 +68,7 @@ impl<E: Embedder> Replicator<E> {
     }
 }
 
-impl<E: Embedder> Loader<'_, E> {
+impl<E: Embedder, S: Sink> Loader<'_, E, S> {
     /// Loads everything and returns the position to stream from; `None` if cancelled.
     pub async fn initial_load(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
         let loaded = retry(&self.stats.progress, cancel, "initial load", || self.load_once(cancel)).await;
@@ -135,14 +135,14 @@ impl<E: Embedder> Loader<'_, E> {
             let to_write = in_flight.take();
             let write = async {
                 let Some((prepared, last_key)) = to_write else { return Ok(None) };
-                write_prepared(&self.syncer, prepared, None).await.map(|()| Some(last_key))
+                write_prepared(self.syncer, prepared, None).await.map(|()| Some(last_key))
             };
             let next = async {
                 let page = self.documents.page(&mut tx, after.as_ref(), page_size).await?;
                 let Some(last_key) = page.last().map(|d| d.key.clone()) else { return Ok::<_, RunError>(None) };
                 let documents = page.len() as u64;
                 let wanted = page.into_iter().map(|d| (d.key.clone(), Some(d))).collect();
-                let prepared = prepare(&self.syncer, wanted, Default::default(), WhenUnavailable::Wait, recent.as_ref()).await?;
+                let prepared = prepare(self.syncer, wanted, Default::default(), WhenUnavailable::Wait, recent.as_ref()).await?;
                 Ok(Some((prepared, last_key, documents)))
             };
             let (written, next) = tokio::join!(write, next);

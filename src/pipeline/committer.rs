@@ -9,7 +9,7 @@
 //! (idempotently) from there (see `start`).
 //!
 //! [`Committer`] is the only code that writes either position: every other
-//! Redis write goes through `RedisSink::apply`, which takes no position,
+//! Redis write goes through `DocumentSink::apply`, which takes no position,
 //! and the checkpoint's `advance` and `reset` are called from here alone.
 //! Its order is always Redis first, then local. It works over two small
 //! traits, [`RemotePositions`] (the sink's contract) and [`LocalPositions`]
@@ -21,10 +21,10 @@ use super::RunError;
 use crate::checkpoint::LocalPositions;
 use crate::document::DocumentChange;
 use crate::position::Position;
-use crate::sink::{RedisSink, RemotePositions};
+use crate::sink::RemotePositions;
 
 /// See the module docs. Cheap to build: it borrows both sides.
-pub struct Committer<'a, R = RedisSink> {
+pub struct Committer<'a, R> {
     remote: &'a R,
     local: &'a dyn LocalPositions,
 }

@@ -24,22 +24,23 @@ use crate::backoff::Backoff;
 use crate::document::DocumentKey;
 use crate::embed::Embedder;
 use crate::error::Classify;
+use crate::sink::Sink;
 use crate::sink::pending::Owed;
 
 /// What filling uses, and nothing more: built by [`Connected::filler`].
-pub struct Filler<'a, E> {
+pub struct Filler<'a, E, S> {
     pool: &'a mysql_async::Pool,
-    sink: &'a crate::sink::RedisSink,
+    sink: &'a S,
     stats: &'a Stats,
-    syncer: Syncer<'a, E>,
+    syncer: &'a Syncer<'a, E, S>,
     /// `pipeline.write_chunk`: owed documents rebuilt per try.
     chunk: usize,
 }
 
-impl<E: Embedder> Connected<E> {
+impl<E: Embedder, S: Sink> Connected<E, S> {
     /// The parts filling owed vectors uses.
-    pub fn filler(&self) -> Filler<'_, E> {
-        Filler { pool: &self.pool, sink: &self.sink, stats: &self.stats, syncer: self.syncer(), chunk: self.config.pipeline.write_chunk }
+    pub fn filler<'a>(&'a self, syncer: &'a Syncer<'a, E, S>) -> Filler<'a, E, S> {
+        Filler { pool: &self.pool, sink: &self.sink, stats: &self.stats, syncer, chunk: self.config.pipeline.write_chunk }
     }
 }
 
@@ -58,7 +59,7 @@ pub trait OwedSource: Sync {
     fn stats(&self) -> &Stats;
 }
 
-impl<E: Embedder> OwedSource for Filler<'_, E> {
+impl<E: Embedder, S: Sink> OwedSource for Filler<'_, E, S> {
     async fn owed(&self) -> Result<Owed, RunError> {
         Ok(self.sink.owed().await?)
     }
@@ -67,7 +68,7 @@ impl<E: Embedder> OwedSource for Filler<'_, E> {
     }
     async fn rebuild(&self, keys: Vec<DocumentKey>) -> Result<(), RunError> {
         let mut conn = crate::source::connect::pooled(self.pool).await?;
-        sync_keys(&self.syncer, &mut conn, keys, None, WhenUnavailable::Leave).await
+        sync_keys(self.syncer, &mut conn, keys, None, WhenUnavailable::Leave).await
     }
     fn stats(&self) -> &Stats {
         self.stats

@@ -4,7 +4,7 @@
 //! none stops the writer, which keeps the index as fresh as Redis lets it.
 
 use super::Stats;
-use crate::sink::RedisSink;
+use crate::sink::Coordination;
 use crate::sink::memory::NEAR_FULL;
 
 /// Idle ticks (one a second) between two looks.
@@ -19,7 +19,7 @@ pub struct MemoryWatch {
 
 impl MemoryWatch {
     /// Called on every idle tick; looks every [`EVERY_TICKS`].
-    pub async fn tick(&mut self, sink: &RedisSink, stats: &Stats) {
+    pub async fn tick<S: Coordination>(&mut self, sink: &S, stats: &Stats) {
         self.ticks = self.ticks.wrapping_add(1);
         if !self.ticks.is_multiple_of(EVERY_TICKS) {
             return;

@@ -29,7 +29,7 @@ use super::{RunError, Stats, writer};
 use crate::document::{Document, DocumentKey, TextHash};
 use crate::embed::Embedder;
 use crate::embed::Pricing;
-use crate::sink::{RedisSink, StoredState};
+use crate::sink::{Lease, Sink, StoredState};
 pub(super) use report::Spending;
 pub use report::{Mode, ReconcileReport};
 
@@ -40,12 +40,12 @@ const PAGE: usize = 1000;
 /// `--reconcile` process or of the streamer repairing as the writer
 /// ([`Connected::reconciler`]); it holds no checkpoint and no committer, so
 /// a reconcile cannot move a position.
-pub struct Reconciler<'a, E> {
+pub struct Reconciler<'a, E, S> {
     pool: &'a mysql_async::Pool,
-    sink: &'a RedisSink,
+    sink: &'a S,
     loader: &'a crate::mapping::DocumentLoader,
     stats: &'a Stats,
-    syncer: Syncer<'a, E>,
+    syncer: &'a Syncer<'a, E, S>,
     pricing: Pricing,
     /// `redis.lease_ttl_secs`: the writer lease a repairing reconcile holds.
     lease_ttl: Duration,
@@ -53,15 +53,15 @@ pub struct Reconciler<'a, E> {
     stall: Duration,
 }
 
-impl<E: Embedder> Connected<E> {
+impl<E: Embedder, S: Sink> Connected<E, S> {
     /// The parts a reconcile pass uses.
-    pub fn reconciler(&self) -> Reconciler<'_, E> {
+    pub fn reconciler<'a>(&'a self, syncer: &'a Syncer<'a, E, S>) -> Reconciler<'a, E, S> {
         Reconciler {
             pool: &self.pool,
             sink: &self.sink,
             loader: &self.loader,
             stats: &self.stats,
-            syncer: self.syncer(),
+            syncer,
             pricing: self.pricing(),
             lease_ttl: Duration::from_secs(self.config.redis.lease_ttl_secs),
             stall: Duration::from_secs(self.config.pipeline.stall_timeout_secs),
@@ -69,7 +69,7 @@ impl<E: Embedder> Connected<E> {
     }
 }
 
-impl<E: Embedder> Reconciler<'_, E> {
+impl<E: Embedder, S: Sink> Reconciler<'_, E, S> {
     /// Runs one reconcile pass. `dry_run` reports and changes nothing.
     pub async fn reconcile(&self, dry_run: bool, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
         let started = Instant::now();
@@ -170,7 +170,7 @@ impl<E: Embedder> Reconciler<'_, E> {
         // Orphans a SCAN page at a time, checked against current MySQL state:
         // nothing here holds more than a page, whatever the size of the index.
         let mut scan = OrphanScan::default();
-        while let Some(orphans) = scan.next(&self.syncer, &mut conn).await? {
+        while let Some(orphans) = scan.next(self.syncer, &mut conn).await? {
             if cancel.is_cancelled() {
                 return Err(RunError::Cancelled);
             }
@@ -225,7 +225,7 @@ impl<E: Embedder> Reconciler<'_, E> {
         }
         match mode {
             Mode::DryRun => Ok(()),
-            Mode::Repair => sync_documents(&self.syncer, wanted, None, WhenUnavailable::Owe).await,
+            Mode::Repair => sync_documents(self.syncer, wanted, None, WhenUnavailable::Owe).await,
             Mode::Handoff => {
                 let keys: Vec<DocumentKey> = wanted.into_iter().map(|(k, _)| k).collect();
                 self.sink.push_repairs(&keys).await?;
@@ -264,7 +264,7 @@ pub(super) struct WantedTexts(BTreeMap<TextHash, usize>);
 impl WantedTexts {
     /// What embedding them would cost: the texts the cache does not hold, in
     /// calls of the model's batch size, tokens estimated at characters / 4.
-    pub(super) async fn price<E: Embedder>(&self, r: &Reconciler<'_, E>, report: &mut ReconcileReport) -> Result<(), RunError> {
+    pub(super) async fn price<E: Embedder, S: Sink>(&self, r: &Reconciler<'_, E, S>, report: &mut ReconcileReport) -> Result<(), RunError> {
         let limit = r.pricing.input_char_limit;
         let wanted: Vec<(&TextHash, &usize)> = self.0.iter().collect();
         // A page at a time: the cache answers with whole vectors (4 KB each at 1,024 dimensions).

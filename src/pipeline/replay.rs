@@ -31,6 +31,7 @@ use crate::document::DocumentKey;
 use crate::embed::Embedder;
 use crate::mapping::router::Routed;
 use crate::position::Position;
+use crate::sink::Sink;
 
 /// The pricing reads the binlog as replica `mysql.server_id` with this bit
 /// flipped, so it can run beside the streamer without displacing it.
@@ -72,8 +73,14 @@ impl ReplayEstimate {
 }
 
 /// See the module docs.
-pub async fn price_replay<E: Embedder>(r: &Connected<E>, from: &Position, cancel: &CancellationToken) -> Result<ReplayEstimate, RunError> {
+pub async fn price_replay<E: Embedder, S: Sink>(
+    r: &Connected<E, S>,
+    from: &Position,
+    cancel: &CancellationToken,
+) -> Result<ReplayEstimate, RunError> {
     let started = std::time::Instant::now();
+    let syncer = r.syncer();
+    let reconciler = r.reconciler(&syncer);
     let end = {
         let mut conn = crate::source::connect::pooled(&r.pool).await?;
         crate::source::server::check_position_exists(&mut conn, from).await?;
@@ -89,20 +96,19 @@ pub async fn price_replay<E: Embedder>(r: &Connected<E>, from: &Position, cancel
             false
         }
         Some(batch) if batch.refusal.is_some() => {
-            report = r.reconciler().pass(Mode::DryRun, cancel).await?;
+            report = reconciler.pass(Mode::DryRun, cancel).await?;
             true
         }
         Some(batch) => {
             let mut conn = crate::source::connect::pooled(&r.pool).await?;
             match r.router.resolve(&mut conn, &batch.routing, limit).await? {
                 Routed::Everything => {
-                    report = r.reconciler().pass(Mode::DryRun, cancel).await?;
+                    report = reconciler.pass(Mode::DryRun, cancel).await?;
                     true
                 }
                 Routed::Keys(keys) => {
                     report = ReconcileReport::default();
                     let mut texts = WantedTexts::default();
-                    let reconciler = r.reconciler();
                     let keys: Vec<DocumentKey> = keys.into_iter().collect();
                     for chunk in keys.chunks(r.config.pipeline.load_chunk) {
                         let docs = r.loader.load(&mut conn, chunk).await?;
@@ -126,8 +132,8 @@ pub async fn price_replay<E: Embedder>(r: &Connected<E>, from: &Position, cancel
 /// Reads the binlog from `from` and merges every transaction up to `end`
 /// into one batch (bounded like any batch: past `limit` keys it stands for
 /// everything). `None` when there was no transaction; with it, the last commit read.
-async fn read_until<E: Embedder>(
-    r: &Connected<E>,
+async fn read_until<E: Embedder, S: Sink>(
+    r: &Connected<E, S>,
     from: &Position,
     end: &Position,
     limit: usize,
@@ -186,7 +192,7 @@ pub struct ReplayWatch {
 
 impl ReplayWatch {
     /// Starts watching a replay from `from`, up to the source's current end of binlog.
-    pub async fn start<E: Embedder>(r: &Connected<E>, from: &Position) -> Result<Self, RunError> {
+    pub async fn start<E: Embedder, S: Sink>(r: &Connected<E, S>, from: &Position) -> Result<Self, RunError> {
         let mut conn = crate::source::connect::pooled(&r.pool).await?;
         let until = crate::source::server::current_position(&mut conn).await?;
         let stats = &r.stats;

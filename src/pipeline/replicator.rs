@@ -13,20 +13,22 @@ use crate::config::Config;
 use crate::embed::Embedder;
 use crate::mapping::{DocumentLoader, Router};
 use crate::position::Position;
-use crate::sink::{AliasState, RedisSink};
+use crate::sink::{AliasState, Coordination, RedisSink, Sink};
 
 /// What every mode connects to and builds from the configuration: the
 /// streamer, `--reconcile` and the replay pricing. It holds no checkpoint
 /// and so cannot move a position: only a [`Replicator`] has a committer.
-pub struct Connected<E: Embedder> {
+/// This is the composition root: the one place that names the Redis sink
+/// (`S`); every stage is generic over the roles of `sink::contract`.
+pub struct Connected<E: Embedder, S: Sink = RedisSink> {
     /// Validated configuration.
     pub(super) config: Arc<Config>,
     /// Connections for routing queries, document loads and snapshots (not the binlog stream).
     pub(super) pool: Pool,
     /// MySQL connection options (the binlog stream opens its own connection).
     pub(super) opts: Opts,
-    /// Redis writer.
-    pub(super) sink: RedisSink,
+    /// The Redis side.
+    pub(super) sink: S,
     /// Embedding provider.
     pub(super) embedder: Arc<E>,
     /// Key -> document loader.
@@ -37,7 +39,7 @@ pub struct Connected<E: Embedder> {
     pub(super) stats: Arc<Stats>,
 }
 
-impl<E: Embedder> Connected<E> {
+impl<E: Embedder> Connected<E, RedisSink> {
     /// Connects to MySQL and Redis and checks the source's binlog settings.
     async fn connect(config: Config, embedder: E) -> Result<Self, RunError> {
         let opts = crate::source::connect::mysql_opts(&config.mysql)?;
@@ -70,7 +72,9 @@ impl<E: Embedder> Connected<E> {
         }
         Ok(connected)
     }
+}
 
+impl<E: Embedder, S: Sink> Connected<E, S> {
     /// The validated configuration it was built from.
     pub fn config(&self) -> &Config {
         &self.config
@@ -82,7 +86,7 @@ impl<E: Embedder> Connected<E> {
     }
 
     /// The Redis side.
-    pub fn sink(&self) -> &RedisSink {
+    pub fn sink(&self) -> &S {
         &self.sink
     }
 
@@ -99,9 +103,9 @@ impl<E: Embedder> Connected<E> {
 
 /// The streamer: what every mode holds, plus the checkpoint store (and so
 /// the one [`committer`]). Built by [`Replicator::connect`].
-pub struct Replicator<E: Embedder> {
+pub struct Replicator<E: Embedder, S: Sink = RedisSink> {
     /// Connections and the parts built from the configuration.
-    pub(super) parts: Connected<E>,
+    pub(super) parts: Connected<E, S>,
     /// Local checkpoint store (redb: one process per file).
     checkpoint: CheckpointStore,
     /// This instance's id in the checkpoint store: its name as the writer lease holder.
@@ -110,7 +114,7 @@ pub struct Replicator<E: Embedder> {
     pub(super) replay: std::sync::Mutex<Option<Position>>,
 }
 
-impl<E: Embedder> Replicator<E> {
+impl<E: Embedder> Replicator<E, RedisSink> {
     /// Connects to MySQL and Redis, checks the source's binlog settings and
     /// opens the checkpoint store. The index is prepared once this instance
     /// holds the writer lease (see `run`).
@@ -120,9 +124,11 @@ impl<E: Embedder> Replicator<E> {
         let parts = Connected::connect(config, embedder).await?;
         Ok(Self { parts, checkpoint, instance_id, replay: std::sync::Mutex::new(None) })
     }
+}
 
+impl<E: Embedder, S: Sink> Replicator<E, S> {
     /// What every mode holds: configuration, connections, counters.
-    pub fn parts(&self) -> &Connected<E> {
+    pub fn parts(&self) -> &Connected<E, S> {
         &self.parts
     }
 
@@ -137,12 +143,12 @@ impl<E: Embedder> Replicator<E> {
     }
 
     /// What publishing the status record uses.
-    pub fn status(&self) -> StatusPublisher<'_> {
+    pub fn status(&self) -> StatusPublisher<'_, S> {
         StatusPublisher { holder: &self.instance_id, sink: &self.parts.sink, stats: &self.parts.stats }
     }
 
     /// The one writer of positions (see [`committer`]).
-    pub fn committer(&self) -> committer::Committer<'_> {
+    pub fn committer(&self) -> committer::Committer<'_, S> {
         committer::Committer::new(&self.parts.sink, &self.checkpoint)
     }
 
@@ -162,13 +168,13 @@ impl<E: Embedder> Replicator<E> {
 /// Publishes this writer's [`crate::status::StatusRecord`] (once a second
 /// from the apply loop, and with the error it stops on). Built by
 /// [`Replicator::status`].
-pub struct StatusPublisher<'a> {
+pub struct StatusPublisher<'a, S> {
     holder: &'a str,
-    sink: &'a RedisSink,
+    sink: &'a S,
     stats: &'a Stats,
 }
 
-impl StatusPublisher<'_> {
+impl<S: Coordination> StatusPublisher<'_, S> {
     /// Best effort: the status is for people, and must never fail replication.
     pub async fn publish(&self) {
         let stats = self.stats;

@@ -33,7 +33,7 @@ use crate::embed::Embedder;
 use crate::mapping::Router;
 use crate::mapping::router::Routed;
 use crate::position::Position;
-use crate::sink::RedisSink;
+use crate::sink::Sink;
 use crate::source::{InFlight, SourceError};
 
 /// Longest wait for the source to commit what its binlog already holds
@@ -84,20 +84,20 @@ pub enum Ended {
 }
 
 /// What streaming uses, and nothing more: built by [`Replicator::streamer`].
-pub struct Streamer<'a, E> {
+pub struct Streamer<'a, E, S> {
     pool: &'a mysql_async::Pool,
-    sink: &'a RedisSink,
+    sink: &'a S,
     router: &'a Router,
     stats: &'a Stats,
-    syncer: Syncer<'a, E>,
+    syncer: &'a Syncer<'a, E, S>,
     /// The one writer of positions.
-    committer: Committer<'a>,
+    committer: Committer<'a, S>,
     /// For a batch applied by a full diff.
-    reconciler: Reconciler<'a, E>,
+    reconciler: Reconciler<'a, E, S>,
     /// For owed vectors, on the idle tick.
-    filler: Filler<'a, E>,
-    status: StatusPublisher<'a>,
-    tail: Tail<'a>,
+    filler: Filler<'a, E, S>,
+    status: StatusPublisher<'a, S>,
+    tail: Tail<'a, S>,
     settings: Settings,
 }
 
@@ -118,9 +118,9 @@ struct Settings {
     query_timeout: Duration,
 }
 
-impl<E: Embedder> Replicator<E> {
+impl<E: Embedder, S: Sink> Replicator<E, S> {
     /// The parts streaming uses.
-    pub fn streamer(&self) -> Streamer<'_, E> {
+    pub fn streamer<'a>(&'a self, syncer: &'a Syncer<'a, E, S>) -> Streamer<'a, E, S> {
         let parts = &self.parts;
         let c = &parts.config;
         Streamer {
@@ -128,10 +128,10 @@ impl<E: Embedder> Replicator<E> {
             sink: &parts.sink,
             router: &parts.router,
             stats: &parts.stats,
-            syncer: parts.syncer(),
+            syncer,
             committer: self.committer(),
-            reconciler: parts.reconciler(),
-            filler: parts.filler(),
+            reconciler: parts.reconciler(syncer),
+            filler: parts.filler(syncer),
             status: self.status(),
             tail: parts.tail(),
             settings: Settings {
@@ -146,7 +146,7 @@ impl<E: Embedder> Replicator<E> {
     }
 }
 
-impl<E: Embedder> Streamer<'_, E> {
+impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
     /// Streams from `start` until cancelled, a [`Resync`], or a definite error.
     /// `replay`, when a replay is under way, logs its summary once it is caught up.
     pub async fn run(
@@ -256,7 +256,7 @@ impl<E: Embedder> Streamer<'_, E> {
     /// last batch it acknowledged: writing on would build on missing documents.
     /// One GET per batch.
     async fn redis_rewound(&self, applied: &Position) -> Result<Option<Resync>, RunError> {
-        let found = self.sink.position().await?;
+        let found = self.sink.stored_position().await?;
         // Another lineage (resumed by GTID) cannot be ordered; the GTID state vouched for it.
         let kept = found.as_ref().is_some_and(|p| p.try_cmp(applied).map_or(true, |o| o.is_ge()));
         Ok((!kept).then(|| Resync::RedisRewound { expected: applied.clone(), found }))
@@ -296,7 +296,7 @@ impl<E: Embedder> Streamer<'_, E> {
         let mut unique = keys.clone();
         unique.sort();
         unique.dedup();
-        sync_keys(&self.syncer, &mut conn, unique, None, WhenUnavailable::Owe).await?;
+        sync_keys(self.syncer, &mut conn, unique, None, WhenUnavailable::Owe).await?;
         self.sink.ack_repairs(keys.len()).await?;
         tracing::info!(documents = keys.len(), "applied reconcile repairs");
         Ok(())
@@ -327,7 +327,7 @@ impl<E: Embedder> Streamer<'_, E> {
                 Routed::Keys(keys) => {
                     tracing::debug!(transactions = batch.transactions, documents = keys.len(), position = %commit, "applying batch");
                     let end = BatchEnd { committer: &self.committer, position: commit };
-                    sync_keys(&self.syncer, &mut conn, keys.into_iter().collect(), Some(end), WhenUnavailable::Owe).await?;
+                    sync_keys(self.syncer, &mut conn, keys.into_iter().collect(), Some(end), WhenUnavailable::Owe).await?;
                 }
                 Routed::Everything => {
                     tracing::info!(

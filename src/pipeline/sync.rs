@@ -25,12 +25,12 @@ use crate::embed::Embedder;
 use crate::error::Classify;
 use crate::mapping::DocumentLoader;
 use crate::position::Position;
-use crate::sink::{DocumentSink, RedisSink};
+use crate::sink::{DocumentSink, Sink};
 
 /// What syncing documents uses, and nothing more (the stages build one
 /// from the replicator's parts with [`Connected::syncer`]). It moves no
 /// position by itself: a batch that ends at one passes a [`BatchEnd`].
-pub struct Syncer<'a, E, S = RedisSink> {
+pub struct Syncer<'a, E, S> {
     sink: &'a S,
     loader: &'a DocumentLoader,
     embedder: &'a E,
@@ -43,9 +43,9 @@ pub struct Syncer<'a, E, S = RedisSink> {
     concurrency: usize,
 }
 
-impl<E: Embedder> Connected<E> {
+impl<E: Embedder, S: Sink> Connected<E, S> {
     /// The parts syncing documents uses.
-    pub fn syncer(&self) -> Syncer<'_, E> {
+    pub fn syncer(&self) -> Syncer<'_, E, S> {
         Syncer {
             sink: &self.sink,
             loader: &self.loader,
@@ -61,7 +61,7 @@ impl<E: Embedder> Connected<E> {
 /// Where a batch ends: its committer stores `position` with the batch's
 /// last write, and only once every earlier write was acknowledged. Only a
 /// streamer has one (a reconcile cannot move a position).
-pub struct BatchEnd<'a, S = RedisSink> {
+pub struct BatchEnd<'a, S> {
     /// The one writer of positions.
     pub committer: &'a Committer<'a, S>,
     /// The position the batch ends at.

@@ -11,7 +11,7 @@ use super::retry::retry;
 use crate::config::ResumeBy;
 use crate::embed::Embedder;
 use crate::mapping::Router;
-use crate::sink::RedisSink;
+use crate::sink::Sink;
 use crate::source::BinlogTailer;
 
 /// Transactions buffered between the binlog reader and the apply loop.
@@ -19,10 +19,10 @@ pub const CHANNEL_CAPACITY: usize = 4096;
 
 /// What reading the binlog uses, and nothing more: built by
 /// [`Connected::tail`] for the stream and the replay pricing.
-pub struct Tail<'a> {
+pub struct Tail<'a, S> {
     opts: &'a mysql_async::Opts,
     router: &'a Router,
-    sink: &'a RedisSink,
+    sink: &'a S,
     schema: &'a str,
     /// `canary.table`: heartbeats the decoder keeps apart.
     canary: Option<String>,
@@ -37,9 +37,9 @@ pub struct Tail<'a> {
     progress: super::progress::Progress,
 }
 
-impl<E: Embedder> Connected<E> {
+impl<E: Embedder, S: Sink> Connected<E, S> {
     /// The parts reading the binlog uses.
-    pub fn tail(&self) -> Tail<'_> {
+    pub fn tail(&self) -> Tail<'_, S> {
         let c = &self.config;
         Tail {
             opts: &self.opts,
@@ -58,7 +58,7 @@ impl<E: Embedder> Connected<E> {
     }
 }
 
-impl Tail<'_> {
+impl<S: Sink> Tail<'_, S> {
     /// The binlog reader, decoding for batches of at most `limit` keys,
     /// connecting as replica `server_id`.
     pub fn reader(&self, limit: usize, server_id: u32) -> BinlogTailer {

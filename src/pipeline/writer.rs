@@ -11,12 +11,12 @@ use super::progress::Progress;
 use crate::health::Heartbeat;
 
 use super::RunError;
-use crate::sink::WriterLease;
+use crate::sink::Lease;
 
 /// Takes the lease, waiting while another instance holds it (a hot standby
 /// waits here). `Ok(false)` when `cancel` fired while waiting.
 /// Every answer from Redis marks `redis_seen` (what a standby's readiness checks).
-pub async fn acquire(lease: &WriterLease, cancel: &CancellationToken, redis_seen: &Heartbeat) -> Result<bool, RunError> {
+pub async fn acquire<L: Lease>(lease: &L, cancel: &CancellationToken, redis_seen: &Heartbeat) -> Result<bool, RunError> {
     let mut announced = false;
     loop {
         let answer = lease.try_acquire().await;
@@ -52,8 +52,8 @@ pub async fn acquire(lease: &WriterLease, cancel: &CancellationToken, redis_seen
 /// stops renewing and cancels `stalled`: the run is then abandoned (its
 /// stuck wait dropped) and the lease left for a standby.
 /// Each renewal Redis answers marks the heartbeat in `watch`.
-pub async fn keep_renewed(
-    lease: WriterLease,
+pub async fn keep_renewed<L: Lease>(
+    lease: L,
     stop: CancellationToken,
     lost: Arc<AtomicBool>,
     watch: (Progress, Heartbeat),

@@ -160,10 +160,7 @@ pub async fn check_coordination<S: Coordination + DocumentSink>(sink: &S, space:
     let delete = [DocumentChange::Delete(key.clone())];
     let write = || sink.apply(&delete);
     sink.fence_with(Some("conformance-2".into()));
-    assert!(
-        matches!(write().await, Err(SinkError::Fenced { .. })),
-        "a write fenced by a holder that lost the lease is refused"
-    );
+    assert!(matches!(write().await, Err(SinkError::Fenced { .. })), "a write fenced by a holder that lost the lease is refused");
     assert!(matches!(sink.store_status("{}").await, Err(SinkError::Fenced { .. })), "so is a status record");
     assert!(matches!(sink.switch_alias(None).await, Err(SinkError::Fenced { .. })), "and an alias switch");
     sink.fence_with(Some("conformance-1".into()));
@@ -195,7 +192,11 @@ pub async fn check_coordination<S: Coordination + DocumentSink>(sink: &S, space:
     sink.store_status("{\"state\":\"conformance\"}").await.expect("store_status");
     assert_eq!(sink.status_record().await.expect("status_record").as_deref(), Some("{\"state\":\"conformance\"}"), "the status reads back");
     sink.store_mapping_fingerprint("conformance-fields").await.expect("store_mapping_fingerprint");
-    assert_eq!(sink.mapping_fingerprint().await.expect("mapping_fingerprint").as_deref(), Some("conformance-fields"), "so does the fingerprint");
+    assert_eq!(
+        sink.mapping_fingerprint().await.expect("mapping_fingerprint").as_deref(),
+        Some("conformance-fields"),
+        "so does the fingerprint"
+    );
 
     let repairs: Vec<DocumentKey> = ["r1", "r2", "r3"].map(|k| DocumentKey(k.into())).into();
     sink.push_repairs(&repairs).await.expect("push_repairs");

@@ -102,8 +102,12 @@ pub struct MemorySink {
 impl MemorySink {
     /// An empty sink whose vectors have `dimensions` elements; its index exists.
     pub fn new(dimensions: usize) -> Self {
-        let version =
-            IndexVersion { alias: "drugs".into(), index: "drugs_v0000000a".into(), prefix: "drug_v0000000a:".into(), hash: "0000000a".into() };
+        let version = IndexVersion {
+            alias: "drugs".into(),
+            index: "drugs_v0000000a".into(),
+            prefix: "drug_v0000000a:".into(),
+            hash: "0000000a".into(),
+        };
         let contents = Contents { index_exists: true, ..Contents::default() };
         Self {
             dimensions,
@@ -392,7 +396,7 @@ impl Lease for MemoryLease {
         std::future::ready(Ok(self.held().lease.clone()))
     }
     fn ttl_left_ms(&self) -> impl Future<Output = Result<Option<u64>, SinkError>> + Send {
-        let left = self.held().lease.is_some().then(|| self.ttl.as_millis() as u64);
+        let left = self.held().lease.is_some().then_some(self.ttl.as_millis() as u64);
         std::future::ready(Ok(left))
     }
     fn renew_every(&self) -> Duration {

@@ -9,6 +9,7 @@ use crate::document::DocumentKey;
 use crate::embed::Embedder;
 use crate::error::Classify;
 use crate::pipeline::RunError;
+use crate::sink::DocumentSink;
 
 /// A scan of the index's keys for orphans; see the module docs.
 #[derive(Debug, Default)]
@@ -23,7 +24,11 @@ impl OrphanScan {
     /// key column can even be compared with) cannot be any row's, so it is
     /// an orphan too. A key Redis no longer holds by the time it is checked
     /// (SCAN can return a key twice) is not reported.
-    pub async fn next<E: Embedder, Q: Queryable>(&mut self, s: &Syncer<'_, E>, conn: &mut Q) -> Result<Option<Vec<DocumentKey>>, RunError> {
+    pub async fn next<E: Embedder, S: DocumentSink, Q: Queryable>(
+        &mut self,
+        s: &Syncer<'_, E, S>,
+        conn: &mut Q,
+    ) -> Result<Option<Vec<DocumentKey>>, RunError> {
         if self.done {
             return Ok(None);
         }

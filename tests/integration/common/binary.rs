@@ -82,6 +82,7 @@ impl TestEnv {
         let config = parse_config(config_text);
         let embedder = local_embedder(&config);
         let connected = Connected::connect_for_reconcile(config, embedder).await.unwrap();
-        connected.reconciler().reconcile(dry_run, &CancellationToken::new()).await.unwrap()
+        let syncer = connected.syncer();
+        connected.reconciler(&syncer).reconcile(dry_run, &CancellationToken::new()).await.unwrap()
     }
 }
