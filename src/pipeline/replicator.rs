@@ -53,9 +53,7 @@ impl<E: Embedder> Connected<E, RedisSink> {
         let stats = Arc::new(Stats::default());
         Stats::set(&stats.redis_may_evict, u64::from(memory.can_evict()));
         Stats::set(&stats.redis_evicted_keys, memory.evicted_keys);
-        let loader = DocumentLoader::new(&config, embedder.space().clone());
-        let router = Router::new(&config.mapping.tables, config.pipeline.load_chunk, Duration::from_secs(config.mysql.query_timeout_secs));
-        Ok(Self { config: Arc::new(config), pool, opts, sink, embedder: Arc::new(embedder), loader, router, stats })
+        Ok(Self::assemble(config, (pool, opts), sink, embedder, stats))
     }
 
     /// Connects for `--reconcile` or the replay pricing, which read (and a
@@ -75,6 +73,13 @@ impl<E: Embedder> Connected<E, RedisSink> {
 }
 
 impl<E: Embedder, S: Sink> Connected<E, S> {
+    /// The parts built from `config` around connections made elsewhere.
+    fn assemble(config: Config, (pool, opts): (Pool, Opts), sink: S, embedder: E, stats: Arc<Stats>) -> Self {
+        let loader = DocumentLoader::new(&config, embedder.space().clone());
+        let router = Router::new(&config.mapping.tables, config.pipeline.load_chunk, Duration::from_secs(config.mysql.query_timeout_secs));
+        Self { config: Arc::new(config), pool, opts, sink, embedder: Arc::new(embedder), loader, router, stats }
+    }
+
     /// The validated configuration it was built from.
     pub fn config(&self) -> &Config {
         &self.config
@@ -189,5 +194,19 @@ impl<S: Coordination> StatusPublisher<'_, S> {
         if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), self.sink.store_status(&json)).await {
             tracing::debug!(error = %e, "could not publish the status record");
         }
+    }
+}
+
+#[cfg(test)]
+impl<E: Embedder, S: Sink> Replicator<E, S> {
+    /// A streamer over `sink`, `embedder` and `checkpoint`, for unit tests of
+    /// the stages on paths that read no MySQL: its pool points at a port
+    /// nothing listens on and connects only when used (a test that reaches
+    /// MySQL fails with a connection error, it does not hang).
+    pub(crate) fn in_memory(config: Config, sink: S, embedder: E, checkpoint: CheckpointStore) -> Self {
+        let opts = Opts::from_url("mysql://drugsync@127.0.0.1:9/fdb").expect("a valid URL");
+        let parts = Connected::assemble(config, (Pool::new(opts.clone()), opts), sink, embedder, Arc::new(Stats::default()));
+        let instance_id = checkpoint.instance_id().expect("instance id");
+        Self { parts, checkpoint, instance_id, replay: std::sync::Mutex::new(None) }
     }
 }

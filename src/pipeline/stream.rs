@@ -358,3 +358,6 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
         self.committer.commit(&[], commit).await
     }
 }
+
+#[cfg(test)]
+mod tests;
