@@ -78,24 +78,14 @@ impl<E: Embedder, S: Sink> Loader<'_, E, S> {
         Ok(Some(position))
     }
 
-    async fn load_once(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
-        let started = Instant::now();
-        let source = |e| SourceError::from_driver(e, "initial load");
-        let mut conn = crate::source::connect::pooled(self.pool).await?;
-        let before = server::current_position(&mut conn).await?;
-        let mut opts = TxOpts::default();
-        opts.with_consistent_snapshot(true).with_readonly(true);
-        let mut tx = conn.start_transaction(opts).await.map_err(source)?;
-        let snapshot = match server::snapshot_position(&mut tx).await? {
-            Some(mut exact) => {
-                exact.gtid = server::gtid_state_at(&mut tx, &exact).await?;
-                exact.server = before.server.clone();
-                exact
-            }
-            None => before,
-        };
+    /// The load this run continues: the interrupted one when this sink
+    /// still holds its epoch (its pages are there), else a new one from
+    /// `snapshot` under a new epoch, stored in the sink and in the checkpoint
+    /// store before any page is written. Either way, every write until
+    /// `end_load` checks that the sink still holds the epoch.
+    async fn claim(&self, snapshot: Position) -> Result<BootstrapProgress, RunError> {
         let stored_epoch = self.sink.stored_load_epoch().await?;
-        let mut progress = match self.progress.bootstrap_progress()? {
+        Ok(match self.progress.bootstrap_progress()? {
             Some(progress) if progress.epoch.is_some() && progress.epoch == stored_epoch => {
                 tracing::info!(position = %progress.position, after_key = ?progress.last_key, "initial load: resuming an interrupted load");
                 self.sink.resume_load(progress.epoch.as_deref().unwrap_or_default());
@@ -114,7 +104,26 @@ impl<E: Embedder, S: Sink> Loader<'_, E, S> {
                 self.progress.set_bootstrap_progress(&progress)?;
                 progress
             }
+        })
+    }
+
+    async fn load_once(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
+        let started = Instant::now();
+        let source = |e| SourceError::from_driver(e, "initial load");
+        let mut conn = crate::source::connect::pooled(self.pool).await?;
+        let before = server::current_position(&mut conn).await?;
+        let mut opts = TxOpts::default();
+        opts.with_consistent_snapshot(true).with_readonly(true);
+        let mut tx = conn.start_transaction(opts).await.map_err(source)?;
+        let snapshot = match server::snapshot_position(&mut tx).await? {
+            Some(mut exact) => {
+                exact.gtid = server::gtid_state_at(&mut tx, &exact).await?;
+                exact.server = before.server.clone();
+                exact
+            }
+            None => before,
         };
+        let mut progress = self.claim(snapshot).await?;
         let position = progress.position.clone();
         let mut after = progress.last_key.clone().map(DocumentKey);
         // Documents read by this run. No COUNT(*) up front: on MySQL it runs
@@ -208,3 +217,6 @@ impl<E: Embedder, S: Sink> Loader<'_, E, S> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

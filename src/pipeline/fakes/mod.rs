@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod embedder;
+pub mod rig;
 pub mod sink;
 
 pub use self::checkpoint::{DiskFault, MemoryCheckpoint};

@@ -5,74 +5,28 @@
 //! acknowledged. Judged by where both positions end, from the positions the
 //! test itself sent.
 
-use std::path::Path;
-
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::checkpoint::{CheckpointStore, LocalPositions};
-use crate::config::Config;
-use crate::pipeline::fakes::{MemorySink, ScriptedEmbedder, SinkFault};
-use crate::pipeline::replicator::Replicator;
-use crate::sink::{Coordination, RemotePositions};
+use crate::pipeline::fakes::SinkFault;
+use crate::pipeline::fakes::rig::{Rig, at};
+use crate::sink::Coordination;
 use crate::source::binlog::InFlight;
 use crate::source::decode::Transaction;
 use crate::source::refusal::Refusal;
 
-/// A streamer's parts over fakes; `config_edit` changes the reference config.
-struct Rig {
-    replicator: Replicator<ScriptedEmbedder, MemorySink>,
-    _dir: tempfile::TempDir,
-}
-
-impl Rig {
-    fn new(config_edit: impl FnOnce(String) -> String) -> Self {
-        let text = config_edit(include_str!("../../../config/drugsync.toml").to_owned());
-        let config = Config::from_toml(&text, Path::new("drugsync.toml"), |_| None).unwrap();
-        let dimensions = config.embed.dimensions;
-        let dir = tempfile::tempdir().unwrap();
-        let checkpoint = CheckpointStore::open(&dir.path().join("checkpoint.redb")).unwrap();
-        let sink = MemorySink::new(dimensions);
-        let replicator = Replicator::in_memory(config, sink, ScriptedEmbedder::new(dimensions, 1), checkpoint);
-        Self { replicator, _dir: dir }
+/// Runs the apply loop from `start` over `transactions`; the channel
+/// closes after them, which ends the loop once they are applied.
+async fn apply(rig: &Rig, start: u64, transactions: Vec<Transaction>) -> Result<Ended, RunError> {
+    let (tx, mut rx) = mpsc::channel(transactions.len().max(1));
+    for t in transactions {
+        tx.send(InFlight::unbudgeted(t)).await.unwrap();
     }
-
-    fn sink(&self) -> &MemorySink {
-        self.replicator.parts().sink()
-    }
-
-    /// Both positions at `offset`, and the alias answering: a writer that
-    /// streamed up to there.
-    async fn streamed_up_to(&self, offset: u64) {
-        self.replicator.committer().rewind_to(&at(offset)).await.unwrap();
-        let index = self.sink().version().index.clone();
-        self.sink().tamper(|c| c.alias = Some(index));
-    }
-
-    /// (local checkpoint, Redis) offsets.
-    async fn positions(&self) -> (Option<u64>, Option<u64>) {
-        let local = self.replicator.checkpoint().stored().unwrap().map(|p| p.offset);
-        let remote = self.sink().stored_position().await.unwrap().map(|p| p.offset);
-        (local, remote)
-    }
-
-    /// Runs the apply loop from `start` over `transactions`; the channel
-    /// closes after them, which ends the loop once they are applied.
-    async fn apply(&self, start: u64, transactions: Vec<Transaction>) -> Result<Ended, RunError> {
-        let (tx, mut rx) = mpsc::channel(transactions.len().max(1));
-        for t in transactions {
-            tx.send(InFlight::unbudgeted(t)).await.unwrap();
-        }
-        drop(tx);
-        let syncer = self.replicator.parts().syncer();
-        let streamer = self.replicator.streamer(&syncer);
-        streamer.apply_loop(&mut rx, &CancellationToken::new(), at(start), 1000, &mut None).await
-    }
-}
-
-fn at(offset: u64) -> Position {
-    Position::new("binlog.000001", offset)
+    drop(tx);
+    let syncer = rig.replicator.parts().syncer();
+    let streamer = rig.replicator.streamer(&syncer);
+    streamer.apply_loop(&mut rx, &CancellationToken::new(), at(start), 1000, &mut None).await
 }
 
 /// A transaction ending at `offset` that changed no tracked row.
@@ -91,7 +45,7 @@ fn untracked(offset: u64) -> Transaction {
 async fn transactions_touching_no_tracked_row_move_both_positions_to_the_last_commit() {
     let rig = Rig::new(|c| c);
     rig.streamed_up_to(100).await;
-    let ended = rig.apply(100, (1..=5).map(|i| untracked(100 + i * 10)).collect()).await.unwrap();
+    let ended = apply(&rig, 100, (1..=5).map(|i| untracked(100 + i * 10)).collect()).await.unwrap();
     assert!(matches!(ended, Ended::Stopped), "{ended:?}");
     assert_eq!(rig.positions().await, (Some(150), Some(150)));
     assert_eq!(Stats::get(&rig.replicator.parts().stats().transactions), 5);
@@ -104,7 +58,7 @@ async fn a_commit_redis_never_acknowledged_is_retried_and_the_checkpoint_waits_f
     // The batch's write is lost, then its retry's reply is lost after applying.
     rig.sink().fail_write(1, SinkFault::Lost);
     rig.sink().fail_write(2, SinkFault::LostAfterApplying);
-    let ended = rig.apply(100, vec![untracked(110), untracked(120)]).await.unwrap();
+    let ended = apply(&rig, 100, vec![untracked(110), untracked(120)]).await.unwrap();
     assert!(matches!(ended, Ended::Stopped), "{ended:?}");
     assert_eq!(rig.positions().await, (Some(120), Some(120)));
     assert!(rig.sink().contents(|c| c.writes) >= 2, "the retried write reached the sink");
@@ -116,7 +70,7 @@ async fn redis_behind_what_it_acknowledged_stops_the_loop_before_anything_is_wri
     rig.streamed_up_to(100).await;
     rig.sink().restore_older(at(40));
     let writes = rig.sink().contents(|c| c.writes);
-    let ended = rig.apply(100, vec![untracked(110)]).await.unwrap();
+    let ended = apply(&rig, 100, vec![untracked(110)]).await.unwrap();
     match ended {
         Ended::Resync(Resync::RedisRewound { expected, found }) => {
             assert_eq!((expected.offset, found.map(|p| p.offset)), (100, Some(40)));
@@ -145,7 +99,7 @@ async fn a_refusal_under_on_lost_sync_stop_stops_with_it_and_moves_no_position()
     rig.streamed_up_to(100).await;
     let mut refused = untracked(120);
     refused.refusal = Some(Refusal::Incident);
-    let err = rig.apply(100, vec![untracked(110), refused]).await.unwrap_err();
+    let err = apply(&rig, 100, vec![untracked(110), refused]).await.unwrap_err();
     assert!(err.to_string().contains("INCIDENT") || err.to_string().to_lowercase().contains("incident"), "{err}");
     let (local, remote) = rig.positions().await;
     assert!(local <= Some(110) && remote <= Some(110), "the position never passes the refusal: {local:?} {remote:?}");
