@@ -76,15 +76,7 @@ impl<E: Embedder, S: Sink> Reconciler<'_, E, S> {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "drugsync".into());
         let holder = format!("reconcile:{host}:{}", std::process::id());
         let lease = self.sink.lease(holder, self.lease_ttl);
-        let mode = if dry_run {
-            Mode::DryRun
-        } else if lease.try_acquire().await? {
-            self.sink.fence_with(Some(lease.holder().to_owned()));
-            Mode::Repair
-        } else {
-            tracing::info!("a streamer holds the writer lease: handing differing keys to it");
-            Mode::Handoff
-        };
+        let mode = self.choose_mode(dry_run, &lease).await?;
         let renewing = CancellationToken::new();
         let stalled = CancellationToken::new();
         let progress = self.stats.progress.clone();
@@ -113,6 +105,21 @@ impl<E: Embedder, S: Sink> Reconciler<'_, E, S> {
         let mut report = result?;
         report.duration_secs = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// What this pass may do: report only (`dry_run`); repair, fenced by
+    /// `lease`, when it can take the lease; else hand the differing keys to
+    /// the streamer that holds it.
+    async fn choose_mode(&self, dry_run: bool, lease: &S::Lease) -> Result<Mode, RunError> {
+        if dry_run {
+            return Ok(Mode::DryRun);
+        }
+        if lease.try_acquire().await? {
+            self.sink.fence_with(Some(lease.holder().to_owned()));
+            return Ok(Mode::Repair);
+        }
+        tracing::info!("a streamer holds the writer lease: handing differing keys to it");
+        Ok(Mode::Handoff)
     }
 
     /// A repairing pass for a caller that already holds the writer lease (the
@@ -342,3 +349,6 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
