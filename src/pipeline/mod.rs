@@ -1,30 +1,36 @@
 //! The replicator: wiring of source, mapping, embedder, sink and checkpoint.
 //!
 //! `Replicator::run` decides where to start ([`start`]), performs the initial
-//! load when there is no usable checkpoint ([`bootstrap`]), then tails the
+//! load when there is no usable checkpoint ([`load`]), then tails the
 //! binlog ([`stream`]). Documents flow through [`sync`], the one place that
 //! diffs against Redis, embeds what is new and writes.
 //!
-//! This file only wires: [`replicator`] holds the parts ([`Connected`] for
-//! every mode, [`Replicator`] for the streamer, which adds the checkpoint),
-//! [`run`] drives them, and each stage has its own file and its own
-//! context holding only what it uses, built from the parts in one place:
-//! `Syncer` (decide, embed, write), `Reconciler`, `Loader` (initial load),
-//! `Streamer`, `Filler` (owed vectors), `Tail` (the binlog reader). A
-//! stage is a method of its context (`Loader::initial_load`,
-//! `Streamer::run`, `Reconciler::reconcile`). Only the streamer's contexts
-//! hold a `Committer`: nothing else can move a position.
+//! Grouped by stage, each with its own context holding only what it uses
+//! (a stage is a method of its context):
+//! - [`load`] (`Loader::initial_load`);
+//! - [`stream`] (`Streamer::run`), with the binlog reader (`stream::tail`),
+//!   batches, the activity log, the Redis memory watch and the canary;
+//! - [`reconcile`] (`Reconciler::reconcile`) and its report;
+//! - [`fill`]: owed vectors, paid on the stream's idle tick;
+//! - [`replay`]: an operator's replay, priced or watched.
+//!
+//! Beside them, what they share: [`sync`] (decide, embed, write: one
+//! `Syncer` per run, shared by reference), [`committer`] (the one writer
+//! of positions: only the streamer's contexts hold one), [`start`],
+//! [`writer`] (the lease), [`retry`], [`progress`], [`stats`], [`error`].
+//! [`replicator`] is the composition root: it holds the parts
+//! ([`Connected`] for every mode, [`Replicator`] for the streamer, which
+//! adds the checkpoint) and is the one place that names the Redis sink;
+//! every stage is generic over the sink's roles (`sink::contract`), so
+//! each is unit-tested over the in-memory fakes of `fakes`. [`run`]
+//! drives them.
 
-pub mod activity;
-pub mod batch;
-pub mod bootstrap;
-pub mod canary;
 pub mod committer;
 pub mod error;
 #[cfg(test)]
 pub mod fakes;
 pub mod fill;
-pub mod memory_watch;
+pub mod load;
 pub mod progress;
 pub mod reconcile;
 pub mod replay;
@@ -35,7 +41,6 @@ pub mod start;
 pub mod stats;
 pub mod stream;
 pub mod sync;
-pub mod tail;
 pub mod writer;
 
 pub use error::RunError;

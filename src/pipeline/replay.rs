@@ -23,10 +23,11 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::batch::Batch;
 use super::reconcile::{self, Mode, ReconcileReport, WantedTexts};
 use super::replicator::Connected;
-use super::{RunError, Stats, tail};
+use super::stream::batch::Batch;
+use super::stream::tail;
+use super::{RunError, Stats};
 use crate::document::DocumentKey;
 use crate::embed::Embedder;
 use crate::mapping::router::Routed;

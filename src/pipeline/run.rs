@@ -42,7 +42,7 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
             stalled.clone(),
         ));
         // Only the writer beats: its stream is the one the beats measure.
-        let canary = super::canary::CanaryWriter::of(&self.parts.config, &self.parts.opts)
+        let canary = super::stream::canary::CanaryWriter::of(&self.parts.config, &self.parts.opts)
             .map(|canary| tokio::spawn(canary.run(self.parts.stats.clone(), inner.clone())));
         let result = tokio::select! {
             result = self.replicate(inner.clone()) => result,

@@ -2,7 +2,7 @@
 //!
 //! # The crash-safety invariant
 //! A batch's position is stored only by its last write, through
-//! [`super::committer::Committer::commit`]: in Redis atomically with that
+//! [`crate::pipeline::committer::Committer::commit`]: in Redis atomically with that
 //! write, which follows every other write of the batch, and locally only
 //! after Redis acknowledged it. A crash at any point leaves the checkpoint at
 //! or before the last acknowledged batch; restarting replays from there, and
@@ -13,28 +13,34 @@
 //! is retried as a whole with backoff; the position does not move meanwhile.
 //! On shutdown the batch in flight is finished, never half-applied.
 
+pub mod activity;
+pub mod batch;
+pub mod canary;
+pub mod memory_watch;
+pub mod tail;
+
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use super::batch::Batch;
-use super::committer::Committer;
-use super::fill::Filler;
-use super::reconcile::Reconciler;
-use super::replicator::StatusPublisher;
-use super::retry::retry;
-use super::sync::{BatchEnd, Syncer, WhenUnavailable, sync_keys};
-use super::tail::{CHANNEL_CAPACITY, Tail};
-use super::{Replicator, RunError, Stats};
 use crate::config::OnLostSync;
 use crate::embed::Embedder;
 use crate::mapping::Router;
 use crate::mapping::router::Routed;
+use crate::pipeline::committer::Committer;
+use crate::pipeline::fill::Filler;
+use crate::pipeline::reconcile::Reconciler;
+use crate::pipeline::replicator::StatusPublisher;
+use crate::pipeline::retry::retry;
+use crate::pipeline::sync::{BatchEnd, Syncer, WhenUnavailable, sync_keys};
+use crate::pipeline::{Replicator, RunError, Stats};
 use crate::position::Position;
 use crate::sink::Sink;
 use crate::source::{InFlight, SourceError};
+use batch::Batch;
+use tail::{CHANNEL_CAPACITY, Tail};
 
 /// Longest wait for the source to commit what its binlog already holds
 /// before the batch is retried (a healthy server takes milliseconds).
@@ -153,7 +159,7 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
         &self,
         start: Position,
         cancel: CancellationToken,
-        replay: &mut Option<super::replay::ReplayWatch>,
+        replay: &mut Option<crate::pipeline::replay::ReplayWatch>,
     ) -> Result<Ended, RunError> {
         let Some(limit) = self.tail.batch_key_limit(&cancel).await? else { return Ok(Ended::Stopped) };
         let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
@@ -181,13 +187,13 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
         cancel: &CancellationToken,
         mut applied: Position,
         limit: usize,
-        replay: &mut Option<super::replay::ReplayWatch>,
+        replay: &mut Option<crate::pipeline::replay::ReplayWatch>,
     ) -> Result<Ended, RunError> {
         let Settings { max_transactions, max_delay, .. } = self.settings;
         let mut repair_tick = tokio::time::interval(REPAIR_POLL);
-        let mut activity = super::activity::ActivityLog::new(self.stats, &applied);
-        let mut owed = super::fill::OwedVectors::default();
-        let mut memory = super::memory_watch::MemoryWatch::default();
+        let mut activity = activity::ActivityLog::new(self.stats, &applied);
+        let mut owed = crate::pipeline::fill::OwedVectors::default();
+        let mut memory = memory_watch::MemoryWatch::default();
         loop {
             let first = tokio::select! {
                 _ = cancel.cancelled() => {
@@ -209,7 +215,7 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
                         return Ok(Ended::Stopped);
                     }
                     owed.tick(&self.filler).await?;
-                    super::replay::note_applied(self.stats, replay, &applied);
+                    crate::pipeline::replay::note_applied(self.stats, replay, &applied);
                     continue;
                 }
                 next = rx.recv() => match next {
@@ -248,7 +254,7 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
                 self.stats.canary_visible(beat);
             }
             activity.applied(self.stats, batch.transactions, &applied);
-            super::replay::note_applied(self.stats, replay, &applied);
+            crate::pipeline::replay::note_applied(self.stats, replay, &applied);
         }
     }
 

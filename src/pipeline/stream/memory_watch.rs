@@ -3,7 +3,7 @@
 //! noise in the log and the metrics (readiness falls while Redis may evict);
 //! none stops the writer, which keeps the index as fresh as Redis lets it.
 
-use super::Stats;
+use crate::pipeline::Stats;
 use crate::sink::Coordination;
 use crate::sink::memory::NEAR_FULL;
 
@@ -18,7 +18,7 @@ pub struct MemoryWatch {
 }
 
 impl MemoryWatch {
-    /// Called on every idle tick; looks every [`EVERY_TICKS`].
+    /// Called on every idle tick; looks every `EVERY_TICKS`.
     pub async fn tick<S: Coordination>(&mut self, sink: &S, stats: &Stats) {
         self.ticks = self.ticks.wrapping_add(1);
         if !self.ticks.is_multiple_of(EVERY_TICKS) {

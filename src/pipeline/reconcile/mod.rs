@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::replicator::Connected;
-use super::sync::orphans::OrphanScan;
-use super::sync::{Syncer, WhenUnavailable, sync_documents};
-use super::{RunError, Stats, writer};
 use crate::document::{Document, DocumentKey, TextHash};
 use crate::embed::Embedder;
 use crate::embed::Pricing;
+use crate::pipeline::replicator::Connected;
+use crate::pipeline::sync::orphans::OrphanScan;
+use crate::pipeline::sync::{Syncer, WhenUnavailable, sync_documents};
+use crate::pipeline::{RunError, Stats, writer};
 use crate::sink::{Lease, Sink, StoredState};
 pub(super) use report::Spending;
 pub use report::{Mode, ReconcileReport};

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::RunError;
-use super::replicator::Connected;
-use super::retry::retry;
 use crate::config::ResumeBy;
 use crate::embed::Embedder;
 use crate::mapping::Router;
+use crate::pipeline::RunError;
+use crate::pipeline::replicator::Connected;
+use crate::pipeline::retry::retry;
 use crate::sink::Sink;
 use crate::source::BinlogTailer;
 
@@ -34,7 +34,7 @@ pub struct Tail<'a, S> {
     full_diff_share: f64,
     hostname: String,
     seen: crate::health::Heartbeat,
-    progress: super::progress::Progress,
+    progress: crate::pipeline::progress::Progress,
 }
 
 impl<E: Embedder, S: Sink> Connected<E, S> {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::Stats;
+use crate::pipeline::Stats;
 use crate::position::Position;
 
 /// Longest a summary waits before it is written.

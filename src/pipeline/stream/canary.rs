@@ -4,7 +4,7 @@
 //! `canary.interval_secs`, on a connection of its own, so a stuck pool or a
 //! slow re-read cannot delay a beat. The beat comes back through the binlog
 //! like any change; the apply loop marks it visible once the batch holding
-//! it is acknowledged by Redis ([`Stats::canary_visible`]). Without the table
+//! it is acknowledged by Redis (`Stats::canary_visible`). Without the table
 //! or the grant the canary turns itself off and says how to turn it on:
 //! freshness is then judged by the lag alone.
 
@@ -14,7 +14,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use tokio_util::sync::CancellationToken;
 
-use super::Stats;
+use crate::pipeline::Stats;
 use crate::source::connect::CONNECT_TIMEOUT;
 
 /// Server errors after which beating again cannot help: no table, no
