@@ -614,6 +614,8 @@ mod mysql8_fdb;
 #[cfg(test)]
 mod mysql_files;
 #[cfg(test)]
+mod rule_tests;
+#[cfg(test)]
 mod testkit;
 #[cfg(test)]
 mod tests;

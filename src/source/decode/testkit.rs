@@ -39,6 +39,10 @@ pub fn date_col(name: &'static str) -> Col {
 pub fn decimal_col(name: &'static str) -> Col {
     Col { ty: 246, meta: vec![11, 3], name }
 }
+/// `JSON` (its value: a 4-byte length, then the binary document).
+pub fn json_col(name: &'static str) -> Col {
+    Col { ty: 245, meta: vec![4], name }
+}
 
 /// A cell of a row image.
 #[derive(Clone, Debug)]
@@ -52,6 +56,8 @@ pub enum Cell {
     Date(u16, u8, u8),
     /// A DECIMAL(11,3) value's 6 packed bytes.
     Dec([u8; 6]),
+    /// A JSON value's bytes (what follows its 4-byte length).
+    Json(&'static [u8]),
 }
 
 /// Writes a stream of events with consecutive positions in one file.
@@ -160,6 +166,27 @@ impl Stream {
         self.raw(kind, &rows_v2_body(kind, table_id, cols, rows))
     }
 
+    /// A PARTIAL_UPDATE_ROWS_EVENT (39; MySQL with `binlog_row_value_options
+    /// = PARTIAL_JSON`): one update whose after image starts with its value
+    /// options (`partial_bits`: `Some` sets the PARTIAL_JSON option and
+    /// writes that bitmap of the JSON columns updated in part).
+    pub fn partial_update(&mut self, table_id: u64, cols: &[Col], before: &[Cell], after: &[Cell], partial_bits: Option<u8>) -> Event {
+        let mut body = table_id.to_le_bytes()[..6].to_vec();
+        body.extend(1u16.to_le_bytes()); // STMT_END_F
+        body.extend(2u16.to_le_bytes()); // extra row info: its own length only
+        body.push(cols.len() as u8);
+        let all = vec![0xffu8; cols.len().div_ceil(8)];
+        body.extend(&all);
+        body.extend(&all);
+        body.extend(image_bytes(before));
+        match partial_bits {
+            Some(bits) => body.extend([1u8, bits]),
+            None => body.push(0),
+        }
+        body.extend(image_bytes(after));
+        self.raw(39, &body)
+    }
+
     /// A TRANSACTION_PAYLOAD event (`binlog_transaction_compression=ON`):
     /// the `inner` events (type, body), each with a 19-byte header, log_pos 0
     /// and no checksum of its own, compressed together with zstd.
@@ -249,6 +276,10 @@ pub fn image_bytes(cells: &[Cell]) -> Vec<u8> {
                 values.extend(&packed.to_le_bytes()[..3]);
             }
             Cell::Dec(bytes) => values.extend(bytes),
+            Cell::Json(bytes) => {
+                values.extend((bytes.len() as u32).to_le_bytes());
+                values.extend(*bytes);
+            }
         }
     }
     nulls.extend(values);

@@ -34,17 +34,17 @@ pub(super) fn ndc_row(ndc: &'static str, gcn: u32) -> Vec<Cell> {
     vec![Cell::Str(ndc), Cell::Str("A00001"), Cell::Int24(gcn), Cell::Dec([0x80, 0, 0, 1, 0, 0]), Cell::Str("DRUG"), Cell::Date(0, 0, 0)]
 }
 
-fn decoder(limit: usize) -> Decoder {
+pub(super) fn decoder(limit: usize) -> Decoder {
     let routes = HashMap::from([("rndc14".to_owned(), "NDC".to_owned()), ("rlblrid3".to_owned(), "LBLRID".to_owned())]);
     Decoder::new(DecodeSpec { schema: "fdb".into(), routes, limit, canary: None }, &Position::new("binlog.000001", 4)).unwrap()
 }
 
 /// Feeds every event, returning the transactions produced.
-fn feed_all(decoder: &mut Decoder, events: &[Event]) -> Vec<Transaction> {
+pub(super) fn feed_all(decoder: &mut Decoder, events: &[Event]) -> Vec<Transaction> {
     events.iter().filter_map(|e| decoder.feed(e).expect("decodes")).collect()
 }
 
-fn values(tx: &Transaction, table: &str) -> Vec<String> {
+pub(super) fn values(tx: &Transaction, table: &str) -> Vec<String> {
     tx.routing.tables().find(|(t, _)| *t == table).map(|(_, v)| v.iter().cloned().collect()).unwrap_or_default()
 }
 

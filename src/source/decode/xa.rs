@@ -157,6 +157,43 @@ mod tests {
     }
 
     #[test]
+    fn a_branch_qualifier_double_quotes_and_a_trailing_semicolon_are_read() {
+        let mut body = vec![1u8];
+        body.extend(7u32.to_le_bytes());
+        body.extend(2u32.to_le_bytes());
+        body.extend(3u32.to_le_bytes());
+        body.extend(b"q1b22");
+        let (xid, one_phase) = Xid::from_prepare_event(&body).unwrap();
+        assert!(one_phase);
+        assert_eq!(xid, Xid { gtrid: b"q1".to_vec(), bqual: b"b22".to_vec(), format_id: 7 });
+        assert_eq!(Xid::parse("'q1','b22',7"), Some(xid));
+        assert_eq!(Xid::parse("\"q1\""), Xid::parse("'q1'"), "double quotes as single");
+        assert_eq!(Xid::parse("q1"), None, "an unquoted word is no literal");
+        let q1 = Xid::parse("'q1'").unwrap();
+        assert_eq!(XaStatement::recognise("XA COMMIT 'q1';"), Some(XaStatement::Commit(q1.clone())));
+        assert_eq!(XaStatement::recognise("XA ROLLBACK 'q1' ;\n"), Some(XaStatement::Rollback(q1)));
+    }
+
+    #[test]
+    fn a_transaction_prepared_again_is_held_once_with_its_latest_values() {
+        let (a, b) = (Xid::parse("'a'").unwrap(), Xid::parse("'b'").unwrap());
+        let values = |n: usize| {
+            let (mut r, table) = (RoutingValues::with_limit(10), std::sync::Arc::<str>::from("rndc14"));
+            for i in 0..n {
+                r.insert(&table, format!("{i:011}"));
+            }
+            r
+        };
+        let mut held = PreparedXa::default();
+        held.prepare(a.clone(), values(1));
+        held.prepare(b.clone(), values(3));
+        held.prepare(a.clone(), values(2));
+        assert_eq!(held.take(&b).map(|r| r.len()), Some(3), "another transaction's values stay");
+        assert_eq!(held.take(&a).map(|r| r.len()), Some(2), "the latest prepare's values");
+        assert!(held.take(&a).is_none(), "held once");
+    }
+
+    #[test]
     fn held_transactions_are_bounded() {
         let mut held = PreparedXa::default();
         for i in 0..(MAX_PREPARED + 1) {
