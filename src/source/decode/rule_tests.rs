@@ -15,6 +15,17 @@ use super::testkit::*;
 use super::tests::{NDC_ID, decoder, feed_all, labeler_cols, ndc_cols, ndc_row, values};
 use super::*;
 
+/// BEGIN, rndc14's table map, one inserted NDC and the XID: one plain transaction.
+fn one_insert(s: &mut Stream, ndc: &'static str) -> Vec<Event> {
+    let cols = ndc_cols();
+    vec![
+        s.query("fdb", "BEGIN"),
+        s.table_map(NDC_ID, "fdb", "rndc14", &cols),
+        s.rows_v1(23, NDC_ID, &cols, &[vec![ndc_row(ndc, 1)]]),
+        s.xid(1),
+    ]
+}
+
 #[test]
 fn length_encoded_integers_of_every_width_are_read_and_stepped_over() {
     let data = [9, 9, 0x05, 0xfc, 0x34, 0x12, 0xfd, 0x01, 0x02, 0x03, 0xfe, 1, 2, 3, 4, 5, 6, 7, 8];
@@ -84,16 +95,7 @@ fn mariadb_file_header_events_are_boundaries_only_at_the_start_of_a_file() {
         let marker = d.feed(&head).unwrap().expect("a boundary at the head of the file");
         assert_eq!((marker.commit.file.as_str(), marker.commit.offset), ("binlog.000002", u64::from(s2.pos)), "type {header_type}");
         assert!(marker.refusal.is_none());
-        let ndc = ndc_cols();
-        let txs = feed_all(
-            &mut d,
-            &[
-                s2.query("fdb", "BEGIN"),
-                s2.table_map(NDC_ID, "fdb", "rndc14", &ndc),
-                s2.rows_v1(23, NDC_ID, &ndc, &[vec![ndc_row("00000000001", 1)]]),
-                s2.xid(1),
-            ],
-        );
+        let txs = feed_all(&mut d, &one_insert(&mut s2, "00000000001"));
         assert_eq!(txs.len(), 1);
         let later = s2.raw(header_type, &[0u8; 8]);
         assert!(d.feed(&later).unwrap().is_none(), "type {header_type} mid-file is no boundary");
@@ -108,16 +110,7 @@ fn a_mysql_heartbeat_v2_is_neither_a_transaction_nor_a_refusal() {
     d.feed(&s.rotate("binlog.000001", true)).unwrap();
     let beat = s.raw_at(41, &[0x01, 0x0d, b'b', b'i', b'n', b'l', b'o', b'g', b'.', b'0', b'0', b'0', b'0', b'0', b'1'], 0);
     assert!(d.feed(&beat).unwrap().is_none());
-    let ndc = ndc_cols();
-    let txs = feed_all(
-        &mut d,
-        &[
-            s.query("fdb", "BEGIN"),
-            s.table_map(NDC_ID, "fdb", "rndc14", &ndc),
-            s.rows_v1(23, NDC_ID, &ndc, &[vec![ndc_row("00000000001", 1)]]),
-            s.xid(1),
-        ],
-    );
+    let txs = feed_all(&mut d, &one_insert(&mut s, "00000000001"));
     assert!(txs.len() == 1 && txs[0].refusal.is_none(), "{txs:?}");
 }
 
@@ -228,16 +221,7 @@ fn a_fake_rotate_name_ends_before_its_checksum() {
     let mut d = decoder(10);
     assert!(d.feed(&event).unwrap().is_none(), "the fake rotate only names the file");
     let mut s = Stream::default();
-    let ndc = ndc_cols();
-    let txs = feed_all(
-        &mut d,
-        &[
-            s.query("fdb", "BEGIN"),
-            s.table_map(NDC_ID, "fdb", "rndc14", &ndc),
-            s.rows_v1(23, NDC_ID, &ndc, &[vec![ndc_row("00000000001", 1)]]),
-            s.xid(1),
-        ],
-    );
+    let txs = feed_all(&mut d, &one_insert(&mut s, "00000000001"));
     assert_eq!(txs[0].commit.file, "binlog.000009");
 }
 

@@ -197,7 +197,10 @@ impl TestEnv {
             .replacen("mysql://drugsync:drugsync@127.0.0.1:33306/fdb", &format!("{mysql_base}/{schema}"), 1)
             .replacen("redis://127.0.0.1:36379", redis_url, 1);
         let client = redis::Client::open(redis_url).unwrap();
-        let mut redis = ConnectionManager::new(client).await.expect("Redis not reachable: run tests/env/testenv.sh up");
+        // A generous deadline: the test judges outcomes, and on a loaded 2-core
+        // machine one reply can take longer than the client's default 500 ms.
+        let config = redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
+        let mut redis = ConnectionManager::new_with_config(client, config).await.expect("Redis not reachable: run tests/env/testenv.sh up");
         // Index versions of earlier runs of this test, the alias, and all their keys.
         let _: Result<(), _> = redis::cmd("FT.ALIASDEL").arg(&index).query_async(&mut redis).await;
         let indexes: Vec<String> = redis::cmd("FT._LIST").query_async(&mut redis).await.unwrap();
