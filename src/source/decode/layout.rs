@@ -292,6 +292,40 @@ mod tests {
     }
 
     #[test]
+    fn column_widths_follow_the_table_map_metadata() {
+        let fixed = |ty, meta: &[u8]| match Width::of(ty, meta).unwrap() {
+            Width::Fixed(n) => n,
+            other => panic!("{ty:?}: {other:?}"),
+        };
+        let prefix = |ty, meta: &[u8]| match Width::of(ty, meta).unwrap() {
+            Width::Prefixed(n) => n,
+            other => panic!("{ty:?}: {other:?}"),
+        };
+        // Fractional seconds take (digits + 1) / 2 bytes after the integral part.
+        assert_eq!(fixed(MYSQL_TYPE_TIMESTAMP2, &[3]), 4 + 2);
+        assert_eq!(fixed(MYSQL_TYPE_DATETIME2, &[6]), 5 + 3);
+        assert_eq!(fixed(MYSQL_TYPE_TIME2, &[5]), 3 + 3);
+        // BIT(m): metadata is (bits % 8, bytes); BIT(19) takes 3 bytes, BIT(8) one.
+        assert_eq!(fixed(MYSQL_TYPE_BIT, &[3, 2]), 3);
+        assert_eq!(fixed(MYSQL_TYPE_BIT, &[0, 1]), 1);
+        // VARCHAR: a one-byte length up to 255 bytes, two from 256.
+        assert_eq!(prefix(MYSQL_TYPE_VARCHAR, &[255, 0]), 1);
+        assert_eq!(prefix(MYSQL_TYPE_VARCHAR, &[0, 1]), 2);
+        assert_eq!(prefix(MYSQL_TYPE_VARCHAR, &[1, 1]), 2);
+    }
+
+    /// The type byte of a CHAR is 0xfe with bits 4-5 flipped by bits 8-9 of
+    /// its length in bytes: CHAR(n) in utf8mb4 is 4n bytes.
+    #[test]
+    fn a_long_char_keeps_the_high_bits_of_its_length_in_the_type_byte() {
+        assert_eq!(string_max_len(&[0xfe, 200]).unwrap(), 200, "CHAR(200) latin1");
+        assert_eq!(string_max_len(&[0xee, 0x90]).unwrap(), 400, "CHAR(100) utf8mb4");
+        assert_eq!(string_max_len(&[0xde, 0x2c]).unwrap(), 556, "CHAR(139) utf8mb4");
+        assert_eq!(string_max_len(&[0xce, 0xfc]).unwrap(), 1020, "CHAR(255) utf8mb4");
+        assert!(string_max_len(&[0xfe]).is_err());
+    }
+
+    #[test]
     fn prefixed_lengths_are_little_endian() {
         assert_eq!(Width::Prefixed(1).len_at(&[5, b'a']).unwrap(), 6);
         assert_eq!(Width::Prefixed(2).len_at(&[0x01, 0x02]).unwrap(), 2 + 0x0201);

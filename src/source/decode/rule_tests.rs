@@ -1,5 +1,5 @@
 //! Decoder rules the FDB-shaped tests in `tests.rs` did not pin down (found
-//! by cargo-mutants): length-encoded integers, column widths, the events
+//! by cargo-mutants): length-encoded integers, the events
 //! that carry no rows (MariaDB's annotations, checkpoints and GTID lists,
 //! MySQL's heartbeat v2), a COMMIT statement, a table id given a new
 //! definition, the size a transaction payload declares, the server and
@@ -7,10 +7,8 @@
 
 use mysql_common::binlog::consts::{BinlogVersion, EventType};
 use mysql_common::binlog::events::{Event, FormatDescriptionEvent, RotateEvent};
-use mysql_common::constants::ColumnType;
 use mysql_common::proto::MySerialize;
 
-use super::layout::Width;
 use super::testkit::*;
 use super::tests::{NDC_ID, decoder, feed_all, labeler_cols, ndc_cols, ndc_row, values};
 use super::*;
@@ -37,30 +35,6 @@ fn length_encoded_integers_of_every_width_are_read_and_stepped_over() {
     assert_eq!(read_lenenc(&data, &mut at), None, "past the end");
     let mut at = 0;
     assert_eq!(read_lenenc(&[0xfd, 1, 2], &mut at), None, "cut short");
-}
-
-#[test]
-fn column_widths_follow_the_table_map_metadata() {
-    use ColumnType::*;
-    let fixed = |ty, meta: &[u8]| match Width::of(ty, meta).unwrap() {
-        Width::Fixed(n) => n,
-        other => panic!("{ty:?}: {other:?}"),
-    };
-    let prefix = |ty, meta: &[u8]| match Width::of(ty, meta).unwrap() {
-        Width::Prefixed(n) => n,
-        other => panic!("{ty:?}: {other:?}"),
-    };
-    // Fractional seconds take (digits + 1) / 2 bytes after the integral part.
-    assert_eq!(fixed(MYSQL_TYPE_TIMESTAMP2, &[3]), 4 + 2);
-    assert_eq!(fixed(MYSQL_TYPE_DATETIME2, &[6]), 5 + 3);
-    assert_eq!(fixed(MYSQL_TYPE_TIME2, &[5]), 3 + 3);
-    // BIT(m): metadata is (bits % 8, bytes); BIT(19) takes 3 bytes, BIT(8) one.
-    assert_eq!(fixed(MYSQL_TYPE_BIT, &[3, 2]), 3);
-    assert_eq!(fixed(MYSQL_TYPE_BIT, &[0, 1]), 1);
-    // VARCHAR: a one-byte length up to 255 bytes, two from 256.
-    assert_eq!(prefix(MYSQL_TYPE_VARCHAR, &[255, 0]), 1);
-    assert_eq!(prefix(MYSQL_TYPE_VARCHAR, &[0, 1]), 2);
-    assert_eq!(prefix(MYSQL_TYPE_VARCHAR, &[1, 1]), 2);
 }
 
 /// MariaDB's ANNOTATE_ROWS (the statement beside its row events, with
@@ -248,4 +222,29 @@ fn a_partial_json_update_routes_by_the_column_after_the_json_one() {
         let txs = feed_all(&mut decoder(10), &events);
         assert_eq!(values(&txs[0], "rndc14"), vec!["00000000001".to_owned(), "00000000002".to_owned()], "{partial_bits:?}");
     }
+}
+
+/// MariaDB compresses an update's two images after both column bitmaps,
+/// and a v2 rows event's after its extra-data block: both are split there.
+#[test]
+fn mariadb_compressed_updates_and_v2_rows_are_split_after_their_bitmaps() {
+    let mut s = Stream::default();
+    let ndc = ndc_cols();
+    let update: Vec<Vec<Vec<Cell>>> = vec![vec![ndc_row("00000000001", 1), ndc_row("00000000002", 1)]];
+    let plain_update = s.rows_v1(24, NDC_ID, &ndc, &update);
+    let split = 8 + 1 + 2; // table id + flags, column count, two column bitmaps
+    let mut body = plain_update.data()[..split].to_vec();
+    body.extend(super::mariadb_compressed::compress(&plain_update.data()[split..]));
+    let compressed_update = s.raw(167, &body);
+    let plain_write = s.rows_v2(30, NDC_ID, &ndc, &[vec![ndc_row("00000000003", 1)]]);
+    let split = 8 + 2 + 1 + 1; // table id + flags, extra data (its own length only), column count, bitmap
+    let mut body = plain_write.data()[..split].to_vec();
+    body.extend(super::mariadb_compressed::compress(&plain_write.data()[split..]));
+    let compressed_write = s.raw(169, &body);
+    let txs = feed_all(
+        &mut decoder(10),
+        &[s.query("fdb", "BEGIN"), s.table_map(NDC_ID, "fdb", "rndc14", &ndc), compressed_update, compressed_write, s.xid(1)],
+    );
+    assert_eq!(values(&txs[0], "rndc14"), ["00000000001", "00000000002", "00000000003"]);
+    assert_eq!(txs[0].rows, 2, "one updated row (two images), one written");
 }
