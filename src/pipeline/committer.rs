@@ -74,12 +74,9 @@ mod tests {
     use super::*;
     use crate::document::DocumentKey;
     use crate::error::Classify;
+    use crate::pipeline::fakes::rig::at;
     use crate::pipeline::fakes::{DiskFault, MemoryCheckpoint, MemorySink, SinkFault};
     use crate::pipeline::start::{Start, decide};
-
-    fn at(offset: u64) -> Position {
-        Position::new("binlog.000001", offset)
-    }
 
     fn delete(key: &str) -> DocumentChange {
         DocumentChange::Delete(DocumentKey(key.into()))
