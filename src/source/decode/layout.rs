@@ -322,6 +322,9 @@ mod tests {
         assert_eq!(string_max_len(&[0xee, 0x90]).unwrap(), 400, "CHAR(100) utf8mb4");
         assert_eq!(string_max_len(&[0xde, 0x2c]).unwrap(), 556, "CHAR(139) utf8mb4");
         assert_eq!(string_max_len(&[0xce, 0xfc]).unwrap(), 1020, "CHAR(255) utf8mb4");
+        // CHAR(64) utf8mb4 is 256 bytes: the first length that needs two bytes.
+        assert_eq!(Width::of(MYSQL_TYPE_STRING, &[0xee, 0x00]).unwrap(), Width::Prefixed(2));
+        assert_eq!(Width::of(MYSQL_TYPE_STRING, &[0xfe, 0xff]).unwrap(), Width::Prefixed(1));
         assert!(string_max_len(&[0xfe]).is_err());
     }
 

@@ -204,7 +204,15 @@ fn a_fake_rotate_name_ends_before_its_checksum() {
 /// over the JSON columns, both stepped over before the NULL bitmap.
 #[test]
 fn a_partial_json_update_routes_by_the_column_after_the_json_one() {
-    let cols = vec![json_col("DOC"), char_col("NDC", 11)];
+    // Nine columns besides the JSON one: the bitmap covers JSON columns only (one byte, not two).
+    let mut cols = vec![json_col("DOC"), char_col("NDC", 11)];
+    let fillers = ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"];
+    cols.extend(fillers.iter().map(|name| mediumint_col(name)));
+    let image = |json: &'static [u8], ndc: &'static str| {
+        let mut cells = vec![Cell::Json(json), Cell::Str(ndc)];
+        cells.extend(fillers.iter().map(|_| Cell::Int24(7)));
+        cells
+    };
     for partial_bits in [Some(0x01), None] {
         let mut s = Stream::default();
         let events = vec![
@@ -213,8 +221,8 @@ fn a_partial_json_update_routes_by_the_column_after_the_json_one() {
             s.partial_update(
                 NDC_ID,
                 &cols,
-                &[Cell::Json(b"\x00\x01\x00"), Cell::Str("00000000001")],
-                &[Cell::Json(b"\x00\x02\x00\x00"), Cell::Str("00000000002")],
+                &image(b"\x00\x01\x00", "00000000001"),
+                &image(b"\x00\x02\x00\x00", "00000000002"),
                 partial_bits,
             ),
             s.xid(1),
@@ -247,4 +255,59 @@ fn mariadb_compressed_updates_and_v2_rows_are_split_after_their_bitmaps() {
     );
     assert_eq!(values(&txs[0], "rndc14"), ["00000000001", "00000000002", "00000000003"]);
     assert_eq!(txs[0].rows, 2, "one updated row (two images), one written");
+}
+
+/// The routing column's bytes are read in its own charset (COLUMN_CHARSET
+/// metadata): a latin1 key is latin1 even after a utf8mb4 column and when
+/// its bytes are valid UTF-8, a key
+/// column of another charset is refused, and so is an ENUM key.
+#[test]
+fn a_routing_value_is_decoded_in_the_charset_of_its_column() {
+    const LATIN1: u16 = 8;
+    const UTF8MB4: u16 = 255;
+    const GBK: u16 = 28;
+    let cols = vec![mediumint_col("GCN_SEQNO"), varchar_col("LN", 30), char_col("NDC", 11)];
+    let row = vec![Cell::Int24(1), Cell::Str("caf\u{e9}"), Cell::Bytes(b"000000000\xc3\xa9")];
+    let routed = |collations: &[u16]| {
+        let mut s = Stream::default();
+        let events = vec![
+            s.query("fdb", "BEGIN"),
+            s.table_map_with_collations(NDC_ID, "fdb", "rndc14", &cols, collations),
+            s.rows_v1(23, NDC_ID, &cols, &[vec![row.clone()]]),
+            s.xid(1),
+        ];
+        let mut d = decoder(10);
+        events.iter().map(|e| d.feed(e)).collect::<Result<Vec<_>, _>>().map(|txs| txs.into_iter().flatten().collect::<Vec<_>>())
+    };
+    let txs = routed(&[UTF8MB4, LATIN1]).expect("decodes");
+    assert_eq!(
+        values(&txs[0], "rndc14"),
+        vec!["000000000\u{c3}\u{a9}".to_owned()],
+        "latin1 bytes stay latin1 even when they read as UTF-8"
+    );
+    let gbk = routed(&[UTF8MB4, GBK]).unwrap_err();
+    assert!(gbk.to_string().contains("collation (id 28)"), "a key column in GBK is refused: {gbk}");
+
+    let enum_key = vec![mediumint_col("GCN_SEQNO"), Col { ty: 247, meta: vec![0xf7, 1], name: "NDC" }];
+    let err = decoder(10).feed(&Stream::default().table_map(NDC_ID, "fdb", "rndc14", &enum_key)).unwrap_err();
+    assert!(err.to_string().contains("route by another column"), "an ENUM routing column is refused: {err}");
+}
+
+/// MariaDB's compressed payload starts with a header byte: bit 7 set, the
+/// algorithm in bits 4-6 (0: zlib, the only one defined), the length's
+/// byte count in bits 0-2. Any other header is refused by name, not fed
+/// to zlib.
+#[test]
+fn a_mariadb_compressed_event_with_an_unknown_header_byte_is_refused() {
+    for head in [0x04u8, 0x94] {
+        let mut s = Stream::default();
+        let query = s.query("fdb", "TRUNCATE TABLE rndc14");
+        let split = 13 + 3 + 1;
+        let mut body = query.data()[..split].to_vec();
+        let mut payload = super::mariadb_compressed::compress(&query.data()[split..]);
+        payload[0] = head;
+        body.extend(payload);
+        let err = decoder(10).feed(&s.raw(165, &body)).unwrap_err();
+        assert!(err.to_string().contains("compression header byte"), "{head:#04x}: {err}");
+    }
 }

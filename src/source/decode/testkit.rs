@@ -58,6 +58,8 @@ pub enum Cell {
     Dec([u8; 6]),
     /// A JSON value's bytes (what follows its 4-byte length).
     Json(&'static [u8]),
+    /// Raw bytes of a CHAR/VARCHAR value (one length byte).
+    Bytes(&'static [u8]),
 }
 
 /// Writes a stream of events with consecutive positions in one file.
@@ -146,6 +148,12 @@ impl Stream {
     /// A TABLE_MAP with full metadata (column names, signedness).
     pub fn table_map(&mut self, table_id: u64, schema: &str, table: &str, cols: &[Col]) -> Event {
         let body = table_map_body(table_id, schema, table, cols);
+        self.raw(EventType::TABLE_MAP_EVENT as u8, &body)
+    }
+
+    /// [`Self::table_map`] whose character columns carry these collation ids.
+    pub fn table_map_with_collations(&mut self, table_id: u64, schema: &str, table: &str, cols: &[Col], collations: &[u16]) -> Event {
+        let body = table_map_body_with_collations(table_id, schema, table, cols, collations);
         self.raw(EventType::TABLE_MAP_EVENT as u8, &body)
     }
 
@@ -276,6 +284,10 @@ pub fn image_bytes(cells: &[Cell]) -> Vec<u8> {
                 values.extend(&packed.to_le_bytes()[..3]);
             }
             Cell::Dec(bytes) => values.extend(bytes),
+            Cell::Bytes(bytes) => {
+                values.push(bytes.len() as u8);
+                values.extend(*bytes);
+            }
             Cell::Json(bytes) => {
                 values.extend((bytes.len() as u32).to_le_bytes());
                 values.extend(*bytes);
@@ -288,6 +300,12 @@ pub fn image_bytes(cells: &[Cell]) -> Vec<u8> {
 
 /// The body of a TABLE_MAP event with full metadata (column names, signedness).
 pub fn table_map_body(table_id: u64, schema: &str, table: &str, cols: &[Col]) -> Vec<u8> {
+    table_map_body_with_collations(table_id, schema, table, cols, &[])
+}
+
+/// [`table_map_body`] with a COLUMN_CHARSET entry: one collation id per
+/// character column, in order (none when `collations` is empty).
+pub fn table_map_body_with_collations(table_id: u64, schema: &str, table: &str, cols: &[Col], collations: &[u16]) -> Vec<u8> {
     let mut body = table_id.to_le_bytes()[..6].to_vec();
     body.extend(1u16.to_le_bytes());
     for name in [schema, table] {
@@ -306,6 +324,15 @@ pub fn table_map_body(table_id: u64, schema: &str, table: &str, cols: &[Col]) ->
     if numeric > 0 {
         body.extend([1u8, numeric.div_ceil(8) as u8]);
         body.extend(vec![0xffu8; numeric.div_ceil(8)]);
+    }
+    // COLUMN_CHARSET (3): length-encoded collation ids.
+    if !collations.is_empty() {
+        let ids: Vec<u8> = collations
+            .iter()
+            .flat_map(|&id| if id < 251 { vec![id as u8] } else { [vec![0xfc], id.to_le_bytes().to_vec()].concat() })
+            .collect();
+        body.extend([3u8, ids.len() as u8]);
+        body.extend(ids);
     }
     // COLUMN_NAME (4): length-prefixed names.
     let names: Vec<u8> = cols.iter().flat_map(|c| std::iter::once(c.name.len() as u8).chain(c.name.bytes())).collect();
