@@ -270,12 +270,10 @@ fn a_routing_value_is_decoded_in_the_charset_of_its_column() {
     let row = vec![Cell::Int24(1), Cell::Str("caf\u{e9}"), Cell::Bytes(b"000000000\xc3\xa9")];
     let routed = |collations: &[u16]| {
         let mut s = Stream::default();
-        let events = vec![
-            s.query("fdb", "BEGIN"),
+        let events = [s.query("fdb", "BEGIN"),
             s.table_map_with_collations(NDC_ID, "fdb", "rndc14", &cols, collations),
             s.rows_v1(23, NDC_ID, &cols, &[vec![row.clone()]]),
-            s.xid(1),
-        ];
+            s.xid(1)];
         let mut d = decoder(10);
         events.iter().map(|e| d.feed(e)).collect::<Result<Vec<_>, _>>().map(|txs| txs.into_iter().flatten().collect::<Vec<_>>())
     };
