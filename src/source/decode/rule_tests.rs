@@ -270,10 +270,12 @@ fn a_routing_value_is_decoded_in_the_charset_of_its_column() {
     let row = vec![Cell::Int24(1), Cell::Str("caf\u{e9}"), Cell::Bytes(b"000000000\xc3\xa9")];
     let routed = |collations: &[u16]| {
         let mut s = Stream::default();
-        let events = [s.query("fdb", "BEGIN"),
+        let events = [
+            s.query("fdb", "BEGIN"),
             s.table_map_with_collations(NDC_ID, "fdb", "rndc14", &cols, collations),
             s.rows_v1(23, NDC_ID, &cols, &[vec![row.clone()]]),
-            s.xid(1)];
+            s.xid(1),
+        ];
         let mut d = decoder(10);
         events.iter().map(|e| d.feed(e)).collect::<Result<Vec<_>, _>>().map(|txs| txs.into_iter().flatten().collect::<Vec<_>>())
     };
@@ -308,4 +310,47 @@ fn a_mariadb_compressed_event_with_an_unknown_header_byte_is_refused() {
         let err = decoder(10).feed(&s.raw(165, &body)).unwrap_err();
         assert!(err.to_string().contains("compression header byte"), "{head:#04x}: {err}");
     }
+}
+
+/// A compressed query keeps its status variables and schema plain: the
+/// compressed part starts after them (MariaDB writes status variables on
+/// every query), and an update of more than eight columns has two-byte
+/// column bitmaps, both before the compressed part.
+#[test]
+fn mariadb_compressed_events_split_after_status_variables_and_wide_bitmaps() {
+    use mysql_common::binlog::events::QueryEvent;
+    let mut s = Stream::default();
+    // Q_FLAGS2_CODE (0) and its four bytes: five bytes of status variables.
+    let status = vec![0u8, 0, 0, 0, 0];
+    let mut plain = Vec::new();
+    QueryEvent::new(status.clone(), b"fdb".to_vec()).with_query(b"TRUNCATE TABLE rndc14".to_vec()).serialize(&mut plain);
+    let split = 13 + status.len() + 3 + 1;
+    let mut body = plain[..split].to_vec();
+    body.extend(super::mariadb_compressed::compress(&plain[split..]));
+    let compressed_query = s.raw(165, &body);
+
+    let mut cols = vec![char_col("NDC", 11)];
+    let fillers = ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"];
+    cols.extend(fillers.iter().map(|name| mediumint_col(name)));
+    let image = |ndc: &'static str| {
+        let mut cells = vec![Cell::Str(ndc)];
+        cells.extend(fillers.iter().map(|_| Cell::Int24(7)));
+        cells
+    };
+    let plain_update = s.rows_v1(24, NDC_ID, &cols, &[vec![image("00000000001"), image("00000000002")]]);
+    let split = 8 + 1 + 2 * 2; // table id + flags, column count, two bitmaps of two bytes
+    let mut body = plain_update.data()[..split].to_vec();
+    body.extend(super::mariadb_compressed::compress(&plain_update.data()[split..]));
+    let compressed_update = s.raw(167, &body);
+
+    let txs = feed_all(
+        &mut decoder(10),
+        &[s.query("fdb", "BEGIN"), s.table_map(NDC_ID, "fdb", "rndc14", &cols), compressed_update, s.xid(1), compressed_query],
+    );
+    assert_eq!(values(&txs[0], "rndc14"), ["00000000001", "00000000002"]);
+    assert!(
+        matches!(&txs[1].refusal, Some(Refusal::Statement { statement, .. }) if statement == "TRUNCATE TABLE rndc14"),
+        "{:?}",
+        txs[1].refusal
+    );
 }
