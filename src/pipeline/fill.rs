@@ -24,7 +24,7 @@ use crate::backoff::Backoff;
 use crate::document::DocumentKey;
 use crate::embed::Embedder;
 use crate::error::Classify;
-use crate::sink::Sink;
+use crate::sink::{DocumentSink, Sink};
 use crate::sink::pending::Owed;
 
 /// What filling uses, and nothing more: built by [`Connected::filler`].
@@ -59,7 +59,7 @@ pub trait OwedSource: Sync {
     fn stats(&self) -> &Stats;
 }
 
-impl<E: Embedder, S: Sink> OwedSource for Filler<'_, E, S> {
+impl<E: Embedder, S: DocumentSink> OwedSource for Filler<'_, E, S> {
     async fn owed(&self) -> Result<Owed, RunError> {
         Ok(self.sink.owed().await?)
     }

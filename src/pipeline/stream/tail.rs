@@ -11,7 +11,7 @@ use crate::mapping::Router;
 use crate::pipeline::RunError;
 use crate::pipeline::replicator::Connected;
 use crate::pipeline::retry::retry;
-use crate::sink::Sink;
+use crate::sink::{DocumentSink, Sink};
 use crate::source::BinlogTailer;
 
 /// Transactions buffered between the binlog reader and the apply loop.
@@ -58,7 +58,7 @@ impl<E: Embedder, S: Sink> Connected<E, S> {
     }
 }
 
-impl<S: Sink> Tail<'_, S> {
+impl<S: DocumentSink> Tail<'_, S> {
     /// The binlog reader, decoding for batches of at most `limit` keys,
     /// connecting as replica `server_id`.
     pub fn reader(&self, limit: usize, server_id: u32) -> BinlogTailer {
