@@ -24,8 +24,8 @@ use crate::backoff::Backoff;
 use crate::document::DocumentKey;
 use crate::embed::Embedder;
 use crate::error::Classify;
-use crate::sink::{DocumentSink, Sink};
 use crate::sink::pending::Owed;
+use crate::sink::{DocumentSink, Sink};
 
 /// What filling uses, and nothing more: built by [`Connected::filler`].
 pub struct Filler<'a, E, S> {

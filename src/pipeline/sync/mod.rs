@@ -26,6 +26,7 @@ use crate::error::Classify;
 use crate::mapping::DocumentLoader;
 use crate::position::Position;
 use crate::sink::{DocumentSink, Sink};
+use crate::source::SourceError;
 
 /// What syncing documents uses, and nothing more (the stages build one
 /// from the replicator's parts with [`Connected::syncer`]). It moves no
@@ -115,18 +116,47 @@ pub async fn load_or_quarantine<E: Embedder, S: DocumentSink, Q: Queryable>(
     conn: &mut Q,
     keys: &[DocumentKey],
 ) -> Result<(BTreeMap<DocumentKey, Document>, BTreeMap<DocumentKey, String>), RunError> {
-    let error = match s.loader.load(conn, keys).await {
+    sort_out(keys, &mut SourceLookup { loader: s.loader, conn }).await
+}
+
+/// Looking documents up by key: the source's (`DocumentLoader` over a MySQL
+/// connection) or, in unit tests, a scripted one.
+trait KeyLookup {
+    /// The documents of `keys` that exist (see `DocumentLoader::load`).
+    fn load(&mut self, keys: &[DocumentKey]) -> impl Future<Output = Result<BTreeMap<DocumentKey, Document>, SourceError>> + Send;
+}
+
+/// The source's lookup on one connection.
+struct SourceLookup<'a, Q> {
+    loader: &'a DocumentLoader,
+    conn: &'a mut Q,
+}
+
+impl<Q: Queryable> KeyLookup for SourceLookup<'_, Q> {
+    fn load(&mut self, keys: &[DocumentKey]) -> impl Future<Output = Result<BTreeMap<DocumentKey, Document>, SourceError>> + Send {
+        self.loader.load(self.conn, keys)
+    }
+}
+
+/// The documents and the refused keys of `keys` (see [`load_or_quarantine`]).
+/// A transient error is returned, never taken for a refusal: a key is
+/// quarantined only for a definite one.
+async fn sort_out<L: KeyLookup>(
+    keys: &[DocumentKey],
+    lookup: &mut L,
+) -> Result<(BTreeMap<DocumentKey, Document>, BTreeMap<DocumentKey, String>), RunError> {
+    let error = match lookup.load(keys).await {
         Ok(docs) => return Ok((docs, BTreeMap::new())),
         Err(e) if e.is_transient() => return Err(e.into()),
         Err(e) => e,
     };
     // The probe: a plain ASCII key no row has. Its failure is the mapping's.
-    if s.loader.load(conn, &[DocumentKey("0".into())]).await.is_err() {
+    if lookup.load(&[DocumentKey("0".into())]).await.is_err() {
         return Err(error.into());
     }
     let (mut docs, mut poisoned) = (BTreeMap::new(), BTreeMap::new());
     for key in keys {
-        match s.loader.load(conn, std::slice::from_ref(key)).await {
+        match lookup.load(std::slice::from_ref(key)).await {
             Ok(found) => docs.extend(found),
             Err(e) if e.is_transient() => return Err(e.into()),
             Err(e) => {

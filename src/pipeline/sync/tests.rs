@@ -298,3 +298,69 @@ async fn a_text_the_page_before_embedded_is_not_embedded_again_before_that_page_
     let vector = Some(rig.embedder.vector_of("aspirin"));
     assert_eq!((rig.held("1").unwrap().1, rig.held("2").unwrap().1), (vector.clone(), vector));
 }
+
+/// A lookup whose answer per key is scripted: a document, a definite
+/// refusal, or a transient failure; a batch fails as its worst key does.
+struct ScriptedLookup {
+    refused: Vec<&'static str>,
+    transient: Vec<&'static str>,
+    /// The transient keys fail only when asked alone (the connection drops
+    /// while keys are tried one by one).
+    transient_alone: bool,
+    /// Keys asked, call by call.
+    calls: Vec<Vec<String>>,
+}
+
+impl super::KeyLookup for ScriptedLookup {
+    fn load(
+        &mut self,
+        keys: &[DocumentKey],
+    ) -> impl std::future::Future<Output = Result<BTreeMap<DocumentKey, Document>, crate::source::SourceError>> + Send {
+        self.calls.push(keys.iter().map(|k| k.0.clone()).collect());
+        let has = |list: &[&str]| keys.iter().any(|k| list.contains(&k.0.as_str()));
+        let answer = if has(&self.transient) && (!self.transient_alone || keys.len() == 1) {
+            Err(crate::source::SourceError::Connection("connection reset".into()))
+        } else if has(&self.refused) {
+            Err(crate::source::SourceError::Query { message: "Illegal mix of collations".into(), query: "SELECT".into() })
+        } else {
+            let space = ScriptedEmbedder::new(DIMENSIONS, 1).space().clone();
+            Ok(keys.iter().filter(|k| k.0 != "0").map(|k| (k.clone(), document(&space, &k.0, "text", "label"))).collect())
+        };
+        std::future::ready(answer)
+    }
+}
+
+fn keys(names: &[&str]) -> Vec<DocumentKey> {
+    names.iter().map(|k| DocumentKey((*k).into())).collect()
+}
+
+#[tokio::test]
+async fn a_key_the_source_refuses_for_good_is_set_apart_and_the_others_load() {
+    let mut lookup = ScriptedLookup { refused: vec!["b\u{e9}"], transient: vec![], transient_alone: false, calls: vec![] };
+    let (docs, refused) = super::sort_out(&keys(&["a", "b\u{e9}", "c"]), &mut lookup).await.unwrap();
+    assert_eq!(docs.keys().map(|k| k.0.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+    assert_eq!(refused.keys().map(|k| k.0.as_str()).collect::<Vec<_>>(), ["b\u{e9}"]);
+    assert_eq!(lookup.calls[1], ["0"], "the probe comes before any key is tried alone");
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_returned_and_never_taken_for_a_refusal() {
+    // On the whole batch: returned at once.
+    let mut lookup = ScriptedLookup { refused: vec![], transient: vec!["b"], transient_alone: false, calls: vec![] };
+    let err = super::sort_out(&keys(&["a", "b"]), &mut lookup).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(lookup.calls.len(), 1, "no probe, no key alone");
+    // While keys are tried one by one (the connection drops mid-way): returned, nothing quarantined.
+    let mut lookup = ScriptedLookup { refused: vec!["a"], transient: vec!["c"], transient_alone: true, calls: vec![] };
+    let err = super::sort_out(&keys(&["a", "b", "c"]), &mut lookup).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(lookup.calls.last().unwrap(), &["c"], "it failed on the key tried alone");
+}
+
+#[tokio::test]
+async fn when_the_probe_fails_too_the_mapping_is_at_fault_and_no_key_is_quarantined() {
+    let mut lookup = ScriptedLookup { refused: vec!["a", "0"], transient: vec![], transient_alone: false, calls: vec![] };
+    let err = super::sort_out(&keys(&["a", "b"]), &mut lookup).await.unwrap_err();
+    assert!(!err.is_transient() && err.to_string().contains("Illegal mix"), "{err}");
+    assert_eq!(lookup.calls.len(), 2, "the batch, then the probe; no key alone");
+}
