@@ -79,13 +79,13 @@ impl Router {
                             async { conn.exec(&query, Params::Positional(params)).await.map_err(|e| SourceError::from_driver(e, &query)) };
                         let found: Vec<Value> = within(self.deadline, "looking up the documents a change touches", read).await?;
                         keys.extend(found.iter().map(|v| DocumentKey(value_to_string(v))));
-                        if keys.len() > limit {
+                        if past_limit(&keys, limit) {
                             return Ok(Routed::Everything);
                         }
                     }
                 }
             }
-            if keys.len() > limit {
+            if past_limit(&keys, limit) {
                 return Ok(Routed::Everything);
             }
         }
@@ -93,9 +93,24 @@ impl Router {
     }
 }
 
+/// Whether `keys` are more than a batch may name (`pipeline.max_batch_keys`):
+/// the batch then stands for everything. Exactly `limit` keys still go key by key.
+fn past_limit(keys: &BTreeSet<DocumentKey>, limit: usize) -> bool {
+    keys.len() > limit
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_of_exactly_the_limit_goes_key_by_key_and_one_more_does_not() {
+        let keys = |n: usize| (0..n).map(|i| DocumentKey(format!("{i:011}"))).collect::<BTreeSet<_>>();
+        assert!(!past_limit(&keys(0), 3));
+        assert!(!past_limit(&keys(3), 3));
+        assert!(past_limit(&keys(4), 3));
+        assert!(past_limit(&keys(9), 3));
+    }
 
     fn rule(table: &str, column: &str, sql: Option<&str>) -> TableRule {
         TableRule { table: table.into(), column: column.into(), keys_sql: sql.map(Into::into) }
