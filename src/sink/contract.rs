@@ -125,10 +125,16 @@ pub trait Lease: Clone + Send + Sync + 'static {
     /// Milliseconds until the lease expires unless renewed; `None` when nobody holds it.
     fn ttl_left_ms(&self) -> impl Future<Output = Result<Option<u64>, SinkError>> + Send;
 
-    /// How often to renew: a third of the TTL leaves two chances before expiry.
-    fn renew_every(&self) -> Duration;
+    /// How long the lease lasts unless renewed.
+    fn ttl(&self) -> Duration;
 
-    /// How often a standby tries to take the lease.
+    /// How often to renew: a third of the TTL leaves two chances before expiry.
+    fn renew_every(&self) -> Duration {
+        self.ttl() / 3
+    }
+
+    /// How often a standby tries to take the lease: at most a second, so it
+    /// takes over within the TTL plus one second of the writer's death.
     fn poll_every(&self) -> Duration {
         self.renew_every().min(Duration::from_secs(1))
     }

@@ -91,14 +91,9 @@ impl WriterLease {
         Ok(u64::try_from(ms).ok())
     }
 
-    /// How often to renew: a third of the TTL leaves two chances before expiry.
-    pub fn renew_every(&self) -> Duration {
-        self.ttl / 3
-    }
-
-    /// How often a standby tries to take the lease: at most a second, so it
-    /// takes over within the TTL plus one second of the writer's death.
-    pub fn poll_every(&self) -> Duration {
-        self.renew_every().min(Duration::from_secs(1))
+    /// How long the lease lasts unless renewed (see `Lease` for the
+    /// renewal and standby rhythms that follow from it).
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 }

@@ -96,11 +96,8 @@ impl Lease for WriterLease {
     fn ttl_left_ms(&self) -> impl Future<Output = Result<Option<u64>, SinkError>> + Send {
         WriterLease::ttl_left_ms(self)
     }
-    fn renew_every(&self) -> Duration {
-        WriterLease::renew_every(self)
-    }
-    fn poll_every(&self) -> Duration {
-        WriterLease::poll_every(self)
+    fn ttl(&self) -> Duration {
+        WriterLease::ttl(self)
     }
 }
 

@@ -43,10 +43,11 @@ pub struct InFlight {
     _budget: OwnedSemaphorePermit,
 }
 
+#[cfg(test)]
 impl InFlight {
     /// A transaction that holds no share of a tail's budget (for tests that
     /// feed the apply loop without a binlog).
-    pub fn unbudgeted(transaction: Transaction) -> Self {
+    pub(crate) fn unbudgeted(transaction: Transaction) -> Self {
         let budget = Arc::new(tokio::sync::Semaphore::new(1)).try_acquire_owned().expect("a fresh permit");
         Self { transaction, _budget: budget }
     }

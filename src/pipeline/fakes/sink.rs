@@ -399,8 +399,8 @@ impl Lease for MemoryLease {
         let left = self.held().lease.is_some().then_some(self.ttl.as_millis() as u64);
         std::future::ready(Ok(left))
     }
-    fn renew_every(&self) -> Duration {
-        self.ttl / 3
+    fn ttl(&self) -> Duration {
+        self.ttl
     }
 }
 
