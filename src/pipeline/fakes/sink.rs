@@ -76,7 +76,7 @@ pub struct Contents {
 }
 
 impl Contents {
-    /// Holds `keys` as the index would count them: present and indexable.
+    /// How many documents the index counts: those held that it can index.
     fn indexed(&self) -> u64 {
         self.docs.keys().filter(|k| !self.unindexable.contains(*k)).count() as u64
     }
