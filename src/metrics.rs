@@ -200,6 +200,14 @@ fn describe() {
         "Share (0 to 1) of the live index's keys RediSearch has scanned (FT.INFO percent_indexed); below 1 searches miss documents"
     );
     describe_gauge!(
+        "drugsync_visibility_gate",
+        "1 for the gate that proves a batch's rows visible before they are re-read (mode=snapshot|gtid|fence|none), 0 for the others"
+    );
+    describe_counter!(
+        "drugsync_ungated_batches_total",
+        "Batches re-read with no visibility gate (MySQL without GTIDs and mysql.visibility.allow_ungated_reads): each may be applied stale"
+    );
+    describe_gauge!(
         "drugsync_index_hash_indexing_failures",
         "Hashes RediSearch could not index since the live index was created (FT.INFO hash_indexing_failures); a reconcile finds and repairs them"
     );
@@ -216,6 +224,7 @@ fn publish(stats: &Stats, pricing: &Pricing) {
         ("drugsync_documents_quarantined_total", &stats.quarantined),
         ("drugsync_documents_owed_vector_total", &stats.owed),
         ("drugsync_vector_cache_hits_total", &stats.cache_hits),
+        ("drugsync_ungated_batches_total", &stats.ungated_batches),
     ] {
         metrics::counter!(name).absolute(value.load(Relaxed));
     }
@@ -236,6 +245,10 @@ fn publish(stats: &Stats, pricing: &Pricing) {
     metrics::gauge!("drugsync_redis_evicted_keys").set(stats.redis_evicted_keys.load(Relaxed) as f64);
     metrics::gauge!("drugsync_index_percent_indexed").set(1.0 - stats.index_unscanned_permille.load(Relaxed) as f64 / 1000.0);
     metrics::gauge!("drugsync_index_hash_indexing_failures").set(stats.index_failures.load(Relaxed) as f64);
+    let gate = stats.gate();
+    for mode in crate::source::visibility::GateMode::ALL {
+        metrics::gauge!("drugsync_visibility_gate", "mode" => mode.as_str()).set(if gate == Some(mode) { 1.0 } else { 0.0 });
+    }
     metrics::gauge!("drugsync_canary_enabled").set(stats.canary_enabled.load(Relaxed) as f64);
     if let Some(freshness) = stats.canary_freshness() {
         metrics::gauge!("drugsync_canary_freshness_seconds").set(freshness.as_secs_f64());

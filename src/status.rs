@@ -30,6 +30,9 @@ pub struct StatusRecord {
     pub lag_ms: u64,
     /// The last error a step failed with, and when (Unix seconds).
     pub last_error: Option<(String, u64)>,
+    /// The visibility gate the writer's re-reads go through (snapshot, gtid, fence, none).
+    #[serde(default)]
+    pub visibility_gate: Option<String>,
 }
 
 /// Everything `drugsync status` reports.
@@ -71,6 +74,8 @@ pub struct StatusReport {
     pub source: SourceStatus,
     /// The last error the writer met, and seconds since.
     pub last_error: Option<(String, u64)>,
+    /// The visibility gate the running writer's re-reads go through.
+    pub visibility_gate: Option<String>,
 }
 
 /// The source's side of the status.
@@ -121,6 +126,7 @@ pub async fn gather(config: &Config) -> Result<StatusReport, StatusError> {
         owed_max_age_secs: owed.max_age_secs(now),
         cached_vectors: sink.vector_cache_len().await?,
         source: source_status(config, redis_position.as_ref()).await,
+        visibility_gate: record.as_ref().and_then(|r| r.visibility_gate.clone()),
         last_error: record.and_then(|r| r.last_error).map(|(e, at)| (e, now.saturating_sub(at))),
     })
 }
@@ -198,6 +204,14 @@ impl StatusReport {
             ),
             ("cached vectors", self.cached_vectors.to_string()),
             ("source", source),
+            (
+                "visibility gate",
+                match self.visibility_gate.as_deref() {
+                    Some("none") => "none: re-reads may miss a commit (mysql.visibility.allow_ungated_reads)".to_owned(),
+                    Some(mode) => mode.to_owned(),
+                    None => "no writer has reported one".to_owned(),
+                },
+            ),
             ("last error", self.last_error.as_ref().map_or("none".to_owned(), |(e, age)| format!("{e} ({age} s ago)"))),
         ];
         rows.iter().map(|(k, v)| format!("{k:<16} {v}\n")).collect()

@@ -20,6 +20,7 @@ mod plaintext;
 mod redis;
 mod secret;
 mod source;
+mod visibility;
 
 pub use canary::*;
 pub use embed::*;
@@ -29,6 +30,7 @@ pub use pipeline::*;
 pub use redis::*;
 pub use secret::*;
 pub use source::*;
+pub use visibility::*;
 
 /// Default config file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/drugsync.toml";
@@ -247,6 +249,16 @@ impl Config {
                 return Err(invalid("canary.table", "is a mapping table: the canary needs a table of its own"));
             }
         }
+        let fence = &self.mysql.visibility.fence_table;
+        require_identifier("mysql.visibility.fence_table", fence)?;
+        if self.mapping.tables.iter().any(|t| t.table.eq_ignore_ascii_case(fence))
+            || self.canary.table.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(fence))
+        {
+            return Err(invalid(
+                "mysql.visibility.fence_table",
+                "is a mapping or canary table: the fence needs a table of its own, or its own writes would route to documents or pass for heartbeats",
+            ));
+        }
         if !(1..=3600).contains(&self.canary.interval_secs) {
             return Err(invalid("canary.interval_secs", "must be between 1 and 3600"));
         }
@@ -303,6 +315,20 @@ mod tests {
         assert!(parse(&quoted).unwrap_err().to_string().contains("canary.table"));
         let never = REFERENCE.replacen("interval_secs = 10", "interval_secs = 0", 1);
         assert!(parse(&never).unwrap_err().to_string().contains("canary.interval_secs"));
+    }
+
+    #[test]
+    fn the_fence_needs_a_table_of_its_own() {
+        let config = parse(REFERENCE).unwrap();
+        assert_eq!(config.mysql.visibility.fence_table, DEFAULT_FENCE_TABLE);
+        assert!(!config.mysql.visibility.allow_ungated_reads, "a gate by default");
+        for (table, why) in [("rndc14", "a mapping table"), ("beat; DROP", "not an identifier")] {
+            let bad = REFERENCE.replacen("fence_table = \"drugsync_fence\"", &format!("fence_table = {table:?}"), 1);
+            let error = parse(&bad).expect_err(why).to_string();
+            assert!(error.contains("mysql.visibility.fence_table"), "{why}: {error}");
+        }
+        let canary = REFERENCE.replacen("# table = \"drugsync_heartbeat\"", "table = \"drugsync_fence\"", 1);
+        assert!(parse(&canary).unwrap_err().to_string().contains("mysql.visibility.fence_table"), "the canary's table");
     }
 
     #[test]

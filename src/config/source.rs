@@ -47,6 +47,9 @@ pub struct MysqlConfig {
     /// default: the regional endpoint. Override with `DRUGSYNC_SECRETS_ENDPOINT_URL`.
     #[serde(default)]
     pub secrets_endpoint_url: Option<String>,
+    /// The visibility gate on MySQL without GTIDs.
+    #[serde(default)]
+    pub visibility: super::VisibilityConfig,
 }
 
 /// TLS settings of the MySQL connections (queries and the binlog stream alike).

@@ -14,6 +14,11 @@ use crate::embed::Embedder;
 use crate::mapping::{DocumentLoader, Router};
 use crate::position::Position;
 use crate::sink::{AliasState, Coordination, RedisSink, Sink};
+use crate::source::visibility::VisibilityGate;
+
+/// Longest wait for the source to commit what its binlog already holds
+/// before the batch is retried (a healthy server takes milliseconds).
+const VISIBILITY_LIMIT: Duration = Duration::from_secs(10);
 
 /// What every mode connects to and builds from the configuration: the
 /// streamer, `--reconcile` and the replay pricing. It holds no checkpoint
@@ -37,6 +42,8 @@ pub struct Connected<E: Embedder, S: Sink = RedisSink> {
     pub(super) router: Router,
     /// Counters shared with tests and logs.
     pub(super) stats: Arc<Stats>,
+    /// Proves a batch's rows visible before they are re-read (invariant 7).
+    pub(super) gate: VisibilityGate,
 }
 
 impl<E: Embedder> Connected<E, RedisSink> {
@@ -77,7 +84,8 @@ impl<E: Embedder, S: Sink> Connected<E, S> {
     fn assemble(config: Config, (pool, opts): (Pool, Opts), sink: S, embedder: E, stats: Arc<Stats>) -> Self {
         let loader = DocumentLoader::new(&config, embedder.space().clone());
         let router = Router::new(&config.mapping.tables, config.pipeline.load_chunk, Duration::from_secs(config.mysql.query_timeout_secs));
-        Self { config: Arc::new(config), pool, opts, sink, embedder: Arc::new(embedder), loader, router, stats }
+        let gate = VisibilityGate::new(&config.mysql, pool.clone(), VISIBILITY_LIMIT);
+        Self { config: Arc::new(config), pool, opts, sink, embedder: Arc::new(embedder), loader, router, stats, gate }
     }
 
     /// The validated configuration it was built from.
@@ -127,6 +135,10 @@ impl<E: Embedder> Replicator<E, RedisSink> {
         let checkpoint = CheckpointStore::open(&config.checkpoint.path)?;
         let instance_id = checkpoint.instance_id()?;
         let parts = Connected::connect(config, embedder).await?;
+        // The streamer re-reads what the binlog announces: without a gate it
+        // must not start (a reconcile reads current state and needs none).
+        let gate = parts.gate.preflight().await?;
+        parts.stats.gate_used(gate);
         Ok(Self { parts, checkpoint, instance_id, replay: std::sync::Mutex::new(None) })
     }
 }
@@ -189,6 +201,7 @@ impl<S: Coordination> StatusPublisher<'_, S> {
             last_commit: Stats::get(&stats.last_commit_unix),
             lag_ms: Stats::get(&stats.lag_ms),
             last_error: stats.progress.last_error(),
+            visibility_gate: stats.gate().map(|g| g.to_string()),
         };
         let Ok(json) = serde_json::to_string(&record) else { return };
         if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), self.sink.store_status(&json)).await {

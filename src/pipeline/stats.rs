@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::embed::EmbedStats;
+use crate::source::visibility::GateMode;
 
 /// See the module docs. All counters only grow.
 #[derive(Debug, Default)]
@@ -62,6 +63,10 @@ pub struct Stats {
     pub canary_visible_ms: AtomicU64,
     /// For that heartbeat: milliseconds from its write to the acknowledgement.
     pub canary_lag_ms: AtomicU64,
+    /// The visibility gate last used ([`GateMode::code`]; 0 before the first).
+    pub visibility_gate: AtomicU64,
+    /// Batches re-read with no visibility gate (`mysql.visibility.allow_ungated_reads`).
+    pub ungated_batches: AtomicU64,
 }
 
 impl Stats {
@@ -76,6 +81,24 @@ impl Stats {
 
     pub(crate) fn set(gauge: &AtomicU64, value: u64) {
         gauge.store(value, Ordering::Relaxed);
+    }
+
+    /// Records the gate in use (at start-up, before any batch).
+    pub(crate) fn gate_used(&self, mode: GateMode) {
+        Stats::set(&self.visibility_gate, mode.code());
+    }
+
+    /// Records a batch re-read through `mode`; one with no gate is counted.
+    pub(crate) fn batch_gated(&self, mode: GateMode) {
+        self.gate_used(mode);
+        if mode == GateMode::None {
+            Stats::add(&self.ungated_batches, 1);
+        }
+    }
+
+    /// The visibility gate last used, if any.
+    pub fn gate(&self) -> Option<GateMode> {
+        GateMode::from_code(Stats::get(&self.visibility_gate))
     }
 
     /// Marks the writer as holding a transaction committed at `committed_at`

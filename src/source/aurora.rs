@@ -2,13 +2,13 @@
 //! the binlog settings every source needs (`preflight`).
 //!
 //! - **GTID mode.** Aurora's default is `gtid_mode=OFF`. drugsync then
-//!   resumes by file and offset only, and before re-reading a batch it has
-//!   no way to wait until the source shows the batch committed (the window
-//!   is a few milliseconds; the next change to the same drug or the nightly
-//!   reconcile repairs what it may miss). With GTIDs on, every stored
+//!   resumes by file and offset only, and proves a batch visible before
+//!   re-reading it with its fence write (`visibility`: one small write per
+//!   batch, a table the operator creates). With GTIDs on, every stored
 //!   position also carries the executed set: a stream whose file is gone
-//!   resumes by GTID, and re-reads wait with `WAIT_FOR_EXECUTED_GTID_SET`.
-//!   So: a warning naming the parameters to set, never a refusal.
+//!   resumes by GTID, and re-reads wait with `WAIT_FOR_EXECUTED_GTID_SET`,
+//!   writing nothing. So: a warning naming the parameters to set; the
+//!   visibility gate's own preflight refuses what would leave it without proof.
 //! - **Transaction compression** (`binlog_transaction_compression`): read
 //!   (zstd payloads are expanded by the client and committed at the
 //!   payload's end); logged.
@@ -59,7 +59,7 @@ pub fn advice(dialect: &Dialect, facts: &BinlogFacts) -> Vec<String> {
             "SET PERSIST enforce_gtid_consistency = ON, then gtid_mode through OFF_PERMISSIVE and ON_PERMISSIVE to ON"
         };
         out.push(format!(
-            "the source runs with gtid_mode = {}: drugsync resumes by file and offset only, cannot resume by GTID when a binlog file is gone, and cannot wait for a batch's commit before re-reading it. Turn GTIDs on: {how}",
+            "the source runs with gtid_mode = {}: drugsync resumes by file and offset only, cannot resume by GTID when a binlog file is gone, and proves each batch visible by a write to its fence table instead of waiting for the batch's GTIDs. Turn GTIDs on: {how}",
             facts.gtid_mode.as_deref().unwrap_or_default()
         ));
     }

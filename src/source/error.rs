@@ -5,6 +5,9 @@ use crate::error::{Classify, ErrorClass};
 /// MySQL error 1236: the requested binlog position is gone (purged) or invalid.
 pub const ER_MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
 
+/// MySQL's "Cannot use WAIT_FOR_EXECUTED_GTID_SET when GTID_MODE = OFF".
+pub const ER_GTID_MODE_OFF: u16 = 3062;
+
 /// Why reading the source failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -111,7 +114,13 @@ impl SourceError {
                 const TRANSIENT: &[u16] = &[1040, 1053, 1158, 1159, 1160, 1161, 1205, 1213, 1317, 1412, 1927, 1969, 2006, 2013, 3024, 4031];
                 // Access denied: to the server, the database, a table or column; a missing privilege.
                 const DENIED: &[u16] = &[1044, 1045, 1142, 1143, 1227, 1698];
-                if DENIED.contains(&server.code) {
+                if server.code == ER_GTID_MODE_OFF || server.message.contains("GTID_MODE") {
+                    // GTIDs turned off under a step that needs them (3062 and its kin).
+                    SourceError::Misconfigured(format!(
+                        "{} ({}): the source's gtid_mode does not allow this step. drugsync picks its visibility gate from the current gtid_mode; with GTIDs off it needs the fence table (README: Visibility) or gtid_mode = ON",
+                        server.message, server.code
+                    ))
+                } else if DENIED.contains(&server.code) {
                     SourceError::AccessDenied { message: format!("{} ({})", server.message, server.code) }
                 } else if TRANSIENT.contains(&server.code) {
                     SourceError::Connection(format!("{} ({})", server.message, server.code))
@@ -159,5 +168,13 @@ mod tests {
         assert!(matches!(server(1045), SourceError::AccessDenied { .. }));
         assert!(matches!(server(1146), SourceError::Query { .. }), "an unknown table is the config's problem");
         assert!(!server(1146).is_transient());
+    }
+
+    #[test]
+    fn gtids_turned_off_under_a_step_is_a_server_setting_naming_gtid_mode() {
+        let error = server(3062);
+        assert!(matches!(error, SourceError::Misconfigured(_)) && !error.is_transient(), "{error}");
+        assert!(error.to_string().contains("gtid_mode"), "{error}");
+        assert!(!error.to_string().contains("mapping SQL"), "not the mapping's fault: {error}");
     }
 }

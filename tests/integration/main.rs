@@ -37,3 +37,4 @@ mod sink_contract;
 mod stall;
 mod streaming;
 mod vector_cache;
+mod visibility;

@@ -227,10 +227,18 @@ async fn compressed_transactions_are_decoded_on_mysql() {
 }
 
 /// Starts `replica` replicating from `source` by GTID (MySQL: auto-position;
-/// MariaDB: `MASTER_USE_GTID`), both as root over TCP.
+/// MariaDB: `MASTER_USE_GTID`), or, on MySQL without GTIDs, by file and
+/// offset from the start of the source's first binlog; both as root over TCP.
 async fn replicate(replica: &PrivateServer, source: &PrivateServer) {
     let mut conn = common::connect(&replica.base_url()).await;
     let statements = match replica.flavour {
+        Flavour::MysqlGtidOff => [
+            format!(
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '127.0.0.1', SOURCE_PORT = {}, SOURCE_USER = 'root', SOURCE_LOG_FILE = 'binlog.000001', SOURCE_LOG_POS = 4, GET_SOURCE_PUBLIC_KEY = 1",
+                source.port
+            ),
+            "START REPLICA".to_owned(),
+        ],
         Flavour::Mysql => [
             format!(
                 "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '127.0.0.1', SOURCE_PORT = {}, SOURCE_USER = 'root', SOURCE_AUTO_POSITION = 1, GET_SOURCE_PUBLIC_KEY = 1",
@@ -257,6 +265,12 @@ async fn wait_replicated(replica: &PrivateServer, source: &PrivateServer) {
     let mut on_source = common::connect(&source.base_url()).await;
     let mut on_replica = common::connect(&replica.base_url()).await;
     let applied: Option<i64> = match replica.flavour {
+        Flavour::MysqlGtidOff => {
+            let end = drugsync::source::server::current_position(&mut on_source).await.unwrap();
+            let waited: Option<i64> = on_replica.exec_first("SELECT SOURCE_POS_WAIT(?, ?, 60)", (&end.file, end.offset)).await.unwrap();
+            // The number of events waited for, or -1 / NULL on a timeout or a stopped replica.
+            waited.filter(|n| *n >= 0).map(|_| 0)
+        }
         Flavour::Mysql => {
             let executed: String = on_source.query_first("SELECT @@GLOBAL.gtid_executed").await.unwrap().unwrap();
             on_replica.exec_first("SELECT WAIT_FOR_EXECUTED_GTID_SET(?, 60)", (executed,)).await.unwrap()
@@ -330,4 +344,102 @@ on_each_server! {
         let now = stored_position(&env).await;
         assert_ne!(now.server, stored.server, "positions now name the replica: {now}");
     }
+}
+
+/// A team that tries GTIDs on Aurora and rolls back: GTIDs ON, then turned
+/// off online (ON_PERMISSIVE, OFF_PERMISSIVE, OFF) while drugsync streams.
+/// `@@gtid_executed` keeps the old set, so positions still carry it, and
+/// `WAIT_FOR_EXECUTED_GTID_SET` now fails (3062). The gate follows the
+/// server's current mode: the fence, without a stop, during the run and
+/// after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gtids_turned_off_after_being_on_stream_through_the_fence_on_mysql() {
+    use drugsync::source::visibility::GateMode;
+    let server = PrivateServer::start(Flavour::Mysql).await;
+    let mut env = TestEnv::new_on(&server, "gtidoff", 150).await;
+    env.config_text = env.config_text.replacen("on_lost_sync = \"reconcile\"", "on_lost_sync = \"stop\"", 1);
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    assert_eq!(run.stats.gate(), Some(GateMode::Gtid));
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'WITH GTIDS' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+
+    env.exec(&[
+        "SET GLOBAL gtid_mode = ON_PERMISSIVE",
+        "SET GLOBAL gtid_mode = OFF_PERMISSIVE",
+        "SET GLOBAL gtid_mode = OFF",
+        "UPDATE rlblrid3 SET MFG = 'GTIDS TURNED OFF' WHERE LBLRID = '000002'",
+    ])
+    .await;
+    let mut conn = env.mysql().await;
+    let executed: String = conn.query_first("SELECT @@GLOBAL.gtid_executed").await.unwrap().unwrap();
+    assert!(!executed.is_empty(), "MySQL keeps the old GTID set after GTIDs are off");
+    let refused = conn.exec_first::<Option<i64>, _, _>("SELECT WAIT_FOR_EXECUTED_GTID_SET(?, 1)", (&executed,)).await;
+    assert!(refused.is_err(), "the GTID wait is refused now: {refused:?}");
+    conn.disconnect().await.unwrap();
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    assert_eq!(run.stats.gate(), Some(GateMode::Fence), "the gate follows the server's gtid_mode");
+    assert!(!run.handle.is_finished(), "the stream did not stop");
+    run.stop().await;
+    let stored = stored_position(&env).await;
+    assert!(stored.gtid.is_some(), "the stored position still carries the old set: {stored}");
+
+    // A restart meets a position with a GTID set on a server without GTIDs.
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER THE RESTART' WHERE LBLRID = '000003'"]).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    assert_eq!(run.stats.gate(), Some(GateMode::Fence));
+    run.stop().await;
+}
+
+/// A writer failover on MySQL without GTIDs: the replica replicates by file
+/// and offset, its binlog files have the source's names with other contents.
+/// The stored position names the old server and has no GTID state, so it
+/// cannot be resumed anywhere on the replica: under on_lost_sync = stop
+/// drugsync stops and says so (never an offset in another server's file),
+/// and under reconcile it repairs by a full diff and streams from the
+/// replica's own position (oracle on the replica).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_without_gtids_takes_the_reconcile_path_never_the_old_offset_on_mysql() {
+    let source = PrivateServer::start(Flavour::MysqlGtidOff).await;
+    let replica = PrivateServer::start_with(Flavour::MysqlGtidOff, vec!["--server-id=2".to_owned()]).await;
+    replicate(&replica, &source).await;
+    let mut env = TestEnv::new_on(&source, "failnogtid", 200).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'BEFORE FAILOVER' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+    run.stop().await;
+    let stored = stored_position(&env).await;
+    assert_eq!(stored.gtid, None, "GTIDs off: file and offset only");
+
+    env.exec(&[
+        "UPDATE rlblrid3 SET MFG = 'WHILE DOWN' WHERE LBLRID = '000002'",
+        "UPDATE rgcnseq4 SET STR60 = '616 MG' WHERE GCN_SEQNO = 2",
+        "DELETE FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC LIMIT 2",
+    ])
+    .await;
+    wait_replicated(&replica, &source).await;
+    drop(source);
+
+    let old_base = env.mysql_base.clone();
+    let on_replica = env.config_text.replacen(&old_base, &replica.base_url(), 1);
+    env.mysql_base = replica.base_url();
+    let stopping = on_replica.replacen("on_lost_sync = \"reconcile\"", "on_lost_sync = \"stop\"", 1);
+    let run = env.start_with(&stopping).await;
+    let result = tokio::time::timeout(std::time::Duration::from_secs(30), run.handle).await.expect("must stop").unwrap();
+    let message = result.expect_err("another server's offset is never resumed").to_string();
+    assert!(message.contains("another server") || message.contains("and this is server"), "{message}");
+
+    env.config_text = on_replica;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    let ndc = &env.active_ndcs_where("n.LBLRID = '000002'").await[0];
+    assert_eq!(env.field(ndc, "manufacturer").await.as_deref(), Some("WHILE DOWN"));
+    run.stop().await;
+    let now = stored_position(&env).await;
+    assert_ne!(now.server, stored.server, "positions now name the replica: {now}");
 }

@@ -2,7 +2,7 @@
 //! with a message that names the problem and the fix, and lets a correct one through.
 
 use crate::common;
-use crate::common::on_each_server;
+use crate::common::{Flavour, on_each_server, on_every_source};
 
 use common::{PrivateServer, TestEnv};
 use mysql_async::prelude::Queryable;
@@ -27,7 +27,7 @@ on_each_server! {
     }
 }
 
-on_each_server! {
+on_every_source! {
     /// The README's least-privilege grants are enough to load and stream; one fewer is refused by name.
     async fn least_privilege_user_streams_and_a_missing_grant_is_named(flavour) {
         let env = TestEnv::new(flavour, "grants", 30).await;
@@ -45,6 +45,13 @@ on_each_server! {
 
         // Exactly the README's grants.
         env.exec(&[&format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%'")]).await;
+        if flavour == Flavour::MysqlGtidOff {
+            // Without GTIDs the visibility fence needs its own grant, named in the refusal.
+            let message = env.connect_error(&as_user).await.expect("a user who cannot write the fence is refused");
+            let grant = format!("GRANT INSERT, UPDATE ON `{}`.`drugsync_fence` TO '{user}'@'%'", env.schema);
+            assert!(message.contains(&grant), "{message}");
+            env.exec(&[&grant]).await;
+        }
         let run = env.start_with(&as_user).await;
         env.wait_caught_up().await;
         env.exec(&["UPDATE rlblrid3 SET MFG = 'Least Privilege Labs' WHERE LBLRID = (SELECT m FROM (SELECT MIN(LBLRID) AS m FROM rlblrid3) AS least)"]).await;
@@ -78,7 +85,7 @@ on_each_server! {
             // The spelling each server knows (MySQL 8.4+ has no SHOW SLAVE HOSTS).
             let listing = match flavour {
                 common::Flavour::Mariadb => "SHOW SLAVE HOSTS",
-                common::Flavour::Mysql => "SHOW REPLICAS",
+                common::Flavour::Mysql | common::Flavour::MysqlGtidOff => "SHOW REPLICAS",
             };
             let hosts: Vec<mysql_async::Row> = admin.query(listing).await.unwrap();
             if !hosts.iter().any(|row| row.get::<u32, _>("Server_id") == Some(own_id)) {
@@ -144,4 +151,51 @@ on_each_server! {
         }
         assert!(env.connect_error(&env.config_text).await.is_none());
     }
+}
+
+/// The statements a refusal tells an admin to run: the text after `marker`
+/// up to `until`, split at `;`.
+fn statements_after<'a>(message: &'a str, marker: &str, until: &str) -> Vec<&'a str> {
+    let start = message.find(marker).unwrap_or_else(|| panic!("no {marker:?} in {message}")) + marker.len();
+    let rest = &message[start..];
+    let end = rest.find(until).unwrap_or(rest.len());
+    rest[..end].split(';').map(str::trim).filter(|s| !s.is_empty()).collect()
+}
+
+/// MySQL without GTIDs, no fence table: the start is refused with three ways
+/// out, and two of them are followed here as an operator would, to the letter
+/// (the third, GTIDs on, is the MySQL flavour's whole suite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_gtids_a_missing_fence_is_refused_with_ways_out_that_work_on_mysql() {
+    use drugsync::source::visibility::GateMode;
+    let env = TestEnv::new(Flavour::MysqlGtidOff, "fenceless", 20).await;
+    env.exec(&["DROP TABLE drugsync_fence"]).await;
+    let message = env.connect_error(&env.config_text).await.expect("no fence, no start");
+    assert!(message.contains("gtid_mode = ON") && message.contains("allow_ungated_reads = true"), "{message}");
+
+    // The opt-in: starts, without a gate.
+    let ungated = env.config_text.replacen("allow_ungated_reads = false", "allow_ungated_reads = true", 1);
+    let replicator = env.connect(&ungated).await.expect("the opt-in starts");
+    assert_eq!(replicator.parts().stats().gate(), Some(GateMode::None));
+    drop(replicator);
+
+    // The statements, as printed.
+    let fix = statements_after(&message, "as an admin: ", " (2)");
+    assert_eq!(fix.len(), 2, "CREATE TABLE and GRANT: {fix:?}");
+    assert!(fix[0].starts_with(&format!("CREATE TABLE `{}`.`drugsync_fence`", env.schema)), "{fix:?}");
+    env.exec(&fix).await;
+    let replicator = env.connect(&env.config_text).await.expect("the fix clears the refusal");
+    assert_eq!(replicator.parts().stats().gate(), Some(GateMode::Fence));
+}
+
+/// With `binlog_order_commits=OFF` MySQL may commit in the engine out of
+/// binlog order, and the fence proves nothing: refused, with the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_gtids_binlog_order_commits_off_is_refused_on_mysql() {
+    let server = PrivateServer::start_with(Flavour::MysqlGtidOff, vec!["--binlog-order-commits=OFF".into()]).await;
+    let env = TestEnv::new_on(&server, "unordered", 20).await;
+    let message = env.connect_error(&env.config_text).await.expect("unordered engine commits are refused");
+    assert!(message.contains("binlog_order_commits is OFF") && message.contains("SET PERSIST binlog_order_commits = ON"), "{message}");
+    env.exec(&["SET PERSIST binlog_order_commits = ON"]).await;
+    assert_eq!(env.connect_error(&env.config_text).await, None, "the named fix clears it");
 }

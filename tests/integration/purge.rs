@@ -2,7 +2,7 @@
 //! Runs on a private MariaDB: purging the shared one would disturb other tests.
 
 use crate::common;
-use crate::common::on_each_server;
+use crate::common::on_every_source;
 
 use common::{PrivateServer, TestEnv};
 use mysql_async::prelude::Queryable;
@@ -34,7 +34,7 @@ async fn purge_all_but_current(env: &TestEnv) {
     panic!("older binlogs were not purged: {files:?}");
 }
 
-on_each_server! {
+on_every_source! {
     async fn purged_binlog_at_start_reconciles_then_streams_from_the_current_position(flavour) {
         let server = PrivateServer::start(flavour).await;
         let env = TestEnv::new_on(&server, "purge", 400).await;
@@ -62,7 +62,7 @@ on_each_server! {
     }
 }
 
-on_each_server! {
+on_every_source! {
     async fn purged_binlog_with_on_lost_sync_stop_is_a_clear_error(flavour) {
         let server = PrivateServer::start(flavour).await;
         let mut env = TestEnv::new_on(&server, "purgestop", 100).await;

@@ -3,13 +3,13 @@
 //! summary (`replay caught up`) by the estimate.
 
 use crate::common;
-use crate::common::on_each_server;
+use crate::common::on_every_source;
 
 use std::time::Duration;
 
 use common::{TestEnv, eventually};
 
-on_each_server! {
+on_every_source! {
     async fn a_replay_is_priced_without_writing_and_then_costs_what_was_priced(flavour) {
         let env = TestEnv::new(flavour, "replay_price", 400).await;
         let run = env.start().await;

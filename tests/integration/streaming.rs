@@ -2,7 +2,7 @@
 //! every table, embedding economy, bulk reloads, and vector search.
 
 use crate::common;
-use crate::common::on_each_server;
+use crate::common::{on_each_server, on_every_source};
 
 use common::TestEnv;
 use drugsync::embed::vector_to_bytes;
@@ -13,7 +13,7 @@ async fn of_gcn_first(env: &TestEnv, gcn: &str) -> String {
     env.active_ndcs_where(&format!("n.GCN_SEQNO = {gcn}")).await.remove(0)
 }
 
-on_each_server! {
+on_every_source! {
     /// Each step changes one table, then the whole index must equal what MySQL
     /// says, and only the affected documents may have been rewritten.
     async fn every_table_fans_out_to_exactly_the_right_documents(flavour) {
@@ -152,7 +152,7 @@ async fn busiest(env: &TestEnv, column: &str) -> String {
     value.unwrap()
 }
 
-on_each_server! {
+on_every_source! {
     async fn labeler_rename_costs_no_embedding_and_strength_change_embeds_each_new_text_once(flavour) {
         let env = TestEnv::new(flavour, "economy", 800).await;
         let run = env.start().await;

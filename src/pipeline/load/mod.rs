@@ -4,9 +4,10 @@
 //! # Resumption
 //! Nothing is locked. On MariaDB the snapshot reports its exact binlog
 //! position (`binlog_snapshot_file/position`); on MySQL the position is read
-//! just *before* the snapshot starts, so changes in between are replayed
-//! afterwards, which is harmless because applying a change twice equals
-//! applying it once. The checkpoint is written only after every document and
+//! just *before* the snapshot starts, and the visibility gate waits until
+//! everything logged up to it is committed in the engine; changes in between
+//! are replayed afterwards, which is harmless because applying a change twice
+//! equals applying it once. The checkpoint is written only after every document and
 //! the orphan sweep are acknowledged by Redis.
 //!
 //! An interrupted load resumes after the last key it wrote, but only into a
@@ -39,6 +40,9 @@ use crate::source::{SourceError, server};
 /// What the initial load uses, and nothing more: built by [`Replicator::loader`].
 pub struct Loader<'a, E, S> {
     pool: &'a mysql_async::Pool,
+    /// On MySQL the position is read before the snapshot: the gate makes
+    /// everything logged up to it visible to the snapshot (invariant 7).
+    gate: &'a crate::source::visibility::VisibilityGate,
     sink: &'a S,
     documents: &'a DocumentLoader,
     stats: &'a Stats,
@@ -57,6 +61,7 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
         let parts = &self.parts;
         Loader {
             pool: &parts.pool,
+            gate: &parts.gate,
             sink: &parts.sink,
             documents: &parts.loader,
             stats: &parts.stats,
@@ -112,6 +117,11 @@ impl<E: Embedder, S: Sink> Loader<'_, E, S> {
         let source = |e| SourceError::from_driver(e, "initial load");
         let mut conn = crate::source::connect::pooled(self.pool).await?;
         let before = server::current_position(&mut conn).await?;
+        // A transaction logged before `before` but not yet committed in the
+        // engine would be missed by the snapshot and skipped by the stream
+        // that starts at `before`. (MariaDB's snapshot reports its own exact
+        // position below; the wait costs it one look.)
+        self.stats.gate_used(self.gate.wait(&before).await?);
         let mut opts = TxOpts::default();
         opts.with_consistent_snapshot(true).with_readonly(true);
         let mut tx = conn.start_transaction(opts).await.map_err(source)?;

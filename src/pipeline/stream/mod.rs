@@ -42,9 +42,6 @@ use crate::source::{InFlight, SourceError};
 use batch::Batch;
 use tail::{CHANNEL_CAPACITY, Tail};
 
-/// Longest wait for the source to commit what its binlog already holds
-/// before the batch is retried (a healthy server takes milliseconds).
-const VISIBILITY_LIMIT: Duration = Duration::from_secs(10);
 /// How often an otherwise idle writer looks for reconcile repairs.
 const REPAIR_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -92,6 +89,8 @@ pub enum Ended {
 /// What streaming uses, and nothing more: built by [`Replicator::streamer`].
 pub struct Streamer<'a, E, S> {
     pool: &'a mysql_async::Pool,
+    /// Proves a batch's rows visible before they are re-read.
+    gate: &'a crate::source::visibility::VisibilityGate,
     sink: &'a S,
     router: &'a Router,
     stats: &'a Stats,
@@ -120,8 +119,6 @@ struct Settings {
     max_delay: Duration,
     /// Reconcile repairs taken per idle tick (10 write chunks).
     repairs_per_tick: usize,
-    /// `mysql.query_timeout_secs`.
-    query_timeout: Duration,
 }
 
 impl<E: Embedder, S: Sink> Replicator<E, S> {
@@ -131,6 +128,7 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
         let c = &parts.config;
         Streamer {
             pool: &parts.pool,
+            gate: &parts.gate,
             sink: &parts.sink,
             router: &parts.router,
             stats: &parts.stats,
@@ -146,7 +144,6 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
                 max_transactions: c.pipeline.batch_max_transactions,
                 max_delay: Duration::from_millis(c.pipeline.batch_max_delay_ms),
                 repairs_per_tick: c.pipeline.write_chunk * 10,
-                query_timeout: parts.query_timeout(),
             },
         }
     }
@@ -327,7 +324,7 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
             // Nothing tracked changed: record progress so a restart need not re-read these events.
             self.committer.commit(&[], commit).await?;
         } else {
-            crate::source::visibility::wait_until_visible(self.pool, commit, VISIBILITY_LIMIT, self.settings.query_timeout).await?;
+            self.stats.batch_gated(self.gate.wait(commit).await?);
             let mut conn = crate::source::connect::pooled(self.pool).await?;
             match self.router.resolve(&mut conn, &batch.routing, limit).await? {
                 Routed::Keys(keys) => {
@@ -359,7 +356,7 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
     /// committed, then stores `commit`: the position passes only after the diff.
     async fn apply_by_full_diff(&self, commit: &Position, cancel: &CancellationToken) -> Result<(), RunError> {
         // Re-reads must see the batch's own transactions (invariant 7).
-        crate::source::visibility::wait_until_visible(self.pool, commit, VISIBILITY_LIMIT, self.settings.query_timeout).await?;
+        self.stats.batch_gated(self.gate.wait(commit).await?);
         self.reconciler.repair_as_writer(cancel).await?;
         self.committer.commit(&[], commit).await
     }

@@ -16,6 +16,9 @@ pub enum Flavour {
     Mariadb,
     /// MySQL 9.7 (Debian unstable's build, from the tree testenv.sh makes), GTIDs ON.
     Mysql,
+    /// The same MySQL with `gtid_mode=OFF`, Aurora MySQL 3's default: file
+    /// and offset positions only, and the visibility fence instead of the GTID wait.
+    MysqlGtidOff,
 }
 
 impl Flavour {
@@ -24,6 +27,7 @@ impl Flavour {
         let (variable, default) = match self {
             Flavour::Mariadb => ("DRUGSYNC_TEST_MARIADB_URL", "mysql://drugsync:drugsync@127.0.0.1:33306"),
             Flavour::Mysql => ("DRUGSYNC_TEST_MYSQL_URL", "mysql://drugsync:drugsync@127.0.0.1:33307"),
+            Flavour::MysqlGtidOff => ("DRUGSYNC_TEST_MYSQL_NOGTID_URL", "mysql://drugsync:drugsync@127.0.0.1:33308"),
         };
         std::env::var(variable).unwrap_or_else(|_| default.into())
     }
@@ -34,7 +38,13 @@ impl Flavour {
         match self {
             Flavour::Mariadb => "mariadb",
             Flavour::Mysql => "mysql",
+            Flavour::MysqlGtidOff => "nogtid",
         }
+    }
+
+    /// MySQL, with or without GTIDs (not MariaDB).
+    pub fn is_mysql(self) -> bool {
+        self != Flavour::Mariadb
     }
 }
 
@@ -43,9 +53,9 @@ pub fn env_dir() -> PathBuf {
     std::env::var("DRUGSYNC_ENV_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".testenv"))
 }
 
-/// A private server of either flavour (own datadir and port), with the
-/// binlog settings drugsync requires and, on MySQL, GTIDs ON unless the
-/// extra options say otherwise. Killed on drop.
+/// A private server of any flavour (own datadir and port), with the
+/// binlog settings drugsync requires and, on MySQL, GTIDs as the flavour
+/// says unless the extra options say otherwise. Killed on drop.
 pub struct PrivateServer {
     pub flavour: Flavour,
     pub port: u16,
@@ -74,7 +84,7 @@ impl PrivateServer {
                     .arg(format!("--datadir={}", data.display()))
                     .output()
                     .expect("mariadb-install-db (run tests/env/testenv.sh install)"),
-                Flavour::Mysql => std::process::Command::new(env_dir().join("bin/mysqld"))
+                Flavour::Mysql | Flavour::MysqlGtidOff => std::process::Command::new(env_dir().join("bin/mysqld"))
                     .args(["--user=root", "--initialize-insecure"])
                     .arg(format!("--datadir={}", data.display()))
                     .arg(format!("--log-error={}", datadir.path().join("init.log").display()))
@@ -110,9 +120,13 @@ impl PrivateServer {
                 command.arg("--no-defaults").arg(format!("--socket={}", d.join("mariadb.sock").display()));
                 command
             }
-            Flavour::Mysql => {
+            Flavour::Mysql | Flavour::MysqlGtidOff => {
                 let mut command = std::process::Command::new(env_dir().join("bin/mysqld"));
-                command.args(["--gtid-mode=ON", "--enforce-gtid-consistency=ON"]);
+                if self.flavour == Flavour::Mysql {
+                    command.args(["--gtid-mode=ON", "--enforce-gtid-consistency=ON"]);
+                } else {
+                    command.args(["--gtid-mode=OFF", "--enforce-gtid-consistency=OFF"]);
+                }
                 command.arg(format!("--socket={}", d.join("mysql.sock").display()));
                 command.arg(format!("--pid-file={}", d.join("mysql.pid").display()));
                 command
