@@ -7,7 +7,8 @@
 //! - **readyz**: the writer heard from the binlog stream (an event or a
 //!   heartbeat) within three heartbeat periods, from Redis within the lease
 //!   TTL, has its index version live behind the alias, and its last batch's
-//!   lag is under `metrics.ready_max_lag_secs`. A standby is ready when it
+//!   lag is under `metrics.ready_max_lag_secs`, and no step has failed on
+//!   every attempt for longer than [`FAILING_GRACE`]. A standby is ready when it
 //!   hears from Redis (it can take over); its answer says `"role": "standby"`.
 
 use std::sync::Arc;
@@ -59,7 +60,14 @@ pub struct Observed {
     pub redis_may_evict: bool,
     /// Thousandths of the live index's keys RediSearch has yet to scan.
     pub index_unscanned_permille: u64,
+    /// How long the writer's current step has failed without a success, and its last error.
+    pub failing: Option<(Duration, String)>,
 }
+
+/// A step may fail and succeed on its first retry without the writer going
+/// unready; past this, every attempt failing (Redis refusing writes, a table
+/// locked) makes it not ready whatever its lag, which the refusals freeze.
+pub const FAILING_GRACE: Duration = Duration::from_secs(5);
 
 /// The bounds the probes judge by (from the config).
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +138,9 @@ pub fn readiness(o: &Observed, b: &Bounds) -> Verdict {
                 (1000 - o.index_unscanned_permille.min(1000)) as f64 / 10.0
             ));
         }
+        if let Some((streak, error)) = o.failing.as_ref().filter(|(streak, _)| *streak > FAILING_GRACE) {
+            failing.push(format!("every attempt of the current step has failed for {}s; the last: {error}", streak.as_secs()));
+        }
         if o.redis_may_evict {
             failing.push("Redis may evict drugsync's keys (maxmemory-policy is not noeviction; redis.allow_eviction is on)".into());
         }
@@ -168,6 +179,7 @@ mod tests {
             lag: Duration::from_secs(1),
             redis_may_evict: false,
             index_unscanned_permille: 0,
+            failing: None,
         }
     }
 
@@ -191,10 +203,17 @@ mod tests {
             (Observed { lag: Duration::from_secs(301), ..healthy_writer() }, "lag"),
             (Observed { redis_may_evict: true, ..healthy_writer() }, "evict"),
             (Observed { index_unscanned_permille: 1, ..healthy_writer() }, "99.9%"),
+            (Observed { failing: Some((Duration::from_secs(6), "OOM command not allowed".into())), ..healthy_writer() }, "OOM"),
         ] {
             let verdict = readiness(&observed, &b);
             assert!(!verdict.ok && verdict.failing.len() == 1 && verdict.failing[0].contains(word), "{verdict:?}");
         }
+    }
+
+    #[test]
+    fn a_step_failing_briefly_keeps_the_writer_ready() {
+        let brief = Observed { failing: Some((FAILING_GRACE, "a lock wait".into())), ..healthy_writer() };
+        assert!(readiness(&brief, &bounds()).ok, "a retry within the grace is not an outage");
     }
 
     #[test]

@@ -136,6 +136,10 @@ pub fn observe(stats: &Stats) -> health::Observed {
         lag: stats.lag(),
         redis_may_evict: stats.redis_may_evict.load(Relaxed) == 1,
         index_unscanned_permille: stats.index_unscanned_permille.load(Relaxed),
+        failing: stats.progress.failing_for().map(|streak| {
+            let error = stats.progress.last_error().map(|(e, _)| e).unwrap_or_default();
+            (streak, error)
+        }),
     }
 }
 
@@ -203,6 +207,14 @@ fn describe() {
         "drugsync_visibility_gate",
         "1 for the gate that proves a batch's rows visible before they are re-read (mode=snapshot|gtid|fence|none), 0 for the others"
     );
+    describe_gauge!(
+        "drugsync_redis_persistence",
+        "1 for how Redis keeps drugsync's data across its restart (kind=rdb|aof|none|declared), 0 for the others; none: a restart empties the index and the vector cache"
+    );
+    describe_counter!(
+        "drugsync_redis_rewinds_total",
+        "Times Redis was found behind the position it had acknowledged (restored from an older snapshot, restarted empty, a lagging replica promoted) and the writer replayed from what it holds"
+    );
     describe_counter!(
         "drugsync_ungated_batches_total",
         "Batches re-read with no visibility gate (MySQL without GTIDs and mysql.visibility.allow_ungated_reads): each may be applied stale"
@@ -225,6 +237,7 @@ fn publish(stats: &Stats, pricing: &Pricing) {
         ("drugsync_documents_owed_vector_total", &stats.owed),
         ("drugsync_vector_cache_hits_total", &stats.cache_hits),
         ("drugsync_ungated_batches_total", &stats.ungated_batches),
+        ("drugsync_redis_rewinds_total", &stats.redis_rewinds),
     ] {
         metrics::counter!(name).absolute(value.load(Relaxed));
     }
@@ -248,6 +261,10 @@ fn publish(stats: &Stats, pricing: &Pricing) {
     let gate = stats.gate();
     for mode in crate::source::visibility::GateMode::ALL {
         metrics::gauge!("drugsync_visibility_gate", "mode" => mode.as_str()).set(if gate == Some(mode) { 1.0 } else { 0.0 });
+    }
+    let persistence = crate::sink::persistence::Persistence::from_code(stats.redis_persistence.load(Relaxed));
+    for kind in crate::sink::persistence::Persistence::ALL {
+        metrics::gauge!("drugsync_redis_persistence", "kind" => kind.as_str()).set(if persistence == Some(kind) { 1.0 } else { 0.0 });
     }
     metrics::gauge!("drugsync_canary_enabled").set(stats.canary_enabled.load(Relaxed) as f64);
     if let Some(freshness) = stats.canary_freshness() {

@@ -76,6 +76,8 @@ pub struct StatusReport {
     pub last_error: Option<(String, u64)>,
     /// The visibility gate the running writer's re-reads go through.
     pub visibility_gate: Option<String>,
+    /// How Redis keeps its data across a restart (rdb, aof, none, declared).
+    pub redis_persistence: String,
 }
 
 /// The source's side of the status.
@@ -127,6 +129,7 @@ pub async fn gather(config: &Config) -> Result<StatusReport, StatusError> {
         cached_vectors: sink.vector_cache_len().await?,
         source: source_status(config, redis_position.as_ref()).await,
         visibility_gate: record.as_ref().and_then(|r| r.visibility_gate.clone()),
+        redis_persistence: sink.persistence().await?.kind(config.redis.declared_durable).to_string(),
         last_error: record.and_then(|r| r.last_error).map(|(e, at)| (e, now.saturating_sub(at))),
     })
 }
@@ -203,6 +206,14 @@ impl StatusReport {
                 },
             ),
             ("cached vectors", self.cached_vectors.to_string()),
+            (
+                "redis persistence",
+                match self.redis_persistence.as_str() {
+                    "none" => "none: a Redis restart empties the index and the vector cache (see the start-up warning)".to_owned(),
+                    "declared" => "declared durable (redis.declared_durable)".to_owned(),
+                    kind => kind.to_owned(),
+                },
+            ),
             ("source", source),
             (
                 "visibility gate",

@@ -34,6 +34,11 @@ pub struct RedisConfig {
     /// writer runs but reports not ready, and evictions are counted.
     #[serde(default)]
     pub allow_eviction: bool,
+    /// The operator declares Redis durable across restarts though `INFO
+    /// persistence` shows neither AOF nor RDB saves (MemoryDB reports
+    /// `aof_enabled:0`): reported as `declared`, with no warning.
+    #[serde(default)]
+    pub declared_durable: bool,
 }
 
 /// 10 s: a standby polls every second, so it takes over within 11 s of a

@@ -25,11 +25,21 @@ pub struct Progress {
     last_error: Arc<std::sync::Mutex<Option<(String, u64)>>>,
     /// Chunks of documents written so far: a retry that made some starts its backoff over.
     work: Arc<AtomicU64>,
+    /// Unix milliseconds of the first failure of the step being retried now;
+    /// 0 while no step fails. Readiness reads it: a writer whose every
+    /// attempt is refused (Redis out of memory) is not ready, whatever its lag.
+    failing_since_ms: Arc<AtomicU64>,
 }
 
 impl Default for Progress {
     fn default() -> Self {
-        Self { origin: Instant::now(), last_ms: Arc::default(), last_error: Arc::default(), work: Arc::default() }
+        Self {
+            origin: Instant::now(),
+            last_ms: Arc::default(),
+            last_error: Arc::default(),
+            work: Arc::default(),
+            failing_since_ms: Arc::default(),
+        }
     }
 }
 
@@ -53,6 +63,24 @@ impl Progress {
     /// How long since the last beat.
     pub fn silent_for(&self) -> Duration {
         self.origin.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+
+    /// Records that an attempt of the current step failed (the streak's start is kept).
+    pub fn failed_now(&self) {
+        let _ = self.failing_since_ms.compare_exchange(0, crate::health::unix_ms(), Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Records that the step being retried succeeded: the failing streak is over.
+    pub fn succeeded_now(&self) {
+        self.failing_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the step being retried has failed without one success; `None` while none fails.
+    pub fn failing_for(&self) -> Option<Duration> {
+        match self.failing_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(Duration::from_millis(crate::health::unix_ms().saturating_sub(since))),
+        }
     }
 
     /// Counts a chunk of documents written.
@@ -81,5 +109,19 @@ mod tests {
         assert_eq!(progress.work_done(), 1);
         clone.error_now("redis away");
         assert_eq!(progress.last_error().map(|(e, _)| e).as_deref(), Some("redis away"));
+    }
+
+    #[test]
+    fn a_failing_streak_runs_from_its_first_failure_until_a_success() {
+        let progress = Progress::default();
+        assert_eq!(progress.failing_for(), None);
+        progress.failed_now();
+        let first = progress.failing_since_ms.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(5));
+        progress.failed_now();
+        assert_eq!(progress.failing_since_ms.load(Ordering::Relaxed), first, "a later failure keeps the streak's start");
+        assert!(progress.failing_for().is_some_and(|d| d >= Duration::from_millis(5)));
+        progress.succeeded_now();
+        assert_eq!(progress.failing_for(), None);
     }
 }

@@ -51,15 +51,21 @@ impl<E: Embedder> Connected<E, RedisSink> {
     async fn connect(config: Config, embedder: E) -> Result<Self, RunError> {
         let opts = crate::source::connect::mysql_opts(&config.mysql)?;
         let pool = Pool::new(opts.clone());
-        {
+        let retention = {
             let mut conn = crate::source::connect::pooled(&pool).await?;
             crate::source::preflight::check_source(&mut conn, &config).await?;
-        }
+            crate::source::preflight::binlog_retention(&mut conn).await?
+        };
         let sink = RedisSink::connect(&config).await?;
         let memory = sink.check_memory_policy(config.redis.allow_eviction).await?;
+        let retention = retention.map(|r| Duration::from_secs_f64(r.hours.max(0.0) * 3600.0));
+        let persistence =
+            sink.report_persistence(config.redis.declared_durable, u64::from(config.embed.requests_per_minute), retention).await?;
         let stats = Arc::new(Stats::default());
         Stats::set(&stats.redis_may_evict, u64::from(memory.can_evict()));
         Stats::set(&stats.redis_evicted_keys, memory.evicted_keys);
+        Stats::set(&stats.redis_evictions_repaired, memory.evicted_keys);
+        Stats::set(&stats.redis_persistence, persistence.code());
         Ok(Self::assemble(config, (pool, opts), sink, embedder, stats))
     }
 

@@ -61,9 +61,11 @@ where
             // watchdog counting, as a wait that never ends would.
             Ok(value) => {
                 progress.beat_now();
+                progress.succeeded_now();
                 return Ok(Some(value));
             }
             Err(e) => {
+                progress.failed_now();
                 if !wait_out(progress, &mut backoff, e, cancel, what).await? {
                     return Ok(None);
                 }

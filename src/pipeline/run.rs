@@ -102,11 +102,14 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
                 }
                 Ok(stream::Ended::Resync(resync @ (stream::Resync::RedisRewound { .. } | stream::Resync::IndexGone { .. }))) => {
                     match resync {
-                        stream::Resync::RedisRewound { expected, found } => tracing::warn!(
+                        stream::Resync::RedisRewound { expected, found } => {
+                            Stats::add(&self.parts.stats.redis_rewinds, 1);
+                            tracing::warn!(
                             %expected,
                             found = ?found.map(|p| p.to_string()),
-                            "Redis lost acknowledged writes (restart without persistence, failover, restore): deciding again where to start"
-                        ),
+                                "Redis lost acknowledged writes (restart without persistence, failover, restore): deciding again where to start"
+                            )
+                        }
                         _ => {
                             tracing::warn!(alias = %self.parts.sink.version().alias, "the index no longer answers (dropped or Redis emptied): creating it again")
                         }
@@ -146,6 +149,9 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
     }
 
     async fn try_starting_position(&self, syncer: &Syncer<'_, E, S>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
+        // Redis losing writes may be eviction; the apply loop's watch is not
+        // ticking now, so look here: readiness and the log name it.
+        stream::memory_watch::MemoryWatch::default().look(&self.parts.sink, &self.parts.stats).await;
         let alias = self.parts.sink.prepare_index(&self.parts.config).await?;
         self.parts.sink.record_space().await?;
         // Housekeeping: a cache that outgrew its bound (an earlier version

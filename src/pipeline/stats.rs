@@ -51,6 +51,9 @@ pub struct Stats {
     pub redis_may_evict: AtomicU64,
     /// Redis's `evicted_keys`, as last read.
     pub redis_evicted_keys: AtomicU64,
+    /// `evicted_keys` up to which a full diff has rewritten what Redis evicted
+    /// (its value at start: evictions before drugsync ran are the reconcile's).
+    pub redis_evictions_repaired: AtomicU64,
     /// Thousandths of the live index's keys RediSearch has not scanned yet
     /// (1000 - `percent_indexed` x 1000): 0 when searches see everything.
     pub index_unscanned_permille: AtomicU64,
@@ -67,6 +70,12 @@ pub struct Stats {
     pub visibility_gate: AtomicU64,
     /// Batches re-read with no visibility gate (`mysql.visibility.allow_ungated_reads`).
     pub ungated_batches: AtomicU64,
+    /// Times Redis was found behind the position it had acknowledged (restored,
+    /// restarted without persistence, a lagging replica promoted) and the
+    /// writer decided again where to start.
+    pub redis_rewinds: AtomicU64,
+    /// How Redis keeps its data across a restart ([`crate::sink::persistence::Persistence::code`]; 0: not read).
+    pub redis_persistence: AtomicU64,
 }
 
 impl Stats {

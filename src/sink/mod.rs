@@ -13,6 +13,7 @@ pub mod lease;
 pub mod memory;
 pub mod ops;
 pub mod pending;
+pub mod persistence;
 pub mod quarantine;
 pub mod redis;
 mod redis_roles;

@@ -30,6 +30,7 @@ mod purge;
 mod quarantine;
 mod reconcile;
 mod redis_errors;
+mod redis_state;
 mod replay;
 mod restart;
 mod security;

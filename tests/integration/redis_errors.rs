@@ -47,9 +47,27 @@ on_each_server! {
         assert!(!run.handle.is_finished(), "OOM must not stop drugsync");
         assert_eq!(drugsync::pipeline::Stats::get(&run.stats.batches), batches, "nothing was applied while Redis refused writes");
 
+        // A writer whose every write is refused is not ready, long before its
+        // lag reaches the lag bound (300 s), and the lag it reports grows.
+        let bounds = drugsync::metrics::bounds(&env.config());
+        let ready = || drugsync::health::readiness(&drugsync::metrics::observe(&run.stats), &bounds);
+        let lag_then = run.stats.lag();
+        let verdict = eventually(Duration::from_secs(20), Duration::from_millis(200), "not ready while writes are refused", async || {
+            let verdict = ready();
+            if verdict.ok { Err(format!("{verdict:?}")) } else { Ok(verdict) }
+        })
+        .await;
+        assert!(verdict.failing.iter().any(|f| f.contains("has failed for") && f.contains("maxmemory")), "{verdict:?}");
+        assert!(run.stats.lag() > lag_then && run.stats.lag() < bounds.lag, "the lag grows ({:?} -> {:?}) and is far below its bound", lag_then, run.stats.lag());
+
         redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory", "0"]).await;
         env.wait_caught_up().await;
         env.assert_matches_mysql().await;
+        eventually(Duration::from_secs(20), Duration::from_millis(200), "ready again once Redis takes writes", async || {
+            let verdict = ready();
+            if verdict.ok { Ok(()) } else { Err(format!("{verdict:?}")) }
+        })
+        .await;
         run.stop().await;
     }
 }

@@ -207,7 +207,14 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
                         Some(None) => {}
                     }
                     self.status.publish().await;
-                    memory.tick(self.sink, self.stats).await;
+                    if memory.tick(self.sink, self.stats).await == memory_watch::MemoryVerdict::RepairEvictions {
+                        tracing::warn!("Redis evicts no more: diffing the whole index with MySQL to rewrite what it evicted");
+                        let evicted = Stats::get(&self.stats.redis_evicted_keys);
+                        if retry(&self.stats.progress, cancel, "repairing what Redis evicted", || self.reconciler.repair_as_writer(cancel)).await?.is_none() {
+                            return Ok(Ended::Stopped);
+                        }
+                        memory.repaired(self.stats, evicted);
+                    }
                     if retry(&self.stats.progress, cancel, "applying reconcile repairs", || self.apply_repairs()).await?.is_none() {
                         return Ok(Ended::Stopped);
                     }

@@ -16,7 +16,7 @@ pub mod server;
 mod source;
 pub mod tls;
 
-pub use redis_server::PrivateRedis;
+pub use redis_server::{Durability, PrivateRedis};
 pub use server::{Flavour, PrivateServer};
 
 use std::collections::BTreeMap;
