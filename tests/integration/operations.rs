@@ -27,9 +27,10 @@ async fn until(port: u16, path: &str, want: impl Fn(u16, &serde_json::Value) -> 
     loop {
         if let Some((code, body)) = get(port, path).await {
             let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            if want(code, &json) || Instant::now() > deadline {
+            if want(code, &json) {
                 return (code, json);
             }
+            assert!(Instant::now() < deadline, "{path} on {port} did not give the awaited answer within 30 s; last: {code} {json}");
         } else {
             assert!(Instant::now() < deadline, "nothing listens on {port}");
         }

@@ -89,8 +89,26 @@ on_each_server! {
                 "local t = redis.call('TIME') local stop = tonumber(t[1]) + 4 while tonumber(redis.call('TIME')[1]) < stop do end return 1";
             redis_cmd(&url, &["EVAL", script, "0"]).await
         });
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The script runs: Redis answers BUSY to everyone else.
+        let client = redis::Client::open(redis.url()).unwrap();
+        eventually(Duration::from_secs(5), Duration::from_millis(20), "Redis busy with the script", async || {
+            let mut conn = client.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
+            match redis::cmd("PING").query_async::<String>(&mut conn).await {
+                Err(e) if e.to_string().contains("BUSY") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
         env.exec(&["UPDATE rlblrid3 SET MFG = 'WRITTEN AFTER BUSY' WHERE LBLRID = '000002'"]).await;
+        // drugsync met BUSY (its write or its idle look) and retried.
+        let seen = eventually(Duration::from_secs(10), Duration::from_millis(50), "drugsync met BUSY", async || {
+            match run.stats.progress.last_error() {
+                Some((error, _)) if error.contains("BUSY") => Ok(error),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        assert!(!run.handle.is_finished(), "BUSY must not stop drugsync: {seen}");
         busy.await.unwrap();
         env.wait_caught_up().await;
         env.assert_matches_mysql().await;

@@ -291,14 +291,16 @@ on_each_server! {
 
         // Searches through the alias run throughout the rebuild.
         let stop = tokio_util::sync::CancellationToken::new();
+        let searches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let searcher = {
-            let (mut redis, alias, stop) = (env.redis.clone(), env.index.clone(), stop.clone());
+            let (mut redis, alias, stop, searches) = (env.redis.clone(), env.index.clone(), stop.clone(), searches.clone());
             tokio::spawn(async move {
                 let mut answers = Vec::new();
                 while !stop.is_cancelled() {
                     let reply: Result<Vec<redis::Value>, _> =
                         redis::cmd("FT.SEARCH").arg(&alias).arg("*").arg("LIMIT").arg(0).arg(0).query_async(&mut redis).await;
                     answers.push(reply.map(|r| redis::from_redis_value::<i64>(r[0].clone()).unwrap()).map_err(|e| e.to_string()));
+                    searches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
                 answers
@@ -320,8 +322,13 @@ on_each_server! {
             if caught_up { Ok(()) } else { Err(format!("{text:?}, the source at {target}")) }
         })
         .await;
-        // Give the searcher a few rounds on the new version too.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // The searcher's rounds on the new version are judged too.
+        let at_switch = searches.load(std::sync::atomic::Ordering::Relaxed);
+        common::eventually(std::time::Duration::from_secs(10), std::time::Duration::from_millis(5), "searches on the new version", async || {
+            let done = searches.load(std::sync::atomic::Ordering::Relaxed) - at_switch;
+            if done >= 5 { Ok(()) } else { Err(format!("{done} searches")) }
+        })
+        .await;
         stop.cancel();
         let answers = searcher.await.unwrap();
         let expected = env.expected().await.len() as i64;
