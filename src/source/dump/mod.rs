@@ -5,9 +5,9 @@
 //! (`binlog_transaction_compression=ON`) into one buffer of its declared
 //! uncompressed size before handing out the first event inside: a weekly
 //! reload compressed into one transaction took the process from 30 MB to
-//! hundreds. This stream hands out the payload event and then the events
-//! inside it as zstd expands them, a window at a time, so memory follows the
-//! compressed size of one event, never the expanded size of a transaction.
+//! hundreds. This stream reads a payload event from the wire as it arrives
+//! and hands out the events inside it as zstd expands them ([`payload`]), so
+//! memory follows one inner event, never the transaction, compressed or not.
 //! A payload that does not expand (corrupt, or an unknown compression) is an
 //! error, never an empty transaction.
 //!
@@ -15,15 +15,16 @@
 //! [`super::binlog`]; the packets are mysql_common's, as mysql_async's are.
 
 mod auth;
+mod payload;
 mod tls;
 mod wire;
 
-use std::io::{self, BufReader, Cursor, Read};
+use std::io;
 
 use mysql_async::Opts;
 use mysql_common::binlog::EventStreamReader;
-use mysql_common::binlog::consts::{BinlogVersion, TransactionPayloadCompressionType};
-use mysql_common::binlog::events::{Event, TransactionPayloadEvent};
+use mysql_common::binlog::consts::BinlogVersion;
+use mysql_common::binlog::events::Event;
 use mysql_common::constants::CapabilityFlags;
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::binlog_request::BinlogRequest;
@@ -33,9 +34,6 @@ use wire::Wire;
 
 /// Event type of MySQL's TRANSACTION_PAYLOAD_EVENT.
 const TRANSACTION_PAYLOAD: u8 = 40;
-
-/// Bytes read from a payload's expansion at a time.
-const EXPANSION_BUFFER: usize = 64 * 1024;
 
 /// What can go wrong on the replication connection.
 #[derive(Debug, thiserror::Error)]
@@ -102,11 +100,8 @@ pub struct DumpStream {
     /// Table maps and the format description, as mysql_common tracks them.
     events: EventStreamReader,
     /// The transaction payload being expanded, if any.
-    payload: Option<Expansion>,
+    payload: Option<payload::Expansion>,
 }
-
-/// A transaction payload's compressed bytes, expanded as they are read.
-struct Expansion(BufReader<Box<dyn Read + Send>>);
 
 impl DumpStream {
     /// Logs in with `opts` (TLS as they say), runs `request.setup`,
@@ -136,53 +131,54 @@ impl DumpStream {
     /// stream.
     pub async fn next(&mut self) -> Option<Result<Event, DumpError>> {
         if let Some(expansion) = &mut self.payload {
-            match self.events.read_decompressed(&mut expansion.0) {
+            match expansion.next_event(&mut self.wire, &mut self.events).await {
                 Ok(Some(event)) => return Some(Ok(event)),
                 Ok(None) => self.payload = None,
                 Err(e) => {
                     self.payload = None;
-                    return Some(Err(DumpError::Event(format!("a transaction payload does not expand: {e}"))));
+                    return Some(Err(e));
                 }
             }
         }
-        let packet = match self.wire.read().await {
-            Ok(packet) => packet,
-            Err(e) => return Some(Err(DumpError::Io { step: "reading the binlog", source: e })),
-        };
-        match packet.first() {
-            Some(0x00) => {}
-            Some(0xFF) => return Some(Err(DumpError::server(&packet, self.capabilities))),
-            // End of stream (an EOF packet).
-            Some(0xFE) if packet.len() < 8 => return None,
-            _ => return Some(Err(DumpError::Protocol(format!("unexpected packet {:02x?}", &packet[..packet.len().min(16)])))),
-        }
-        let event = match self.events.read(&packet[1..]) {
-            Ok(Some(event)) => event,
-            Ok(None) => return Some(Err(DumpError::Protocol("an empty event packet".into()))),
-            Err(e) => return Some(Err(DumpError::Event(e.to_string()))),
-        };
-        if event.header().event_type_raw() == TRANSACTION_PAYLOAD {
-            match Expansion::of(&event) {
-                Ok(expansion) => self.payload = Some(expansion),
-                Err(e) => return Some(Err(DumpError::Event(e))),
-            }
-        }
-        Some(Ok(event))
+        self.next_packet().await.transpose()
     }
-}
 
-impl Expansion {
-    /// The events inside `event` (a TRANSACTION_PAYLOAD), to be expanded as read.
-    fn of(event: &Event) -> Result<Self, String> {
-        let payload = event.read_event::<TransactionPayloadEvent<'_>>().map_err(|e| format!("a transaction payload event: {e}"))?;
-        let compressed = Cursor::new(payload.payload_raw().to_vec());
-        let plain: Box<dyn Read + Send> = match payload.algorithm() {
-            TransactionPayloadCompressionType::ZSTD => {
-                Box::new(zstd::stream::read::Decoder::new(compressed).map_err(|e| format!("a zstd payload: {e}"))?)
+    /// Reads the next packet: an event (a transaction payload's header only,
+    /// its contents then expand from the wire), an error, or the end.
+    async fn next_packet(&mut self) -> Result<Option<Event>, DumpError> {
+        let step = "reading the binlog";
+        let mut reading = self.wire.begin().await.map_err(DumpError::io(step))?;
+        let mut status = [0u8; 1];
+        self.wire.read_exact(&mut reading, &mut status).await.map_err(DumpError::io(step))?;
+        if status[0] != 0x00 {
+            let mut packet = status.to_vec();
+            self.wire.read_rest(&mut reading, &mut packet).await.map_err(DumpError::io(step))?;
+            return match packet[0] {
+                0xFF => Err(DumpError::server(&packet, self.capabilities)),
+                // End of stream (an EOF packet).
+                0xFE if packet.len() < 8 => Ok(None),
+                _ => Err(DumpError::Protocol(format!("unexpected packet {:02x?}", &packet[..packet.len().min(16)]))),
+            };
+        }
+        let mut header = [0u8; payload::HEADER_LEN];
+        let mut event = Vec::new();
+        match self.wire.read_exact(&mut reading, &mut header).await {
+            Ok(()) if header[4] == TRANSACTION_PAYLOAD => {
+                let (expansion, event) = payload::Expansion::start(&mut self.wire, reading, header, &mut self.events).await?;
+                self.payload = Some(expansion);
+                return Ok(Some(event));
             }
-            TransactionPayloadCompressionType::NONE => Box::new(compressed),
-        };
-        Ok(Self(BufReader::with_capacity(EXPANSION_BUFFER, plain)))
+            Ok(()) => event.extend_from_slice(&header),
+            // Shorter than a header: mysql_common says what is wrong with it.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
+            Err(e) => return Err(DumpError::io(step)(e)),
+        }
+        self.wire.read_rest(&mut reading, &mut event).await.map_err(DumpError::io(step))?;
+        match self.events.read(&event[..]) {
+            Ok(Some(event)) => Ok(Some(event)),
+            Ok(None) => Err(DumpError::Protocol("an empty event packet".into())),
+            Err(e) => Err(DumpError::Event(e.to_string())),
+        }
     }
 }
 

@@ -17,6 +17,17 @@ const MAX_CHUNK: usize = 0xFF_FFFF;
 /// `max_allowed_packet` (1 GB). A binlog event is one payload.
 pub const MAX_PAYLOAD: usize = 1 << 30;
 
+/// Where the reading of one payload stands (see [`Wire::begin`]).
+#[derive(Debug)]
+pub struct Reading {
+    /// Bytes left in the current packet.
+    left: usize,
+    /// The current packet is the payload's last (shorter than the largest).
+    last: bool,
+    /// Bytes the payload's packets declared so far.
+    total: usize,
+}
+
 /// Packets in both directions of one connection, numbered as the protocol
 /// requires (every command starts again at 0).
 pub struct Wire {
@@ -47,28 +58,77 @@ impl Wire {
 
     /// Reads one payload (joined across continuation packets).
     pub async fn read(&mut self) -> io::Result<Vec<u8>> {
+        let mut reading = self.begin().await?;
         let mut payload = Vec::new();
-        loop {
-            let mut header = [0u8; 4];
-            self.io.read_exact(&mut header).await?;
-            let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
-            if header[3] != self.seq {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("packet out of order: number {} where {} was due", header[3], self.seq),
-                ));
+        self.read_rest(&mut reading, &mut payload).await?;
+        Ok(payload)
+    }
+
+    /// Starts reading a payload piece by piece (its first packet's header):
+    /// for a payload too large to hold, such as a compressed transaction.
+    pub async fn begin(&mut self) -> io::Result<Reading> {
+        let len = self.packet_header().await?;
+        Ok(Reading { left: len, last: len < MAX_CHUNK, total: len })
+    }
+
+    /// Reads up to `buf.len()` bytes of the payload `reading` is in; 0 at its end.
+    pub async fn read_some(&mut self, reading: &mut Reading, buf: &mut [u8]) -> io::Result<usize> {
+        while reading.left == 0 {
+            if reading.last || buf.is_empty() {
+                return Ok(0);
             }
-            self.seq = self.seq.wrapping_add(1);
-            if payload.len() + len > MAX_PAYLOAD {
+            let len = self.packet_header().await?;
+            reading.total += len;
+            if reading.total > MAX_PAYLOAD {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a packet over {MAX_PAYLOAD} bytes")));
             }
-            let start = payload.len();
-            payload.resize(start + len, 0);
-            self.io.read_exact(&mut payload[start..]).await?;
-            if len < MAX_CHUNK {
-                return Ok(payload);
+            reading.left = len;
+            reading.last = len < MAX_CHUNK;
+        }
+        let n = buf.len().min(reading.left);
+        self.io.read_exact(&mut buf[..n]).await?;
+        reading.left -= n;
+        Ok(n)
+    }
+
+    /// Reads exactly `buf.len()` bytes of the payload; an error if it ends first.
+    pub async fn read_exact(&mut self, reading: &mut Reading, buf: &mut [u8]) -> io::Result<()> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.read_some(reading, &mut buf[filled..]).await? {
+                0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a packet ended before its declared contents")),
+                n => filled += n,
             }
         }
+        Ok(())
+    }
+
+    /// Appends the rest of the payload to `into`.
+    pub async fn read_rest(&mut self, reading: &mut Reading, into: &mut Vec<u8>) -> io::Result<()> {
+        loop {
+            let start = into.len();
+            into.resize(start + reading.left.max(1), 0);
+            let n = self.read_some(reading, &mut into[start..]).await?;
+            into.truncate(start + n);
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One packet's header: its length; checks its number.
+    async fn packet_header(&mut self) -> io::Result<usize> {
+        let mut header = [0u8; 4];
+        self.io.read_exact(&mut header).await?;
+        let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+        if header[3] != self.seq {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("packet out of order: number {} where {} was due", header[3], self.seq),
+            ));
+        }
+        self.seq = self.seq.wrapping_add(1);
+        Ok(len)
     }
 
     /// Writes one payload (split into continuation packets as needed).
@@ -117,6 +177,29 @@ mod tests {
             assert_eq!(payload.len(), size);
             assert!(payload.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
         }
+        writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_payload_read_piece_by_piece_crosses_its_packets() {
+        let (mut client, mut server) = pair();
+        let size = 2 * MAX_CHUNK + 10;
+        let writer = tokio::spawn(async move {
+            client.write(&(0..size).map(|i| (i % 251) as u8).collect::<Vec<_>>()).await.unwrap();
+            client.write(b"next").await.unwrap();
+            client
+        });
+        let mut reading = server.begin().await.unwrap();
+        let mut head = [0u8; 7];
+        server.read_exact(&mut reading, &mut head).await.unwrap();
+        assert_eq!(head, [0, 1, 2, 3, 4, 5, 6]);
+        let mut rest = Vec::new();
+        server.read_rest(&mut reading, &mut rest).await.unwrap();
+        assert_eq!(rest.len(), size - 7);
+        assert!(rest.iter().enumerate().all(|(i, b)| *b == ((i + 7) % 251) as u8), "continuation packets joined in order");
+        assert_eq!(server.read_some(&mut reading, &mut [0u8; 4]).await.unwrap(), 0, "the payload ended");
+        assert!(server.read_exact(&mut reading, &mut [0u8; 1]).await.is_err(), "nothing past its end");
+        assert_eq!(server.read().await.unwrap(), b"next", "the next payload is whole");
         writer.await.unwrap();
     }
 
