@@ -157,6 +157,10 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge};
     describe_counter!("drugsync_transactions_total", "Source transactions applied");
     describe_counter!("drugsync_batches_total", "Batches written to Redis and checkpointed");
+    describe_counter!(
+        "drugsync_full_diffs_total",
+        "Batches applied by a full hash diff of the index (DDL on a tracked table, an event without column names, a batch past max_batch_keys or full_diff_share)"
+    );
     describe_counter!("drugsync_documents_upserted_total", "Documents written (created or changed)");
     describe_counter!("drugsync_documents_deleted_total", "Documents removed");
     describe_counter!("drugsync_documents_unchanged_total", "Documents rebuilt and found identical (not rewritten)");
@@ -230,6 +234,7 @@ fn publish(stats: &Stats, pricing: &Pricing) {
     for (name, value) in [
         ("drugsync_transactions_total", &stats.transactions),
         ("drugsync_batches_total", &stats.batches),
+        ("drugsync_full_diffs_total", &stats.full_diffs),
         ("drugsync_documents_upserted_total", &stats.upserts),
         ("drugsync_documents_deleted_total", &stats.deletes),
         ("drugsync_documents_unchanged_total", &stats.unchanged),

@@ -30,6 +30,9 @@ pub struct Stats {
     pub transactions: AtomicU64,
     /// Batches committed (Redis EXEC + checkpoint).
     pub batches: AtomicU64,
+    /// Batches applied by a full hash diff of the index instead of key by
+    /// key (DDL on a tracked table, an unreadable event, a batch too large).
+    pub full_diffs: AtomicU64,
     /// Source commit time (Unix seconds) of the last transaction applied.
     pub last_commit_unix: AtomicU64,
     /// Milliseconds from that source commit to its write in Redis.

@@ -4,6 +4,7 @@
 
 use crate::common;
 use crate::common::on_each_server;
+use drugsync::pipeline::Stats;
 
 use common::TestEnv;
 
@@ -69,19 +70,39 @@ on_each_server! {
 on_each_server! {
     async fn alter_table_adds_drops_and_reorders_columns_and_decoding_follows(flavour) {
         let (env, run) = ddl_env(flavour, "ddlalter").await;
-        env.exec(&["ALTER TABLE rlblrid3 ADD COLUMN NOTE varchar(20) FIRST"]).await;
-        env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER ADD', NOTE = 'x' WHERE LBLRID = '000001'"]).await;
-        env.wait_caught_up().await;
+        // Each ALTER is reconciled by a full diff, which would repair anything
+        // decoded wrongly before it: so each UPDATE comes only after its ALTER's
+        // diff is done, and must arrive by decoding alone (no further diff).
+        let alter_then_update = async |alter: &str, update: &str, lblrid: &str, value: &str| {
+            let diffs = Stats::get(&run.stats.full_diffs);
+            env.exec(&[alter]).await;
+            env.wait_caught_up().await;
+            assert!(Stats::get(&run.stats.full_diffs) > diffs, "{alter}: the DDL was reconciled");
+            let diffs = Stats::get(&run.stats.full_diffs);
+            env.exec(&[update]).await;
+            env.wait_caught_up().await;
+            assert_eq!(Stats::get(&run.stats.full_diffs), diffs, "{update}: applied by decoding the new layout, not by a diff");
+            let ndc = env.active_ndcs_where(&format!("n.LBLRID = '{lblrid}'")).await[0].clone();
+            assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some(value), "{update}");
+        };
+        alter_then_update(
+            "ALTER TABLE rlblrid3 ADD COLUMN NOTE varchar(20) FIRST",
+            "UPDATE rlblrid3 SET MFG = 'AFTER ADD', NOTE = 'x' WHERE LBLRID = '000001'",
+            "000001",
+            "AFTER ADD",
+        )
+        .await;
+        // The routing column to the end: decoding must use names, not positions.
+        alter_then_update(
+            "ALTER TABLE rlblrid3 MODIFY COLUMN LBLRID char(6) NOT NULL AFTER MFG",
+            "UPDATE rlblrid3 SET MFG = 'AFTER REORDER' WHERE LBLRID = '000002'",
+            "000002",
+            "AFTER REORDER",
+        )
+        .await;
+        alter_then_update("ALTER TABLE rlblrid3 DROP COLUMN NOTE", "UPDATE rlblrid3 SET MFG = 'AFTER DROP' WHERE LBLRID = '000003'", "000003", "AFTER DROP")
+            .await;
         env.assert_matches_mysql().await;
-        // Move the routing column to the end: decoding must use names, not positions.
-        env.exec(&["ALTER TABLE rlblrid3 MODIFY COLUMN LBLRID char(6) NOT NULL AFTER MFG"]).await;
-        env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER REORDER' WHERE LBLRID = '000002'"]).await;
-        env.exec(&["ALTER TABLE rlblrid3 DROP COLUMN NOTE"]).await;
-        env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER DROP' WHERE LBLRID = '000003'"]).await;
-        env.wait_caught_up().await;
-        env.assert_matches_mysql().await;
-        let ndc = env.active_ndcs_where("n.LBLRID = '000002'").await[0].clone();
-        assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some("AFTER REORDER"));
         run.stop().await;
     }
 }

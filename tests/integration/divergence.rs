@@ -295,7 +295,8 @@ on_each_server! {
             if stored.as_deref() == Some(fields.as_str()) { Ok(()) } else { Err(format!("{stored:?}")) }
         })
         .await;
-        env.assert_matches_mysql().await;
+        env.assert_matches_oracle(crate::common::oracle::Variant { manufacturer_prefix: Some("M:"), ..crate::common::oracle::Variant::REFERENCE })
+            .await;
         let ndc = env.active_ndcs_where("n.LBLRID = '000001'").await.remove(0);
         assert!(env.field(&ndc, "manufacturer").await.unwrap_or_default().starts_with("M:"));
         assert_eq!(run.embed_calls(), 0, "no text changed, so nothing was embedded");

@@ -365,6 +365,7 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
         // Re-reads must see the batch's own transactions (invariant 7).
         self.stats.batch_gated(self.gate.wait(commit).await?);
         self.reconciler.repair_as_writer(cancel).await?;
+        Stats::add(&self.stats.full_diffs, 1);
         self.committer.commit(&[], commit).await
     }
 }

@@ -31,9 +31,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use drugsync::config::Config;
-use drugsync::embed::{Embedder, LocalEmbedder};
+use drugsync::embed::LocalEmbedder;
 use drugsync::fixture::{self, FixtureSpec, Generator};
-use drugsync::mapping::DocumentLoader;
 use drugsync::pipeline::{Connected, Replicator, RunError, Stats};
 use drugsync::position::Position;
 

@@ -32,11 +32,16 @@ pub struct Variant {
     /// `CONCAT('<prefix>', g.STR) AS strength` instead of the reference's
     /// `COALESCE(NULLIF(g.STR60, ''), g.STR)`.
     pub strength_prefix: Option<&'static str>,
+    /// `CONCAT('<prefix>', l.MFG) AS manufacturer` instead of `l.MFG`.
+    pub manufacturer_prefix: Option<&'static str>,
+    /// `CAST(CONCAT(n.BN, <bytes>) AS BINARY) AS brand_name`: the bytes as
+    /// drugsync must read a binary value (MySQL's latin1, which is cp1252).
+    pub brand_suffix: Option<&'static str>,
 }
 
 impl Variant {
     /// The reference mapping of `config/drugsync.toml`.
-    pub const REFERENCE: Variant = Variant { trim: true, strength_prefix: None };
+    pub const REFERENCE: Variant = Variant { trim: true, strength_prefix: None, manufacturer_prefix: None, brand_suffix: None };
 }
 
 /// One rgcnseq4 row: what a formulation contributes.
@@ -140,7 +145,12 @@ pub async fn expected_documents_of(conn: &mut Conn, variant: Variant) -> BTreeMa
         let mut fields: BTreeMap<String, Option<String>> = BTreeMap::new();
         fields.insert("ndc".into(), Some(ndc.clone()));
         fields.insert("drug_name".into(), long_or_short(ln60.as_ref(), ln.as_ref(), trim));
-        fields.insert("brand_name".into(), cut(bn.as_ref(), trim));
+        let brand = match variant.brand_suffix {
+            None => cut(bn.as_ref(), trim),
+            // CONCAT is NULL when BN is; the suffix ends the value, so no padding is left to cut.
+            Some(suffix) => bn.as_ref().and_then(|b| cut(Some(&format!("{b}{suffix}")), trim)),
+        };
+        fields.insert("brand_name".into(), brand);
         fields.insert("generic_name".into(), ingredient.and_then(|(gnn, gnn60)| long_or_short(gnn60.as_ref(), gnn.as_ref(), trim)));
         fields.insert("gcn_seqno".into(), gcn.clone());
         fields.insert("dosage_form".into(), by_code(&dose_forms, formulation.and_then(|f| f.gcdf.as_ref())));
@@ -155,7 +165,15 @@ pub async fn expected_documents_of(conn: &mut Conn, variant: Variant) -> BTreeMa
             "therapeutic_class".into(),
             gcn.as_ref().and_then(|g| default_class.get(g)).and_then(|etc| class_names.get(etc)).and_then(|name| cut(name.as_ref(), trim)),
         );
-        fields.insert("manufacturer".into(), by_code(&labelers, lblrid.as_ref()));
+        let manufacturer = match variant.manufacturer_prefix {
+            None => by_code(&labelers, lblrid.as_ref()),
+            Some(prefix) => lblrid
+                .as_ref()
+                .and_then(|c| labelers.get(&join_key(c)))
+                .and_then(|m| m.as_ref())
+                .and_then(|m| cut(Some(&format!("{prefix}{m}")), trim)),
+        };
+        fields.insert("manufacturer".into(), manufacturer);
         // Brand/innovator is INNOV '1'; anything else (NULL included) is generic.
         let innovator = innov.as_deref().map(join_key).as_deref() == Some("1");
         fields.insert("is_generic".into(), Some(if innovator { "false" } else { "true" }.into()));
