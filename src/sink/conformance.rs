@@ -1,5 +1,6 @@
-//! The sink contract as an executable check: [`check_document_sink`] and
-//! [`check_coordination`] run the same sequence of writes and reads
+//! The sink contract as an executable check: [`check_document_sink`],
+//! [`check_coordination`] and, with faults the test injects from outside,
+//! [`check_rewind`], run the same sequence of writes and reads
 //! against any sink of the roles in `sink::contract` and panic, naming the
 //! step, where the sink differs from the contract. The
 //! unit tests run it against the in-memory fake of `pipeline::fakes`, the
@@ -9,6 +10,7 @@
 //! Built with the `fixture` feature (test support, like the sample data).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use super::{Coordination, DocumentSink, Lease, SinkError, StoredState};
@@ -217,4 +219,50 @@ pub async fn check_coordination<S: Coordination + DocumentSink>(sink: &S, space:
     mine.release().await.expect("release");
     let memory = sink.memory_info().await.expect("memory_info");
     assert!(!memory.policy.is_empty(), "memory info names a policy");
+}
+
+/// A fault the test that owns a sink injects from outside, as Redis's own
+/// failures do: the in-memory fake by its hooks, the real Redis through the
+/// test's own connection to it (`DUMP`/`RESTORE` of the sink's keys).
+pub trait Rewind {
+    /// Remembers everything the sink holds now.
+    fn save(&self) -> impl Future<Output = ()>;
+    /// Puts back what [`Self::save`] remembered and drops everything written
+    /// since: a restart from an older snapshot, a lagging replica promoted.
+    fn restore(&self) -> impl Future<Output = ()>;
+}
+
+/// A sink put back to an older state reads as that state: its older
+/// position and its older documents, together, from the server and never
+/// from anything the client remembers. The writer's check "Redis behind
+/// what it acknowledged" and the replay from the position Redis holds rely
+/// on it. Uses document keys that start with `key_prefix` (none may exist).
+pub async fn check_rewind<S: DocumentSink, R: Rewind>(sink: &S, rewind: &R, space: &EmbeddingSpace, key_prefix: &str) {
+    let key = DocumentKey(format!("{key_prefix}rewound"));
+    let vector = |seed: f32| Some(Arc::new((0..space.dimensions).map(|i| seed + i as f32 / 1000.0).collect::<Vec<f32>>()));
+    let state = |doc: &Document| {
+        Some(StoredState { doc_hash: Some(doc.doc_hash.clone()), text_hash: Some(doc.text_hash.clone()), vector_ok: true })
+    };
+    let read = async || sink.read_state(std::slice::from_ref(&key)).await.expect("read_state").remove(0);
+    let (older, newer) = (Position::new("conformance-bin.000002", 100), Position::new("conformance-bin.000002", 200));
+    let old = document(space, &key.0, "metformin 500 mg tablet", "before the snapshot");
+    let new = document(space, &key.0, "metformin 1000 mg tablet", "after the snapshot");
+
+    sink.apply_ending_at(&[DocumentChange::Upsert { doc: old.clone(), vector: vector(0.1) }], &older)
+        .await
+        .expect("a write before the snapshot");
+    rewind.save().await;
+    sink.apply_ending_at(&[DocumentChange::Upsert { doc: new.clone(), vector: vector(0.2) }], &newer).await.expect("a write after it");
+    assert_eq!(sink.stored_position().await.expect("stored_position"), Some(newer.clone()), "the later write's position");
+    assert_eq!(read().await, state(&new), "and its document");
+
+    rewind.restore().await;
+    assert_eq!(sink.stored_position().await.expect("stored_position"), Some(older.clone()), "a rewound sink reads its older position");
+    assert_eq!(read().await, state(&old), "and the document as it was then: position and documents went back together");
+
+    // Replaying from the older position brings it forward again.
+    sink.apply_ending_at(&[DocumentChange::Upsert { doc: new.clone(), vector: vector(0.2) }], &newer).await.expect("the replayed write");
+    assert_eq!(sink.stored_position().await.expect("stored_position"), Some(newer), "the replay's position");
+    assert_eq!(read().await, state(&new), "and its document");
+    sink.apply(&[DocumentChange::Delete(key)]).await.expect("clean up");
 }

@@ -8,7 +8,7 @@ use crate::common::on_each_server;
 use common::{Flavour, TestEnv};
 use drugsync::document::EmbeddingSpace;
 use drugsync::sink::RedisSink;
-use drugsync::sink::conformance::{Caching, check_coordination, check_document_sink};
+use drugsync::sink::conformance::{Caching, Rewind, check_coordination, check_document_sink, check_rewind};
 
 /// A sink over a test environment of its own (kept alive with it), its
 /// index prepared, and the embedding space of its config.
@@ -32,5 +32,59 @@ on_each_server! {
     async fn the_redis_sink_keeps_the_coordination_contract(flavour) {
         let (_env, sink, space) = prepared_sink(flavour, "sink_coordination").await;
         check_coordination(&sink, &space, "conformance-coordination").await;
+    }
+}
+
+/// A real Redis rewound through the test's own connection: every key of
+/// the test's index version and state, dumped, then restored in place of
+/// whatever is there then (as a restart from that RDB would leave them).
+struct Snapshot {
+    redis: redis::aio::ConnectionManager,
+    patterns: Vec<String>,
+    saved: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
+}
+
+impl Snapshot {
+    async fn keys(&self) -> Vec<String> {
+        let mut redis = self.redis.clone();
+        let mut keys = Vec::new();
+        for pattern in &self.patterns {
+            let found: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut redis).await.unwrap();
+            keys.extend(found);
+        }
+        keys
+    }
+}
+
+impl Rewind for Snapshot {
+    async fn save(&self) {
+        let mut redis = self.redis.clone();
+        let mut saved = Vec::new();
+        for key in self.keys().await {
+            let dump: Vec<u8> = redis::cmd("DUMP").arg(&key).query_async(&mut redis).await.unwrap();
+            saved.push((key, dump));
+        }
+        *self.saved.lock().unwrap() = saved;
+    }
+
+    async fn restore(&self) {
+        let mut redis = self.redis.clone();
+        let keys = self.keys().await;
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
+        }
+        let saved = self.saved.lock().unwrap().clone();
+        for (key, dump) in saved {
+            let _: () = redis::cmd("RESTORE").arg(&key).arg(0).arg(dump).query_async(&mut redis).await.unwrap();
+        }
+    }
+}
+
+on_each_server! {
+    async fn the_redis_sink_reads_as_the_older_state_it_was_rewound_to(flavour) {
+        let (env, sink, space) = prepared_sink(flavour, "sink_rewind").await;
+        let patterns = vec![format!("{}*", env.prefix), format!("ds:{}:*", env.name)];
+        let snapshot = Snapshot { redis: env.redis.clone(), patterns, saved: Default::default() };
+        check_rewind(&sink, &snapshot, &space, "conformance-").await;
     }
 }

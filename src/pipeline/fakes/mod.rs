@@ -29,6 +29,27 @@ mod tests {
             .await;
     }
 
+    /// The fake rewound as Redis restored from a snapshot: everything it held then.
+    struct Snapshots<'a>(&'a MemorySink, std::sync::Mutex<Option<Contents>>);
+
+    impl crate::sink::conformance::Rewind for Snapshots<'_> {
+        async fn save(&self) {
+            *self.1.lock().unwrap() = Some(self.0.contents(Contents::clone));
+        }
+
+        async fn restore(&self) {
+            let saved = self.1.lock().unwrap().clone().expect("saved first");
+            self.0.tamper(|contents| *contents = saved);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_memory_sink_reads_as_the_older_state_it_was_rewound_to() {
+        let space = ScriptedEmbedder::new(4, 1).space().clone();
+        let sink = MemorySink::new(4);
+        crate::sink::conformance::check_rewind(&sink, &Snapshots(&sink, Default::default()), &space, "conformance-").await;
+    }
+
     #[tokio::test]
     async fn the_memory_sink_keeps_the_coordination_contract() {
         let space = ScriptedEmbedder::new(4, 1).space().clone();

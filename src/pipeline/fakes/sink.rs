@@ -39,7 +39,7 @@ pub struct Stored {
 }
 
 /// What the in-memory sink holds.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Contents {
     /// Documents by key.
     pub docs: BTreeMap<DocumentKey, Stored>,
