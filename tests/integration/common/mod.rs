@@ -56,12 +56,11 @@ pub const REFERENCE_CONFIG: &str = include_str!("../../../config/drugsync.toml")
 /// Test dimensions: small vectors keep the tests fast; the code path is the same.
 pub const TEST_DIMENSIONS: usize = 64;
 
-/// Defines one test per source flavour: `name::mariadb` and `name::mysql`,
-/// each running the body with `flavour` bound to its server. Every test that
-/// is not about one flavour is written this way; a test that applies to one
-/// flavour is a plain test whose name says which.
-macro_rules! on_each_server {
-    ($(#[$meta:meta])* async fn $name:ident($flavour:ident) $body:block) => {
+/// Defines a module `name` with one test per listed flavour (`name::mariadb`,
+/// ...), each running the body with `flavour` bound to its server: the one
+/// expansion behind [`on_each_server`] and [`on_every_source`].
+macro_rules! on_servers {
+    ([$($test:ident => $variant:ident),*] $(#[$meta:meta])* async fn $name:ident($flavour:ident) $body:block) => {
         $(#[$meta])*
         mod $name {
             #[allow(unused_imports)]
@@ -69,16 +68,23 @@ macro_rules! on_each_server {
 
             async fn body($flavour: $crate::common::Flavour) $body
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mariadb() {
-                body($crate::common::Flavour::Mariadb).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mysql() {
-                body($crate::common::Flavour::Mysql).await
-            }
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    body($crate::common::Flavour::$variant).await
+                }
+            )*
         }
+    };
+}
+pub(crate) use on_servers;
+
+/// Defines one test per source flavour: `name::mariadb` and `name::mysql`.
+/// Every test that is not about one flavour is written this way; a test
+/// that applies to one flavour is a plain test whose name says which.
+macro_rules! on_each_server {
+    ($($test:tt)*) => {
+        $crate::common::on_servers!([mariadb => Mariadb, mysql => Mysql] $($test)*);
     };
 }
 pub(crate) use on_each_server;
@@ -87,29 +93,8 @@ pub(crate) use on_each_server;
 /// (Aurora MySQL 3's default): for every test whose outcome depends on GTIDs
 /// or on when the source's rows become visible.
 macro_rules! on_every_source {
-    ($(#[$meta:meta])* async fn $name:ident($flavour:ident) $body:block) => {
-        $(#[$meta])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn body($flavour: $crate::common::Flavour) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mariadb() {
-                body($crate::common::Flavour::Mariadb).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mysql() {
-                body($crate::common::Flavour::Mysql).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn nogtid() {
-                body($crate::common::Flavour::MysqlGtidOff).await
-            }
-        }
+    ($($test:tt)*) => {
+        $crate::common::on_servers!([mariadb => Mariadb, mysql => Mysql, nogtid => MysqlGtidOff] $($test)*);
     };
 }
 pub(crate) use on_every_source;
