@@ -110,6 +110,13 @@ impl PersistenceInfo {
     pub fn snapshot_age_secs(&self, now: u64) -> Option<u64> {
         (self.kind(false) == Persistence::Rdb && self.rdb_last_save_unix > 0).then(|| now.saturating_sub(self.rdb_last_save_unix))
     }
+
+    /// Whether a restart would load a snapshot older than the source keeps
+    /// binlogs (`retention`; `None`: they never expire): its position could
+    /// not be replayed, only reconciled.
+    pub fn snapshot_outlives_binlogs(&self, now: u64, retention: Option<std::time::Duration>) -> bool {
+        matches!((self.snapshot_age_secs(now), retention), (Some(age), Some(retention)) if age > retention.as_secs())
+    }
 }
 
 /// What a restart of a Redis without persistence would cost.
@@ -162,12 +169,10 @@ impl RedisSink {
             }
             Persistence::Rdb => {
                 let now = crate::health::unix_ms() / 1000;
-                if let (Some(age), Some(retention)) = (info.snapshot_age_secs(now), retention)
-                    && age > retention.as_secs()
-                {
+                if info.snapshot_outlives_binlogs(now, retention) {
                     tracing::warn!(
-                        snapshot_age_secs = age,
-                        binlog_retention_secs = retention.as_secs(),
+                        snapshot_age_secs = info.snapshot_age_secs(now).unwrap_or_default(),
+                        binlog_retention_secs = retention.map_or(0, |r| r.as_secs()),
                         "Redis's last RDB snapshot is older than the source keeps binlogs: a restart or restore from it would need a reconcile, not a replay. Save more often than the binlog retention, or turn on appendonly"
                     );
                 }
@@ -203,6 +208,11 @@ mod tests {
         let none = info("aof_enabled:0\r\nrdb_saves:0\r\nrdb_last_save_time:1700000000\r\n", Some(""));
         assert_eq!(none.kind(false), Persistence::None);
         assert_eq!(none.snapshot_age_secs(1_700_000_600), None, "no snapshot would be loaded");
+        let hour = Some(std::time::Duration::from_secs(3600));
+        assert!(rdb.snapshot_outlives_binlogs(1_700_003_601, hour), "a snapshot older than the binlogs kept");
+        assert!(!rdb.snapshot_outlives_binlogs(1_700_003_600, hour), "one as old as they are can be replayed");
+        assert!(!rdb.snapshot_outlives_binlogs(1_800_000_000, None), "binlogs that never expire");
+        assert!(!none.snapshot_outlives_binlogs(1_800_000_000, hour), "no snapshot, nothing to replay from");
         // CONFIG refused (a managed service): a save that happened is the evidence.
         assert_eq!(info("aof_enabled:0\r\nrdb_saves:3\r\n", None).kind(false), Persistence::Rdb);
         assert_eq!(info("aof_enabled:0\r\nrdb_saves:0\r\n", None).kind(false), Persistence::None);
