@@ -90,7 +90,18 @@ impl Fence {
                 &user,
             )),
             // The table is there: only a grant (or a writable server) can be missing.
-            Some(_) => self.write(conn, limit, Missing::Grant, &user).await,
+            Some(_) => {
+                // A session that does not write the binlog skips the group commit: its fence proves nothing.
+                let logged: Option<i64> =
+                    conn.query_first("SELECT @@SESSION.sql_log_bin").await.map_err(|e| SourceError::from_driver(e, "sql_log_bin"))?;
+                if logged == Some(0) {
+                    return Err(SourceError::Misconfigured(format!(
+                        "drugsync's sessions run with sql_log_bin = 0 (an init_connect?), so its visibility fence on {} would not reach the binlog and would prove nothing: remove what turns it off for the drugsync user, or turn GTIDs on",
+                        self.qualified()
+                    )));
+                }
+                self.write(conn, limit, Missing::Grant, &user).await
+            }
         }
     }
 
