@@ -219,8 +219,9 @@ async fn main() -> Result<(), BoxError> {
 /// binlog (nothing else writes meanwhile), timed 200 times.
 async fn visibility_gate_cost(config_path: &Path, conn: &mut mysql_async::Conn) -> Result<(), BoxError> {
     let config = Config::load(config_path)?;
-    let pool = mysql_async::Pool::new(drugsync::source::connect::mysql_opts(&config.mysql)?);
-    let gate = drugsync::source::visibility::VisibilityGate::new(&config.mysql, pool.clone(), Duration::from_secs(10));
+    let opts = drugsync::source::connect::mysql_opts(&config.mysql)?;
+    let pool = mysql_async::Pool::new(opts.clone());
+    let gate = drugsync::source::visibility::VisibilityGate::new(&config.mysql, pool.clone(), opts, Duration::from_secs(10));
     let mode = gate.preflight().await?;
     let end = drugsync::source::server::current_position(conn).await?;
     let mut times = Vec::new();

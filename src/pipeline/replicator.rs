@@ -90,7 +90,7 @@ impl<E: Embedder, S: Sink> Connected<E, S> {
     fn assemble(config: Config, (pool, opts): (Pool, Opts), sink: S, embedder: E, stats: Arc<Stats>) -> Self {
         let loader = DocumentLoader::new(&config, embedder.space().clone());
         let router = Router::new(&config.mapping.tables, config.pipeline.load_chunk, Duration::from_secs(config.mysql.query_timeout_secs));
-        let gate = VisibilityGate::new(&config.mysql, pool.clone(), VISIBILITY_LIMIT);
+        let gate = VisibilityGate::new(&config.mysql, pool.clone(), opts.clone(), VISIBILITY_LIMIT);
         Self { config: Arc::new(config), pool, opts, sink, embedder: Arc::new(embedder), loader, router, stats, gate }
     }
 

@@ -199,3 +199,26 @@ async fn without_gtids_binlog_order_commits_off_is_refused_on_mysql() {
     env.exec(&["SET PERSIST binlog_order_commits = ON"]).await;
     assert_eq!(env.connect_error(&env.config_text).await, None, "the named fix clears it");
 }
+
+/// A session that does not write the binlog (here an `init_connect` that
+/// turns `sql_log_bin` off for a user allowed to) would fence outside the
+/// group commit: the start is refused, and passes once the cause is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_gtids_a_session_that_does_not_write_the_binlog_is_refused_on_mysql() {
+    let server = PrivateServer::start(Flavour::MysqlGtidOff).await;
+    let env = TestEnv::new_on(&server, "unlogged", 20).await;
+    let user = "ds_unlogged";
+    env.create_user(user, "Ul-s3cret", false, true).await;
+    env.exec(&[
+        &format!("GRANT INSERT, UPDATE ON `{}`.`drugsync_fence` TO '{user}'@'%'", env.schema),
+        &format!("GRANT SESSION_VARIABLES_ADMIN ON *.* TO '{user}'@'%'"),
+        "SET GLOBAL init_connect = 'SET SESSION sql_log_bin = 0'",
+    ])
+    .await;
+    let as_user = env.config_text.replacen("mysql://root@", &format!("mysql://{user}:Ul-s3cret@"), 1);
+    assert_ne!(as_user, env.config_text);
+    let message = env.connect_error(&as_user).await.expect("an unlogged session is refused");
+    assert!(message.contains("sql_log_bin = 0"), "{message}");
+    env.exec(&["SET GLOBAL init_connect = ''"]).await;
+    assert_eq!(env.connect_error(&as_user).await, None, "without the cause it starts");
+}

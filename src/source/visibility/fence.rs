@@ -95,14 +95,19 @@ impl Fence {
                 let logged: Option<i64> =
                     conn.query_first("SELECT @@SESSION.sql_log_bin").await.map_err(|e| SourceError::from_driver(e, "sql_log_bin"))?;
                 if logged == Some(0) {
-                    return Err(SourceError::Misconfigured(format!(
-                        "drugsync's sessions run with sql_log_bin = 0 (an init_connect?), so its visibility fence on {} would not reach the binlog and would prove nothing: remove what turns it off for the drugsync user, or turn GTIDs on",
-                        self.qualified()
-                    )));
+                    return Err(self.unlogged());
                 }
                 self.write(conn, limit, Missing::Grant, &user).await
             }
         }
+    }
+
+    /// The refusal when drugsync's sessions do not write the binlog.
+    pub fn unlogged(&self) -> SourceError {
+        SourceError::Misconfigured(format!(
+            "drugsync's sessions run with sql_log_bin = 0 (the server's init_connect?), so its visibility fence on {} would not reach the binlog and would prove nothing: remove what turns it off for the drugsync user, or turn GTIDs on",
+            self.qualified()
+        ))
     }
 
     /// The statements that give the fence what `missing` says it lacks, for `user`.

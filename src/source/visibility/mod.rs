@@ -59,7 +59,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Pool, TxOpts};
+use mysql_async::{Opts, Pool, TxOpts};
 
 use super::dialect::Flavor;
 use super::error::{ER_GTID_MODE_OFF, SourceError};
@@ -77,6 +77,9 @@ const POLL: Duration = Duration::from_millis(10);
 #[derive(Debug)]
 pub struct VisibilityGate {
     pool: Pool,
+    /// For a fresh session at start: a pooled one was reset, which undoes
+    /// what the server's `init_connect` set for new ones.
+    opts: Opts,
     fence: Fence,
     /// `mysql.visibility.allow_ungated_reads`.
     allow_ungated: bool,
@@ -89,11 +92,13 @@ pub struct VisibilityGate {
 }
 
 impl VisibilityGate {
-    /// The gate for the source `config` names, over `pool`; `limit` bounds
-    /// each wait (a healthy server takes milliseconds).
-    pub fn new(config: &MysqlConfig, pool: Pool, limit: Duration) -> Self {
+    /// The gate for the source `config` names, over `pool` (connections
+    /// made with `opts`); `limit` bounds each wait (a healthy server takes
+    /// milliseconds).
+    pub fn new(config: &MysqlConfig, pool: Pool, opts: Opts, limit: Duration) -> Self {
         Self {
             pool,
+            opts,
             fence: Fence::of(config),
             allow_ungated: config.visibility.allow_ungated_reads,
             limit,
@@ -122,7 +127,13 @@ impl VisibilityGate {
                 if !ordered {
                     return Err(order_commits_off(&gtid_mode));
                 }
-                self.fence.check(&mut conn, self.limit + self.query_timeout).await?;
+                drop(conn);
+                // A new session, as the server sets one up (init_connect included).
+                let connect = async { mysql_async::Conn::new(self.opts.clone()).await.map_err(|e| SourceError::from_driver(e, "connect")) };
+                let mut fresh = super::deadline::within(super::connect::CONNECT_TIMEOUT, "connecting for the fence check", connect).await?;
+                let checked = self.fence.check(&mut fresh, self.limit + self.query_timeout).await;
+                fresh.disconnect().await.ok();
+                checked?;
             }
         }
         tracing::info!(gate = %mode, gtid_mode, "visibility gate");
@@ -160,10 +171,10 @@ impl VisibilityGate {
         // GTIDs were turned on is committed (gtid_mode reaches ON only once no
         // anonymous transaction is ongoing).
         let gtids = commit.gtid.as_deref().filter(|g| g.contains(':')).unwrap_or("");
-        let query = "SELECT @@GLOBAL.gtid_mode, @@GLOBAL.binlog_order_commits, \
+        let query = "SELECT @@GLOBAL.gtid_mode, @@GLOBAL.binlog_order_commits, @@SESSION.sql_log_bin, \
                      IF(@@GLOBAL.gtid_mode = 'ON', WAIT_FOR_EXECUTED_GTID_SET(?, ?), NULL)";
         let look = async {
-            match conn.exec_first::<(String, i64, Option<i64>), _, _>(query, (gtids, self.limit.as_secs_f64())).await {
+            match conn.exec_first::<(String, i64, i64, Option<i64>), _, _>(query, (gtids, self.limit.as_secs_f64())).await {
                 Ok(row) => row.ok_or_else(|| SourceError::Connection(format!("{query} answered no row"))),
                 // gtid_mode left ON between the statement's two reads of it: look again.
                 Err(mysql_async::Error::Server(e)) if e.code == ER_GTID_MODE_OFF => {
@@ -173,12 +184,13 @@ impl VisibilityGate {
             }
         };
         let what = "waiting for the source to show the batch committed";
-        let (gtid_mode, ordered, waited) = super::deadline::within(self.limit + self.query_timeout, what, look).await?;
+        let (gtid_mode, ordered, logged, waited) = super::deadline::within(self.limit + self.query_timeout, what, look).await?;
         match GateMode::for_mysql(&gtid_mode, self.allow_ungated) {
             GateMode::Gtid if waited == Some(0) => Ok(GateMode::Gtid),
             GateMode::Gtid | GateMode::Snapshot => Err(not_committed(commit, self.limit)),
             GateMode::None => Ok(GateMode::None),
             GateMode::Fence if ordered == 0 => Err(order_commits_off(&gtid_mode)),
+            GateMode::Fence if logged == 0 => Err(self.fence.unlogged()),
             GateMode::Fence => {
                 self.fence.commit(conn, self.limit + self.query_timeout).await?;
                 Ok(GateMode::Fence)
