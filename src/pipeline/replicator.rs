@@ -53,8 +53,7 @@ impl<E: Embedder> Connected<E, RedisSink> {
         let pool = Pool::new(opts.clone());
         let retention = {
             let mut conn = crate::source::connect::pooled(&pool).await?;
-            crate::source::preflight::check_source(&mut conn, &config).await?;
-            crate::source::preflight::binlog_retention(&mut conn).await?
+            crate::source::preflight::check_source(&mut conn, &config).await?
         };
         let sink = RedisSink::connect(&config).await?;
         let memory = sink.check_memory_policy(config.redis.allow_eviction).await?;

@@ -9,8 +9,10 @@ use super::error::SourceError;
 use super::query::query_first;
 use crate::config::Config;
 
-/// Runs every check in turn; the first failure is returned.
-pub async fn check_source(conn: &mut Conn, config: &Config) -> Result<(), SourceError> {
+/// Runs every check in turn; the first failure is returned. On success,
+/// the binlog retention it read (`None`: binlogs never expire), which the
+/// start also weighs Redis's snapshots against.
+pub async fn check_source(conn: &mut Conn, config: &Config) -> Result<Option<Retention>, SourceError> {
     let dialect = super::dialect::detect(conn).await?;
     let facts = super::aurora::binlog_facts(conn, &dialect).await?;
     tracing::info!(
@@ -26,8 +28,10 @@ pub async fn check_source(conn: &mut Conn, config: &Config) -> Result<(), Source
     check_binlog_settings(conn).await?;
     check_grants(conn, &config.mysql.schema).await?;
     check_server_id(conn, &dialect, config.mysql.server_id, &replica_hostname(config)).await?;
-    check_binlog_retention(conn, config.mysql.downtime_budget_hours).await?;
-    check_mapping(conn, config).await
+    let retention = binlog_retention(conn).await?;
+    check_binlog_retention(retention.as_ref(), config.mysql.downtime_budget_hours)?;
+    check_mapping(conn, config).await?;
+    Ok(retention)
 }
 
 /// The host name drugsync reports when it registers as a replica
@@ -174,16 +178,17 @@ fn column(row: &Row, name: &str) -> Option<String> {
     row.as_ref(index).map(super::value::value_to_string)
 }
 
-/// Checks that the source keeps binlogs at least `budget_hours` (the longest
-/// drugsync outage that must still resume without a reconcile). Aurora/RDS:
+/// Checks that the source keeps binlogs (`retention`, as [`binlog_retention`]
+/// read it) at least `budget_hours` (the longest drugsync outage that must
+/// still resume without a reconcile). Aurora/RDS:
 /// `mysql.rds_configuration`'s 'binlog retention hours' (NULL = purged as soon
 /// as possible); elsewhere `binlog_expire_logs_seconds` / `expire_logs_days`.
 /// A budget of 0 turns the check off.
-pub async fn check_binlog_retention(conn: &mut Conn, budget_hours: u32) -> Result<(), SourceError> {
+pub fn check_binlog_retention(retention: Option<&Retention>, budget_hours: u32) -> Result<(), SourceError> {
     if budget_hours == 0 {
         return Ok(());
     }
-    let Some(retention) = binlog_retention(conn).await? else { return Ok(()) };
+    let Some(retention) = retention else { return Ok(()) };
     if retention.hours < f64::from(budget_hours) {
         let fix = if retention.rds {
             format!("CALL mysql.rds_set_configuration('binlog retention hours', {budget_hours})")
