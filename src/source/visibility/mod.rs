@@ -147,10 +147,7 @@ impl VisibilityGate {
     pub async fn wait(&self, commit: &Position) -> Result<GateMode, SourceError> {
         let mut conn = super::connect::pooled(&self.pool).await?;
         match self.flavor(&mut conn).await? {
-            Flavor::Mariadb => {
-                drop(conn);
-                self.wait_for_snapshot(commit).await.map(|()| GateMode::Snapshot)
-            }
+            Flavor::Mariadb => self.wait_for_snapshot(&mut conn, commit).await.map(|()| GateMode::Snapshot),
             Flavor::Mysql => self.wait_on_mysql(&mut conn, commit).await,
         }
     }
@@ -198,11 +195,10 @@ impl VisibilityGate {
         }
     }
 
-    /// MariaDB: polls a consistent snapshot's position until it reaches `commit`.
-    async fn wait_for_snapshot(&self, commit: &Position) -> Result<(), SourceError> {
+    /// MariaDB: polls a consistent snapshot's position on `conn` until it reaches `commit`.
+    async fn wait_for_snapshot(&self, conn: &mut mysql_async::Conn, commit: &Position) -> Result<(), SourceError> {
         let started = Instant::now();
         loop {
-            let mut conn = super::connect::pooled(&self.pool).await?;
             let look = async {
                 let mut opts = TxOpts::default();
                 opts.with_consistent_snapshot(true).with_readonly(true);
@@ -226,7 +222,6 @@ impl VisibilityGate {
             if started.elapsed() >= self.limit {
                 return Err(not_committed(commit, self.limit));
             }
-            drop(conn);
             tokio::time::sleep(POLL).await;
         }
     }
