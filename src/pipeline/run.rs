@@ -105,8 +105,8 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
                         stream::Resync::RedisRewound { expected, found } => {
                             Stats::add(&self.parts.stats.redis_rewinds, 1);
                             tracing::warn!(
-                            %expected,
-                            found = ?found.map(|p| p.to_string()),
+                                %expected,
+                                found = ?found.map(|p| p.to_string()),
                                 "Redis lost acknowledged writes (restart without persistence, failover, restore): deciding again where to start"
                             )
                         }
@@ -116,6 +116,7 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
                     }
                     // Not ready until the index answers again.
                     Stats::set(&self.parts.stats.index_live, 0);
+                    self.look_at_redis_memory().await;
                     match self.starting_position(&syncer, &cancel).await? {
                         Some(position) => start = position,
                         None => break Ok(()),
@@ -142,16 +143,21 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
                 // version and the alias may be gone too), which starts the load over.
                 Err(RunError::Sink(crate::sink::SinkError::LoadLost { epoch })) => {
                     tracing::warn!(%epoch, "Redis lost the initial load's writes while it ran (flushed or replaced): starting over");
+                    self.look_at_redis_memory().await;
                 }
                 other => return Ok(other?.flatten()),
             }
         }
     }
 
-    async fn try_starting_position(&self, syncer: &Syncer<'_, E, S>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
-        // Redis losing writes may be eviction; the apply loop's watch is not
-        // ticking now, so look here: readiness and the log name it.
+    /// Redis losing writes may be eviction, and the apply loop's memory watch
+    /// does not tick while the writer decides again where to start: look now,
+    /// so readiness and the log name it. (A start has just read it.)
+    async fn look_at_redis_memory(&self) {
         stream::memory_watch::MemoryWatch::default().look(&self.parts.sink, &self.parts.stats).await;
+    }
+
+    async fn try_starting_position(&self, syncer: &Syncer<'_, E, S>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
         let alias = self.parts.sink.prepare_index(&self.parts.config).await?;
         self.parts.sink.record_space().await?;
         // Housekeeping: a cache that outgrew its bound (an earlier version

@@ -86,7 +86,7 @@ impl MemoryWatch {
 
     /// The full diff the watch asked for is done: evictions up to
     /// `evicted_keys` (read before the diff began) are repaired.
-    pub fn repaired(&mut self, stats: &Stats, evicted_keys: u64) {
+    pub fn repaired(stats: &Stats, evicted_keys: u64) {
         Stats::set(&stats.redis_evictions_repaired, evicted_keys);
     }
 }

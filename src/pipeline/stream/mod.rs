@@ -213,7 +213,7 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
                         if retry(&self.stats.progress, cancel, "repairing what Redis evicted", || self.reconciler.repair_as_writer(cancel)).await?.is_none() {
                             return Ok(Ended::Stopped);
                         }
-                        memory.repaired(self.stats, evicted);
+                        memory_watch::MemoryWatch::repaired(self.stats, evicted);
                     }
                     if retry(&self.stats.progress, cancel, "applying reconcile repairs", || self.apply_repairs()).await?.is_none() {
                         return Ok(Ended::Stopped);
