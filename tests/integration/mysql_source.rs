@@ -283,6 +283,28 @@ async fn wait_replicated(replica: &PrivateServer, source: &PrivateServer) {
     assert_eq!(applied, Some(0), "the replica caught up with its source");
 }
 
+/// drugsync streams one change from `source` and stops; while it is down,
+/// three changes (a labeler rename to 'WHILE DOWN', a strength, two NDCs
+/// gone) are made on the source and replicated, and the source dies.
+/// Returns the position drugsync stored, which names the dead source.
+async fn stream_then_fail_over(env: &TestEnv, source: PrivateServer, replica: &PrivateServer) -> Position {
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.exec(&["UPDATE rlblrid3 SET MFG = 'BEFORE FAILOVER' WHERE LBLRID = '000001'"]).await;
+    env.wait_caught_up().await;
+    run.stop().await;
+    let stored = stored_position(env).await;
+    env.exec(&[
+        "UPDATE rlblrid3 SET MFG = 'WHILE DOWN' WHERE LBLRID = '000002'",
+        "UPDATE rgcnseq4 SET STR60 = '515 MG' WHERE GCN_SEQNO = 2",
+        "DELETE FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC LIMIT 2",
+    ])
+    .await;
+    wait_replicated(replica, &source).await;
+    drop(source);
+    stored
+}
+
 on_each_server! {
     /// A real failover: drugsync streams from a source whose replica
     /// replicates by GTID, stops; more changes arrive and reach the replica;
@@ -302,22 +324,7 @@ on_each_server! {
         replicate(&replica, &source).await;
         let mut env = TestEnv::new_on(&source, "failover", 200).await;
         env.config_text = env.config_text.replacen("on_lost_sync = \"reconcile\"", "on_lost_sync = \"stop\"", 1);
-        let run = env.start().await;
-        env.wait_caught_up().await;
-        env.exec(&["UPDATE rlblrid3 SET MFG = 'BEFORE FAILOVER' WHERE LBLRID = '000001'"]).await;
-        env.wait_caught_up().await;
-        run.stop().await;
-        let stored = stored_position(&env).await;
-
-        // While drugsync is down: changes on the source, replicated.
-        env.exec(&[
-            "UPDATE rlblrid3 SET MFG = 'WHILE DOWN' WHERE LBLRID = '000002'",
-            "UPDATE rgcnseq4 SET STR60 = '515 MG' WHERE GCN_SEQNO = 2",
-            "DELETE FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC LIMIT 2",
-        ])
-        .await;
-        wait_replicated(&replica, &source).await;
-        drop(source);
+        let stored = stream_then_fail_over(&env, source, &replica).await;
 
         // The replica has a file of the stored name. Where its offsets happen
         // to fall on an event boundary, a resume at the stored offset would
@@ -407,22 +414,8 @@ async fn a_failover_without_gtids_takes_the_reconcile_path_never_the_old_offset_
     let replica = PrivateServer::start_with(Flavour::MysqlGtidOff, vec!["--server-id=2".to_owned()]).await;
     replicate(&replica, &source).await;
     let mut env = TestEnv::new_on(&source, "failnogtid", 200).await;
-    let run = env.start().await;
-    env.wait_caught_up().await;
-    env.exec(&["UPDATE rlblrid3 SET MFG = 'BEFORE FAILOVER' WHERE LBLRID = '000001'"]).await;
-    env.wait_caught_up().await;
-    run.stop().await;
-    let stored = stored_position(&env).await;
+    let stored = stream_then_fail_over(&env, source, &replica).await;
     assert_eq!(stored.gtid, None, "GTIDs off: file and offset only");
-
-    env.exec(&[
-        "UPDATE rlblrid3 SET MFG = 'WHILE DOWN' WHERE LBLRID = '000002'",
-        "UPDATE rgcnseq4 SET STR60 = '616 MG' WHERE GCN_SEQNO = 2",
-        "DELETE FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC LIMIT 2",
-    ])
-    .await;
-    wait_replicated(&replica, &source).await;
-    drop(source);
 
     let old_base = env.mysql_base.clone();
     let on_replica = env.config_text.replacen(&old_base, &replica.base_url(), 1);
