@@ -1,6 +1,6 @@
 //! The sink contract as an executable check: [`check_document_sink`],
 //! [`check_coordination`] and, with faults the test injects from outside,
-//! [`check_rewind`], run the same sequence of writes and reads
+//! [`check_rewind`] and [`check_lost_reply`], run the same sequence of writes and reads
 //! against any sink of the roles in `sink::contract` and panic, naming the
 //! step, where the sink differs from the contract. The
 //! unit tests run it against the in-memory fake of `pipeline::fakes`, the
@@ -264,5 +264,58 @@ pub async fn check_rewind<S: DocumentSink, R: Rewind>(sink: &S, rewind: &R, spac
     sink.apply_ending_at(&[DocumentChange::Upsert { doc: new.clone(), vector: vector(0.2) }], &newer).await.expect("the replayed write");
     assert_eq!(sink.stored_position().await.expect("stored_position"), Some(newer), "the replay's position");
     assert_eq!(read().await, state(&new), "and its document");
+    sink.apply(&[DocumentChange::Delete(key)]).await.expect("clean up");
+}
+
+/// A fault the test that owns a sink injects from outside: the server
+/// applies the sink's next request, and the connection drops before its
+/// reply arrives (the in-memory fake by its fault hook, the real Redis
+/// through a proxy that swallows one reply and closes).
+pub trait LoseReply {
+    /// Arms the fault for the sink's next request.
+    fn lose_next_reply(&self) -> impl Future<Output = ()>;
+}
+
+/// A write whose reply was lost after the server applied it: the sink
+/// reports a transient error (the caller cannot know the outcome and must
+/// try again), reads afterwards come from the server and show that the
+/// write landed, position and document together, and writing it again is
+/// harmless. The committer's rule (a checkpoint moves only past an
+/// acknowledged write, and a failed one is retried first) rests on it.
+/// Uses document keys that start with `key_prefix` (none may exist).
+pub async fn check_lost_reply<S: DocumentSink, L: LoseReply>(sink: &S, fault: &L, space: &EmbeddingSpace, key_prefix: &str) {
+    use crate::error::{Classify, ErrorClass};
+    let key = DocumentKey(format!("{key_prefix}unacknowledged"));
+    let vector = |seed: f32| Some(Arc::new((0..space.dimensions).map(|i| seed + i as f32 / 1000.0).collect::<Vec<f32>>()));
+    let state = |doc: &Document| {
+        Some(StoredState { doc_hash: Some(doc.doc_hash.clone()), text_hash: Some(doc.text_hash.clone()), vector_ok: true })
+    };
+    let read = async || sink.read_state(std::slice::from_ref(&key)).await.expect("read_state").remove(0);
+    let (acknowledged, unacknowledged) = (Position::new("conformance-bin.000003", 100), Position::new("conformance-bin.000003", 200));
+    let old = document(space, &key.0, "lisinopril 10 mg tablet", "acknowledged");
+    let new = document(space, &key.0, "lisinopril 20 mg tablet", "applied, reply lost");
+
+    sink.apply_ending_at(&[DocumentChange::Upsert { doc: old.clone(), vector: vector(0.3) }], &acknowledged)
+        .await
+        .expect("an acknowledged write");
+    fault.lose_next_reply().await;
+    let lost = sink
+        .apply_ending_at(&[DocumentChange::Upsert { doc: new.clone(), vector: vector(0.4) }], &unacknowledged)
+        .await
+        .expect_err("a write whose reply was lost cannot report success");
+    assert_eq!(lost.class(), ErrorClass::Transient, "a lost reply is worth retrying: {lost}");
+    assert_eq!(
+        sink.stored_position().await.expect("stored_position after the lost reply"),
+        Some(unacknowledged.clone()),
+        "the server applied the write: its position reads back, from the server"
+    );
+    assert_eq!(read().await, state(&new), "and its document, with the position (one transaction)");
+
+    // The caller's retry of the same write changes nothing.
+    sink.apply_ending_at(&[DocumentChange::Upsert { doc: new.clone(), vector: vector(0.4) }], &unacknowledged)
+        .await
+        .expect("the retried write");
+    assert_eq!(sink.stored_position().await.expect("stored_position"), Some(unacknowledged), "the retry's position");
+    assert_eq!(read().await, state(&new), "and the same document");
     sink.apply(&[DocumentChange::Delete(key)]).await.expect("clean up");
 }

@@ -8,7 +8,7 @@ use crate::common::on_each_server;
 use common::{Flavour, TestEnv};
 use drugsync::document::EmbeddingSpace;
 use drugsync::sink::RedisSink;
-use drugsync::sink::conformance::{Caching, Rewind, check_coordination, check_document_sink, check_rewind};
+use drugsync::sink::conformance::{Caching, LoseReply, Rewind, check_coordination, check_document_sink, check_lost_reply, check_rewind};
 
 /// A sink over a test environment of its own (kept alive with it), its
 /// index prepared, and the embedding space of its config.
@@ -86,5 +86,29 @@ on_each_server! {
         let patterns = vec![format!("{}*", env.prefix), format!("ds:{}:*", env.name)];
         let snapshot = Snapshot { redis: env.redis.clone(), patterns, saved: Default::default() };
         check_rewind(&sink, &snapshot, &space, "conformance-").await;
+    }
+}
+
+/// The network between the sink and a real Redis, losing one reply on demand.
+struct LosingProxy(common::proxy::FaultyProxy);
+
+impl LoseReply for LosingProxy {
+    async fn lose_next_reply(&self) {
+        self.0.lose_next_reply();
+    }
+}
+
+on_each_server! {
+    async fn the_redis_sink_reads_a_write_whose_reply_was_lost_as_applied(flavour) {
+        let proxy = common::proxy::FaultyProxy::start(common::redis_url().trim_start_matches("redis://").to_owned()).await;
+        let env = TestEnv::new_with(flavour, "sink_lost_reply", 10, &format!("redis://127.0.0.1:{}", proxy.port)).await;
+        let config = env.config();
+        let sink = RedisSink::connect(&config).await.unwrap();
+        sink.prepare_index(&config).await.unwrap();
+        let space = drugsync::embed::space_of(&config.embed);
+        let accepted = proxy.accepted();
+        let proxy = LosingProxy(proxy);
+        check_lost_reply(&sink, &proxy, &space, "conformance-").await;
+        assert!(proxy.0.accepted() > accepted, "the lost reply closed the sink's connection and it opened another");
     }
 }

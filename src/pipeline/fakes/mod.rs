@@ -50,6 +50,22 @@ mod tests {
         crate::sink::conformance::check_rewind(&sink, &Snapshots(&sink, Default::default()), &space, "conformance-").await;
     }
 
+    /// The fake losing a reply by its own fault hook.
+    struct LosesReplies<'a>(&'a MemorySink);
+
+    impl crate::sink::conformance::LoseReply for LosesReplies<'_> {
+        async fn lose_next_reply(&self) {
+            self.0.fail_write(1, SinkFault::LostAfterApplying);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_memory_sink_reads_a_write_whose_reply_was_lost_as_applied() {
+        let space = ScriptedEmbedder::new(4, 1).space().clone();
+        let sink = MemorySink::new(4);
+        crate::sink::conformance::check_lost_reply(&sink, &LosesReplies(&sink), &space, "conformance-").await;
+    }
+
     #[tokio::test]
     async fn the_memory_sink_keeps_the_coordination_contract() {
         let space = ScriptedEmbedder::new(4, 1).space().clone();

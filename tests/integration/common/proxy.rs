@@ -5,7 +5,9 @@
 //! its held bytes are dropped, so the only way past a partition is for the
 //! client to notice a dead connection and open a new one, which is what the
 //! tests must prove. `switch_to` points new connections at another server, as
-//! DNS does after a failover.
+//! DNS does after a failover. `lose_next_reply` lets the server's next reply
+//! be swallowed and its connection closed: the request was delivered and
+//! ran, the client never learns how it went.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +26,7 @@ struct Relay {
 pub struct FaultyProxy {
     pub port: u16,
     partitioned: Arc<AtomicBool>,
+    lose_reply: Arc<AtomicBool>,
     upstream: Arc<std::sync::Mutex<String>>,
     accepted: Arc<AtomicU64>,
     connections: Arc<Mutex<Vec<Relay>>>,
@@ -36,10 +39,11 @@ impl FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let partitioned = Arc::new(AtomicBool::new(false));
+        let lose_reply = Arc::new(AtomicBool::new(false));
         let upstream = Arc::new(std::sync::Mutex::new(upstream));
         let accepted = Arc::new(AtomicU64::new(0));
         let connections: Arc<Mutex<Vec<Relay>>> = Arc::default();
-        let (p, u, a, c) = (partitioned.clone(), upstream.clone(), accepted.clone(), connections.clone());
+        let (p, u, a, c, l) = (partitioned.clone(), upstream.clone(), accepted.clone(), connections.clone(), lose_reply.clone());
         let listener = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 a.fetch_add(1, Ordering::SeqCst);
@@ -47,11 +51,11 @@ impl FaultyProxy {
                 let Ok(server) = TcpStream::connect(&target).await else { continue };
                 // A connection opened during a partition never gets through either.
                 let silenced = Arc::new(AtomicBool::new(p.load(Ordering::SeqCst)));
-                let task = tokio::spawn(relay(client, server, silenced.clone()));
+                let task = tokio::spawn(relay(client, server, silenced.clone(), l.clone()));
                 c.lock().await.push(Relay { task, silenced });
             }
         });
-        Self { port, partitioned, upstream, accepted, connections, listener }
+        Self { port, partitioned, lose_reply, upstream, accepted, connections, listener }
     }
 
     /// Closes every open connection (new ones still work).
@@ -79,6 +83,13 @@ impl FaultyProxy {
         *self.upstream.lock().unwrap() = upstream;
     }
 
+    /// The next bytes any server sends are dropped and that connection is
+    /// closed: the request in flight ran, its reply is lost. Arm it only when
+    /// the client's next request is the one meant to lose its reply.
+    pub fn lose_next_reply(&self) {
+        self.lose_reply.store(true, Ordering::SeqCst);
+    }
+
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
@@ -94,11 +105,12 @@ impl Drop for FaultyProxy {
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, silenced: Arc<AtomicBool>) {
+async fn relay(client: TcpStream, server: TcpStream, silenced: Arc<AtomicBool>, lose_reply: Arc<AtomicBool>) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
-    let up = pump(&mut client_read, &mut server_write, &silenced);
-    let down = pump(&mut server_read, &mut client_write, &silenced);
+    let never = AtomicBool::new(false);
+    let up = pump(&mut client_read, &mut server_write, &silenced, &never);
+    let down = pump(&mut server_read, &mut client_write, &silenced, &lose_reply);
     tokio::select! {
         _ = up => {}
         _ = down => {}
@@ -107,7 +119,14 @@ async fn relay(client: TcpStream, server: TcpStream, silenced: Arc<AtomicBool>) 
 
 /// Copies `from` to `to` until either side closes; once silenced, reads go
 /// on (so the sender sees no back-pressure or reset) and nothing is written.
-async fn pump(from: &mut tokio::net::tcp::OwnedReadHalf, to: &mut tokio::net::tcp::OwnedWriteHalf, silenced: &AtomicBool) {
+/// When `lose` is set, the next bytes read are dropped, `lose` is cleared and
+/// the relay ends (both connections close).
+async fn pump(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    silenced: &AtomicBool,
+    lose: &AtomicBool,
+) {
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         let Ok(n) = from.read(&mut buffer).await else { return };
@@ -120,6 +139,9 @@ async fn pump(from: &mut tokio::net::tcp::OwnedReadHalf, to: &mut tokio::net::tc
         }
         if silenced.load(Ordering::SeqCst) {
             continue;
+        }
+        if lose.swap(false, Ordering::SeqCst) {
+            return;
         }
         if to.write_all(&buffer[..n]).await.is_err() {
             return;
