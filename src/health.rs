@@ -6,7 +6,8 @@
 //!   ago; see `pipeline::progress`). A standby is healthy while it runs.
 //! - **readyz**: the writer heard from the binlog stream (an event or a
 //!   heartbeat) within three heartbeat periods, from Redis within the lease
-//!   TTL, has its index version live behind the alias, and its last batch's
+//!   TTL, has its index version live behind the alias, is not replaying
+//!   writes Redis lost after acknowledging them, and its last batch's
 //!   lag is under `metrics.ready_max_lag_secs`, and no step has failed on
 //!   every attempt for longer than [`FAILING_GRACE`]. A standby is ready when it
 //!   hears from Redis (it can take over); its answer says `"role": "standby"`.
@@ -54,6 +55,9 @@ pub struct Observed {
     pub redis_age: Option<Duration>,
     /// The writer's index version is live behind the alias.
     pub index_live: bool,
+    /// Redis lost writes it had acknowledged: the position the writer's
+    /// replay must reach again (see `pipeline::lost_writes`).
+    pub replaying_lost_writes: Option<String>,
     /// Lag of the last applied batch.
     pub lag: Duration,
     /// Redis may evict drugsync's keys (run under `redis.allow_eviction`).
@@ -129,6 +133,11 @@ pub fn readiness(o: &Observed, b: &Bounds) -> Verdict {
         if !o.index_live {
             failing.push("the index version is not live yet (initial load or rebuild in progress)".into());
         }
+        if let Some(position) = &o.replaying_lost_writes {
+            failing.push(format!(
+                "Redis lost writes it had acknowledged (restarted from an older snapshot, or a lagging replica promoted): replaying them from the binlog up to {position}"
+            ));
+        }
         if o.lag > b.lag {
             failing.push(format!("lag {}s is over {}s", o.lag.as_secs(), b.lag.as_secs()));
         }
@@ -176,6 +185,7 @@ mod tests {
             source_age: Some(Duration::from_secs(2)),
             redis_age: Some(Duration::from_secs(1)),
             index_live: true,
+            replaying_lost_writes: None,
             lag: Duration::from_secs(1),
             redis_may_evict: false,
             index_unscanned_permille: 0,
@@ -200,6 +210,10 @@ mod tests {
             (Observed { source_age: Some(Duration::from_secs(17)), ..healthy_writer() }, "binlog"),
             (Observed { redis_age: Some(Duration::from_secs(11)), ..healthy_writer() }, "Redis"),
             (Observed { index_live: false, ..healthy_writer() }, "not live"),
+            (
+                Observed { replaying_lost_writes: Some("bin.000002:500".into()), ..healthy_writer() },
+                "replaying them from the binlog up to bin.000002:500",
+            ),
             (Observed { lag: Duration::from_secs(301), ..healthy_writer() }, "lag"),
             (Observed { redis_may_evict: true, ..healthy_writer() }, "evict"),
             (Observed { index_unscanned_permille: 1, ..healthy_writer() }, "99.9%"),

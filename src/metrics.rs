@@ -133,6 +133,7 @@ pub fn observe(stats: &Stats) -> health::Observed {
         source_age: stats.source_seen.age(),
         redis_age: stats.redis_seen.age(),
         index_live: stats.index_live.load(Relaxed) == 1,
+        replaying_lost_writes: stats.lost_writes.replaying_until().map(|p| p.to_string()),
         lag: stats.lag(),
         redis_may_evict: stats.redis_may_evict.load(Relaxed) == 1,
         index_unscanned_permille: stats.index_unscanned_permille.load(Relaxed),

@@ -31,6 +31,7 @@ pub mod error;
 pub mod fakes;
 pub mod fill;
 pub mod load;
+pub mod lost_writes;
 pub mod progress;
 pub mod reconcile;
 pub mod replay;

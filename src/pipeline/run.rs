@@ -63,6 +63,7 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
         }
         Stats::set(&self.parts.stats.writer, 0);
         Stats::set(&self.parts.stats.index_live, 0);
+        self.parts.stats.lost_writes.clear();
         if lost.load(Ordering::SeqCst) {
             let holder = lease.current_holder().await.ok().flatten().unwrap_or_default();
             return Err(RunError::LeaseLost { holder });
@@ -103,6 +104,8 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
                 Ok(stream::Ended::Resync(resync @ (stream::Resync::RedisRewound { .. } | stream::Resync::IndexGone { .. }))) => {
                     match resync {
                         stream::Resync::RedisRewound { expected, found } => {
+                            // Not ready from the moment the rewind is counted.
+                            self.parts.stats.lost_writes.lost_since(&expected);
                             Stats::add(&self.parts.stats.redis_rewinds, 1);
                             tracing::warn!(
                                 %expected,
@@ -121,6 +124,8 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
                         Some(position) => start = position,
                         None => break Ok(()),
                     }
+                    // A start at or past what Redis lost (a new load) has nothing left to replay.
+                    self.parts.stats.lost_writes.applied(&start);
                     Stats::set(&self.parts.stats.index_live, 1);
                 }
                 Err(e) => break Err(e),

@@ -77,6 +77,9 @@ pub struct Stats {
     /// restarted without persistence, a lagging replica promoted) and the
     /// writer decided again where to start.
     pub redis_rewinds: AtomicU64,
+    /// While the writer replays writes Redis lost after acknowledging them:
+    /// the position it must reach again (readiness fails meanwhile).
+    pub lost_writes: super::lost_writes::LostWrites,
     /// How Redis keeps its data across a restart ([`crate::sink::persistence::Persistence::code`]; 0: not read).
     pub redis_persistence: AtomicU64,
 }

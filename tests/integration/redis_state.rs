@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
+use mysql_async::prelude::Queryable;
+
 use crate::common::proxy::FaultyProxy;
-use crate::common::{Durability, PrivateRedis, TestEnv, eventually, on_each_server};
+use crate::common::{Durability, PrivateRedis, Running, TestEnv, eventually, on_each_server};
 use drugsync::pipeline::Stats;
 use drugsync::sink::persistence::Persistence;
 
@@ -39,10 +41,40 @@ async fn wait_rewound(stats: &Stats, before: u64) {
     .await;
 }
 
+/// Brings Redis back in time with `go_back` while the replay's re-reads are
+/// held behind a table lock, so the time Redis is behind what it
+/// acknowledged lasts until the test says: the writer must notice, be not
+/// ready all along (naming the lost writes), then once released end equal
+/// to MySQL and ready again.
+async fn replay_held_then_released(env: &TestEnv, run: &Running, go_back: impl AsyncFnOnce(), rewinds: u64) {
+    let mut holder = env.mysql().await;
+    holder.query_drop("LOCK TABLES rndc14 WRITE").await.unwrap();
+    go_back().await;
+    wait_rewound(&run.stats, rewinds).await;
+    let bounds = drugsync::metrics::bounds(&env.config());
+    let ready = || drugsync::health::readiness(&drugsync::metrics::observe(&run.stats), &bounds);
+    for _ in 0..3 {
+        let verdict = ready();
+        assert!(
+            !verdict.ok && verdict.failing.iter().any(|f| f.contains("Redis lost writes it had acknowledged")),
+            "not ready while Redis is behind what it acknowledged: {verdict:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    holder.query_drop("UNLOCK TABLES").await.unwrap();
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    eventually(Duration::from_secs(30), Duration::from_millis(100), "ready once the replay is back", async || {
+        let verdict = ready();
+        if verdict.ok { Ok(()) } else { Err(format!("{verdict:?}")) }
+    })
+    .await;
+}
+
 on_each_server! {
     /// `SAVE`, more transactions, then Redis SIGKILLed and started from the
     /// older RDB. The idle tick finds Redis behind its acknowledged position,
-    /// the writer replays from the position Redis holds, and only the texts
+    /// the writer is not ready until it has replayed from the position Redis holds, and only the texts
     /// embedded after the snapshot are embedded again: the vectors Redis
     /// still has are reused.
     async fn redis_restored_from_an_older_snapshot_replays_from_its_position(flavour) {
@@ -64,10 +96,7 @@ on_each_server! {
         assert!(after_snapshot > 0, "the strength change embedded new texts");
         let rewinds = Stats::get(&run.stats.redis_rewinds);
 
-        redis.restart().await;
-        wait_rewound(&run.stats, rewinds).await;
-        env.wait_caught_up().await;
-        env.assert_matches_mysql().await;
+        replay_held_then_released(&env, &run, async || redis.restart().await, rewinds).await;
         let recovery = run.embed_calls() - at_snapshot - after_snapshot;
         assert_eq!(recovery, after_snapshot, "only the texts embedded after the snapshot are embedded again");
         run.stop().await;
@@ -104,13 +133,13 @@ on_each_server! {
         env.wait_caught_up().await;
         let rewinds = Stats::get(&run.stats.redis_rewinds);
 
-        primary.stop();
-        redis_cmd(&replica.url(), &["REPLICAOF", "NO", "ONE"]).await;
-        endpoint.switch_to(format!("127.0.0.1:{}", replica.port));
-        endpoint.cut().await;
-        wait_rewound(&run.stats, rewinds).await;
-        env.wait_caught_up().await;
-        env.assert_matches_mysql().await;
+        let promote = async || {
+            primary.stop();
+            redis_cmd(&replica.url(), &["REPLICAOF", "NO", "ONE"]).await;
+            endpoint.switch_to(format!("127.0.0.1:{}", replica.port));
+            endpoint.cut().await;
+        };
+        replay_held_then_released(&env, &run, promote, rewinds).await;
         run.stop().await;
     }
 }

@@ -254,6 +254,7 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
             }
             applied = batch.commit.clone();
             Stats::set(&self.stats.waiting_since_unix, 0);
+            self.stats.lost_writes.applied(&applied);
             if let Some(beat) = batch.canary_beat_ms {
                 self.stats.canary_visible(beat);
             }
