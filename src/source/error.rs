@@ -8,6 +8,9 @@ pub const ER_MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
 /// MySQL's "Cannot use WAIT_FOR_EXECUTED_GTID_SET when GTID_MODE = OFF".
 pub const ER_GTID_MODE_OFF: u16 = 3062;
 
+/// MySQL's "Table 'x' doesn't exist".
+pub const ER_NO_SUCH_TABLE: u16 = 1146;
+
 /// Why reading the source failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -67,7 +70,20 @@ pub enum SourceError {
         /// Commit position of the transaction.
         position: Box<crate::position::Position>,
     },
-    /// A query drugsync issues failed for a reason retrying will not fix (syntax, missing table, privileges).
+    /// A table a query reads does not exist, after the start-up check found
+    /// every mapped table: a DDL that drops and creates it again is under
+    /// way (a reload's DROP TABLE, then CREATE TABLE). Waited out: the
+    /// position does not move until the table is back.
+    #[error(
+        "a table the mapping reads does not exist: {message}. A DROP TABLE / CREATE TABLE on it is probably under way: drugsync waits for it and retries, its position does not move. If the table is gone for good, fix the mapping SQL (mapping.select_sql, mapping.tables[].keys_sql) and restart. Query: {query}"
+    )]
+    TableMissing {
+        /// Server message (names the table).
+        message: String,
+        /// The query (without parameter values).
+        query: String,
+    },
+    /// A query drugsync issues failed for a reason retrying will not fix (syntax, missing column, privileges).
     #[error("query failed: {message}. Check the mapping SQL in the config and the user's privileges. Query: {query}")]
     Query {
         /// Server message.
@@ -88,7 +104,9 @@ pub enum SourceError {
 impl Classify for SourceError {
     fn class(&self) -> ErrorClass {
         match self {
-            SourceError::Connection(_) | SourceError::Silent { .. } | SourceError::Checksum { .. } => ErrorClass::Transient,
+            SourceError::Connection(_) | SourceError::Silent { .. } | SourceError::Checksum { .. } | SourceError::TableMissing { .. } => {
+                ErrorClass::Transient
+            }
             SourceError::PositionUnavailable { .. }
             | SourceError::Misconfigured(_)
             | SourceError::AccessDenied { .. }
@@ -122,6 +140,8 @@ impl SourceError {
                     ))
                 } else if DENIED.contains(&server.code) {
                     SourceError::AccessDenied { message: format!("{} ({})", server.message, server.code) }
+                } else if server.code == ER_NO_SUCH_TABLE {
+                    SourceError::TableMissing { message: format!("{} ({})", server.message, server.code), query: truncate(query, 300) }
                 } else if TRANSIENT.contains(&server.code) {
                     SourceError::Connection(format!("{} ({})", server.message, server.code))
                 } else {
@@ -166,8 +186,11 @@ mod tests {
             assert!(server(code).is_transient(), "{code} should be retried");
         }
         assert!(matches!(server(1045), SourceError::AccessDenied { .. }));
-        assert!(matches!(server(1146), SourceError::Query { .. }), "an unknown table is the config's problem");
-        assert!(!server(1146).is_transient());
+        // The start-up check refuses a mapping naming a missing table; later, a
+        // missing table is a DROP / CREATE under way, waited out.
+        assert!(matches!(server(1146), SourceError::TableMissing { .. }), "a table dropped while streaming");
+        assert!(server(1146).is_transient());
+        assert!(server(1146).to_string().contains("mapping"), "names the way out if it is gone for good");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use crate::common;
 use crate::common::on_each_server;
+use std::time::Duration;
+
 use drugsync::pipeline::Stats;
 
 use common::TestEnv;
@@ -32,14 +34,22 @@ on_each_server! {
 }
 
 on_each_server! {
+    /// A reload that drops a tracked table and creates it again: drugsync
+    /// reaches the DROP while the table is missing (held there by the test
+    /// until drugsync has met the missing table), waits for it without
+    /// stopping and without moving its position, then follows.
     async fn drop_and_create_a_table(flavour) {
         let (env, run) = ddl_env(flavour, "ddldrop").await;
-        env.exec(&[
-            "CREATE TABLE rdosed2_saved AS SELECT * FROM rdosed2",
-            "DROP TABLE rdosed2",
-            "CREATE TABLE rdosed2 (GCDF char(2) NOT NULL, DOSE varchar(10), GCDF_DESC varchar(40), PRIMARY KEY (GCDF))",
-        ])
+        env.exec(&["CREATE TABLE rdosed2_saved AS SELECT * FROM rdosed2", "DROP TABLE rdosed2"]).await;
+        crate::common::eventually(Duration::from_secs(30), Duration::from_millis(50), "drugsync met the missing table", async || {
+            match run.stats.progress.last_error() {
+                Some((error, _)) if error.contains("rdosed2") && error.contains("drugsync waits for it") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
         .await;
+        assert!(!run.handle.is_finished(), "a table dropped by a reload must not stop drugsync");
+        env.exec(&["CREATE TABLE rdosed2 (GCDF char(2) NOT NULL, DOSE varchar(10), GCDF_DESC varchar(40), PRIMARY KEY (GCDF))"]).await;
         env.wait_caught_up().await;
         env.assert_matches_mysql().await; // no dosage forms at all
         env.exec(&["INSERT INTO rdosed2 SELECT GCDF, DOSE, CONCAT(GCDF_DESC, ' (NEW)') FROM rdosed2_saved"]).await;
