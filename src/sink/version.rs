@@ -100,7 +100,10 @@ mod tests {
         let base = IndexVersion::of(&config(reference));
         assert_eq!(base.alias, "drugs_idx");
         assert!(base.index.starts_with("drugs_idx_v") && base.prefix.starts_with("drug_v") && base.prefix.ends_with(':'));
-        assert_eq!(IndexVersion::of(&config(&reference.replacen("batch_max_delay_ms = 200", "batch_max_delay_ms = 100", 1))), base);
+        assert_eq!(
+            IndexVersion::of(&config(&reference.replacen("batch_max_transactions = 1000", "batch_max_transactions = 100", 1))),
+            base
+        );
         let other_dims = IndexVersion::of(&config(&reference.replacen("dimensions = 1024", "dimensions = 512", 1)));
         assert_ne!(other_dims.index, base.index);
         assert!(!other_dims.prefix.starts_with(&base.prefix) && !base.prefix.starts_with(&other_dims.prefix));

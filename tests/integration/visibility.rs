@@ -5,7 +5,7 @@
 //! source with no semi-synchronous replica stalls every commit between binlog
 //! sync and engine commit (inside the commit stage) for the whole
 //! `rpl_semi_sync_source_timeout`, then falls back to asynchronous commits.
-//! drugsync applies every batch at once (`batch_max_delay_ms = 0`), so it
+//! drugsync applies a lone change at once (it batches only while busy), so it
 //! re-reads while the commit is held: without a gate it applies the old rows
 //! and moves on; with the fence it waits and applies the new ones.
 
@@ -25,11 +25,10 @@ async fn holding_server() -> PrivateServer {
     PrivateServer::start_with(Flavour::MysqlGtidOff, vec!["--plugin-load-add=semisync_source.so".into()]).await
 }
 
-/// `env` with batches applied at once and the opt-in to run without a gate as asked.
-fn immediate(env: &mut TestEnv, ungated: bool) {
-    let text = env.config_text.replacen("batch_max_delay_ms = 50", "batch_max_delay_ms = 0", 1);
-    let text = text.replacen("allow_ungated_reads = false", &format!("allow_ungated_reads = {ungated}"), 1);
-    assert!(text.contains("batch_max_delay_ms = 0") && text.contains(&format!("allow_ungated_reads = {ungated}")));
+/// `env` with the opt-in to run without a gate as asked.
+fn gated(env: &mut TestEnv, ungated: bool) {
+    let text = env.config_text.replacen("allow_ungated_reads = false", &format!("allow_ungated_reads = {ungated}"), 1);
+    assert!(text.contains(&format!("allow_ungated_reads = {ungated}")));
     env.config_text = text;
 }
 
@@ -73,7 +72,7 @@ async fn a_commit_held_after_its_binlog_is_applied_stale_without_a_gate_and_fres
     let server = holding_server().await;
     for (name, ungated) in [("held_ungated", true), ("held_fenced", false)] {
         let mut env = TestEnv::new_on(&server, name, 100).await;
-        immediate(&mut env, ungated);
+        gated(&mut env, ungated);
         let ndc = env.active_ndcs_where("1 = 1").await.remove(7);
         let old = env.field_in_mysql(&ndc).await;
         let run = env.start().await;

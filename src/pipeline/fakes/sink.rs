@@ -97,6 +97,9 @@ pub struct MemorySink {
     fence: Mutex<Option<String>>,
     /// The load epoch every write checks while a load runs.
     active_epoch: Mutex<Option<String>>,
+    /// How long each write that stores a position takes (tokio time), as a
+    /// real Redis's round trip and indexing do.
+    write_time: Mutex<Duration>,
 }
 
 impl MemorySink {
@@ -117,7 +120,13 @@ impl MemorySink {
             faults: Mutex::default(),
             fence: Mutex::default(),
             active_epoch: Mutex::default(),
+            write_time: Mutex::default(),
         }
+    }
+
+    /// Every write that stores a position takes `time` from now on.
+    pub fn take_per_write(&self, time: Duration) {
+        *self.write_time.lock().unwrap() = time;
     }
 
     /// The `n`-th write attempt from now (1 = the next) fails with `fault`.
@@ -252,6 +261,10 @@ impl MemorySink {
 
 impl RemotePositions for MemorySink {
     async fn apply_ending_at(&self, changes: &[DocumentChange], position: &Position) -> Result<(), SinkError> {
+        let time = *self.write_time.lock().unwrap();
+        if !time.is_zero() {
+            tokio::time::sleep(time).await;
+        }
         self.write(changes, Some(position))
     }
 

@@ -12,6 +12,16 @@
 //! A batch that fails transiently (Redis or MySQL away, embedding throttled)
 //! is retried as a whole with backoff; the position does not move meanwhile.
 //! On shutdown the batch in flight is finished, never half-applied.
+//!
+//! # Batching only while busy
+//! A transaction that arrives while nothing is being applied is applied at
+//! once: waiting for company would only add its wait to every lone change's
+//! freshness. The transactions that arrive while a batch is applied queue
+//! in the channel from the binlog reader, and the next batch takes all of
+//! them (up to `pipeline.batch_max_transactions`) as soon as the current one
+//! is acknowledged. So batches grow by themselves with the load: a reload
+//! storm or a burst of edits to one drug still touches each drug about
+//! once, and every bound on memory and batch size holds as before.
 
 pub mod activity;
 pub mod batch;
@@ -19,10 +29,7 @@ pub mod canary;
 pub mod memory_watch;
 pub mod tail;
 
-use std::time::Duration;
-
 use tokio::sync::mpsc;
-use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::OnLostSync;
@@ -115,10 +122,23 @@ struct Settings {
     on_lost_sync: OnLostSync,
     /// `pipeline.batch_max_transactions`.
     max_transactions: usize,
-    /// `pipeline.batch_max_delay_ms`.
-    max_delay: Duration,
     /// Reconcile repairs taken per idle tick (10 write chunks).
     repairs_per_tick: usize,
+}
+
+/// The next batch: `first` and every transaction already waiting behind it
+/// (those that arrived while the previous batch was applied), up to
+/// `max_transactions`; it never waits for more. Merging releases each
+/// transaction's budget: the batch keeps only the union of their keys.
+fn gather(first: InFlight, rx: &mut mpsc::Receiver<InFlight>, limit: usize, max_transactions: usize) -> Batch {
+    let mut batch = Batch::start(first.transaction, limit);
+    while batch.transactions < max_transactions {
+        match rx.try_recv() {
+            Ok(next) => batch.push(next.transaction),
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 impl<E: Embedder, S: Sink> Replicator<E, S> {
@@ -142,7 +162,6 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
                 server_id: c.mysql.server_id,
                 on_lost_sync: c.pipeline.on_lost_sync,
                 max_transactions: c.pipeline.batch_max_transactions,
-                max_delay: Duration::from_millis(c.pipeline.batch_max_delay_ms),
                 repairs_per_tick: c.pipeline.write_chunk * 10,
             },
         }
@@ -186,7 +205,7 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
         limit: usize,
         replay: &mut Option<crate::pipeline::replay::ReplayWatch>,
     ) -> Result<Ended, RunError> {
-        let Settings { max_transactions, max_delay, .. } = self.settings;
+        let Settings { max_transactions, .. } = self.settings;
         let mut repair_tick = tokio::time::interval(REPAIR_POLL);
         let mut activity = activity::ActivityLog::new(self.stats, &applied);
         let mut owed = crate::pipeline::fill::OwedVectors::default();
@@ -229,15 +248,7 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
             };
             // Everything before `first` is applied: it is the oldest waiting.
             self.stats.waiting_for(first.transaction.committed_at);
-            // Merging releases each transaction's budget: the batch keeps only the union.
-            let mut batch = Batch::start(first.transaction, limit);
-            let deadline = Instant::now() + max_delay;
-            while batch.transactions < max_transactions {
-                match timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(next)) => batch.push(next.transaction),
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            let batch = gather(first, rx, limit, max_transactions);
             // The batch in flight is finished even when shutdown is requested meanwhile;
             // only the waits between retries give way to cancellation.
             let (kept, batch) = (&applied, &batch);

@@ -104,3 +104,80 @@ async fn a_refusal_under_on_lost_sync_stop_stops_with_it_and_moves_no_position()
     let (local, remote) = rig.positions().await;
     assert!(local <= Some(110) && remote <= Some(110), "the position never passes the refusal: {local:?} {remote:?}");
 }
+
+/// The loop over a channel the test keeps open, so transactions can arrive
+/// while a batch is applied; the loop ends when the sender is dropped.
+fn open_loop(rig: &Rig, start: u64) -> (mpsc::Sender<InFlight>, impl std::future::Future<Output = Result<Ended, RunError>> + '_) {
+    let (tx, mut rx) = mpsc::channel(64);
+    let run = async move {
+        let syncer = rig.replicator.parts().syncer();
+        let streamer = rig.replicator.streamer(&syncer);
+        streamer.apply_loop(&mut rx, &CancellationToken::new(), at(start), 1000, &mut None).await
+    };
+    (tx, run)
+}
+
+/// Watches Redis's position every millisecond (tokio time, paused: exact
+/// and deterministic) until it reads `offset`; returns every position it
+/// held on the way, in order, and when it got there.
+async fn watch_until(rig: &Rig, offset: u64) -> (Vec<u64>, std::time::Duration) {
+    let started = tokio::time::Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let now = rig.positions().await.1;
+        if let Some(p) = now
+            && seen.last() != Some(&p)
+        {
+            seen.push(p);
+        }
+        if now == Some(offset) {
+            return (seen, started.elapsed());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_transaction_is_applied_at_once() {
+    let rig = Rig::new(|c| c);
+    rig.streamed_up_to(100).await;
+    let (tx, run) = open_loop(&rig, 100);
+    let test = async {
+        tx.send(InFlight::unbudgeted(untracked(110))).await.unwrap();
+        let (seen, took) = watch_until(&rig, 110).await;
+        drop(tx);
+        (seen, took)
+    };
+    let (ended, (seen, took)) = tokio::join!(run, test);
+    assert!(matches!(ended.unwrap(), Ended::Stopped));
+    assert_eq!(seen, vec![100, 110]);
+    // Tokio's paused clock: no wait for company was added (it was 200 ms).
+    assert!(took <= std::time::Duration::from_millis(1), "a lone change waited {took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn transactions_arriving_during_an_apply_form_the_next_batch() {
+    let rig = Rig::new(|c| c);
+    rig.streamed_up_to(100).await;
+    rig.sink().take_per_write(std::time::Duration::from_millis(50));
+    let batches = Stats::get(&rig.replicator.parts().stats().batches);
+    let (tx, run) = open_loop(&rig, 100);
+    let test = async {
+        tx.send(InFlight::unbudgeted(untracked(110))).await.unwrap();
+        // While the first batch is being written, three more arrive.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        for offset in [120, 130, 140] {
+            tx.send(InFlight::unbudgeted(untracked(offset))).await.unwrap();
+        }
+        let watched = watch_until(&rig, 140).await;
+        drop(tx);
+        watched
+    };
+    let (ended, (seen, took)) = tokio::join!(run, test);
+    assert!(matches!(ended.unwrap(), Ended::Stopped));
+    assert_eq!(seen, vec![100, 110, 140], "the first went alone, the three that arrived meanwhile together");
+    assert_eq!(Stats::get(&rig.replicator.parts().stats().batches) - batches, 2);
+    assert_eq!(Stats::get(&rig.replicator.parts().stats().transactions), 4);
+    // The second batch started when the first was acknowledged (50 ms), not later.
+    assert!(took <= std::time::Duration::from_millis(92), "took {took:?}");
+}
