@@ -39,8 +39,8 @@ const MAX_CLIENTS: usize = 32;
 /// Pause after a failed accept (out of descriptors) before trying again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
 
-/// Starts the endpoint on `listen` and publishes `stats` every second until
-/// `stop` fires. Paths: `/healthz` and `/readyz` (see [`crate::health`]; 200
+/// Starts the endpoint on `listen` and publishes `stats` every second (and
+/// at every scrape) until `stop` fires. Paths: `/healthz` and `/readyz` (see [`crate::health`]; 200
 /// or 503 with a JSON body), anything else the Prometheus text. Call inside the runtime.
 /// `pricing` labels the embedding metrics with the model and turns tokens into the cost gauge.
 pub fn serve(listen: SocketAddr, stats: Arc<Stats>, bounds: Bounds, pricing: Pricing, stop: CancellationToken) -> Result<(), MetricsError> {
@@ -51,6 +51,7 @@ pub fn serve(listen: SocketAddr, stats: Arc<Stats>, bounds: Bounds, pricing: Pri
     describe();
     let publisher = stats.clone();
     let stop_publishing = stop.clone();
+    let pricing_for_scrapes = pricing.clone();
     tokio::spawn(async move {
         loop {
             publish(&publisher, &pricing);
@@ -83,11 +84,11 @@ pub fn serve(listen: SocketAddr, stats: Arc<Stats>, bounds: Bounds, pricing: Pri
                     continue;
                 }
             };
-            let (stats, handle) = (stats.clone(), handle.clone());
+            let (stats, handle, pricing) = (stats.clone(), handle.clone(), pricing_for_scrapes.clone());
             tokio::spawn(async move {
                 let _slot = slot;
                 // A client that never finishes its request must not hold a task forever.
-                let _ = tokio::time::timeout(Duration::from_secs(5), answer(socket, &stats, &bounds, &handle)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), answer(socket, &stats, &bounds, &handle, &pricing)).await;
             });
         }
     });
@@ -96,7 +97,13 @@ pub fn serve(listen: SocketAddr, stats: Arc<Stats>, bounds: Bounds, pricing: Pri
 }
 
 /// Reads one HTTP request's head and answers it.
-async fn answer(mut socket: tokio::net::TcpStream, stats: &Stats, bounds: &Bounds, handle: &PrometheusHandle) -> std::io::Result<()> {
+async fn answer(
+    mut socket: tokio::net::TcpStream,
+    stats: &Stats,
+    bounds: &Bounds,
+    handle: &PrometheusHandle,
+    pricing: &Pricing,
+) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
@@ -111,7 +118,11 @@ async fn answer(mut socket: tokio::net::TcpStream, stats: &Stats, bounds: &Bound
     let (status, content_type, body) = match path.split('?').next().unwrap_or("/") {
         "/healthz" => verdict(health::liveness(&observe(stats), bounds)),
         "/readyz" => verdict(health::readiness(&observe(stats), bounds)),
-        _ => ("200 OK", "text/plain; version=0.0.4", handle.render()),
+        _ => {
+            // A scrape reads the counters as they are now, not as the last second's publish left them.
+            publish(stats, pricing);
+            ("200 OK", "text/plain; version=0.0.4", handle.render())
+        }
     };
     let response =
         format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
