@@ -77,7 +77,7 @@ async fn run(config: Config, replay_from: Option<Position>) -> anyhow::Result<()
         embedder = ?config.embed.provider,
         "drugsync starting"
     );
-    for warning in drugsync::config::plaintext_warnings(&config).into_iter().chain(config.pipeline.retired_warnings()) {
+    for warning in drugsync::config::plaintext_warnings(&config) {
         tracing::warn!("{warning}");
     }
     let embedder = AnyEmbedder::from_config(&config.embed).await?;

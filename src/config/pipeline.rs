@@ -19,12 +19,11 @@ pub struct PipelineConfig {
     /// Most source transactions coalesced into one Redis batch.
     #[serde(default = "default_batch_max_transactions")]
     pub batch_max_transactions: usize,
-    /// Retired: a batch no longer waits for company (see
-    /// `pipeline::stream`, "Batching only while busy"). Still accepted so
-    /// that an older config starts; [`PipelineConfig::retired_warnings`]
-    /// says it is ignored.
-    #[serde(default)]
-    pub batch_max_delay_ms: Option<u64>,
+    /// The longest a batch keeps gathering while the source is busy and
+    /// transactions arrive back to back, in ms. A lone change never waits
+    /// (see `pipeline::stream`, "Batching only while busy").
+    #[serde(default = "default_batch_max_delay_ms")]
+    pub batch_max_delay_ms: u64,
     /// Keys per `WHERE key IN (...)` query when loading documents.
     #[serde(default = "default_load_chunk")]
     pub load_chunk: usize,
@@ -68,6 +67,10 @@ pub enum OnLostSync {
 fn default_batch_max_transactions() -> usize {
     1000
 }
+/// A storm's batches as large as the fixed 200 ms window made them.
+fn default_batch_max_delay_ms() -> u64 {
+    200
+}
 fn default_load_chunk() -> usize {
     500
 }
@@ -98,7 +101,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             batch_max_transactions: default_batch_max_transactions(),
-            batch_max_delay_ms: None,
+            batch_max_delay_ms: default_batch_max_delay_ms(),
             load_chunk: default_load_chunk(),
             write_chunk: default_write_chunk(),
             on_lost_sync: OnLostSync::default(),
@@ -106,35 +109,6 @@ impl Default for PipelineConfig {
             max_batch_keys: default_max_batch_keys(),
             stall_timeout_secs: default_stall_timeout_secs(),
         }
-    }
-}
-
-impl PipelineConfig {
-    /// One sentence per retired field the config still sets: what replaced
-    /// it, and that it can go (said at start; the config still loads).
-    pub fn retired_warnings(&self) -> Vec<String> {
-        let mut warnings = Vec::new();
-        if let Some(ms) = self.batch_max_delay_ms {
-            warnings.push(format!(
-                "pipeline.batch_max_delay_ms = {ms} is retired and ignored: a lone change is applied at once, and transactions are batched only while a batch is being applied (up to pipeline.batch_max_transactions); remove the line"
-            ));
-        }
-        warnings
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_retired_batch_delay_still_loads_and_is_named_at_start() {
-        let set: PipelineConfig = toml::from_str("batch_max_delay_ms = 200").unwrap();
-        let warnings = set.retired_warnings();
-        assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("pipeline.batch_max_delay_ms = 200") && warnings[0].contains("remove"), "{warnings:?}");
-        let unset: PipelineConfig = toml::from_str("").unwrap();
-        assert_eq!(unset.retired_warnings(), Vec::<String>::new());
     }
 }
 

@@ -19,9 +19,12 @@
 //! freshness. The transactions that arrive while a batch is applied queue
 //! in the channel from the binlog reader, and the next batch takes all of
 //! them (up to `pipeline.batch_max_transactions`) as soon as the current one
-//! is acknowledged. So batches grow by themselves with the load: a reload
-//! storm or a burst of edits to one drug still touches each drug about
-//! once, and every bound on memory and batch size holds as before.
+//! is acknowledged. While the source is that busy and transactions keep
+//! arriving back to back (a reload storm), the batch goes on gathering for
+//! up to `pipeline.batch_max_delay_ms`: small batches would split a drug's
+//! DELETE from its INSERT and touch it twice. So a reload storm or a burst
+//! of edits still touches each drug about once, and every bound on memory
+//! and batch size holds as before.
 
 pub mod activity;
 pub mod batch;
@@ -29,7 +32,10 @@ pub mod canary;
 pub mod memory_watch;
 pub mod tail;
 
+use std::time::Duration;
+
 use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::OnLostSync;
@@ -122,20 +128,48 @@ struct Settings {
     on_lost_sync: OnLostSync,
     /// `pipeline.batch_max_transactions`.
     max_transactions: usize,
+    /// `pipeline.batch_max_delay_ms`: the longest a busy batch gathers.
+    linger: Duration,
     /// Reconcile repairs taken per idle tick (10 write chunks).
     repairs_per_tick: usize,
 }
 
+/// While busy, a batch keeps gathering as long as the next transaction
+/// arrives within this gap of the last: a storm (thousands of commits a
+/// second) arrives closer than that, a steady trickle (a hundred a second)
+/// does not, and its changes are not held back.
+pub const DENSE_GAP: Duration = Duration::from_millis(2);
+
 /// The next batch: `first` and every transaction already waiting behind it
 /// (those that arrived while the previous batch was applied), up to
-/// `max_transactions`; it never waits for more. Merging releases each
-/// transaction's budget: the batch keeps only the union of their keys.
-fn gather(first: InFlight, rx: &mut mpsc::Receiver<InFlight>, limit: usize, max_transactions: usize) -> Batch {
+/// `max_transactions`. A lone transaction (nothing behind it) goes at once.
+/// When others were waiting, the source is busy: the batch goes on
+/// gathering while transactions keep arriving within [`DENSE_GAP`] of each
+/// other, for at most `linger` in all, so a storm still touches each drug
+/// about once. Merging releases each transaction's budget: the batch keeps
+/// only the union of their keys.
+async fn gather(first: InFlight, rx: &mut mpsc::Receiver<InFlight>, limit: usize, max_transactions: usize, linger: Duration) -> Batch {
     let mut batch = Batch::start(first.transaction, limit);
+    let take_waiting = |batch: &mut Batch, rx: &mut mpsc::Receiver<InFlight>| {
+        while batch.transactions < max_transactions {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next.transaction),
+                Err(_) => break,
+            }
+        }
+    };
+    take_waiting(&mut batch, rx);
+    if batch.transactions == 1 {
+        return batch;
+    }
+    let deadline = Instant::now() + linger;
     while batch.transactions < max_transactions {
-        match rx.try_recv() {
-            Ok(next) => batch.push(next.transaction),
-            Err(_) => break,
+        match timeout_at((Instant::now() + DENSE_GAP).min(deadline), rx.recv()).await {
+            Ok(Some(next)) => {
+                batch.push(next.transaction);
+                take_waiting(&mut batch, rx);
+            }
+            Ok(None) | Err(_) => break,
         }
     }
     batch
@@ -162,6 +196,7 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
                 server_id: c.mysql.server_id,
                 on_lost_sync: c.pipeline.on_lost_sync,
                 max_transactions: c.pipeline.batch_max_transactions,
+                linger: Duration::from_millis(c.pipeline.batch_max_delay_ms),
                 repairs_per_tick: c.pipeline.write_chunk * 10,
             },
         }
@@ -205,7 +240,7 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
         limit: usize,
         replay: &mut Option<crate::pipeline::replay::ReplayWatch>,
     ) -> Result<Ended, RunError> {
-        let Settings { max_transactions, .. } = self.settings;
+        let Settings { max_transactions, linger, .. } = self.settings;
         let mut repair_tick = tokio::time::interval(REPAIR_POLL);
         let mut activity = activity::ActivityLog::new(self.stats, &applied);
         let mut owed = crate::pipeline::fill::OwedVectors::default();
@@ -248,7 +283,7 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
             };
             // Everything before `first` is applied: it is the oldest waiting.
             self.stats.waiting_for(first.transaction.committed_at);
-            let batch = gather(first, rx, limit, max_transactions);
+            let batch = gather(first, rx, limit, max_transactions, linger).await;
             // The batch in flight is finished even when shutdown is requested meanwhile;
             // only the waits between retries give way to cancellation.
             let (kept, batch) = (&applied, &batch);

@@ -178,6 +178,33 @@ async fn transactions_arriving_during_an_apply_form_the_next_batch() {
     assert_eq!(seen, vec![100, 110, 140], "the first went alone, the three that arrived meanwhile together");
     assert_eq!(Stats::get(&rig.replicator.parts().stats().batches) - batches, 2);
     assert_eq!(Stats::get(&rig.replicator.parts().stats().transactions), 4);
-    // The second batch started when the first was acknowledged (50 ms), not later.
-    assert!(took <= std::time::Duration::from_millis(92), "took {took:?}");
+    // The second batch started when the first was acknowledged (50 ms) and
+    // one dense gap found nothing more coming, not a fixed window later.
+    assert!(took <= std::time::Duration::from_millis(50 + 2 + 50 + 1), "took {took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_storm_arriving_back_to_back_is_gathered_for_up_to_the_batch_delay() {
+    let rig = Rig::new(|c| c);
+    rig.streamed_up_to(100).await;
+    rig.sink().take_per_write(std::time::Duration::from_millis(50));
+    let batches = Stats::get(&rig.replicator.parts().stats().batches);
+    let (tx, run) = open_loop(&rig, 100);
+    let send = async move {
+        // 400 transactions, one a millisecond (closer than the dense gap).
+        for i in 1..=400u64 {
+            tx.send(InFlight::unbudgeted(untracked(100 + i))).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    };
+    let (ended, (), (seen, _)) = tokio::join!(run, send, watch_until(&rig, 500));
+    assert!(matches!(ended.unwrap(), Ended::Stopped));
+    // The first goes alone at 0 ms; the ones that arrived during its write
+    // (to 50 ms) start the next, which gathers for the batch delay (200 ms:
+    // to 250 ms), then the rest once the storm ends: 3 batches, not 100s.
+    let batches = Stats::get(&rig.replicator.parts().stats().batches) - batches;
+    assert_eq!(batches, 3, "positions seen: {seen:?}");
+    assert_eq!(seen[1], 101, "the storm's first transaction went alone");
+    let second = seen[2] - 101;
+    assert!((240..=260).contains(&second), "the second batch gathered about 250 ms of the storm: {second} transactions ({seen:?})");
 }

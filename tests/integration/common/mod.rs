@@ -215,6 +215,7 @@ impl TestEnv {
             // Tests run many instances at once; the one metrics test picks its own port.
             .replacen("listen = \"127.0.0.1:9464\"", "listen = \"\"", 1)
             .replacen("dimensions = 1024", &format!("dimensions = {TEST_DIMENSIONS}"), 1)
+            .replacen("batch_max_delay_ms = 200", "batch_max_delay_ms = 50", 1)
             .replacen("path = \"data/drugsync.redb\"", &format!("path = {:?}", dir.path().join("checkpoint.redb")), 1)
             .replacen("mysql://drugsync:drugsync@127.0.0.1:33306/fdb", &format!("{mysql_base}/{schema}"), 1)
             .replacen("redis://127.0.0.1:36379", redis_url, 1);
