@@ -1,7 +1,11 @@
-//! Benchmark: the drugsync binary through an initial load, the weekly reload
-//! (one transaction rewriting every `rndc14` row), a storm of single-row
-//! commits and two fan-out changes, against the local MariaDB (or, with --mysql, MySQL) and Redis of
-//! `tests/env/testenv.sh up`, with the offline embedder at production dimensions.
+//! Benchmark: the drugsync binary through an initial load (against Redis's
+//! own ingest floor, with the index's recall@10), freshness of single edits
+//! (quiet and under a background of mixed commits), bursts of edits and a
+//! reload storm (what batching buys), the weekly reload (one transaction
+//! rewriting every `rndc14` row), a storm of single-row commits and two
+//! fan-out changes, against the local MariaDB (or, with --mysql, MySQL) and
+//! Redis of `tests/env/testenv.sh up`, with the offline embedder at
+//! production dimensions.
 //!
 //!     cargo build --release --bins
 //!     cargo run --release --example bench -- --ndcs 500000
@@ -25,7 +29,10 @@ use mysql_async::prelude::Queryable;
 use mysql_common::binlog::BinlogFile;
 use mysql_common::binlog::consts::BinlogVersion;
 
-#[path = "support/mod.rs"]
+mod bursts;
+mod floor;
+mod freshness;
+#[path = "../support/mod.rs"]
 mod support;
 
 use support::{BoxError, Corner, Prepared, Replicator, binary, status_kb, wait_for_position};
@@ -68,6 +75,32 @@ struct Args {
     /// Megabytes of the reload python-mysql-replication decodes (it runs at a few thousand rows/s).
     #[arg(long, default_value_t = 20)]
     python_mb: u64,
+    /// Single edits timed for freshness, in each of the two freshness runs.
+    #[arg(long, default_value_t = 100)]
+    freshness_edits: usize,
+    /// Their rate, per second.
+    #[arg(long, default_value_t = 10.0)]
+    freshness_rate: f64,
+    /// The background's commits per second in the second run (half fan out).
+    #[arg(long, default_value_t = 100.0)]
+    background_rate: f64,
+    /// Sample documents whose KNN top 10 is compared with the exact top 10.
+    #[arg(long, default_value_t = 300)]
+    recall_queries: usize,
+    /// Drugs in the reload storm (two commits each).
+    #[arg(long, default_value_t = 500)]
+    storm_drugs: usize,
+    /// Drugs in the field-edit burst (four commits each: within one
+    /// `batch_max_transactions` of 1000, so what merging buys shows).
+    #[arg(long, default_value_t = 200)]
+    edit_drugs: usize,
+    /// Another drugsync binary to measure instead of the one beside this
+    /// example (an earlier build, for a before/after comparison).
+    #[arg(long)]
+    drugsync: Option<PathBuf>,
+    /// Stop after the freshness and burst steps.
+    #[arg(long)]
+    only_freshness: bool,
 }
 
 const SCHEMA: &str = "bench_fdb";
@@ -77,9 +110,18 @@ async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
     let corner = Corner { index: "bench_idx", prefix: "bench", state: "benchstate", schema: SCHEMA, server_id: 4343 };
-    let config_text = corner.config_text(&args.mysql, &args.redis, args.dimensions, &dir.path().join("cp.redb"));
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let config_text = corner.config_text(&args.mysql, &args.redis, args.dimensions, &dir.path().join("cp.redb")).replacen(
+        "listen = \"\"",
+        &format!("listen = \"127.0.0.1:{metrics_port}\""),
+        1,
+    );
     let Prepared { config_path, position_key, mut redis } = corner.prepare(&config_text, dir.path(), &args.redis).await?;
-    let bin = binary()?;
+    let config = Config::load(&config_path)?;
+    let bin = match &args.drugsync {
+        Some(other) => other.clone(),
+        None => binary()?,
+    };
 
     let t = Instant::now();
     let mut conn = corner.seed(&args.mysql, args.ndcs).await?;
@@ -115,7 +157,39 @@ async fn main() -> Result<(), BoxError> {
     let load = t.elapsed().as_secs_f64();
     println!("initial load: {active} documents in {load:.1}s = {:.0} docs/s; peak RSS {} MB", active as f64 / load, streamer.peak_mb());
 
+    ingest_floor_and_recall(&args, &config, &mut redis, load).await?;
     visibility_gate_cost(&config_path, &mut conn).await?;
+
+    let ndcs: Vec<String> = conn.query("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC").await?;
+    let mysql_url = format!("{}/{SCHEMA}", args.mysql);
+    let key_prefix = drugsync::sink::IndexVersion::of(&config).prefix;
+    let mut fresh = freshness::Freshness { mysql_url: mysql_url.clone(), redis: redis.clone(), key_prefix: &key_prefix, ndcs: &ndcs };
+    let quiet = fresh.run("quiet", args.freshness_edits, args.freshness_rate, None).await?;
+    println!(
+        "freshness, quiet source: {} single edits at {}/s, commit to visible in Redis: {}",
+        args.freshness_edits,
+        args.freshness_rate,
+        quiet.quantiles()
+    );
+    let before = bursts::Counters::read(metrics_port).await?;
+    let t = Instant::now();
+    let busy = fresh.run("busy", args.freshness_edits, args.freshness_rate, Some(args.background_rate)).await?;
+    wait_for_position(&mut redis, &mut conn, &position_key, &mut streamer).await?;
+    let written = bursts::Counters::read(metrics_port).await?.upserts - before.upserts;
+    println!(
+        "freshness under a background of {:.0} commits/s (half labeler renames): {}; the background asked for {written:.0} document writes, {:.0}/s until caught up",
+        busy.background_per_second.unwrap_or(0.0),
+        busy.quantiles(),
+        written / (t.elapsed().as_secs_f64() - 1.2)
+    );
+    let burst = bursts::Burst { mysql_url, metrics_port, clients: args.clients, ndcs: &ndcs };
+    burst.field_edits(args.edit_drugs, 4, &mut redis, &mut conn, &position_key, &mut streamer).await?;
+    burst.reload_storm(args.storm_drugs, &mut redis, &mut conn, &position_key, &mut streamer).await?;
+    if args.only_freshness {
+        streamer.stop()?;
+        conn.query_drop(format!("DROP DATABASE {SCHEMA}")).await?;
+        return Ok(());
+    }
 
     // Reference: a full hash-diff pass of the same index.
     let (diff_secs, diff_peak) = full_diff(&bin, &config_path)?;
@@ -214,6 +288,55 @@ async fn main() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Redis's own floor for the load just done, with recall@10 of the live
+/// index and of each variant's scratch copy (see `floor`).
+async fn ingest_floor_and_recall(
+    args: &Args,
+    config: &Config,
+    redis: &mut redis::aio::MultiplexedConnection,
+    load_secs: f64,
+) -> Result<(), BoxError> {
+    let live_prefix = drugsync::sink::IndexVersion::of(config).prefix;
+    let field = &config.index.vector_field;
+    let corpus = floor::read_corpus(redis, &live_prefix, field).await?;
+    let (m, ef) = (config.index.m, config.index.ef_construction);
+    for ef_runtime in [10, 50, 200] {
+        let live = floor::Searched { name: &config.index.name, prefix: &live_prefix, vector_field: field, float16: false };
+        let recall = floor::recall_at_10(redis, &live, &corpus, args.recall_queries, ef_runtime).await?;
+        println!(
+            "recall@10 of drugsync's index (M {m}, EF_CONSTRUCTION {ef}, EF_RUNTIME {ef_runtime}{}): {recall:.3} over {} queries against an exact search of {} vectors",
+            if ef_runtime == 10 { ", RediSearch's default" } else { "" },
+            args.recall_queries.min(corpus.ids.len()),
+            corpus.ids.len()
+        );
+    }
+    let chunk = config.pipeline.write_chunk;
+    let variants = [
+        floor::Variant { label: "same definition", float16: false, ef_construction: None },
+        floor::Variant { label: "FLOAT16 vectors", float16: true, ef_construction: None },
+        floor::Variant { label: "EF_CONSTRUCTION 100", float16: false, ef_construction: Some(100) },
+        floor::Variant { label: "EF_CONSTRUCTION 400", float16: false, ef_construction: Some(400) },
+    ];
+    let mut same = None;
+    for variant in variants {
+        let (name, prefix) = ("benchfloor_idx", "benchfloor:");
+        let secs = floor::copy_into(redis, config, name, prefix, variant, &corpus, chunk).await?;
+        let scratch = floor::Searched { name, prefix, vector_field: field, float16: variant.float16 };
+        let recall = floor::recall_at_10(redis, &scratch, &corpus, args.recall_queries, 10).await?;
+        floor::drop_scratch(redis, name).await;
+        let base = *same.get_or_insert(secs);
+        println!(
+            "redis floor, {}: {} documents copied in chunks of {chunk} in {secs:.1}s = {:.0} docs/s ({:.2}x the same definition); recall@10 at EF_RUNTIME 10: {recall:.3}",
+            variant.label,
+            corpus.ids.len(),
+            corpus.ids.len() as f64 / secs,
+            secs / base
+        );
+    }
+    println!("initial load against Redis's floor: {load_secs:.1}s / {:.1}s = {:.2}x", same.unwrap_or(0.0), load_secs / same.unwrap_or(1.0));
+    Ok(())
+}
+
 /// What the visibility gate costs a batch on this server: the gate drugsync
 /// uses before every re-read, run on its own against the current end of
 /// binlog (nothing else writes meanwhile), timed 200 times.
@@ -288,7 +411,7 @@ async fn decode_comparison(args: &Args, conn: &mut mysql_async::Conn, before: &P
     let stop = if after.file == before.file { after.offset } else { std::fs::metadata(&path)?.len() };
     let megabytes = (stop - before.offset) as f64 / 1e6;
 
-    let config = Config::from_toml(include_str!("../config/drugsync.toml"), Path::new("bench"), |_| None)?;
+    let config = Config::from_toml(include_str!("../../config/drugsync.toml"), Path::new("bench"), |_| None)?;
     let router =
         drugsync::mapping::Router::new(&config.mapping.tables, 500, std::time::Duration::from_secs(config.mysql.query_timeout_secs));
     let mut decoder = Decoder::new(router.decode_spec(SCHEMA, config.pipeline.max_batch_keys), before)?;
