@@ -75,6 +75,7 @@ impl Burst<'_> {
     ) -> Result<(), BoxError> {
         let drugs: Vec<String> = self.ndcs.iter().take(docs).cloned().collect();
         let before = Counters::read(self.metrics_port).await?;
+        streamer.reset_peak();
         let t = Instant::now();
         let statements: Vec<(String, String)> = (0..rounds)
             .flat_map(|round| {
@@ -86,7 +87,7 @@ impl Burst<'_> {
         wait_for_position(redis, conn, position_key, streamer).await?;
         let spent = Counters::read(self.metrics_port).await?.since(before);
         println!(
-            "field-edit burst: {committed} commits ({rounds} edits each of {} drugs, {} clients), caught up in {:.1}s: {:.0} upserts = {:.2} per distinct changed drug; {:.0} transactions in {:.0} batches ({:.1} a batch)",
+            "field-edit burst: {committed} commits ({rounds} edits each of {} drugs, {} clients), caught up in {:.1}s: {:.0} upserts = {:.2} per distinct changed drug; {:.0} transactions in {:.0} batches ({:.1} a batch); peak RSS {} MB",
             drugs.len(),
             self.clients,
             t.elapsed().as_secs_f64(),
@@ -94,7 +95,8 @@ impl Burst<'_> {
             spent.upserts / drugs.len() as f64,
             spent.transactions,
             spent.batches,
-            spent.transactions / spent.batches.max(1.0)
+            spent.transactions / spent.batches.max(1.0),
+            streamer.peak_mb()
         );
         Ok(())
     }
@@ -115,13 +117,14 @@ impl Burst<'_> {
         conn.query_drop("CREATE TABLE rndc14_storm LIKE rndc14").await?;
         conn.query_drop("INSERT INTO rndc14_storm SELECT * FROM rndc14").await?;
         let before = Counters::read(self.metrics_port).await?;
+        streamer.reset_peak();
         let t = Instant::now();
         let committed = self.commit_pairs(&drugs).await?;
         wait_for_position(redis, conn, position_key, streamer).await?;
         let spent = Counters::read(self.metrics_port).await?.since(before);
         let rebuilt = spent.upserts + spent.deletes + spent.unchanged;
         println!(
-            "reload storm: {committed} commits (each of {} drugs deleted then inserted again, {} clients), caught up in {:.1}s: {:.0} documents rebuilt = {:.2} per drug ({:.0} written, {:.0} deleted, {:.0} unchanged); {:.0} transactions in {:.0} batches",
+            "reload storm: {committed} commits (each of {} drugs deleted then inserted again, {} clients), caught up in {:.1}s: {:.0} documents rebuilt = {:.2} per drug ({:.0} written, {:.0} deleted, {:.0} unchanged); {:.0} transactions in {:.0} batches; peak RSS {} MB",
             drugs.len(),
             self.clients,
             t.elapsed().as_secs_f64(),
@@ -131,7 +134,8 @@ impl Burst<'_> {
             spent.deletes,
             spent.unchanged,
             spent.transactions,
-            spent.batches
+            spent.batches,
+            streamer.peak_mb()
         );
         conn.query_drop("DROP TABLE rndc14_storm").await?;
         Ok(())
