@@ -149,11 +149,11 @@ impl Burst<'_> {
             let url = self.mysql_url.clone();
             let mine: Vec<(String, String)> = params.iter().skip(c).step_by(self.clients).cloned().collect();
             tasks.push(tokio::spawn(async move {
-                let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url)?).await?;
+                let mut conn = crate::support::loader_connection(&url).await.map_err(|e| e.to_string())?;
                 for p in &mine {
-                    conn.exec_drop(statement, p.clone()).await?;
+                    conn.exec_drop(statement, p.clone()).await.map_err(|e| e.to_string())?;
                 }
-                Ok::<usize, mysql_async::Error>(mine.len())
+                Ok::<usize, String>(mine.len())
             }));
         }
         let mut committed = 0;
@@ -170,12 +170,12 @@ impl Burst<'_> {
             let url = self.mysql_url.clone();
             let mine: Vec<String> = drugs.iter().skip(c).step_by(self.clients).cloned().collect();
             tasks.push(tokio::spawn(async move {
-                let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url)?).await?;
+                let mut conn = crate::support::loader_connection(&url).await.map_err(|e| e.to_string())?;
                 for ndc in &mine {
-                    conn.exec_drop("DELETE FROM rndc14 WHERE NDC = ?", (ndc,)).await?;
-                    conn.exec_drop("INSERT INTO rndc14 SELECT * FROM rndc14_storm WHERE NDC = ?", (ndc,)).await?;
+                    conn.exec_drop("DELETE FROM rndc14 WHERE NDC = ?", (ndc,)).await.map_err(|e| e.to_string())?;
+                    conn.exec_drop("INSERT INTO rndc14 SELECT * FROM rndc14_storm WHERE NDC = ?", (ndc,)).await.map_err(|e| e.to_string())?;
                 }
-                Ok::<usize, mysql_async::Error>(mine.len() * 2)
+                Ok::<usize, String>(mine.len() * 2)
             }));
         }
         let mut committed = 0;

@@ -81,7 +81,7 @@ impl Freshness<'_> {
             Some(rate) => Some(self.spawn_background(rate, stop.clone()).await?),
             None => None,
         };
-        let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&self.mysql_url)?).await?;
+        let mut conn = crate::support::loader_connection(&self.mysql_url).await?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let gap = Duration::from_secs_f64(1.0 / per_second);
         let started = Instant::now();
@@ -120,8 +120,8 @@ impl Freshness<'_> {
         rate: f64,
         stop: Arc<AtomicBool>,
     ) -> Result<tokio::task::JoinHandle<Result<(u64, f64), mysql_async::Error>>, BoxError> {
-        let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&self.mysql_url)?).await?;
-        let labelers: Vec<String> = conn.query("SELECT DISTINCT LBLRID FROM rndc14 WHERE OBSDTEC = '0000-00-00'").await?;
+        let mut conn = crate::support::loader_connection(&self.mysql_url).await?;
+        let labelers: Vec<String> = conn.query("SELECT LBLRID FROM rlblrid3").await?;
         let ndcs = self.ndcs.to_vec();
         let committed = Arc::new(AtomicU64::new(0));
         Ok(tokio::spawn(async move {

@@ -80,6 +80,24 @@ impl Replicator {
     }
 }
 
+impl Drop for Replicator {
+    /// A bench that fails midway must not leave its replicator writing to the
+    /// shared Redis (the next run would meet its positions).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A connection to `url` in the session `sql_mode` FDB's loaders use (zero
+/// dates allowed), as the bench plays the loader on MySQL's strict default too.
+pub async fn loader_connection(url: &str) -> Result<mysql_async::Conn, BoxError> {
+    let opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(url)?).setup(vec!["SET SESSION sql_mode = ''"]);
+    Ok(mysql_async::Conn::new(opts).await?)
+}
+
 /// A field of /proc/<pid>/status in kB.
 pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
