@@ -173,7 +173,9 @@ impl Burst<'_> {
                 let mut conn = crate::support::loader_connection(&url).await.map_err(|e| e.to_string())?;
                 for ndc in &mine {
                     conn.exec_drop("DELETE FROM rndc14 WHERE NDC = ?", (ndc,)).await.map_err(|e| e.to_string())?;
-                    conn.exec_drop("INSERT INTO rndc14 SELECT * FROM rndc14_storm WHERE NDC = ?", (ndc,)).await.map_err(|e| e.to_string())?;
+                    conn.exec_drop("INSERT INTO rndc14 SELECT * FROM rndc14_storm WHERE NDC = ?", (ndc,))
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 Ok::<usize, String>(mine.len() * 2)
             }));
