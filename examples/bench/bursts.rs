@@ -77,13 +77,13 @@ impl Burst<'_> {
         let before = Counters::read(self.metrics_port).await?;
         streamer.reset_peak();
         let t = Instant::now();
-        let statements: Vec<(String, String)> = (0..rounds)
+        let edits: Vec<Vec<(&'static str, Vec<String>)>> = (0..rounds)
             .flat_map(|round| {
-                let value = ["W", "X", "Y", "Z"][round % 4].to_owned();
-                drugs.iter().map(move |ndc| (value.clone(), ndc.clone()))
+                let value = ["W", "X", "Y", "Z"][round % 4];
+                drugs.iter().map(move |ndc| vec![("UPDATE rndc14 SET DEA = ? WHERE NDC = ?", vec![value.to_owned(), ndc.clone()])])
             })
             .collect();
-        let committed = self.commit_all("UPDATE rndc14 SET DEA = ? WHERE NDC = ?", statements).await?;
+        let committed = self.commit_units(edits).await?;
         wait_for_position(redis, conn, position_key, streamer).await?;
         let spent = Counters::read(self.metrics_port).await?.since(before);
         println!(
@@ -119,7 +119,16 @@ impl Burst<'_> {
         let before = Counters::read(self.metrics_port).await?;
         streamer.reset_peak();
         let t = Instant::now();
-        let committed = self.commit_pairs(&drugs).await?;
+        let pairs = drugs
+            .iter()
+            .map(|ndc| {
+                vec![
+                    ("DELETE FROM rndc14 WHERE NDC = ?", vec![ndc.clone()]),
+                    ("INSERT INTO rndc14 SELECT * FROM rndc14_storm WHERE NDC = ?", vec![ndc.clone()]),
+                ]
+            })
+            .collect();
+        let committed = self.commit_units(pairs).await?;
         wait_for_position(redis, conn, position_key, streamer).await?;
         let spent = Counters::read(self.metrics_port).await?.since(before);
         let rebuilt = spent.upserts + spent.deletes + spent.unchanged;
@@ -141,43 +150,22 @@ impl Burst<'_> {
         Ok(())
     }
 
-    /// Runs `statement` once per parameter pair, spread round-robin over
-    /// the clients in order; returns the commits made.
-    async fn commit_all(&self, statement: &'static str, params: Vec<(String, String)>) -> Result<usize, BoxError> {
+    /// Commits every unit (statements run in order, each its own commit),
+    /// units spread round-robin over the clients; returns the commits made.
+    async fn commit_units(&self, units: Vec<Vec<(&'static str, Vec<String>)>>) -> Result<usize, BoxError> {
         let mut tasks = Vec::new();
         for c in 0..self.clients {
             let url = self.mysql_url.clone();
-            let mine: Vec<(String, String)> = params.iter().skip(c).step_by(self.clients).cloned().collect();
+            let mine: Vec<_> = units.iter().skip(c).step_by(self.clients).cloned().collect();
             tasks.push(tokio::spawn(async move {
                 let mut conn = crate::support::loader_connection(&url).await.map_err(|e| e.to_string())?;
-                for p in &mine {
-                    conn.exec_drop(statement, p.clone()).await.map_err(|e| e.to_string())?;
+                let mut committed = 0;
+                for (statement, params) in mine.iter().flatten() {
+                    let params = mysql_async::Params::Positional(params.iter().map(|p| p.as_str().into()).collect());
+                    conn.exec_drop(*statement, params).await.map_err(|e| e.to_string())?;
+                    committed += 1;
                 }
-                Ok::<usize, String>(mine.len())
-            }));
-        }
-        let mut committed = 0;
-        for task in tasks {
-            committed += task.await??;
-        }
-        Ok(committed)
-    }
-
-    /// A DELETE and an INSERT ... SELECT from the storm's copy per drug.
-    async fn commit_pairs(&self, drugs: &[String]) -> Result<usize, BoxError> {
-        let mut tasks = Vec::new();
-        for c in 0..self.clients {
-            let url = self.mysql_url.clone();
-            let mine: Vec<String> = drugs.iter().skip(c).step_by(self.clients).cloned().collect();
-            tasks.push(tokio::spawn(async move {
-                let mut conn = crate::support::loader_connection(&url).await.map_err(|e| e.to_string())?;
-                for ndc in &mine {
-                    conn.exec_drop("DELETE FROM rndc14 WHERE NDC = ?", (ndc,)).await.map_err(|e| e.to_string())?;
-                    conn.exec_drop("INSERT INTO rndc14 SELECT * FROM rndc14_storm WHERE NDC = ?", (ndc,))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                Ok::<usize, String>(mine.len() * 2)
+                Ok::<usize, String>(committed)
             }));
         }
         let mut committed = 0;
