@@ -54,7 +54,7 @@ pub fn serve(listen: SocketAddr, stats: Arc<Stats>, bounds: Bounds, pricing: Pri
     let pricing_for_scrapes = pricing.clone();
     tokio::spawn(async move {
         loop {
-            publish(&publisher, &pricing);
+            publish(&publisher, &pricing, &bounds);
             tokio::select! {
                 _ = stop_publishing.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -120,7 +120,7 @@ async fn answer(
         "/readyz" => verdict(health::readiness(&observe(stats), bounds)),
         _ => {
             // A scrape reads the counters as they are now, not as the last second's publish left them.
-            publish(stats, pricing);
+            publish(stats, pricing, bounds);
             ("200 OK", "text/plain; version=0.0.4", handle.render())
         }
     };
@@ -204,6 +204,11 @@ fn describe() {
         "Embedding cost of this process so far, by model: input tokens x embed.price_per_1k_tokens"
     );
     describe_gauge!("drugsync_writer", "1 while this instance holds the writer lease, 0 while it stands by");
+    describe_gauge!("drugsync_ready", "1 while /readyz answers 200 (the writer is ready, or the standby can take over), 0 otherwise");
+    describe_gauge!(
+        "drugsync_quarantined_documents",
+        "Documents in the quarantine now, as the writer last read it from Redis (not in search until released)"
+    );
     describe_gauge!("drugsync_redis_may_evict", "1 while Redis's maxmemory-policy may evict drugsync's keys (redis.allow_eviction)");
     describe_gauge!("drugsync_redis_evicted_keys", "Keys Redis evicted since it started (INFO stats evicted_keys), as last read");
     describe_gauge!("drugsync_canary_enabled", "1 while the freshness canary writes heartbeats (canary.table)");
@@ -241,7 +246,7 @@ fn describe() {
     );
 }
 
-fn publish(stats: &Stats, pricing: &Pricing) {
+fn publish(stats: &Stats, pricing: &Pricing, bounds: &Bounds) {
     use std::sync::atomic::Ordering::Relaxed;
     for (name, value) in [
         ("drugsync_transactions_total", &stats.transactions),
@@ -271,6 +276,9 @@ fn publish(stats: &Stats, pricing: &Pricing) {
     metrics::gauge!("drugsync_vectors_owed").set(stats.owed_now.load(Relaxed) as f64);
     metrics::gauge!("drugsync_vectors_owed_max_age_seconds").set(stats.owed_max_age_secs.load(Relaxed) as f64);
     metrics::gauge!("drugsync_writer").set(stats.writer.load(Relaxed) as f64);
+    // What /readyz answers, for alerting on a writer not ready for minutes.
+    metrics::gauge!("drugsync_ready").set(if health::readiness(&observe(stats), bounds).ok { 1.0 } else { 0.0 });
+    metrics::gauge!("drugsync_quarantined_documents").set(stats.quarantined_now.load(Relaxed) as f64);
     metrics::gauge!("drugsync_redis_may_evict").set(stats.redis_may_evict.load(Relaxed) as f64);
     metrics::gauge!("drugsync_redis_evicted_keys").set(stats.redis_evicted_keys.load(Relaxed) as f64);
     metrics::gauge!("drugsync_index_percent_indexed").set(1.0 - stats.index_unscanned_permille.load(Relaxed) as f64 / 1000.0);

@@ -22,6 +22,8 @@ pub struct Stats {
     pub owed: AtomicU64,
     /// Vectors owed now (a gauge, read from Redis by the writer).
     pub owed_now: AtomicU64,
+    /// Documents in the quarantine now (a gauge, read from Redis by the writer).
+    pub quarantined_now: AtomicU64,
     /// Seconds the oldest owed vector has waited (a gauge).
     pub owed_max_age_secs: AtomicU64,
     /// Vectors reused from the cache instead of calling the embedder.

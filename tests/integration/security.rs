@@ -176,6 +176,9 @@ on_each_server! {
         assert!(value("drugsync_documents_upserted_total") >= 1.0, "{scrape}");
         assert!(value("drugsync_batches_total") >= 1.0);
         assert_eq!(value("drugsync_writer"), 1.0);
+        // What /readyz answers, and the quarantine's size (empty), for the alert rules.
+        assert_eq!(value("drugsync_ready"), 1.0, "{scrape}");
+        assert_eq!(value("drugsync_quarantined_documents"), 0.0, "{scrape}");
         // The local embedder reports no tokens: the cost gauge is there, at zero.
         assert_eq!(value("drugsync_embed_estimated_cost_usd"), 0.0);
         assert!(value("drugsync_replication_lag_seconds") < 600.0);

@@ -263,6 +263,11 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
                         Some(None) => {}
                     }
                     self.status.publish().await;
+                    // The quarantine's size for /metrics: one read a tick; a failure
+                    // here is the next tick's, and the checks above report Redis away.
+                    if let Ok(quarantined) = self.sink.quarantine_len().await {
+                        Stats::set(&self.stats.quarantined_now, quarantined);
+                    }
                     if memory.tick(self.sink, self.stats).await == memory_watch::MemoryVerdict::RepairEvictions {
                         tracing::warn!("Redis evicts no more: diffing the whole index with MySQL to rewrite what it evicted");
                         let evicted = Stats::get(&self.stats.redis_evicted_keys);

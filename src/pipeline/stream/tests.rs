@@ -209,3 +209,26 @@ async fn a_storm_arriving_back_to_back_is_gathered_for_up_to_the_batch_delay() {
     let second = seen[2] - 101;
     assert!((240..=260).contains(&second), "the second batch gathered about 250 ms of the storm: {second} transactions ({seen:?})");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_idle_tick_reads_the_quarantine_size_for_the_metrics() {
+    let rig = Rig::new(|c| c);
+    rig.streamed_up_to(100).await;
+    rig.sink().tamper(|c| {
+        for key in ["a", "b"] {
+            c.quarantine.insert(crate::document::DocumentKey(key.into()), "refused by the model".into());
+        }
+    });
+    let (_tx, mut rx) = mpsc::channel::<InFlight>(1);
+    let cancel = CancellationToken::new();
+    let syncer = rig.replicator.parts().syncer();
+    let streamer = rig.replicator.streamer(&syncer);
+    let stop = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        cancel.cancel();
+    };
+    let mut no_replay = None;
+    let (ended, ()) = tokio::join!(streamer.apply_loop(&mut rx, &cancel, at(100), 1000, &mut no_replay), stop);
+    assert!(matches!(ended.unwrap(), Ended::Stopped));
+    assert_eq!(Stats::get(&rig.replicator.parts().stats().quarantined_now), 2);
+}
