@@ -12,7 +12,7 @@
 # that tree's own dynamic loader (wrappers in $DRUGSYNC_ENV_DIR/bin): no chroot at
 # run time, so data directories can live anywhere.
 #
-#   tests/env/testenv.sh install   install what is missing (Debian packages, PyPI wheels, cargo-nextest)
+#   tests/env/testenv.sh install   install what is missing (Debian packages, PyPI wheels, cargo-nextest, promtool)
 #   tests/env/testenv.sh up        install, then start MariaDB, MySQL and Redis (idempotent)
 #   tests/env/testenv.sh down      stop what `up` started, nothing else
 #   tests/env/testenv.sh status    say what runs where
@@ -50,12 +50,16 @@ install_mariadb() {
         return
     fi
     log "installing MariaDB from Debian"
+    apt_install mariadb-server mariadb-client
+}
+
+# Installs Debian packages without starting their services: we run private servers.
+apt_install() {
     export DEBIAN_FRONTEND=noninteractive
-    # Keep the package's own service from starting: we run a private server.
     local policy=/usr/sbin/policy-rc.d created_policy=0
     if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; created_policy=1; fi
     apt-get update -qq
-    apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+    apt-get install -y -qq "$@" >/dev/null
     if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi
 }
 
@@ -124,7 +128,17 @@ install_nextest() {
     cargo install --locked cargo-nextest
 }
 
-do_install() { install_mariadb; install_mysql; install_redis; install_nextest; }
+# promtool, for the alert rules' tests (tests/integration/alerts.rs). The
+# package is large with its recommends and would start a Prometheus: neither.
+install_promtool() {
+    if command -v promtool >/dev/null; then
+        return
+    fi
+    log "installing promtool (Debian's prometheus package, without recommends)"
+    apt_install --no-install-recommends prometheus
+}
+
+do_install() { install_mariadb; install_mysql; install_redis; install_nextest; install_promtool; }
 
 mariadb_root() { mariadb --protocol=tcp -h 127.0.0.1 -P "$MARIADB_PORT" -uroot "$@"; }
 mysql_root() { mysql_root_on "$MYSQL_PORT" "$@"; }

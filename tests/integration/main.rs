@@ -9,6 +9,7 @@
 
 mod common;
 
+mod alerts;
 mod bad_input;
 mod bedrock;
 mod bedrock_pipeline;
