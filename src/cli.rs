@@ -134,6 +134,25 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+    /// Ask the live index a question, as drug search does (through the
+    /// alias): the query is embedded by the configured provider, and the
+    /// nearest documents come back nearest first. Only reads.
+    Search {
+        /// The question, e.g. "cholesterol lowering tablet".
+        query: String,
+        /// How many documents.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// A RediSearch filter the documents must match, e.g. '@is_generic:{true}'.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Index fields to show besides the drug name, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+        /// A table (people) or one JSON array (machines).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
     /// Inspect the checkpoint.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),

@@ -21,6 +21,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod pipeline;
 pub mod position;
+pub mod search;
 pub mod secrets;
 pub mod sink;
 pub mod source;

@@ -15,6 +15,7 @@ use drugsync::pipeline::reconcile::ReconcileReport;
 use drugsync::pipeline::replay::ReplayEstimate;
 use drugsync::pipeline::{Connected, Replicator};
 use drugsync::position::Position;
+use drugsync::search::Query;
 use drugsync::sink::RedisSink;
 use drugsync::status::StatusReport;
 
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Run) {
             Command::Run => run(config, replay_from).await,
             Command::Status { output } => status(config, output).await,
+            Command::Search { query, k, filter, fields, output } => search(config, Query { text: query, k, filter, fields }, output).await,
             Command::Checkpoint(CheckpointCommand::Show) => show_checkpoint(config).await,
             Command::Seed { ndcs, seed, yes_destroy_schema } => seed_schema(config, ndcs, seed, yes_destroy_schema).await,
         }
@@ -146,6 +148,12 @@ async fn price_replay(config: Config, from: &Position, output: OutputFormat) -> 
 async fn status(config: Config, output: OutputFormat) -> anyhow::Result<()> {
     let report = drugsync::status::gather(&config).await?;
     print_summary(&report, StatusReport::to_table, output)
+}
+
+async fn search(config: Config, query: Query, output: OutputFormat) -> anyhow::Result<()> {
+    let embedder = AnyEmbedder::from_config(&config.embed).await?;
+    let hits = drugsync::search::search(&config, &embedder, &query).await?;
+    print_summary(&hits, |hits| drugsync::search::to_table(hits, &query.fields), output)
 }
 
 async fn show_checkpoint(config: Config) -> anyhow::Result<()> {

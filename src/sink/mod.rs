@@ -9,6 +9,7 @@ pub mod error;
 pub mod fence;
 pub mod index;
 pub mod keys;
+pub mod knn;
 pub mod lease;
 pub mod memory;
 pub mod ops;

@@ -34,6 +34,7 @@ mod redis_errors;
 mod redis_state;
 mod replay;
 mod restart;
+mod search;
 mod security;
 mod sink_contract;
 mod stall;

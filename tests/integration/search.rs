@@ -1,0 +1,122 @@
+//! `drugsync search` against the live index on the real Redis, judged by the
+//! oracle's documents (their texts, fields and vectors computed by the test)
+//! and an exact nearest-neighbour search over them.
+
+use crate::common::{Flavour, TestEnv, local_embedder, on_each_server};
+use drugsync::embed::Embedder;
+use drugsync::search::{Query, SearchError, search};
+
+/// A streaming environment whose index is live and equal to the oracle.
+async fn live_env(flavour: Flavour, name: &str) -> (TestEnv, crate::common::Running) {
+    let env = TestEnv::new(flavour, name, 300).await;
+    let run = env.start().await;
+    env.wait_caught_up().await;
+    env.assert_matches_mysql().await;
+    (env, run)
+}
+
+fn query(text: &str, k: usize, filter: Option<&str>) -> Query {
+    Query { text: text.to_owned(), k, filter: filter.map(str::to_owned), fields: vec!["is_generic".into()] }
+}
+
+/// Cosine distance, as the index measures it.
+fn distance(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    1.0 - dot / (norm(a) * norm(b))
+}
+
+on_each_server! {
+    /// A document's own text finds it (or a document with the same text) at
+    /// distance 0, the hits come nearest first, and they are the exact
+    /// nearest neighbours by the oracle's vectors (ties aside).
+    async fn search_answers_nearest_first_and_agrees_with_an_exact_search(flavour) {
+        let (env, run) = live_env(flavour, "search_order").await;
+        let config = env.config();
+        let embedder = local_embedder(&config);
+        let expected = env.expected().await;
+        let (ndc, doc) = expected.iter().nth(7).unwrap();
+        let hits = search(&config, &embedder, &query(&doc.text, 10, None)).await.unwrap();
+        assert_eq!(hits.len(), 10);
+        assert!(hits.windows(2).all(|w| w[0].score <= w[1].score), "nearest first: {hits:?}");
+        assert!(hits[0].score.abs() < 1e-4, "its own text is at distance 0: {:?}", hits[0]);
+        assert_eq!(expected[&hits[0].key].text, doc.text, "the first hit has the query's text ({ndc})");
+        assert_eq!(hits[0].fields.get("drug_name"), expected[&hits[0].key].fields.get("drug_name"), "fields come with the hit");
+        // The exact 10th-nearest distance over the oracle's vectors bounds every hit.
+        let query_vector = embedder.embed(&doc.text).await.unwrap().vector;
+        let mut exact: Vec<f64> = expected.values().map(|d| distance(&query_vector, &d.vector)).collect();
+        exact.sort_by(f64::total_cmp);
+        for hit in &hits {
+            let d = distance(&query_vector, &expected[&hit.key].vector);
+            assert!((d - hit.score).abs() < 1e-4, "the score is the cosine distance: {hit:?} vs {d}");
+            assert!(d <= exact[9] + 1e-6, "{} is not among the exact 10 nearest", hit.key);
+        }
+        run.stop().await;
+    }
+}
+
+on_each_server! {
+    /// A filter narrows the answers to documents matching it, by the
+    /// oracle's fields; a filter no document matches answers nothing; a
+    /// filter RediSearch cannot parse is its error, naming the filter.
+    async fn search_applies_filters_and_names_a_bad_one(flavour) {
+        let (env, run) = live_env(flavour, "search_filter").await;
+        let config = env.config();
+        let embedder = local_embedder(&config);
+        let expected = env.expected().await;
+        let brands = expected.values().filter(|d| d.fields.get("is_generic").map(String::as_str) == Some("false")).count();
+        assert!(brands > 0 && brands < expected.len(), "the sample has both kinds");
+        let text = &expected.values().next().unwrap().text;
+        let hits = search(&config, &embedder, &query(text, 10, Some("@is_generic:{false}"))).await.unwrap();
+        assert_eq!(hits.len(), brands.min(10));
+        for hit in &hits {
+            assert_eq!(expected[&hit.key].fields["is_generic"], "false", "{hit:?}");
+            assert_eq!(hit.fields.get("is_generic").map(String::as_str), Some("false"));
+        }
+        let none = search(&config, &embedder, &query(text, 10, Some("@is_generic:{neither}"))).await.unwrap();
+        assert!(none.is_empty(), "{none:?}");
+        match search(&config, &embedder, &query(text, 10, Some("@is_generic:{false"))).await {
+            Err(SearchError::BadFilter { filter, message }) => {
+                assert_eq!(filter, "@is_generic:{false");
+                assert!(!message.is_empty());
+            }
+            other => panic!("a bad filter must be refused with RediSearch's message, got {other:?}"),
+        }
+        run.stop().await;
+    }
+}
+
+on_each_server! {
+    /// Searching with another embedder than the live version's is refused,
+    /// naming both versions and their dimensions; the binary prints JSON hits.
+    async fn search_refuses_another_embedder_and_the_binary_prints_json(flavour) {
+        let (env, run) = live_env(flavour, "search_refuse").await;
+        let config = env.config();
+        let other_text = env.config_text.replacen(
+            &format!("dimensions = {}", config.embed.dimensions),
+            &format!("dimensions = {}", config.embed.dimensions * 2),
+            1,
+        );
+        let other = crate::common::parse_config(&other_text);
+        let err = search(&other, &local_embedder(&other), &query("statin", 5, None)).await.unwrap_err();
+        let message = err.to_string();
+        let live = drugsync::sink::IndexVersion::of(&config).index;
+        let configured = drugsync::sink::IndexVersion::of(&other).index;
+        assert!(matches!(err, SearchError::EmbedderMismatch { .. }), "{message}");
+        assert!(message.contains(&live) && message.contains(&configured), "names both versions: {message}");
+        assert!(message.contains(&config.embed.dimensions.to_string()) && message.contains(&other.embed.dimensions.to_string()));
+
+        let output = env
+            .binary_command(&env.config_text, "search.log")
+            .args(["search", "cholesterol", "--k", "3", "--fields", "route,is_generic", "--output", "json"])
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", std::fs::read_to_string(env.log_path("search.log")).unwrap());
+        let hits: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let hits = hits.as_array().unwrap();
+        assert_eq!(hits.len(), 3);
+        assert!(hits.iter().all(|h| h["fields"]["drug_name"].is_string() && h["fields"]["is_generic"].is_string()), "{hits:?}");
+        run.stop().await;
+    }
+}
