@@ -99,7 +99,7 @@ pub async fn search<E: Embedder>(config: &Config, embedder: &E, query: &Query) -
         });
     }
     let (text, _) = crate::embed::cut::cut_to_limit(&query.text, embedder.max_input_chars());
-    let vector = embedder.embed(text).await?.vector;
+    let vector = embedder.embed_query(text).await?;
     let mut fields = vec!["drug_name".to_owned()];
     fields.extend(query.fields.iter().filter(|f| f.as_str() != "drug_name").cloned());
     let neighbours = match sink.nearest(&vector, query.k, query.filter.as_deref(), &fields).await {

@@ -54,4 +54,8 @@ impl Embedder for AnyEmbedder {
     async fn embed_batch(&self, texts: &[&str]) -> Result<Embedded, EmbedError> {
         on_each!(self, e => e.embed_batch(texts).await)
     }
+
+    async fn embed_query_batch(&self, texts: &[&str]) -> Result<Embedded, EmbedError> {
+        on_each!(self, e => e.embed_query_batch(texts).await)
+    }
 }

@@ -2,7 +2,8 @@
 //! embedding families it serves drugsync: Titan Text Embeddings V2 (one
 //! text per call; `inputText`, `dimensions`, `normalize`; the reply counts
 //! tokens) and Cohere Embed (up to 96 texts per call; `texts`,
-//! `input_type = search_document`, `truncate = END`; v4 also
+//! `input_type = search_document` for documents and `search_query` for
+//! `drugsync search`'s queries, `truncate = END`; v4 also
 //! `output_dimension`; the reply does not count tokens, so they are
 //! estimated). Cohere's vectors are normalised here when `embed.normalize`
 //! asks for it: Titan does that itself.
@@ -124,10 +125,22 @@ impl Embedder for BedrockEmbedder {
     }
 
     async fn embed_batch(&self, texts: &[&str]) -> Result<Embedded, EmbedError> {
+        self.invoke(texts, "search_document").await
+    }
+
+    /// Cohere embeds a query as `search_query`; Titan has no input types.
+    async fn embed_query_batch(&self, texts: &[&str]) -> Result<Embedded, EmbedError> {
+        self.invoke(texts, "search_query").await
+    }
+}
+
+impl BedrockEmbedder {
+    /// One InvokeModel call for `texts`; `input_type` is Cohere's (Titan ignores it).
+    async fn invoke(&self, texts: &[&str], input_type: &'static str) -> Result<Embedded, EmbedError> {
         let encoded = match self.family {
             ModelFamily::Cohere { v4 } => serde_json::to_vec(&CohereRequest {
                 texts,
-                input_type: "search_document",
+                input_type,
                 truncate: "END",
                 embedding_types: ["float"],
                 output_dimension: v4.then_some(self.space.dimensions),

@@ -47,9 +47,20 @@ impl<E: Embedder> Embedder for Guarded<E> {
     }
 
     async fn embed_batch(&self, texts: &[&str]) -> Result<Embedded, EmbedError> {
+        self.guard(texts, self.inner.embed_batch(texts)).await
+    }
+
+    async fn embed_query_batch(&self, texts: &[&str]) -> Result<Embedded, EmbedError> {
+        self.guard(texts, self.inner.embed_query_batch(texts)).await
+    }
+}
+
+impl<E: Embedder> Guarded<E> {
+    /// Runs `call` for `texts` within the quota, unless the breaker is open.
+    async fn guard(&self, texts: &[&str], call: impl Future<Output = Result<Embedded, EmbedError>>) -> Result<Embedded, EmbedError> {
         self.breaker.check()?;
         let admission = self.quota.admit(texts.iter().map(|t| Quota::estimate(t)).sum()).await;
-        let result = self.inner.embed_batch(texts).await;
+        let result = call.await;
         drop(admission);
         self.breaker.record(matches!(result, Err(EmbedError::Unavailable(_))));
         result

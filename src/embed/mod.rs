@@ -119,6 +119,28 @@ pub trait Embedder: Send + Sync + 'static {
     /// Embeds 1 to [`Self::max_batch`] texts, each within [`Self::max_input_chars`], in one call.
     fn embed_batch(&self, texts: &[&str]) -> impl Future<Output = Result<Embedded, EmbedError>> + Send;
 
+    /// Embeds 1 to [`Self::max_batch`] search queries in one call. Models that
+    /// embed a query differently from a document (Cohere's `search_query`)
+    /// say so here; the others embed it as a document.
+    fn embed_query_batch(&self, texts: &[&str]) -> impl Future<Output = Result<Embedded, EmbedError>> + Send {
+        self.embed_batch(texts)
+    }
+
+    /// Embeds one search query in one call, checked as every vector is
+    /// ([`check_vector`]): a query vector nothing could be near is refused.
+    fn embed_query(&self, text: &str) -> impl Future<Output = Result<Vec<f32>, EmbedError>> + Send {
+        async move {
+            let texts = [text];
+            let mut answer = self.embed_query_batch(&texts).await?;
+            let vector = answer.vectors.pop().filter(|_| answer.vectors.is_empty()).ok_or_else(|| {
+                EmbedError::Unavailable(format!("{} answered {} vectors for one query", self.space().model, answer.vectors.len() + 1))
+            })?;
+            check_vector(&vector, self.space().dimensions)
+                .map_err(|fault| EmbedError::BadResponse(format!("{} answered a query vector that {fault}", self.space().model)))?;
+            Ok(vector)
+        }
+    }
+
     /// Embeds one text in one call.
     fn embed(&self, text: &str) -> impl Future<Output = Result<Embedding, EmbedError>> + Send {
         async move {

@@ -132,6 +132,23 @@ async fn cohere_takes_96_search_documents_per_call_and_cuts_texts_at_2048_charac
     assert!(stats.tokens_estimated.load(Relaxed) > 0, "so the tokens are estimated");
 }
 
+/// `drugsync search` embeds its question as Cohere's `search_query`, the
+/// documents stay `search_document`; Titan has no input type.
+#[tokio::test]
+async fn a_search_query_is_embedded_as_cohere_search_query() {
+    let server = MockServer::start().await;
+    let seen = Seen::default();
+    Mock::given(method("POST")).respond_with(FakeCohere { dimensions: 1024, seen: seen.clone() }).mount(&server).await;
+    let config = embed_config(EmbedProvider::Bedrock, "cohere.embed-english-v3", 1024, &server.uri());
+    let embedder = BedrockEmbedder::from_sdk_config(&crate::common::aws_sdk_config(), &config);
+    let query = embedder.embed_query("cholesterol lowering tablet").await.unwrap();
+    assert_eq!(query, vector("cholesterol lowering tablet", 1024));
+    embedder.embed("ATORVASTATIN 10 MG TABLET").await.unwrap();
+    let bodies = seen.lock().unwrap().clone();
+    let kinds: Vec<&str> = bodies.iter().map(|b| b["input_type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["search_query", "search_document"]);
+}
+
 #[tokio::test]
 async fn a_cohere_call_refused_for_one_text_refuses_only_that_text_and_v4_is_asked_for_its_size() {
     let server = MockServer::start().await;
