@@ -137,9 +137,15 @@ pub enum Command {
     /// Ask the live index a question, as drug search does (through the
     /// alias): the query is embedded by the configured provider, and the
     /// nearest documents come back nearest first. Only reads.
+    #[command(group(ArgGroup::new("what").required(true).args(["query", "ndc"])))]
     Search {
         /// The question, e.g. "cholesterol lowering tablet".
-        query: String,
+        query: Option<String>,
+        /// Instead of a question, one document: what Redis holds for this key
+        /// (fields, hashes, vector, indexed or not, quarantined, owed) and
+        /// what the source builds for it now (its embedded text, in sync or not).
+        #[arg(long)]
+        ndc: Option<String>,
         /// How many documents.
         #[arg(long, default_value_t = 10)]
         k: usize,

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use drugsync::checkpoint::CheckpointStore;
 use drugsync::cli::{CheckpointCommand, Cli, Command, LogFormat, OutputFormat};
 use drugsync::config::{Config, redact_url};
-use drugsync::embed::AnyEmbedder;
+use drugsync::embed::{AnyEmbedder, Embedder};
 use drugsync::pipeline::reconcile::ReconcileReport;
 use drugsync::pipeline::replay::ReplayEstimate;
 use drugsync::pipeline::{Connected, Replicator};
@@ -45,7 +45,16 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Run) {
             Command::Run => run(config, replay_from).await,
             Command::Status { output } => status(config, output).await,
-            Command::Search { query, k, filter, fields, output } => search(config, Query { text: query, k, filter, fields }, output).await,
+            Command::Search { query, ndc, k, filter, fields, output } => match (query, ndc) {
+                (_, Some(ndc)) => {
+                    // The embedder's own space: the one the writer hashes texts in.
+                    let space = AnyEmbedder::from_config(&config.embed).await?.space().clone();
+                    let view = drugsync::search::document::inspect(&config, space, &ndc).await?;
+                    print_summary(&view, drugsync::search::document::DocumentView::to_table, output)
+                }
+                (Some(query), None) => search(config, Query { text: query, k, filter, fields }, output).await,
+                (None, None) => Err(anyhow::anyhow!("give a question to search for, or --ndc KEY for one document")),
+            },
             Command::Checkpoint(CheckpointCommand::Show) => show_checkpoint(config).await,
             Command::Seed { ndcs, seed, yes_destroy_schema } => seed_schema(config, ndcs, seed, yes_destroy_schema).await,
         }

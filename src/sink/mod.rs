@@ -8,6 +8,7 @@ pub mod contract;
 pub mod error;
 pub mod fence;
 pub mod index;
+pub mod inspect;
 pub mod keys;
 pub mod knn;
 pub mod lease;

@@ -120,3 +120,54 @@ on_each_server! {
         run.stop().await;
     }
 }
+
+on_each_server! {
+    /// `--ndc` shows one document's state as Redis holds it: a healthy one,
+    /// then one quarantined, one owed its vector and one RediSearch could
+    /// not index (each state set by the test through its own connection),
+    /// and what the source builds for it (its text, in sync or not).
+    async fn one_document_shows_indexed_quarantined_owed_and_unindexed(flavour) {
+        use drugsync::search::document::inspect;
+        let (env, run) = live_env(flavour, "search_ndc").await;
+        run.stop().await;
+        let config = env.config();
+        let space = local_embedder(&config).space().clone();
+        let expected = env.expected().await;
+        let ndcs: Vec<String> = expected.keys().take(4).cloned().collect();
+        let healthy = inspect(&config, space.clone(), &ndcs[0]).await.unwrap();
+        assert!(healthy.in_redis && healthy.indexed && healthy.source.present && healthy.source.in_sync, "{healthy:?}");
+        assert_eq!(healthy.source.text.as_deref(), Some(expected[&ndcs[0]].text.as_str()), "the embedded text, by the oracle");
+        assert_eq!(healthy.vector.as_ref().map(|v| v.dimensions), Some(config.embed.dimensions));
+        assert_eq!((healthy.quarantine.as_deref(), healthy.owed_since), (None, None));
+        assert_eq!(healthy.fields.get("drug_name"), expected[&ndcs[0]].fields.get("drug_name"));
+
+        let keys = drugsync::sink::keys::VersionKeys::of(&config.redis.state_prefix, &drugsync::sink::IndexVersion::of(&config).index);
+        let mut redis = env.redis.clone();
+        let entry = r#"{"reason":"refused by the model (test)"}"#;
+        let _: () = redis::cmd("HSET").arg(&keys.quarantine).arg(&ndcs[1]).arg(entry).query_async(&mut redis).await.unwrap();
+        let _: () = redis::cmd("ZADD").arg(&keys.pending).arg(1_700_000_000).arg(&ndcs[2]).query_async(&mut redis).await.unwrap();
+        let _: () = redis::cmd("HDEL").arg(format!("{}{}", env.prefix, ndcs[2])).arg(&config.index.vector_field).query_async(&mut redis).await.unwrap();
+        let _: () = redis::cmd("HSET").arg(format!("{}{}", env.prefix, ndcs[3])).arg("gcn_seqno").arg("N/A").query_async(&mut redis).await.unwrap();
+
+        let quarantined = inspect(&config, space.clone(), &ndcs[1]).await.unwrap();
+        assert_eq!(quarantined.quarantine.as_deref(), Some(entry), "{quarantined:?}");
+        let owed = inspect(&config, space.clone(), &ndcs[2]).await.unwrap();
+        assert_eq!((owed.owed_since, owed.vector.as_ref()), (Some(1_700_000_000), None), "{owed:?}");
+        let unindexed = inspect(&config, space.clone(), &ndcs[3]).await.unwrap();
+        assert!(unindexed.in_redis && !unindexed.indexed, "a hash RediSearch could not index: {unindexed:?}");
+        assert_eq!(unindexed.fields.get("gcn_seqno").map(String::as_str), Some("N/A"), "the stored value that made it so");
+
+        let absent = inspect(&config, space, "99999999999").await.unwrap();
+        assert!(!absent.in_redis && !absent.indexed && !absent.source.present && absent.source.in_sync, "{absent:?}");
+
+        let output = env
+            .binary_command(&env.config_text, "search-ndc.log")
+            .args(["search", "--ndc", &ndcs[1]])
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", std::fs::read_to_string(env.log_path("search-ndc.log")).unwrap());
+        let table = String::from_utf8_lossy(&output.stdout);
+        assert!(table.contains("refused by the model (test)") && table.contains("embedded text"), "{table}");
+    }
+}

@@ -5,7 +5,9 @@
 //! The query is embedded by the configured provider and refused when that
 //! is not the embedder the live version was built with (its vectors would be
 //! compared with another model's). It only reads: no writer lease, so it
-//! runs beside a writer and on a standby.
+//! runs beside a writer and on a standby. [`document`] shows one document.
+
+pub mod document;
 
 use std::collections::BTreeMap;
 
@@ -80,6 +82,9 @@ pub enum SearchError {
     /// The query could not be embedded.
     #[error("embedding the query failed: {0}")]
     Embed(#[from] EmbedError),
+    /// The source could not rebuild the document (`--ndc`).
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
 }
 
 /// Runs `query` against the live index of `config`'s alias, embedded by `embedder`.
