@@ -285,6 +285,21 @@ case "${1:-}" in
         log "loading $NDCS sample NDCs into schema fdb (drops it first)"
         cargo run --quiet -- --log-format text seed --ndcs "$NDCS" --yes-destroy-schema
         log "running drugsync (Ctrl-C stops it cleanly)"
-        exec cargo run --quiet -- --log-format text run ;;
+        bin="${CARGO_TARGET_DIR:-target}/debug/drugsync"
+        "$bin" --log-format text run &
+        pid=$!
+        trap 'kill -TERM "$pid" 2>/dev/null' INT TERM
+        # Once the initial load is live (a search answers), say how to ask the index.
+        for _ in $(seq 1 600); do
+            if "$bin" --log-format json search "cholesterol" --k 1 >/dev/null 2>&1; then
+                log "streaming. In another shell, ask the index what drug search would get:"
+                log "  cargo run -- search \"cholesterol lowering tablet\" --k 5 --fields strength,therapeutic_class"
+                break
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 1
+        done
+        # A signal interrupts wait: wait again until drugsync has stopped cleanly.
+        while kill -0 "$pid" 2>/dev/null; do wait "$pid" || true; done ;;
     *) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2 ;;
 esac

@@ -228,18 +228,28 @@ fn sigterm(child: &std::process::Child) {
 }
 
 /// `GET /metrics`, retried until a publication (once a second) shows a batch.
+/// The metrics once a batch was counted and the writer reports itself
+/// ready (`drugsync_ready 1`, what `/readyz` answers): a gauge that never
+/// turns 1 fails here, with the last scrape and `/readyz`'s reasons.
 async fn scrape_metrics(port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    for _ in 0..50 {
-        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await.unwrap();
-            let mut body = String::new();
-            stream.read_to_string(&mut body).await.unwrap();
-            if body.lines().any(|l| l.starts_with("drugsync_batches_total ") && !l.ends_with(" 0")) {
-                return body;
-            }
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = http_get(port, "/metrics").await.unwrap_or_default();
+        let counted = last.lines().any(|l| l.starts_with("drugsync_batches_total ") && !l.ends_with(" 0"));
+        if counted && last.lines().any(|l| l == "drugsync_ready 1") {
+            return last;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    panic!("no metrics on port {port}");
+    let ready = http_get(port, "/readyz").await.unwrap_or_default();
+    panic!("no ready writer's metrics on port {port} within 20 s; /readyz: {ready}\nlast scrape:\n{last}");
+}
+
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.ok()?;
+    Some(body)
 }
