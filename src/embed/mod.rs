@@ -130,11 +130,7 @@ pub trait Embedder: Send + Sync + 'static {
     /// ([`check_vector`]): a query vector nothing could be near is refused.
     fn embed_query(&self, text: &str) -> impl Future<Output = Result<Vec<f32>, EmbedError>> + Send {
         async move {
-            let texts = [text];
-            let mut answer = self.embed_query_batch(&texts).await?;
-            let vector = answer.vectors.pop().filter(|_| answer.vectors.is_empty()).ok_or_else(|| {
-                EmbedError::Unavailable(format!("{} answered {} vectors for one query", self.space().model, answer.vectors.len() + 1))
-            })?;
+            let (vector, _) = only_vector(self.embed_query_batch(&[text]).await?, &self.space().model)?;
             check_vector(&vector, self.space().dimensions)
                 .map_err(|fault| EmbedError::BadResponse(format!("{} answered a query vector that {fault}", self.space().model)))?;
             Ok(vector)
@@ -144,12 +140,19 @@ pub trait Embedder: Send + Sync + 'static {
     /// Embeds one text in one call.
     fn embed(&self, text: &str) -> impl Future<Output = Result<Embedding, EmbedError>> + Send {
         async move {
-            let texts = [text];
-            let mut answer = self.embed_batch(&texts).await?;
-            let vector = answer.vectors.pop().filter(|_| answer.vectors.is_empty()).ok_or_else(|| {
-                EmbedError::Unavailable(format!("{} answered {} vectors for one text", self.space().model, answer.vectors.len() + 1))
-            })?;
-            Ok(Embedding { vector, tokens: answer.tokens.unwrap_or(0) })
+            let (vector, tokens) = only_vector(self.embed_batch(&[text]).await?, &self.space().model)?;
+            Ok(Embedding { vector, tokens: tokens.unwrap_or(0) })
+        }
+    }
+}
+
+/// The one vector of an answer to a call that carried one text, with the
+/// tokens counted; any other number of vectors is the service's hiccup.
+fn only_vector(mut answer: Embedded, model: &str) -> Result<(Vec<f32>, Option<u64>), EmbedError> {
+    match (answer.vectors.pop(), answer.vectors.len()) {
+        (Some(vector), 0) => Ok((vector, answer.tokens)),
+        (popped, rest) => {
+            Err(EmbedError::Unavailable(format!("{model} answered {} vectors for one text", rest + usize::from(popped.is_some()))))
         }
     }
 }
