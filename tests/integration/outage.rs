@@ -48,6 +48,12 @@ on_each_server! {
         assert_ne!(through_proxy, env.config_text);
         let run = env.start_with(&through_proxy).await;
         env.wait_caught_up().await;
+        // Mid-stream: the binlog stream is up (it has delivered an event or a
+        // heartbeat) before the network fails, not still being set up.
+        crate::common::eventually(Duration::from_secs(30), Duration::from_millis(50), "the binlog stream delivered", async || {
+            run.stats.source_seen.age().map(|_| ()).ok_or_else(|| "nothing from the stream yet".to_owned())
+        })
+        .await;
         // Every change below rewrites its documents; one applied again would
         // find them equal and count as unchanged.
         let unchanged = Stats::get(&run.stats.unchanged);
