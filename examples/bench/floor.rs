@@ -46,7 +46,7 @@ pub async fn read_corpus(redis: &mut redis::aio::MultiplexedConnection, prefix: 
         let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = pipe.query_async(redis).await?;
         for (key, hash) in keys.into_iter().zip(hashes) {
             let Some((_, blob)) = hash.iter().find(|(f, _)| f == vector_field.as_bytes()) else { continue };
-            let vector: Vec<f32> = blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let Some(vector) = drugsync::embed::vector_from_bytes(blob) else { continue };
             let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
             let id = key.trim_start_matches(prefix).to_owned();
             corpus.by_id.insert(id.clone(), corpus.ids.len());
@@ -183,7 +183,7 @@ pub async fn recall_at_10(
         let mut distances: Vec<f32> = (0..corpus.ids.len()).map(distance).collect();
         let (_, tenth, _) = distances.select_nth_unstable_by(K - 1, f32::total_cmp);
         let tenth = *tenth;
-        let blob = if float16 { to_float16(query) } else { query.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let blob = if float16 { to_float16(query) } else { drugsync::embed::vector_to_bytes(query) };
         let reply: Vec<Value> = redis::cmd("FT.SEARCH")
             .arg(name)
             .arg(format!("*=>[KNN {K} @{vector_field} $v EF_RUNTIME {ef_runtime} AS knn_score]"))

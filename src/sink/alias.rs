@@ -32,11 +32,7 @@ impl RedisSink {
                 tracing::info!(index = %want.name, prefix = %want.prefix, dimensions = want.dimensions, "created index version");
             }
         }
-        // FT.INFO on an alias describes the index it points at.
-        let current = self
-            .index_info(&self.version.alias)
-            .await?
-            .map(|info| info_text(&info, "index_name").unwrap_or_else(|| self.version.alias.clone()));
+        let current = self.live_index().await?.map(|live| live.name);
         Ok(match current {
             Some(name) if name == self.version.index => super::AliasState::Current,
             old => {

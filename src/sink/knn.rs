@@ -35,6 +35,7 @@ const DISTANCE: &str = "__knn_distance";
 impl RedisSink {
     /// The index the alias serves now (`None`: nothing answers behind it).
     pub async fn live_index(&self) -> Result<Option<LiveIndex>, SinkError> {
+        // FT.INFO on an alias describes the index it points at.
         let alias = &self.version().alias;
         let Some(info) = self.index_info(alias).await? else { return Ok(None) };
         let name = info_text(&info, "index_name").unwrap_or_else(|| alias.clone());
@@ -47,7 +48,7 @@ impl RedisSink {
     /// all), with `fields`. A filter RediSearch cannot parse comes back as
     /// [`SinkError::Command`] carrying its message.
     pub async fn nearest(&self, vector: &[f32], k: usize, filter: Option<&str>, fields: &[String]) -> Result<Vec<Neighbour>, SinkError> {
-        let blob: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let blob = crate::embed::vector_to_bytes(vector);
         let prefilter = filter.map_or_else(|| "*".to_owned(), |f| format!("({f})"));
         let mut cmd = redis::cmd("FT.SEARCH");
         cmd.arg(&self.version().alias)
