@@ -213,7 +213,7 @@ on_each_server! {
     /// over the whole key space and over many pages (the scan walks the shared
     /// test Redis, 1,000 keys a call), every one found, counted and removed.
     async fn orphans_spread_over_many_scan_pages_are_all_found_and_removed(flavour) {
-        let env = TestEnv::new(flavour, "orphanpages", 3000).await;
+        let env = TestEnv::new(flavour, "orphanpages", 3300).await;
         let run = env.start().await;
         env.wait_caught_up().await;
         run.stop().await;
