@@ -15,6 +15,9 @@ pub enum EmbedProvider {
     /// An OpenAI-compatible `/v1/embeddings` endpoint (text-embeddings-inference,
     /// vLLM, Ollama, a gateway) at `embed.endpoint_url`.
     Openai,
+    /// A sentence-transformers BERT model run inside drugsync (candle), from
+    /// the directory `embed.model_path`: semantic vectors with no network.
+    Model,
 }
 
 /// The request and reply shapes a model speaks, from provider and model id.
@@ -31,6 +34,8 @@ pub enum ModelFamily {
     },
     /// OpenAI-compatible `/v1/embeddings`: a list of inputs per call.
     OpenAi,
+    /// The embedded model: a batch per forward pass, cut in tokens.
+    Model,
 }
 
 impl ModelFamily {
@@ -42,6 +47,7 @@ impl ModelFamily {
         match provider {
             EmbedProvider::Local => Some(Self::Local),
             EmbedProvider::Openai => Some(Self::OpenAi),
+            EmbedProvider::Model => Some(Self::Model),
             EmbedProvider::Bedrock if model_id.contains("cohere.embed-") => Some(Self::Cohere { v4: model_id.contains("cohere.embed-v4") }),
             EmbedProvider::Bedrock if model_id.contains("amazon.titan-embed-text-v2") => Some(Self::Titan),
             EmbedProvider::Bedrock => None,
@@ -54,6 +60,7 @@ impl ModelFamily {
             Self::Local | Self::Titan => 1,
             Self::Cohere { .. } => 96,
             Self::OpenAi => 2048,
+            Self::Model => 64,
         }
     }
 
@@ -61,6 +68,8 @@ impl ModelFamily {
     pub fn default_batch(self) -> usize {
         match self {
             Self::OpenAi => 32,
+            // Texts of a forward pass are padded to the longest: small batches waste less.
+            Self::Model => 16,
             other => other.max_batch(),
         }
     }
@@ -68,9 +77,12 @@ impl ModelFamily {
     /// Default longest text in characters (`embed.max_input_chars`): Titan
     /// V2 takes 50,000 characters, Cohere on Bedrock 2,048; for a self-hosted
     /// model 8,192 is a guess below common context sizes (512 tokens of
-    /// text-embeddings-inference's defaults is about 2,000: set it).
+    /// text-embeddings-inference's defaults is about 2,000: set it). The
+    /// embedded model cuts in tokens instead (its `max_seq_length`), so it
+    /// takes any length of characters.
     pub fn default_max_input_chars(self) -> usize {
         match self {
+            Self::Model => usize::MAX,
             Self::Local | Self::Titan => 50_000,
             Self::Cohere { .. } => 2_048,
             Self::OpenAi => 8_192,
@@ -83,7 +95,7 @@ impl ModelFamily {
         match self {
             Self::Titan => 0.00002,
             Self::Cohere { .. } => 0.0001,
-            Self::Local | Self::OpenAi => 0.0,
+            Self::Local | Self::OpenAi | Self::Model => 0.0,
         }
     }
 }
@@ -93,10 +105,12 @@ impl ModelFamily {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedConfig {
-    /// `local` (default, offline), `bedrock` or `openai`.
+    /// `local` (default, offline), `bedrock`, `openai` or `model`.
     pub provider: EmbedProvider,
-    /// Model id: a Bedrock model (Titan V2, Cohere Embed) or the model an
-    /// OpenAI-compatible server serves.
+    /// Model id: a Bedrock model (Titan V2, Cohere Embed), the model an
+    /// OpenAI-compatible server serves, or the name of the embedded model
+    /// (`sentence-transformers/all-MiniLM-L6-v2`). Part of every text hash:
+    /// new weights under the same name need a new `template_version`.
     #[serde(default = "default_model_id")]
     pub model_id: String,
     /// Vector dimensions: 1024, 512 or 256 for Titan V2.
@@ -116,6 +130,13 @@ pub struct EmbedConfig {
     /// environment (`DRUGSYNC_EMBED_API_KEY`), never the file.
     #[serde(skip)]
     pub api_key: Option<Secret>,
+    /// The embedded model's directory (`embed.provider = "model"`): a
+    /// sentence-transformers export with `model.safetensors`,
+    /// `tokenizer.json`, `config.json`, `sentence_bert_config.json` and
+    /// `1_Pooling/config.json`. Relative to the working directory.
+    /// `DRUGSYNC_EMBED_MODEL_PATH`.
+    #[serde(default)]
+    pub model_path: Option<std::path::PathBuf>,
     /// Texts per call: Cohere up to 96 (default 96), OpenAI-compatible
     /// default 32; Titan takes one.
     #[serde(default)]
@@ -249,6 +270,21 @@ impl Config {
             }
             ModelFamily::OpenAi if e.model_id.is_empty() || e.model_id == default_model_id() => {
                 return Err(invalid("embed.model_id", "name the model the OpenAI-compatible server serves (e.g. BAAI/bge-small-en-v1.5)"));
+            }
+            ModelFamily::Model if e.model_path.is_none() => {
+                return Err(invalid(
+                    "embed.model_path",
+                    "the model provider needs the model's directory (tests/env/testenv.sh model installs all-MiniLM-L6-v2 in .testenv/models/all-MiniLM-L6-v2), in the file or DRUGSYNC_EMBED_MODEL_PATH",
+                ));
+            }
+            ModelFamily::Model if e.model_id.is_empty() || e.model_id == default_model_id() => {
+                return Err(invalid("embed.model_id", "name the embedded model (e.g. sentence-transformers/all-MiniLM-L6-v2)"));
+            }
+            ModelFamily::Model if e.max_input_chars.is_some() => {
+                return Err(invalid(
+                    "embed.max_input_chars",
+                    "the embedded model cuts texts at its max_seq_length in tokens (sentence_bert_config.json): remove this setting",
+                ));
             }
             _ => {}
         }

@@ -13,6 +13,7 @@ pub use plaintext::plaintext_warnings;
 
 mod canary;
 mod embed;
+mod extends;
 mod index;
 mod mapping;
 mod pipeline;
@@ -112,9 +113,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads `path`, applies environment overrides and validates everything.
+    /// Reads `path` (with the file it `extends`, see [`extends`]), applies
+    /// environment overrides and validates everything.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = extends::resolved_text(path)?;
         Self::from_toml(&text, path, |name| std::env::var(name).ok())
     }
 
@@ -149,6 +151,9 @@ impl Config {
         // DRUGSYNC_BEDROCK_ENDPOINT_URL is the older name, still honoured.
         if let Some(url) = get("DRUGSYNC_EMBED_ENDPOINT_URL").or_else(|| get("DRUGSYNC_BEDROCK_ENDPOINT_URL")) {
             self.embed.endpoint_url = Some(url);
+        }
+        if let Some(path) = get("DRUGSYNC_EMBED_MODEL_PATH") {
+            self.embed.model_path = Some(PathBuf::from(path));
         }
         if let Some(key) = get("DRUGSYNC_EMBED_API_KEY") {
             self.embed.api_key = Some(Secret::new(key));
@@ -400,6 +405,12 @@ mod tests {
             (
                 "provider = \"openai\"\nmodel_id = \"amazon.titan-embed-text-v2:0\"\nendpoint_url = \"http://tei:8080\"\ndimensions = 384",
                 "embed.model_id",
+            ),
+            ("provider = \"model\"\nmodel_id = \"minilm\"\ndimensions = 384", "embed.model_path"),
+            ("provider = \"model\"\nmodel_path = \"m\"\ndimensions = 384", "embed.model_id"),
+            (
+                "provider = \"model\"\nmodel_id = \"minilm\"\nmodel_path = \"m\"\ndimensions = 384\nmax_input_chars = 900",
+                "embed.max_input_chars",
             ),
         ];
         for (embed, field) in cases {

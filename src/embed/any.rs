@@ -2,7 +2,7 @@
 //! dispatching to the provider `embed.provider` names.
 
 use super::guarded::Guarded;
-use super::{BedrockEmbedder, EmbedError, Embedded, Embedder, LocalEmbedder, OpenAiEmbedder};
+use super::{BedrockEmbedder, EmbedError, Embedded, Embedder, LocalEmbedder, ModelEmbedder, OpenAiEmbedder};
 use crate::config::{EmbedConfig, EmbedProvider};
 use crate::document::EmbeddingSpace;
 
@@ -14,15 +14,19 @@ pub enum AnyEmbedder {
     Bedrock(Guarded<BedrockEmbedder>),
     /// An OpenAI-compatible server, paced and guarded the same way.
     OpenAi(Guarded<OpenAiEmbedder>),
+    /// The semantic model run inside drugsync (no quota to pace, no service to break).
+    Model(ModelEmbedder),
 }
 
 impl AnyEmbedder {
-    /// Builds the configured embedder (Bedrock loads the default AWS credential chain).
+    /// Builds the configured embedder (Bedrock loads the default AWS
+    /// credential chain; the embedded model is read and checked from disk).
     pub async fn from_config(config: &EmbedConfig) -> Result<Self, EmbedError> {
         Ok(match config.provider {
             EmbedProvider::Local => AnyEmbedder::Local(LocalEmbedder::new(config.dimensions, config.template_version)),
             EmbedProvider::Bedrock => AnyEmbedder::Bedrock(Guarded::from_config(BedrockEmbedder::from_default_chain(config).await, config)),
             EmbedProvider::Openai => AnyEmbedder::OpenAi(Guarded::from_config(OpenAiEmbedder::from_config(config)?, config)),
+            EmbedProvider::Model => AnyEmbedder::Model(ModelEmbedder::from_config(config)?),
         })
     }
 }
@@ -34,6 +38,7 @@ macro_rules! on_each {
             AnyEmbedder::Local($e) => $call,
             AnyEmbedder::Bedrock($e) => $call,
             AnyEmbedder::OpenAi($e) => $call,
+            AnyEmbedder::Model($e) => $call,
         }
     };
 }

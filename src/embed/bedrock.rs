@@ -175,11 +175,11 @@ impl BedrockEmbedder {
                 if self.space.normalize {
                     vectors.iter_mut().for_each(|v| super::normalise(v));
                 }
-                Ok(Embedded { vectors, tokens: None })
+                Ok(Embedded { vectors, tokens: None, cut: 0 })
             }
             _ => {
                 let response: TitanResponse = serde_json::from_slice(output.body().as_ref()).map_err(garbled)?;
-                Ok(Embedded { vectors: vec![response.embedding], tokens: response.input_text_token_count })
+                Ok(Embedded { vectors: vec![response.embedding], tokens: response.input_text_token_count, cut: 0 })
             }
         }
     }

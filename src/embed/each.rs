@@ -127,6 +127,10 @@ async fn call<E: Embedder>(embedder: &E, texts: &[&str], stats: &EmbedStats) -> 
     stats.calls.fetch_add(1, Ordering::Relaxed);
     stats.texts.fetch_add(texts.len() as u64, Ordering::Relaxed);
     let answer = embedder.embed_batch(texts).await?;
+    if answer.cut > 0 {
+        stats.texts_cut.fetch_add(answer.cut, Ordering::Relaxed);
+        tracing::warn!(texts = answer.cut, model = %embedder.space().model, "embedding texts cut to the model's input limit in tokens");
+    }
     match answer.tokens {
         Some(tokens) => stats.tokens.fetch_add(tokens, Ordering::Relaxed),
         None => stats.tokens_estimated.fetch_add(texts.iter().map(|t| estimated_tokens(t)).sum(), Ordering::Relaxed),
@@ -203,7 +207,7 @@ mod tests {
             if texts.iter().any(|t| t.contains("BAD")) {
                 return Err(EmbedError::TextRejected("contains BAD".into()));
             }
-            Ok(Embedded { vectors: texts.iter().map(|t| vec![t.len() as f32, 1.0]).collect(), tokens: None })
+            Ok(Embedded { vectors: texts.iter().map(|t| vec![t.len() as f32, 1.0]).collect(), tokens: None, cut: 0 })
         }
     }
 

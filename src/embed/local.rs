@@ -61,7 +61,7 @@ impl Embedder for LocalEmbedder {
     }
 
     async fn embed_batch(&self, texts: &[&str]) -> Result<Embedded, EmbedError> {
-        Ok(Embedded { vectors: texts.iter().map(|text| self.vector(text)).collect(), tokens: Some(0) })
+        Ok(Embedded { vectors: texts.iter().map(|text| self.vector(text)).collect(), tokens: Some(0), cut: 0 })
     }
 }
 

@@ -14,6 +14,7 @@ pub mod cut;
 pub mod each;
 pub mod guarded;
 pub mod local;
+pub mod model;
 pub mod openai;
 pub mod pricing;
 pub mod quota;
@@ -29,6 +30,7 @@ pub use any::AnyEmbedder;
 pub use bedrock::BedrockEmbedder;
 pub use each::{Outcome, embed_distinct, embed_each};
 pub use local::LocalEmbedder;
+pub use model::ModelEmbedder;
 pub use openai::OpenAiEmbedder;
 pub use pricing::Pricing;
 
@@ -59,6 +61,9 @@ pub struct Embedded {
     /// Input tokens the service reported for the call; `None` when it does
     /// not say (Cohere on Bedrock), and the tokens are then estimated.
     pub tokens: Option<u64>,
+    /// Texts the model cut to its own input limit, counted in tokens (the
+    /// embedded model); models cut in characters before the call say 0.
+    pub cut: u64,
 }
 
 /// Why a text could not be embedded.
@@ -84,13 +89,19 @@ pub enum EmbedError {
     /// text instead of stopping.
     #[error("the embedding service refused this text: {0}")]
     TextRejected(String),
+    /// The embedded model's files are missing, unreadable, or do not fit the
+    /// configuration; the message names the path and the way to install it.
+    #[error("the embedded model cannot be used: {0}")]
+    Model(#[from] model::ModelDirError),
 }
 
 impl Classify for EmbedError {
     fn class(&self) -> ErrorClass {
         match self {
             EmbedError::Unavailable(_) => ErrorClass::Transient,
-            EmbedError::Rejected { .. } | EmbedError::BadResponse(_) | EmbedError::TextRejected(_) => ErrorClass::Definite,
+            EmbedError::Rejected { .. } | EmbedError::BadResponse(_) | EmbedError::TextRejected(_) | EmbedError::Model(_) => {
+                ErrorClass::Definite
+            }
         }
     }
 }

@@ -136,7 +136,7 @@ impl OpenAiEmbedder {
         if self.space.normalize {
             vectors.iter_mut().for_each(|v| super::normalise(v));
         }
-        Ok(Embedded { vectors, tokens: response.usage.and_then(|u| u.prompt_tokens) })
+        Ok(Embedded { vectors, tokens: response.usage.and_then(|u| u.prompt_tokens), cut: 0 })
     }
 }
 

