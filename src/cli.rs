@@ -155,6 +155,11 @@ pub enum Command {
         /// Index fields to show besides the drug name, comma-separated.
         #[arg(long, value_delimiter = ',')]
         fields: Vec<String>,
+        /// One hit per embedded text (its nearest document): the package
+        /// sizes and labelers of one product share a text and would
+        /// otherwise fill the k places.
+        #[arg(long)]
+        distinct: bool,
         /// A table (people) or one JSON array (machines).
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,

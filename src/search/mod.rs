@@ -28,7 +28,19 @@ pub struct Query {
     pub filter: Option<String>,
     /// Fields to show besides the drug name.
     pub fields: Vec<String>,
+    /// One hit per embedded text, its nearest document ([`DISTINCT_LOOKAHEAD`]).
+    pub distinct: bool,
 }
+
+/// With [`Query::distinct`], how many neighbours per place are looked at:
+/// package sizes and labelers of one product share its text (a product has
+/// up to 8 NDCs in the sample data, more in FDB), so k places need more
+/// than k neighbours. Fewer than k hits come back when the k * 20 nearest
+/// hold fewer than k texts.
+pub const DISTINCT_LOOKAHEAD: usize = 20;
+
+/// The most neighbours one search asks RediSearch for.
+const MAX_NEIGHBOURS: usize = 2_000;
 
 /// One answer, nearest first.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -107,17 +119,32 @@ pub async fn search<E: Embedder>(config: &Config, embedder: &E, query: &Query) -
     let vector = embedder.embed_query(text).await?;
     let mut fields = vec!["drug_name".to_owned()];
     fields.extend(query.fields.iter().filter(|f| f.as_str() != "drug_name").cloned());
-    let neighbours = match sink.nearest(&vector, query.k, query.filter.as_deref(), &fields).await {
+    let asked = if query.distinct { (query.k * DISTINCT_LOOKAHEAD).min(MAX_NEIGHBOURS) } else { query.k };
+    if query.distinct {
+        fields.push(TEXT_HASH.to_owned());
+    }
+    let neighbours = match sink.nearest(&vector, asked, query.filter.as_deref(), &fields).await {
         Err(SinkError::Command { message, .. }) if query.filter.is_some() => {
             return Err(SearchError::BadFilter { filter: query.filter.clone().unwrap_or_default(), message });
         }
         other => other?,
     };
+    let mut seen = std::collections::HashSet::new();
     Ok(neighbours
         .into_iter()
-        .map(|n| Hit { key: n.key.strip_prefix(&version.prefix).unwrap_or(&n.key).to_owned(), score: n.distance, fields: n.fields })
+        .filter(|n| !query.distinct || seen.insert(n.fields.get(TEXT_HASH).cloned()))
+        .take(query.k)
+        .map(|mut n| {
+            if !query.fields.iter().any(|f| f == TEXT_HASH) {
+                n.fields.remove(TEXT_HASH);
+            }
+            Hit { key: n.key.strip_prefix(&version.prefix).unwrap_or(&n.key).to_owned(), score: n.distance, fields: n.fields }
+        })
         .collect())
 }
+
+/// The stored field that tells documents of the same embedded text.
+const TEXT_HASH: &str = "text_hash";
 
 /// The hits as an aligned table: rank, key, score, then each field.
 pub fn to_table(hits: &[Hit], fields: &[String]) -> String {

@@ -36,6 +36,7 @@ mod redis_state;
 mod replay;
 mod restart;
 mod search;
+mod search_quality;
 mod security;
 mod sink_contract;
 mod stall;
