@@ -62,6 +62,9 @@ pub struct StatusReport {
     pub documents: u64,
     /// Documents in the quarantine.
     pub quarantined: u64,
+    /// Every quarantined document with its reason, by key (the table shows
+    /// the first [`QUARANTINE_SHOWN`]).
+    pub quarantine: Vec<QuarantineEntry>,
     /// Keys a reconcile handed to the writer, not yet rebuilt.
     pub pending_repairs: usize,
     /// Documents written without their vector, waiting for it (see `sink::pending`).
@@ -79,6 +82,41 @@ pub struct StatusReport {
     /// How Redis keeps its data across a restart (rdb, aof, none, declared).
     pub redis_persistence: String,
 }
+
+/// One quarantined document, as `sink::quarantine` records it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QuarantineEntry {
+    /// The document key.
+    pub key: String,
+    /// Why it is there (the source's or the embedding service's refusal).
+    pub reason: String,
+    /// Since when (Unix seconds; 0 when the entry does not say).
+    pub since: u64,
+    /// The position of the batch that quarantined it.
+    pub position: Option<String>,
+}
+
+impl QuarantineEntry {
+    /// Reads a stored entry (JSON: reason, since, position); an entry that
+    /// is not that JSON is shown whole as the reason, never dropped.
+    pub fn parse(key: String, stored: &str) -> Self {
+        #[derive(Deserialize)]
+        struct Stored {
+            reason: String,
+            #[serde(default)]
+            since: u64,
+            #[serde(default)]
+            position: Option<String>,
+        }
+        match serde_json::from_str::<Stored>(stored) {
+            Ok(s) => Self { key, reason: s.reason, since: s.since, position: s.position },
+            Err(_) => Self { key, reason: stored.to_owned(), since: 0, position: None },
+        }
+    }
+}
+
+/// Quarantined documents the table lists; `--output json` lists all.
+pub const QUARANTINE_SHOWN: usize = 10;
 
 /// The source's side of the status.
 #[derive(Debug, Clone, Serialize)]
@@ -110,6 +148,9 @@ pub async fn gather(config: &Config) -> Result<StatusReport, StatusError> {
     let now = unix_ms() / 1000;
     let last_commit = record.as_ref().map(|r| r.last_commit).filter(|c| *c > 0);
     let owed = sink.owed().await?;
+    let mut quarantine: Vec<QuarantineEntry> =
+        sink.quarantine().await?.into_iter().map(|(key, stored)| QuarantineEntry::parse(key.0, &stored)).collect();
+    quarantine.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(StatusReport {
         index: config.index.name.clone(),
         version: sink.version().index.clone(),
@@ -122,7 +163,8 @@ pub async fn gather(config: &Config) -> Result<StatusReport, StatusError> {
         lag_ms: record.as_ref().map(|r| r.lag_ms),
         status_age_secs: record.as_ref().map(|r| now.saturating_sub(r.written_at)),
         documents: sink.document_count().await?,
-        quarantined: sink.quarantine_len().await?,
+        quarantined: quarantine.len() as u64,
+        quarantine,
         pending_repairs: sink.pending_repairs().await?,
         owed_vectors: owed.count,
         owed_max_age_secs: owed.max_age_secs(now),
@@ -225,7 +267,18 @@ impl StatusReport {
             ),
             ("last error", self.last_error.as_ref().map_or("none".to_owned(), |(e, age)| format!("{e} ({age} s ago)"))),
         ];
-        rows.iter().map(|(k, v)| format!("{k:<16} {v}\n")).collect()
+        let mut out: String = rows.iter().map(|(k, v)| format!("{k:<16} {v}\n")).collect();
+        for entry in self.quarantine.iter().take(QUARANTINE_SHOWN) {
+            let since = if entry.since > 0 { format!(" (since {})", utc(entry.since)) } else { String::new() };
+            out.push_str(&format!("  quarantined    {}: {}{since}\n", entry.key, entry.reason));
+        }
+        if self.quarantine.len() > QUARANTINE_SHOWN {
+            out.push_str(&format!(
+                "  quarantined    ... and {} more (drugsync status --output json lists all)\n",
+                self.quarantine.len() - QUARANTINE_SHOWN
+            ));
+        }
+        out
     }
 }
 
@@ -267,6 +320,47 @@ impl crate::error::Classify for StatusError {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn quarantine_entries_are_read_with_their_reason_and_the_table_lists_the_first_few() {
+        let stored = r#"{"reason":"the embedding service refused this text","since":1795998065,"position":"1/binlog.000002:4"}"#;
+        let entry = QuarantineEntry::parse("00002".into(), stored);
+        assert_eq!(
+            (entry.reason.as_str(), entry.since, entry.position.as_deref()),
+            ("the embedding service refused this text", 1_795_998_065, Some("1/binlog.000002:4"))
+        );
+        assert_eq!(QuarantineEntry::parse("x".into(), "not json").reason, "not json", "an odd entry is shown, not dropped");
+        let quarantine: Vec<QuarantineEntry> = (0..12).map(|i| QuarantineEntry::parse(format!("{i:05}"), stored)).collect();
+        let report = StatusReport {
+            index: "drugs_idx".into(),
+            version: "drugs_idx_v1".into(),
+            writer: None,
+            lease_ttl_ms: None,
+            local_position: "none".into(),
+            redis_position: None,
+            last_commit: None,
+            last_commit_age_secs: None,
+            lag_ms: None,
+            status_age_secs: None,
+            documents: 0,
+            quarantined: 12,
+            quarantine,
+            pending_repairs: 0,
+            owed_vectors: 0,
+            owed_max_age_secs: 0,
+            cached_vectors: 0,
+            source: SourceStatus { binlog_files: None, position_file_present: None, retention: None, error: None },
+            last_error: None,
+            visibility_gate: None,
+            redis_persistence: "rdb".into(),
+        };
+        let table = report.to_table();
+        assert!(table.contains("quarantined    00000: the embedding service refused this text (since 2026-11-30T00:21:05Z)"), "{table}");
+        assert!(table.contains("00009:") && !table.contains("00010:"), "the first 10: {table}");
+        assert!(table.contains("... and 2 more (drugsync status --output json lists all)"), "{table}");
+    }
+
     #[test]
     fn utc_formats_unix_seconds() {
         assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");

@@ -105,6 +105,19 @@ on_each_server! {
         assert!(entries[poisoned].contains("ValidationException") && entries[poisoned].contains("POISON PILL"), "{}", entries[poisoned]);
         let log = std::fs::read_to_string(env.log_path("streamer.log")).unwrap();
         assert!(log.contains("document quarantined") && log.contains(poisoned.as_str()), "an error log names the key");
+        // `drugsync status` lists it with its reason: JSON for all, the table for the first few.
+        let status = |args: &[&str], log: &str| {
+            let output = env.binary_with_aws(&config, log).args(args).stdout(std::process::Stdio::piped()).output().unwrap();
+            assert!(output.status.success(), "{}", std::fs::read_to_string(env.log_path(log)).unwrap());
+            String::from_utf8(output.stdout).unwrap()
+        };
+        let report: serde_json::Value = serde_json::from_str(&status(&["status", "--output", "json"], "status.log")).unwrap();
+        let listed = report["quarantine"].as_array().unwrap();
+        assert_eq!(listed.len(), 1, "{report}");
+        assert_eq!(listed[0]["key"].as_str(), Some(poisoned.as_str()));
+        assert!(listed[0]["reason"].as_str().unwrap().contains("ValidationException") && listed[0]["since"].as_u64() > Some(0), "{report}");
+        let table = status(&["status"], "status-table.log");
+        assert!(table.contains(&format!("quarantined    {poisoned}: ")) && table.contains("ValidationException"), "{table}");
 
         // The service accepts the text now; the nightly reconcile retries it.
         bedrock.reset().await;
