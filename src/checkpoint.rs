@@ -145,9 +145,20 @@ impl CheckpointStore {
         self.write(position)
     }
 
-    /// Replaces the stored position unconditionally (replay, recovery after Redis lost writes).
+    /// Replaces the stored position unconditionally (replay, recovery after
+    /// Redis lost writes, a new task adopting Redis's position). Only a move
+    /// back within a lineage is logged as a warning: a first start or an
+    /// adoption forward is routine, and a warning should mean something.
     pub fn reset(&self, position: &Position) -> Result<(), CheckpointError> {
-        tracing::warn!(%position, "checkpoint reset");
+        let current = self.load()?;
+        match ResetKind::of(current.as_ref(), position) {
+            ResetKind::Rewound => tracing::warn!(from = ?current.map(|c| c.to_string()), to = %position, "checkpoint rewound"),
+            ResetKind::First => tracing::info!(%position, "checkpoint set"),
+            ResetKind::Forward => tracing::info!(from = ?current.map(|c| c.to_string()), to = %position, "checkpoint moved forward"),
+            ResetKind::OtherLineage => {
+                tracing::info!(from = ?current.map(|c| c.to_string()), to = %position, "checkpoint set on another binlog lineage")
+            }
+        }
         self.write(position)
     }
 
@@ -234,9 +245,44 @@ pub struct BootstrapProgress {
     pub epoch: Option<String>,
 }
 
+/// How a reset moves the checkpoint, which decides how loudly it is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetKind {
+    /// No position was stored: a first start, or a new task.
+    First,
+    /// To the stored position or past it (adopting Redis's position).
+    Forward,
+    /// Behind the stored position: a replay, or Redis lost writes.
+    Rewound,
+    /// Onto another binlog lineage, where positions do not compare.
+    OtherLineage,
+}
+
+impl ResetKind {
+    /// The kind of a reset from `current` to `to`.
+    pub fn of(current: Option<&Position>, to: &Position) -> Self {
+        match current.map(|c| c.try_cmp(to)) {
+            None => Self::First,
+            Some(Ok(Ordering::Greater)) => Self::Rewound,
+            Some(Ok(_)) => Self::Forward,
+            Some(Err(_)) => Self::OtherLineage,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_move_back_within_a_lineage_is_a_rewind() {
+        let (p1, p2) = (Position::new("binlog.000002", 100), Position::new("binlog.000002", 200));
+        assert_eq!(ResetKind::of(None, &p1), ResetKind::First, "a first start");
+        assert_eq!(ResetKind::of(Some(&p1), &p2), ResetKind::Forward, "a new task adopting Redis's position");
+        assert_eq!(ResetKind::of(Some(&p2), &p2), ResetKind::Forward);
+        assert_eq!(ResetKind::of(Some(&p2), &p1), ResetKind::Rewound, "a replay, or Redis lost writes");
+        assert_eq!(ResetKind::of(Some(&p2), &Position::new("mysql-bin-changelog.000001", 4)), ResetKind::OtherLineage);
+    }
 
     #[test]
     fn a_store_in_use_is_reported_as_locked() {

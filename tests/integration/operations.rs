@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{PrivateRedis, TestEnv};
 
 /// `GET path` on the local `port`: (status code, body).
-async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) async fn get(port: u16, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
     stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).await.ok()?;
@@ -38,11 +38,11 @@ async fn until(port: u16, path: &str, want: impl Fn(u16, &serde_json::Value) -> 
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn with_metrics(config: &str, port: u16) -> String {
+pub(crate) fn with_metrics(config: &str, port: u16) -> String {
     let text = config.replacen("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\""), 1);
     assert!(text.contains(&format!("127.0.0.1:{port}")));
     text
@@ -116,6 +116,11 @@ on_each_server! {
             std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
             child.wait().unwrap();
         }
+        // A first start is routine: nothing about the checkpoint is a warning.
+        let log = std::fs::read_to_string(env.log_path("writer.log")).unwrap();
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains("\"level\":\"WARN\"") && l.contains("checkpoint")).collect();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(log.contains("checkpoint set"), "the first position is logged, at INFO");
         let report = status(&env, &env.config_text, "status-stopped.log");
         assert!(report["writer"].is_null(), "{report}");
         assert!(report["local_position"].as_str().unwrap().contains("/binlog."), "{report}");
