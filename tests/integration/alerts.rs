@@ -83,3 +83,43 @@ fn each_alert_says_what_to_do_and_points_at_the_readme() {
         assert!(alert.contains("README:"), "{name} points at the README");
     }
 }
+
+/// Every metric sample name a running writer serves on `/metrics`.
+fn served_names(body: &str) -> BTreeSet<String> {
+    body.lines().filter(|l| l.starts_with("drugsync_")).map(|l| l.split(['{', ' ']).next().unwrap_or_default().to_owned()).collect()
+}
+
+/// The names the rules and the dashboard use are read from a running
+/// writer's `/metrics` with the canary on (its gauges appear once a
+/// heartbeat is seen), not from the source: a renamed metric fails here.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_metric_the_rules_and_the_dashboard_use_is_served_by_a_running_writer() {
+    use crate::canary::{HEARTBEAT_TABLE, with_canary};
+    use crate::operations::{free_port, get, with_metrics};
+    let mut env = crate::common::TestEnv::new(crate::common::Flavour::Mariadb, "metric_names", 60).await;
+    env.exec(&[HEARTBEAT_TABLE]).await;
+    let port = free_port();
+    let config = with_metrics(&with_canary(&env.config_text), port);
+    env.use_config(config.clone());
+    let mut writer = env.spawn_binary_with(&config, "writer.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let body = loop {
+        if let Some((200, body)) = get(port, "/metrics").await
+            && body.contains("drugsync_canary_freshness_seconds")
+        {
+            break body;
+        }
+        assert!(writer.try_wait().unwrap().is_none(), "{}", std::fs::read_to_string(env.log_path("writer.log")).unwrap());
+        assert!(std::time::Instant::now() < deadline, "no canary heartbeat seen on /metrics within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    let served = served_names(&body);
+    let rules = std::fs::read_to_string(Path::new(RULES_DIR).join("drugsync-rules.yml")).unwrap();
+    let dashboard = std::fs::read_to_string(DASHBOARD).unwrap();
+    for (what, text) in [("rules", &rules), ("dashboard", &dashboard)] {
+        let unknown: Vec<String> = metric_names(text).difference(&served).cloned().collect();
+        assert!(unknown.is_empty(), "the {what} name metrics a running writer does not serve: {unknown:?}\nserved: {served:?}");
+    }
+}

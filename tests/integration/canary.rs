@@ -9,9 +9,9 @@ use std::time::Duration;
 use common::{TestEnv, eventually};
 use drugsync::pipeline::Stats;
 
-const HEARTBEAT_TABLE: &str = "CREATE TABLE drugsync_heartbeat (id INT UNSIGNED PRIMARY KEY, beat_ms BIGINT UNSIGNED NOT NULL)";
+pub(crate) const HEARTBEAT_TABLE: &str = "CREATE TABLE drugsync_heartbeat (id INT UNSIGNED PRIMARY KEY, beat_ms BIGINT UNSIGNED NOT NULL)";
 
-fn with_canary(config: &str) -> String {
+pub(crate) fn with_canary(config: &str) -> String {
     let on = config.replacen("# table = \"drugsync_heartbeat\"", "table = \"drugsync_heartbeat\"", 1).replacen(
         "interval_secs = 10",
         "interval_secs = 1",
