@@ -29,7 +29,7 @@ async fn distinct_texts(env: &TestEnv) -> usize {
 on_each_server! {
     async fn the_cache_stays_within_its_bound_and_adopts_older_entries(flavour) {
         const BOUND: usize = 10;
-        let mut env = TestEnv::new(flavour, "vcache_bound", 400).await;
+        let mut env = TestEnv::new(flavour, "vcache_bound", 1000).await;
         env.use_config(env.config_text.replacen("cache_max_vectors = 50000", &format!("cache_max_vectors = {BOUND}"), 1));
         assert!(distinct_texts(&env).await > 2 * BOUND, "the fixture must have more texts than the bound");
         // An entry from before the bound existed.
