@@ -32,6 +32,7 @@ use mysql_common::binlog::consts::BinlogVersion;
 mod bursts;
 mod floor;
 mod freshness;
+mod model;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -101,6 +102,13 @@ struct Args {
     /// Stop after the freshness and burst steps.
     #[arg(long)]
     only_freshness: bool,
+    /// The embedded model's directory: measure its texts/s, then the initial
+    /// load with it (the demo's config), and stop.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Texts the model's speed is measured on.
+    #[arg(long, default_value_t = 2_000)]
+    model_texts: usize,
 }
 
 const SCHEMA: &str = "bench_fdb";
@@ -111,11 +119,17 @@ async fn main() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
     let corner = Corner { index: "bench_idx", prefix: "bench", state: "benchstate", schema: SCHEMA, server_id: 4343 };
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let config_text = corner.config_text(&args.mysql, &args.redis, args.dimensions, &dir.path().join("cp.redb")).replacen(
+    let mut config_text = corner.config_text(&args.mysql, &args.redis, args.dimensions, &dir.path().join("cp.redb")).replacen(
         "listen = \"\"",
         &format!("listen = \"127.0.0.1:{metrics_port}\""),
         1,
     );
+    if let Some(model_dir) = &args.model {
+        model::speed(model_dir, args.model_texts).await?;
+        let local = format!("provider = \"local\"\nmodel_id = \"amazon.titan-embed-text-v2:0\"\ndimensions = {}", args.dimensions);
+        assert!(config_text.contains(&local), "the reference config's [embed] starts as expected");
+        config_text = config_text.replacen(&local, &model::embed_section(&std::fs::canonicalize(model_dir)?), 1);
+    }
     let Prepared { config_path, position_key, mut redis } = corner.prepare(&config_text, dir.path(), &args.redis).await?;
     let config = Config::load(&config_path)?;
     let bin = match &args.drugsync {
@@ -156,6 +170,11 @@ async fn main() -> Result<(), BoxError> {
     wait_for_position(&mut redis, &mut conn, &position_key, &mut streamer).await?;
     let load = t.elapsed().as_secs_f64();
     println!("initial load: {active} documents in {load:.1}s = {:.0} docs/s; peak RSS {} MB", active as f64 / load, streamer.peak_mb());
+    if args.model.is_some() {
+        streamer.stop()?;
+        conn.query_drop(format!("DROP DATABASE {SCHEMA}")).await?;
+        return Ok(());
+    }
 
     ingest_floor_and_recall(&args, &config, &mut redis, load).await?;
     visibility_gate_cost(&config_path, &mut conn).await?;
