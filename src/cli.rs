@@ -6,6 +6,7 @@ use clap::{ArgGroup, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::DEFAULT_CONFIG_PATH;
 use crate::position::Position;
+use crate::search::DEFAULT_EF_RUNTIME;
 
 /// drugsync: replicate FDB drug tables from MySQL binlog into a Redis vector index.
 ///
@@ -160,6 +161,10 @@ pub enum Command {
         /// otherwise fill the k places.
         #[arg(long)]
         distinct: bool,
+        /// HNSW's candidate list for this query: higher finds the true
+        /// nearest neighbours more surely, slower.
+        #[arg(long, default_value_t = DEFAULT_EF_RUNTIME)]
+        ef_runtime: usize,
         /// A table (people) or one JSON array (machines).
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,

@@ -45,14 +45,14 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Run) {
             Command::Run => run(config, replay_from).await,
             Command::Status { output } => status(config, output).await,
-            Command::Search { query, ndc, k, filter, fields, distinct, output } => match (query, ndc) {
+            Command::Search { query, ndc, k, filter, fields, distinct, ef_runtime, output } => match (query, ndc) {
                 (_, Some(ndc)) => {
                     // The embedder's own space: the one the writer hashes texts in.
                     let space = AnyEmbedder::from_config(&config.embed).await?.space().clone();
                     let view = drugsync::search::document::inspect(&config, space, &ndc).await?;
                     print_summary(&view, drugsync::search::document::DocumentView::to_table, output)
                 }
-                (Some(query), None) => search(config, Query { text: query, k, filter, fields, distinct }, output).await,
+                (Some(query), None) => search(config, Query { text: query, k, filter, fields, distinct, ef_runtime }, output).await,
                 (None, None) => Err(anyhow::anyhow!("give a question to search for, or --ndc KEY for one document")),
             },
             Command::Checkpoint(CheckpointCommand::Show) => show_checkpoint(config).await,

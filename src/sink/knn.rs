@@ -46,13 +46,22 @@ impl RedisSink {
     /// The `k` documents of the alias's index nearest to `vector`, nearest
     /// first, among those matching `filter` (RediSearch query syntax; `None`:
     /// all), with `fields`. A filter RediSearch cannot parse comes back as
-    /// [`SinkError::Command`] carrying its message.
-    pub async fn nearest(&self, vector: &[f32], k: usize, filter: Option<&str>, fields: &[String]) -> Result<Vec<Neighbour>, SinkError> {
+    /// [`SinkError::Command`] carrying its message. `ef_runtime` is HNSW's
+    /// candidate list for this query (the index's own default when `None`).
+    pub async fn nearest(
+        &self,
+        vector: &[f32],
+        k: usize,
+        ef_runtime: Option<usize>,
+        filter: Option<&str>,
+        fields: &[String],
+    ) -> Result<Vec<Neighbour>, SinkError> {
         let blob = crate::embed::vector_to_bytes(vector);
         let prefilter = filter.map_or_else(|| "*".to_owned(), |f| format!("({f})"));
+        let ef = ef_runtime.map_or_else(String::new, |ef| format!(" EF_RUNTIME {ef}"));
         let mut cmd = redis::cmd("FT.SEARCH");
         cmd.arg(&self.version().alias)
-            .arg(format!("{prefilter}=>[KNN {k} @{} $vector AS {DISTANCE}]", self.vector_field))
+            .arg(format!("{prefilter}=>[KNN {k} @{} $vector{ef} AS {DISTANCE}]", self.vector_field))
             .arg("PARAMS")
             .arg(2)
             .arg("vector")

@@ -16,7 +16,14 @@ async fn live_env(flavour: Flavour, name: &str) -> (TestEnv, crate::common::Runn
 }
 
 fn query(text: &str, k: usize, filter: Option<&str>) -> Query {
-    Query { text: text.to_owned(), k, filter: filter.map(str::to_owned), fields: vec!["is_generic".into()], distinct: false }
+    Query {
+        text: text.to_owned(),
+        k,
+        filter: filter.map(str::to_owned),
+        fields: vec!["is_generic".into()],
+        distinct: false,
+        ef_runtime: drugsync::search::DEFAULT_EF_RUNTIME,
+    }
 }
 
 /// Cosine distance, as the index measures it.
