@@ -327,7 +327,7 @@ case "${1:-}" in
         for _ in $(seq 1 600); do
             if "$bin" --log-format json search "cholesterol" --k 1 >/dev/null 2>&1; then
                 log "streaming. In another shell, ask the index what drug search would get:"
-                log "  cargo run -- --config config/demo.toml search \"cholesterol lowering tablet\" --k 5 --fields therapeutic_class"
+                log "  cargo run -- --config config/demo.toml search \"cholesterol lowering tablet\" --k 5 --distinct --fields therapeutic_class"
                 break
             fi
             kill -0 "$pid" 2>/dev/null || break
