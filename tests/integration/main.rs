@@ -26,6 +26,7 @@ mod mysql_source;
 mod operations;
 mod oracle;
 mod outage;
+mod pins;
 mod preflight;
 mod providers;
 mod purge;

@@ -83,6 +83,15 @@ on_each_server! {
         })
         .await;
         assert!(applied["transactions"].as_u64().unwrap() >= 1 && applied["position"].is_string() && applied["lag_ms"].is_u64(), "{applied}");
+        // Pinned (issue 29, step 0): the SST alarms parse these fields.
+        let fields: std::collections::BTreeSet<&str> = applied.as_object().unwrap().keys().map(String::as_str).collect();
+        let pinned: std::collections::BTreeSet<&str> = [
+            "timestamp", "level", "message", "target", "transactions", "batches", "position", "upserted", "deleted", "unchanged",
+            "embed_calls", "quarantined", "lag_ms",
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(fields, pinned, "the applied line's fields");
 
         // A standby is ready to take over and says it is a standby.
         let standby_config = with_metrics(&env.config_text, standby_port).replacen("checkpoint.redb", "standby.redb", 1);
