@@ -1,5 +1,5 @@
 // The team's SST v3 app with drugsync in it. Values come from SST secrets
-// (`sst secret set DrugsyncImage ...`) or the stage; see README, Deploy.
+// (`sst secret set DrugsyncImage ...`) or the stage; see docs/operations.md, Deploy.
 // `sst install` generates .sst/platform/config.d.ts, which declares $config
 // and $app; CI type-checks against sst-globals.ci.d.ts, a stand-in with the
 // same shapes, because the SST CLI cannot be fetched there.
@@ -16,7 +16,7 @@ export default $config({
     const { Drugsync } = await import("./drugsync");
     const env = (name: string): string => {
       const value = process.env[name];
-      if (!value) throw new Error(`set ${name} (see README, Deploy)`);
+      if (!value) throw new Error(`set ${name} (see docs/operations.md, Deploy)`);
       return value;
     };
     const drugsync = new Drugsync("Drugsync", {

@@ -159,7 +159,7 @@ async fn main() -> Result<(), BoxError> {
     conn.query_drop("CREATE TABLE rndc14_copy AS SELECT * FROM rndc14").await?;
     let version: String = conn.query_first("SELECT VERSION()").await?.unwrap_or_default();
     if !version.contains("MariaDB") {
-        // MySQL without GTIDs proves visibility with this table (README: Visibility).
+        // MySQL without GTIDs proves visibility with this table (docs/operations.md: Visibility).
         conn.query_drop("CREATE TABLE drugsync_fence (id INT UNSIGNED PRIMARY KEY, seq BIGINT UNSIGNED NOT NULL) ENGINE=InnoDB").await?;
     }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CanaryConfig {
-    /// The heartbeat table (operator-created, see the README); unset = off.
+    /// The heartbeat table (operator-created, see docs/operations.md); unset = off.
     #[serde(default)]
     pub table: Option<String>,
     /// Seconds between heartbeats.

@@ -74,7 +74,7 @@ fn default_batch_max_delay_ms() -> u64 {
 fn default_load_chunk() -> usize {
     500
 }
-/// Measured with `examples/bench.rs` at 125,000 documents (README,
+/// Measured with `examples/bench` at 125,000 documents (docs/benchmarks.md,
 /// "Benchmarks"): key by key costs about 72 us a touched document, a full diff
 /// about 58 us a document of the index, so they cross near 0.8. Half keeps
 /// the slower path within 1.6x of the faster anywhere in between, and a

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-/// The fence table's default name, in `mysql.schema`: the name the README's
+/// The fence table's default name, in `mysql.schema`: the name docs/operations.md's
 /// `CREATE TABLE` uses, so an operator who follows it needs no config.
 pub const DEFAULT_FENCE_TABLE: &str = "drugsync_fence";
 
@@ -14,7 +14,7 @@ pub const DEFAULT_FENCE_TABLE: &str = "drugsync_fence";
 pub struct VisibilityConfig {
     /// The InnoDB table in `mysql.schema` drugsync commits one row of
     /// (`id` = `mysql.server_id`) before each re-read on MySQL without GTIDs.
-    /// Operator-created (README: Visibility); never a mapping or canary table.
+    /// Operator-created (docs/operations.md: Visibility); never a mapping or canary table.
     #[serde(default = "default_fence_table")]
     pub fence_table: String,
     /// Run on MySQL without GTIDs with no gate at all. A batch re-read a few

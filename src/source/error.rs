@@ -44,7 +44,7 @@ pub enum SourceError {
     /// The server refused the user: wrong credentials, a missing privilege, or
     /// a user that requires TLS connecting without it.
     #[error(
-        "MySQL refused access: {message}. Check the user and password (mysql.url, DRUGSYNC_MYSQL_URL or mysql.secret_arn), set mysql.tls.mode if the user was created with REQUIRE SSL, and compare the user's grants with the README (REPLICATION SLAVE, REPLICATION CLIENT ON *.*; SELECT ON the schema)"
+        "MySQL refused access: {message}. Check the user and password (mysql.url, DRUGSYNC_MYSQL_URL or mysql.secret_arn), set mysql.tls.mode if the user was created with REQUIRE SSL, and compare the user's grants with docs/sources.md (REPLICATION SLAVE, REPLICATION CLIENT ON *.*; SELECT ON the schema)"
     )]
     AccessDenied {
         /// Server message (names the user, never the password).
@@ -135,7 +135,7 @@ impl SourceError {
                 if server.code == ER_GTID_MODE_OFF || server.message.contains("GTID_MODE") {
                     // GTIDs turned off under a step that needs them (3062 and its kin).
                     SourceError::Misconfigured(format!(
-                        "{} ({}): the source's gtid_mode does not allow this step. drugsync picks its visibility gate from the current gtid_mode; with GTIDs off it needs the fence table (README: Visibility) or gtid_mode = ON",
+                        "{} ({}): the source's gtid_mode does not allow this step. drugsync picks its visibility gate from the current gtid_mode; with GTIDs off it needs the fence table (docs/operations.md: Visibility) or gtid_mode = ON",
                         server.message, server.code
                     ))
                 } else if DENIED.contains(&server.code) {

@@ -77,7 +77,7 @@ pub async fn check_grants(conn: &mut Conn, schema: &str) -> Result<(), SourceErr
     let user = query_first(conn, "SELECT CURRENT_USER()").await?.unwrap_or_else(|| "drugsync".into());
     let user = user.rsplit_once('@').map(|(u, h)| format!("'{u}'@'{h}'")).unwrap_or(user);
     let fix = format!(
-        "run as an admin: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {user}; GRANT SELECT ON `{schema}`.* TO {user}; (README: MySQL grants)"
+        "run as an admin: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {user}; GRANT SELECT ON `{schema}`.* TO {user}; (docs/sources.md: Source requirements)"
     );
     if grants.iter().any(|g| is_role_grant(g)) {
         tracing::warn!(missing = ?missing, %fix, "the MySQL user may lack privileges (they may come from a role, which SHOW GRANTS does not expand)");

@@ -125,7 +125,7 @@ impl Fence {
     /// Why the fence cannot run, with the three ways out.
     fn refusal(&self, why: &str, missing: Missing, user: &str) -> SourceError {
         SourceError::Misconfigured(format!(
-            "MySQL without GTIDs hands a transaction to binlog readers before its rows are visible, and drugsync proves them visible by committing one row to {table} before each re-read, which failed: {why}. Ways out: (1) on the writer endpoint, as an admin: {fix} (2) or turn GTIDs on: enforce_gtid_consistency = ON and gtid_mode = ON (Aurora: in the DB cluster parameter group; MySQL: SET PERSIST, through OFF_PERMISSIVE and ON_PERMISSIVE); (3) or set mysql.visibility.allow_ungated_reads = true to run without a gate, where a re-read can miss a commit and leave a drug stale until its next change or a reconcile (README: Visibility)",
+            "MySQL without GTIDs hands a transaction to binlog readers before its rows are visible, and drugsync proves them visible by committing one row to {table} before each re-read, which failed: {why}. Ways out: (1) on the writer endpoint, as an admin: {fix} (2) or turn GTIDs on: enforce_gtid_consistency = ON and gtid_mode = ON (Aurora: in the DB cluster parameter group; MySQL: SET PERSIST, through OFF_PERMISSIVE and ON_PERMISSIVE); (3) or set mysql.visibility.allow_ungated_reads = true to run without a gate, where a re-read can miss a commit and leave a drug stale until its next change or a reconcile (docs/operations.md: Visibility)",
             table = self.qualified(),
             fix = self.fix(missing, user),
         ))

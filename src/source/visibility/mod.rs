@@ -50,7 +50,7 @@
 //! **Aurora MySQL 3** is not community MySQL underneath (its storage and,
 //! with `aurora_enhanced_binlog`, its binlog are its own): the fence's
 //! reasoning is verified against community MySQL's source and tested on
-//! MySQL 9.7, not verified on Aurora (README: Aurora).
+//! MySQL 9.7, not verified on Aurora (docs/sources.md: Aurora MySQL 3).
 
 pub mod fence;
 mod mode;
@@ -243,6 +243,6 @@ fn not_committed(commit: &Position, limit: Duration) -> SourceError {
 /// The refusal when the fence would prove nothing.
 fn order_commits_off(gtid_mode: &str) -> SourceError {
     SourceError::Misconfigured(format!(
-        "binlog_order_commits is OFF on a MySQL without GTIDs (gtid_mode = {gtid_mode}): its engine commits may then happen out of binlog order, and drugsync's visibility fence proves nothing. Ways out: (1) binlog_order_commits = ON, its default (Aurora: in the DB cluster parameter group; MySQL: SET PERSIST binlog_order_commits = ON); (2) or turn GTIDs on: enforce_gtid_consistency = ON and gtid_mode = ON; (3) or set mysql.visibility.allow_ungated_reads = true to run without a gate (README: Visibility)"
+        "binlog_order_commits is OFF on a MySQL without GTIDs (gtid_mode = {gtid_mode}): its engine commits may then happen out of binlog order, and drugsync's visibility fence proves nothing. Ways out: (1) binlog_order_commits = ON, its default (Aurora: in the DB cluster parameter group; MySQL: SET PERSIST binlog_order_commits = ON); (2) or turn GTIDs on: enforce_gtid_consistency = ON and gtid_mode = ON; (3) or set mysql.visibility.allow_ungated_reads = true to run without a gate (docs/operations.md: Visibility)"
     ))
 }
