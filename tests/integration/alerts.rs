@@ -96,7 +96,7 @@ fn served_names(body: &str) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_metric_the_rules_and_the_dashboard_use_is_served_by_a_running_writer() {
     use crate::canary::{HEARTBEAT_TABLE, with_canary};
-    use crate::operations::{free_port, get, with_metrics};
+    use crate::common::http::{free_port, get, with_metrics};
     let mut env = crate::common::TestEnv::new(crate::common::Flavour::Mariadb, "metric_names", 60).await;
     env.exec(&[HEARTBEAT_TABLE]).await;
     let port = free_port();

@@ -7,19 +7,8 @@ use crate::common::on_each_server;
 
 use std::time::{Duration, Instant};
 
+use common::http::{free_port, get, with_metrics};
 use common::{PrivateRedis, TestEnv};
-
-/// `GET path` on the local `port`: (status code, body).
-pub(crate) async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).await.ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Some((code, body))
-}
 
 /// Polls `path` until `want(code, body)` or 30 s; returns the last answer.
 async fn until(port: u16, path: &str, want: impl Fn(u16, &serde_json::Value) -> bool) -> (u16, serde_json::Value) {
@@ -36,16 +25,6 @@ async fn until(port: u16, path: &str, want: impl Fn(u16, &serde_json::Value) -> 
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-pub(crate) fn with_metrics(config: &str, port: u16) -> String {
-    let text = config.replacen("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\""), 1);
-    assert!(text.contains(&format!("127.0.0.1:{port}")));
-    text
 }
 
 /// `drugsync status --output json` on `config`.

@@ -130,10 +130,8 @@ on_each_server! {
             .unwrap();
         let redis_url = format!("rediss://{acl_user}:{REDIS_PASSWORD}@localhost:{}", proxy.port);
 
-        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = env
-            .config_text
-            .replacen("listen = \"\"", &format!("listen = \"127.0.0.1:{metrics_port}\""), 1)
+        let metrics_port = common::http::free_port();
+        let config = common::http::with_metrics(&env.config_text, metrics_port)
             .replacen("drugsync:drugsync@", "placeholder@", 1)
             .replacen(&common::redis_url(), "rediss://localhost:1", 1)
             .replacen("lease_ttl_secs = 10", &format!("lease_ttl_secs = 10\ntls_ca_file = {ca_file:?}"), 1);
@@ -234,22 +232,13 @@ fn sigterm(child: &std::process::Child) {
 async fn scrape_metrics(port: u16) -> String {
     let mut last = String::new();
     for _ in 0..100 {
-        last = http_get(port, "/metrics").await.unwrap_or_default();
+        last = common::http::get(port, "/metrics").await.map(|(_, body)| body).unwrap_or_default();
         let counted = last.lines().any(|l| l.starts_with("drugsync_batches_total ") && !l.ends_with(" 0"));
         if counted && last.lines().any(|l| l == "drugsync_ready 1") {
             return last;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let ready = http_get(port, "/readyz").await.unwrap_or_default();
+    let ready = common::http::get(port, "/readyz").await.map(|(_, body)| body).unwrap_or_default();
     panic!("no ready writer's metrics on port {port} within 20 s; /readyz: {ready}\nlast scrape:\n{last}");
-}
-
-async fn http_get(port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.ok()?;
-    Some(body)
 }

@@ -8,6 +8,7 @@
 //! of their own: `server` (MariaDB/MySQL), `redis_server`, `proxy`, `tls`.
 
 mod binary;
+pub mod http;
 mod judge;
 pub mod oracle;
 pub mod proxy;
