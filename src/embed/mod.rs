@@ -243,11 +243,17 @@ pub fn check_vector(vector: &[f32], dimensions: usize) -> Result<(), VectorFault
     if let Some((index, value)) = vector.iter().enumerate().find(|(_, x)| !x.is_finite()) {
         return Err(VectorFault::NotFinite { index, value: *value });
     }
-    let norm = vector.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    let norm = l2_norm(vector);
     if norm < MIN_VECTOR_NORM {
         return Err(VectorFault::TooShort { norm });
     }
     Ok(())
+}
+
+/// The L2 norm of `vector`, summed in f64 (what [`check_vector`] holds to
+/// [`MIN_VECTOR_NORM`], and what `drugsync search --ndc` shows).
+pub fn l2_norm(vector: &[f32]) -> f64 {
+    vector.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt()
 }
 
 /// Scales `v` to unit length (a zero vector stays as it is).

@@ -71,7 +71,7 @@ pub async fn inspect(config: &Config, space: EmbeddingSpace, key: &str) -> Resul
         .vector
         .as_deref()
         .and_then(crate::embed::vector_from_bytes)
-        .map(|v| VectorView { dimensions: v.len(), norm: v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt() });
+        .map(|v| VectorView { dimensions: v.len(), norm: crate::embed::l2_norm(&v) });
     Ok(DocumentView {
         redis_key: sink.key_of(&key),
         key: key.0,
