@@ -151,13 +151,13 @@ impl CheckpointStore {
     /// adoption forward is routine, and a warning should mean something.
     pub fn reset(&self, position: &Position) -> Result<(), CheckpointError> {
         let current = self.load()?;
-        match ResetKind::of(current.as_ref(), position) {
-            ResetKind::Rewound => tracing::warn!(from = ?current.map(|c| c.to_string()), to = %position, "checkpoint rewound"),
+        let kind = ResetKind::of(current.as_ref(), position);
+        let from = current.map(|c| c.to_string());
+        match kind {
+            ResetKind::Rewound => tracing::warn!(?from, to = %position, "checkpoint rewound"),
             ResetKind::First => tracing::info!(%position, "checkpoint set"),
-            ResetKind::Forward => tracing::info!(from = ?current.map(|c| c.to_string()), to = %position, "checkpoint moved forward"),
-            ResetKind::OtherLineage => {
-                tracing::info!(from = ?current.map(|c| c.to_string()), to = %position, "checkpoint set on another binlog lineage")
-            }
+            ResetKind::Forward => tracing::info!(?from, to = %position, "checkpoint moved forward"),
+            ResetKind::OtherLineage => tracing::info!(?from, to = %position, "checkpoint set on another binlog lineage"),
         }
         self.write(position)
     }
