@@ -128,7 +128,7 @@ async fn main() -> Result<(), BoxError> {
         model::speed(model_dir, args.model_texts).await?;
         let local = format!("provider = \"local\"\nmodel_id = \"amazon.titan-embed-text-v2:0\"\ndimensions = {}", args.dimensions);
         assert!(config_text.contains(&local), "the reference config's [embed] starts as expected");
-        config_text = config_text.replacen(&local, &model::embed_section(&std::fs::canonicalize(model_dir)?), 1);
+        config_text = config_text.replacen(&local, &model::embed_section(&std::fs::canonicalize(model_dir)?)?, 1);
     }
     let Prepared { config_path, position_key, mut redis } = corner.prepare(&config_text, dir.path(), &args.redis).await?;
     let config = Config::load(&config_path)?;

@@ -12,11 +12,13 @@ use drugsync::fixture::catalogue::{CLASSES, DOSE_FORMS, DRUGS, ROUTES};
 
 use crate::support::BoxError;
 
-/// The `[embed]` section of the demo's config (config/demo.toml) with `dir` as the model.
-pub fn embed_section(dir: &Path) -> String {
-    format!(
-        "provider = \"model\"\nmodel_id = \"sentence-transformers/all-MiniLM-L6-v2\"\nmodel_path = {dir:?}\ndimensions = 384\nbatch_size = 16"
-    )
+/// The `[embed]` section of the demo's config (config/demo.toml), read from
+/// it so the bench measures what the demo runs, with `dir` as the model.
+pub fn embed_section(dir: &Path) -> Result<String, BoxError> {
+    let demo: toml::Table = include_str!("../../config/demo.toml").parse()?;
+    let mut embed = demo.get("embed").and_then(toml::Value::as_table).cloned().ok_or("config/demo.toml has no [embed]")?;
+    embed.insert("model_path".into(), toml::Value::String(dir.display().to_string()));
+    Ok(toml::to_string(&embed)?)
 }
 
 /// `texts` drug-like texts in the reference template's shape, each distinct.
@@ -37,7 +39,7 @@ fn texts(count: usize) -> Vec<String> {
 
 /// Prints texts/s and tokens/s of the model at `dir`.
 pub async fn speed(dir: &Path, count: usize) -> Result<(), BoxError> {
-    let config: EmbedConfig = toml::from_str(&embed_section(dir))?;
+    let config: EmbedConfig = toml::from_str(&embed_section(dir)?)?;
     assert_eq!(config.provider, EmbedProvider::Model);
     let t = Instant::now();
     let model = ModelEmbedder::from_config(&config)?;

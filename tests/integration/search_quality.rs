@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Flavour, TEST_DIMENSIONS, TestEnv, model_path};
+use crate::common::{Flavour, TestEnv, model_path};
 
 /// A question, the classes it must find among its 10 distinct answers, and
 /// every class that answers it (the share of answers in those is its precision).
@@ -126,21 +126,24 @@ fn report(name: &str, verdicts: &[Verdict]) -> String {
     out
 }
 
+/// `config_text` embedding as the demo does: config/demo.toml's `[embed]`,
+/// with the model `tests/env/testenv.sh` installed.
+fn with_demo_embedder(config_text: &str) -> String {
+    let demo: toml::Table = include_str!("../../config/demo.toml").parse().unwrap();
+    let mut config: toml::Table = config_text.parse().unwrap();
+    let mut embed = demo["embed"].as_table().unwrap().clone();
+    embed.insert("model_path".into(), toml::Value::String(model_path().display().to_string()));
+    config["embed"].as_table_mut().unwrap().extend(embed);
+    toml::to_string(&config).unwrap()
+}
+
 /// The embedded model answers every question with the classes it must
 /// find and mostly relevant ones; the hashed embedder, on the same data and
 /// the same binary, does not.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_semantic_model_finds_drugs_by_meaning_and_the_hashed_embedder_does_not() {
     let env = TestEnv::new(Flavour::Mariadb, "quality", 4000).await;
-    let model_text = env
-        .config_text
-        .replacen("provider = \"local\"", "provider = \"model\"", 1)
-        .replacen("model_id = \"amazon.titan-embed-text-v2:0\"", "model_id = \"sentence-transformers/all-MiniLM-L6-v2\"", 1)
-        .replacen(
-            &format!("dimensions = {TEST_DIMENSIONS}"),
-            &format!("dimensions = 384\nmodel_path = {:?}\nbatch_size = 16", model_path()),
-            1,
-        );
+    let model_text = with_demo_embedder(&env.config_text);
     let model = tokio::task::block_in_place(|| answers(&env, &model_text, "model"));
     let hashed = tokio::task::block_in_place(|| answers(&env, &env.config_text, "hashed"));
     let table = format!("{}{}", report("model", &model), report("hashed", &hashed));
