@@ -74,23 +74,17 @@ impl Burst<'_> {
         streamer: &mut Replicator,
     ) -> Result<(), BoxError> {
         let drugs: Vec<String> = self.ndcs.iter().take(docs).cloned().collect();
-        let before = Counters::read(self.metrics_port).await?;
-        streamer.reset_peak();
-        let t = Instant::now();
         let edits: Vec<Vec<(&'static str, Vec<String>)>> = (0..rounds)
             .flat_map(|round| {
                 let value = ["W", "X", "Y", "Z"][round % 4];
                 drugs.iter().map(move |ndc| vec![("UPDATE rndc14 SET DEA = ? WHERE NDC = ?", vec![value.to_owned(), ndc.clone()])])
             })
             .collect();
-        let committed = self.commit_units(edits).await?;
-        wait_for_position(redis, conn, position_key, streamer).await?;
-        let spent = Counters::read(self.metrics_port).await?.since(before);
+        let (committed, secs, spent) = self.measured(edits, redis, conn, position_key, streamer).await?;
         println!(
-            "field-edit burst: {committed} commits ({rounds} edits each of {} drugs, {} clients), caught up in {:.1}s: {:.0} upserts = {:.2} per distinct changed drug; {:.0} transactions in {:.0} batches ({:.1} a batch); peak RSS {} MB",
+            "field-edit burst: {committed} commits ({rounds} edits each of {} drugs, {} clients), caught up in {secs:.1}s: {:.0} upserts = {:.2} per distinct changed drug; {:.0} transactions in {:.0} batches ({:.1} a batch); peak RSS {} MB",
             drugs.len(),
             self.clients,
-            t.elapsed().as_secs_f64(),
             spent.upserts,
             spent.upserts / drugs.len() as f64,
             spent.transactions,
@@ -116,9 +110,6 @@ impl Burst<'_> {
         // With rndc14's key, so each re-insert is one row read, as fast as a loader's.
         conn.query_drop("CREATE TABLE rndc14_storm LIKE rndc14").await?;
         conn.query_drop("INSERT INTO rndc14_storm SELECT * FROM rndc14").await?;
-        let before = Counters::read(self.metrics_port).await?;
-        streamer.reset_peak();
-        let t = Instant::now();
         let pairs = drugs
             .iter()
             .map(|ndc| {
@@ -128,15 +119,12 @@ impl Burst<'_> {
                 ]
             })
             .collect();
-        let committed = self.commit_units(pairs).await?;
-        wait_for_position(redis, conn, position_key, streamer).await?;
-        let spent = Counters::read(self.metrics_port).await?.since(before);
+        let (committed, secs, spent) = self.measured(pairs, redis, conn, position_key, streamer).await?;
         let rebuilt = spent.upserts + spent.deletes + spent.unchanged;
         println!(
-            "reload storm: {committed} commits (each of {} drugs deleted then inserted again, {} clients), caught up in {:.1}s: {:.0} documents rebuilt = {:.2} per drug ({:.0} written, {:.0} deleted, {:.0} unchanged); {:.0} transactions in {:.0} batches; peak RSS {} MB",
+            "reload storm: {committed} commits (each of {} drugs deleted then inserted again, {} clients), caught up in {secs:.1}s: {:.0} documents rebuilt = {:.2} per drug ({:.0} written, {:.0} deleted, {:.0} unchanged); {:.0} transactions in {:.0} batches; peak RSS {} MB",
             drugs.len(),
             self.clients,
-            t.elapsed().as_secs_f64(),
             rebuilt,
             rebuilt / drugs.len() as f64,
             spent.upserts,
@@ -148,6 +136,26 @@ impl Burst<'_> {
         );
         conn.query_drop("DROP TABLE rndc14_storm").await?;
         Ok(())
+    }
+
+    /// Commits `units` (see [`Self::commit_units`]) and waits until drugsync
+    /// caught up: the commits made, the seconds from the first commit to
+    /// caught up, and what drugsync counted meanwhile (its peak RSS reset first).
+    async fn measured(
+        &self,
+        units: Vec<Vec<(&'static str, Vec<String>)>>,
+        redis: &mut redis::aio::MultiplexedConnection,
+        conn: &mut mysql_async::Conn,
+        position_key: &str,
+        streamer: &mut Replicator,
+    ) -> Result<(usize, f64, Counters), BoxError> {
+        let before = Counters::read(self.metrics_port).await?;
+        streamer.reset_peak();
+        let t = Instant::now();
+        let committed = self.commit_units(units).await?;
+        wait_for_position(redis, conn, position_key, streamer).await?;
+        let secs = t.elapsed().as_secs_f64();
+        Ok((committed, secs, Counters::read(self.metrics_port).await?.since(before)))
     }
 
     /// Commits every unit (statements run in order, each its own commit),
