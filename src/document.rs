@@ -121,7 +121,7 @@ pub enum DocumentChange {
     Release(DocumentKey),
     /// Write this document's fields now, without a vector, and owe the
     /// vector: the embedding service could not answer, and freshness must
-    /// not wait for it (see `sink::pending`). Whatever vector the key held
+    /// not wait for it (see `sink::queues`). Whatever vector the key held
     /// goes, since it belongs to a text the document no longer has.
     Owe(Document),
 }

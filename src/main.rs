@@ -16,7 +16,7 @@ use drugsync::pipeline::replay::ReplayEstimate;
 use drugsync::pipeline::{Connected, Replicator};
 use drugsync::position::Position;
 use drugsync::search::Query;
-use drugsync::sink::RedisSink;
+use drugsync::sink::{RedisSink, RemotePositions};
 use drugsync::status::StatusReport;
 
 fn main() -> ExitCode {
@@ -176,7 +176,7 @@ async fn show_checkpoint(config: Config) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let sink = RedisSink::connect(&config).await?;
-    let remote = sink.position().await?;
+    let remote = sink.stored_position().await?;
     println!("checkpoint file: {}", config.checkpoint.path.display());
     println!("local position:  {local}");
     println!("redis position:  {}", show(remote));

@@ -15,7 +15,7 @@ use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::config::Config;
 use crate::health::unix_ms;
 use crate::position::Position;
-use crate::sink::RedisSink;
+use crate::sink::{Documents, Fencing, IndexAdmin, Lease, RedisSink, RemotePositions, VectorCache, WorkQueues};
 
 /// What the writer publishes about itself.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -67,7 +67,7 @@ pub struct StatusReport {
     pub quarantine: Vec<QuarantineEntry>,
     /// Keys a reconcile handed to the writer, not yet rebuilt.
     pub pending_repairs: usize,
-    /// Documents written without their vector, waiting for it (see `sink::pending`).
+    /// Documents written without their vector, waiting for it (see `sink::queues`).
     pub owed_vectors: u64,
     /// Seconds the oldest of them has waited.
     pub owed_max_age_secs: u64,
@@ -83,7 +83,7 @@ pub struct StatusReport {
     pub redis_persistence: String,
 }
 
-/// One quarantined document, as `sink::quarantine` records it.
+/// One quarantined document, as `sink::queues` records it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct QuarantineEntry {
     /// The document key.
@@ -143,7 +143,7 @@ pub async fn gather(config: &Config) -> Result<StatusReport, StatusError> {
         Err(CheckpointError::Locked { .. }) => "held by a running drugsync (see the Redis position)".to_owned(),
         Err(e) => return Err(e.into()),
     };
-    let redis_position = sink.position().await?;
+    let redis_position = sink.stored_position().await?;
     let record: Option<StatusRecord> = sink.status_record().await?.and_then(|text| serde_json::from_str(&text).ok());
     let now = unix_ms() / 1000;
     let last_commit = record.as_ref().map(|r| r.last_commit).filter(|c| *c > 0);

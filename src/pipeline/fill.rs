@@ -1,4 +1,4 @@
-//! Paying owed vectors back (see `sink::pending`): the writer's side.
+//! Paying owed vectors back (see `sink::queues`): the writer's side.
 //!
 //! On the apply loop's idle tick the writer reads how many vectors are owed
 //! (the metrics' gauges) and, when a try is due, rebuilds a chunk of owed
@@ -24,7 +24,7 @@ use crate::backoff::Backoff;
 use crate::document::DocumentKey;
 use crate::embed::Embedder;
 use crate::error::Classify;
-use crate::sink::pending::Owed;
+use crate::sink::Owed;
 use crate::sink::{DocumentSink, Sink};
 
 /// What filling uses, and nothing more: built by [`Connected::filler`].

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::embed::Embedder;
 use crate::mapping::{DocumentLoader, Router};
 use crate::position::Position;
-use crate::sink::{AliasState, Coordination, RedisSink, Sink};
+use crate::sink::{AliasState, IndexAdmin, RedisSink, Sink};
 use crate::source::visibility::VisibilityGate;
 
 /// Longest wait for the source to commit what its binlog already holds
@@ -73,7 +73,7 @@ impl<E: Embedder> Connected<E, RedisSink> {
     pub async fn connect_for_reconcile(config: Config, embedder: E) -> Result<Self, RunError> {
         let connected = Self::connect(config, embedder).await?;
         // The writer prepares the index when it starts; a reconcile needs the live version.
-        if connected.sink.prepare_index(&connected.config).await? != AliasState::Current {
+        if connected.sink.prepare_index().await? != AliasState::Current {
             let version = connected.sink.version();
             return Err(RunError::Sink(crate::sink::SinkError::Command {
                 message: format!("index version {} is not live behind alias {} yet", version.index, version.alias),
@@ -196,7 +196,7 @@ pub struct StatusPublisher<'a, S> {
     stats: &'a Stats,
 }
 
-impl<S: Coordination> StatusPublisher<'_, S> {
+impl<S: IndexAdmin> StatusPublisher<'_, S> {
     /// Best effort: the status is for people, and must never fail replication.
     pub async fn publish(&self) {
         let stats = self.stats;

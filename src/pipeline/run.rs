@@ -163,7 +163,7 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
     }
 
     async fn try_starting_position(&self, syncer: &Syncer<'_, E, S>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
-        let alias = self.parts.sink.prepare_index(&self.parts.config).await?;
+        let alias = self.parts.sink.prepare_index().await?;
         self.parts.sink.record_space().await?;
         // Housekeeping: a cache that outgrew its bound (an earlier version
         // without one) costs memory, not correctness, so it never blocks a start.

@@ -16,9 +16,9 @@ pub struct Stats {
     pub deletes: AtomicU64,
     /// Documents rebuilt but found identical in Redis (not rewritten).
     pub unchanged: AtomicU64,
-    /// Documents put in the quarantine (see `sink::quarantine`).
+    /// Documents put in the quarantine (see `sink::queues`).
     pub quarantined: AtomicU64,
-    /// Documents written without their vector, the vector owed (see `sink::pending`).
+    /// Documents written without their vector, the vector owed (see `sink::queues`).
     pub owed: AtomicU64,
     /// Vectors owed now (a gauge, read from Redis by the writer).
     pub owed_now: AtomicU64,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::SearchError;
 use crate::config::Config;
 use crate::document::{DocumentKey, EmbeddingSpace};
-use crate::sink::RedisSink;
+use crate::sink::{Documents, RedisSink};
 
 /// The document view (`--output json` serialises it as is).
 #[derive(Debug, Clone, Serialize, PartialEq)]

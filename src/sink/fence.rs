@@ -1,12 +1,46 @@
-//! Fencing: every write of the lease holder checks, inside Redis and
-//! atomically with the write, that the lease still names it (and, during an
-//! initial load, that Redis still holds the load's epoch). Beside the lease
-//! (`lease.rs`), which takes and renews it.
+//! The fencing role: every write of the lease holder checks, inside Redis
+//! and atomically with the write, that the lease still names it (and, during
+//! an initial load, that Redis still holds the load's epoch). Beside the
+//! lease (`lease.rs`), which takes and renews it.
+
+use std::future::Future;
+use std::time::Duration;
 
 use redis::AsyncCommands;
 
+use super::lease::Lease;
 use super::ops::WriteOp;
-use super::{RedisSink, SinkError};
+use super::{RedisSink, SinkError, WriterLease};
+
+/// Who writes: the writer lease of one index, and the fence every write
+/// of its holder passes (the lease, and during a load its epoch).
+pub trait Fencing: Sync {
+    /// The lease handle this sink hands out.
+    type Lease: Lease;
+
+    /// The writer lease of this index, held (or wanted) under `holder`.
+    fn lease(&self, holder: String, ttl: Duration) -> Self::Lease;
+
+    /// Writes from now on are fenced by the lease held under `holder`: each
+    /// write checks, atomically with itself, that the lease still names it
+    /// (a lease nobody holds is taken back). `None` turns fencing off.
+    fn fence_with(&self, holder: Option<String>);
+
+    /// Starts an initial load under `epoch`: stores it, and every fenced
+    /// write until [`Self::end_load`] fails with `LoadLost` (writing
+    /// nothing) unless the sink still holds that epoch.
+    fn begin_load(&self, epoch: &str) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Continues a load stored earlier under `epoch` (after a restart): as
+    /// [`Self::begin_load`] without storing it.
+    fn resume_load(&self, epoch: &str);
+
+    /// The load is over (done or abandoned): writes no longer check an epoch.
+    fn end_load(&self);
+
+    /// The epoch of the load the sink holds, if any.
+    fn stored_load_epoch(&self) -> impl Future<Output = Result<Option<String>, SinkError>> + Send;
+}
 
 /// The fenced write ran.
 const WRITTEN: i64 = 1;
@@ -41,39 +75,39 @@ static FENCED_WRITE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::n
     )
 });
 
-impl RedisSink {
-    /// Writes from now on are fenced by the writer lease held under `holder`:
-    /// each write transaction first checks, inside Redis and atomically with
-    /// the write, that the lease still names this holder. `None` turns fencing off.
-    pub fn fence_with(&self, holder: Option<String>) {
+impl Fencing for RedisSink {
+    type Lease = WriterLease;
+
+    fn lease(&self, holder: String, ttl: Duration) -> WriterLease {
+        WriterLease::new(self.conn.clone(), self.lease_key.clone(), holder, ttl)
+    }
+
+    fn fence_with(&self, holder: Option<String>) {
         *self.fence.write().expect("fence lock") = holder;
     }
 
-    /// Starts an initial load under a new epoch: stores it in Redis and makes
-    /// every fenced write until [`Self::end_load`] check that Redis still holds it.
-    pub async fn begin_load(&self, epoch: &str) -> Result<(), SinkError> {
+    async fn begin_load(&self, epoch: &str) -> Result<(), SinkError> {
         let mut conn = self.conn.clone();
         let _: () = conn.set(&self.keys.load_epoch, epoch).await?;
         self.resume_load(epoch);
         Ok(())
     }
 
-    /// Makes fenced writes check `epoch` again (a load resumed under the epoch it began with).
-    pub fn resume_load(&self, epoch: &str) {
+    fn resume_load(&self, epoch: &str) {
         *self.load_epoch.write().expect("epoch lock") = Some(epoch.to_owned());
     }
 
-    /// The epoch of the load whose writes this Redis holds, if any.
-    pub async fn stored_load_epoch(&self) -> Result<Option<String>, SinkError> {
-        let mut conn = self.conn.clone();
-        Ok(conn.get(&self.keys.load_epoch).await?)
-    }
-
-    /// The load is over (done or abandoned): writes no longer check its epoch.
-    pub fn end_load(&self) {
+    fn end_load(&self) {
         *self.load_epoch.write().expect("epoch lock") = None;
     }
 
+    async fn stored_load_epoch(&self) -> Result<Option<String>, SinkError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(&self.keys.load_epoch).await?)
+    }
+}
+
+impl RedisSink {
     /// Runs `ops` atomically: through the fenced script when this sink
     /// writes under a lease (and a load epoch), as MULTI/EXEC otherwise.
     pub(super) async fn write(&self, ops: Vec<WriteOp>) -> Result<(), SinkError> {

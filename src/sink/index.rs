@@ -182,3 +182,15 @@ fn pairs(value: &Value) -> Option<BTreeMap<String, &Value>> {
         _ => None,
     }
 }
+
+/// A top-level text field of an FT.INFO reply.
+pub(super) fn info_text(info: &Value, field: &str) -> Option<String> {
+    let Value::Array(items) = info else { return None };
+    items.chunks_exact(2).find_map(|kv| match (&kv[0], &kv[1]) {
+        (Value::SimpleString(k) | Value::VerbatimString { text: k, .. }, v) if k == field => {
+            redis::from_redis_value::<String>(v.clone()).ok()
+        }
+        (Value::BulkString(k), v) if k == field.as_bytes() => redis::from_redis_value::<String>(v.clone()).ok(),
+        _ => None,
+    })
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use redis::AsyncCommands;
 
-use super::{RedisSink, SinkError};
+use super::{Documents, RedisSink, SinkError};
 use crate::document::DocumentKey;
 
 /// What Redis holds for one document key.
@@ -39,7 +39,7 @@ impl RedisSink {
         }
         // INKEYS limits the search to this key: a hit means the index holds it.
         let found: Vec<redis::Value> = redis::cmd("FT.SEARCH")
-            .arg(&self.version().index)
+            .arg(&self.version.index)
             .arg("*")
             .arg("INKEYS")
             .arg(1)

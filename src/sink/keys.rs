@@ -21,9 +21,9 @@ pub struct VersionKeys {
     pub mapping: String,
     /// The embedding space the version's vectors are in.
     pub space: String,
-    /// Documents left out for good (see `quarantine.rs`).
+    /// Documents left out for good (see `queues.rs`).
     pub quarantine: String,
-    /// Documents whose vector is owed (see `pending.rs`).
+    /// Documents whose vector is owed (see `queues.rs`).
     pub pending: String,
     /// The writer's status record (`drugsync status`).
     pub status: String,

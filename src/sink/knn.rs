@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use redis::Value;
 
-use super::alias::info_text;
+use super::index::info_text;
 use super::index::IndexSpec;
-use super::{RedisSink, SinkError};
+use super::{IndexAdmin, RedisSink, SinkError};
 
 /// The index version behind the alias, as `FT.INFO` describes it.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,7 @@
 //! evictions are counted. Read with `INFO`, which managed Redis services
 //! (ElastiCache, MemoryDB) allow where `CONFIG GET` is not.
 
-use super::{RedisSink, SinkError};
+use super::{IndexAdmin, RedisSink, SinkError};
 
 /// Share of `maxmemory` past which drugsync warns, before Redis starts
 /// refusing writes (`noeviction`) or evicting.
@@ -55,14 +55,6 @@ impl MemoryInfo {
 }
 
 impl RedisSink {
-    /// Reads [`MemoryInfo`] now.
-    pub async fn memory_info(&self) -> Result<MemoryInfo, SinkError> {
-        let mut conn = self.conn.clone();
-        let memory: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
-        let stats: String = redis::cmd("INFO").arg("stats").query_async(&mut conn).await?;
-        Ok(MemoryInfo::parse(&format!("{memory}\n{stats}")))
-    }
-
     /// Refuses a Redis that may evict drugsync's keys, unless `allowed`
     /// (`redis.allow_eviction`), when it only warns. Returns what it read.
     pub async fn check_memory_policy(&self, allowed: bool) -> Result<MemoryInfo, SinkError> {

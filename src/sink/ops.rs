@@ -1,7 +1,7 @@
 //! What one atomic write does, as typed operations: built from document
 //! changes here, run by the fenced write (`fence.rs`) or MULTI/EXEC.
 
-use super::{RedisSink, SinkError};
+use super::{Documents, RedisSink};
 use crate::document::DocumentChange;
 use crate::embed::vector_to_bytes;
 use crate::position::Position;
@@ -89,40 +89,6 @@ impl WriteOp {
 }
 
 impl RedisSink {
-    /// Records that every document now follows `fields` (fenced like every write).
-    pub async fn store_mapping_fingerprint(&self, fields: &str) -> Result<(), SinkError> {
-        self.write(vec![WriteOp::Set { key: self.keys.mapping.clone(), value: fields.as_bytes().to_vec() }]).await
-    }
-
-    /// Stores the writer's status record (JSON, read by `drugsync status`), fenced like every write.
-    pub async fn store_status(&self, json: &str) -> Result<(), SinkError> {
-        self.write(vec![WriteOp::Set { key: self.keys.status.clone(), value: json.as_bytes().to_vec() }]).await
-    }
-
-    /// Removes the first `n` queued repair keys, fenced like every write of
-    /// the lease holder: a paused former writer cannot drop repairs handed to
-    /// the one that took over.
-    pub async fn ack_repairs(&self, n: usize) -> Result<(), SinkError> {
-        self.write(vec![WriteOp::LTrimFront { key: self.repair_key.clone(), drop: n }]).await
-    }
-
-    /// Applies `changes` atomically. New vectors are also stored in the
-    /// cache under their text hash. With a fence (see [`Self::fence_with`])
-    /// the write is refused with [`SinkError::Fenced`] when another instance
-    /// holds the lease. When this returns `Ok`, Redis has acknowledged all of it.
-    pub async fn apply(&self, changes: &[DocumentChange]) -> Result<(), SinkError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        self.write(self.write_ops(changes, None)).await
-    }
-
-    /// [`Self::apply`], storing `position` in the same atomic write. Only
-    /// `pipeline::committer` calls this: it owns the order of the positions.
-    pub async fn apply_ending_at(&self, changes: &[DocumentChange], position: &Position) -> Result<(), SinkError> {
-        self.write(self.write_ops(changes, Some(position))).await
-    }
-
     /// The operations of one write transaction.
     pub(super) fn write_ops(&self, changes: &[DocumentChange], position: Option<&Position>) -> Vec<WriteOp> {
         let now_ms = crate::health::unix_ms();

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use super::{RedisSink, SinkError};
+use super::{Documents, RedisSink, SinkError, VectorCache};
 
 /// How Redis keeps its data across a restart, as drugsync reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

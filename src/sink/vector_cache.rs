@@ -14,7 +14,12 @@
 //! old version. Entries written before this bound existed belong to no set:
 //! the writer adopts them at start as the oldest, so they go first.
 
+use std::future::Future;
+use std::sync::Arc;
+
 use super::{RedisSink, SinkError};
+use crate::document::TextHash;
+use crate::embed::vector_from_bytes;
 
 /// Drops the oldest entries of KEYS[1] past ARGV[1], with their vectors (ARGV[2] .. hash).
 const TRIM: &str = r"local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
@@ -28,17 +33,68 @@ const BATCH: usize = 1000;
 
 pub use super::keys::{space_id, space_parts};
 
-impl RedisSink {
-    /// Drops the oldest cached vectors of this space past `embed.cache_max_vectors`; how many went.
-    pub async fn trim_vector_cache(&self) -> Result<u64, SinkError> {
+/// The vector cache of one embedding space: vectors by text hash, shared by
+/// every index version of that space. A cache is an optimisation: a miss is
+/// always allowed, a hit must be the vector that was stored.
+pub trait VectorCache: Sync {
+    /// Cached vectors by text hash, in input order (`None`: not cached, of
+    /// the wrong size, or not a usable vector, which is logged).
+    fn cached_vectors(&self, hashes: &[&TextHash]) -> impl Future<Output = Result<Vec<Option<Vec<f32>>>, SinkError>> + Send;
+
+    /// Caches vectors outside a document write (those a failed chunk
+    /// already paid for), then trims; best kept, never required.
+    fn cache_vectors(&self, vectors: &[(TextHash, Arc<Vec<f32>>)]) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Keeps the cache within `embed.cache_max_vectors`, oldest out (after
+    /// writes that added to it).
+    fn trim_vector_cache(&self) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// How many vectors the cache of this embedding space holds.
+    fn vector_cache_len(&self) -> impl Future<Output = Result<u64, SinkError>> + Send;
+
+    /// Records this version's embedding space, so a later switch away knows
+    /// which cache entries die with it.
+    fn record_space(&self) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Takes over cache entries that belong to no space (written before the
+    /// cache was bounded) as the oldest of this one, then trims; how many.
+    fn adopt_vector_cache(&self) -> impl Future<Output = Result<u64, SinkError>> + Send;
+
+    /// After the alias left the version `old`: drops the cached vectors of
+    /// its embedding space when that is not this version's; how many went.
+    fn drop_vector_cache_of(&self, old: &str) -> impl Future<Output = Result<u64, SinkError>> + Send;
+}
+
+impl VectorCache for RedisSink {
+    /// One MGET; entries that fail `embed::check_vector` count as misses.
+    async fn cached_vectors(&self, hashes: &[&TextHash]) -> Result<Vec<Option<Vec<f32>>>, SinkError> {
+        if self.cache_max == 0 {
+            return Ok(vec![None; hashes.len()]);
+        }
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = hashes.iter().map(|h| format!("{}{}", self.cache_prefix, h.0)).collect();
         let mut conn = self.conn.clone();
-        let max = self.cache_max;
-        Ok(redis::Script::new(TRIM).key(&self.cache_index_key).arg(max).arg(&self.cache_prefix).invoke_async(&mut conn).await?)
+        let blobs: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let dimensions = self.vector_bytes / 4;
+        Ok(blobs
+            .into_iter()
+            .map(|blob| {
+                let vector = blob.filter(|b| b.len() == self.vector_bytes).and_then(|b| vector_from_bytes(&b))?;
+                // Written before vectors were checked, or by someone else: a miss, never reused.
+                match crate::embed::check_vector(&vector, dimensions) {
+                    Ok(()) => Some(vector),
+                    Err(fault) => {
+                        tracing::warn!(%fault, "a cached vector cannot be used; its text is embedded again");
+                        None
+                    }
+                }
+            })
+            .collect())
     }
 
-    /// Caches vectors outside a document write (those of a chunk that failed
-    /// on other texts and will be retried), then trims.
-    pub async fn cache_vectors(&self, vectors: &[(crate::document::TextHash, std::sync::Arc<Vec<f32>>)]) -> Result<(), SinkError> {
+    async fn cache_vectors(&self, vectors: &[(TextHash, Arc<Vec<f32>>)]) -> Result<(), SinkError> {
         if self.cache_max == 0 || vectors.is_empty() {
             return Ok(());
         }
@@ -50,26 +106,31 @@ impl RedisSink {
         }
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn).await?;
-        self.trim_vector_cache().await.map(drop)
+        self.trim_vector_cache().await
     }
 
-    /// Cached vectors in this space's set.
-    pub async fn vector_cache_len(&self) -> Result<u64, SinkError> {
+    /// A script drops the oldest past the bound, with their vectors.
+    async fn trim_vector_cache(&self) -> Result<(), SinkError> {
+        let mut conn = self.conn.clone();
+        let max = self.cache_max;
+        let _dropped: u64 =
+            redis::Script::new(TRIM).key(&self.cache_index_key).arg(max).arg(&self.cache_prefix).invoke_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// ZCARD of this space's set.
+    async fn vector_cache_len(&self) -> Result<u64, SinkError> {
         let mut conn = self.conn.clone();
         Ok(redis::cmd("ZCARD").arg(&self.cache_index_key).query_async(&mut conn).await?)
     }
 
-    /// Records this version's embedding space (so a later switch away knows
-    /// which cache entries die with it).
-    pub async fn record_space(&self) -> Result<(), SinkError> {
+    async fn record_space(&self) -> Result<(), SinkError> {
         let space = self.cache_index_key.rsplit(':').next().unwrap_or_default().to_owned();
         let mut conn = self.conn.clone();
         Ok(redis::cmd("SET").arg(&self.keys.space).arg(space).query_async(&mut conn).await?)
     }
 
-    /// After the alias left `old`: drops the cached vectors of its embedding
-    /// space when that is not this version's. Returns how many went.
-    pub async fn drop_vector_cache_of(&self, old: &str) -> Result<u64, SinkError> {
+    async fn drop_vector_cache_of(&self, old: &str) -> Result<u64, SinkError> {
         let old_space_key = super::keys::VersionKeys::of(&self.state_prefix, old).space;
         let mut conn = self.conn.clone();
         let space: Option<String> = redis::cmd("GET").arg(&old_space_key).query_async(&mut conn).await?;
@@ -91,9 +152,8 @@ impl RedisSink {
         Ok(dropped)
     }
 
-    /// Puts cache entries that belong to no space's set into this one as
-    /// the oldest, then trims; returns how many were adopted.
-    pub async fn adopt_vector_cache(&self) -> Result<u64, SinkError> {
+    /// Scans the cache prefix; entries no space's set scores join this one at score 0.
+    async fn adopt_vector_cache(&self) -> Result<u64, SinkError> {
         let mut conn = self.conn.clone();
         let pattern = format!("{}*", super::redis::escape_glob(&self.cache_prefix));
         let space_prefix = format!("{}space:", self.cache_prefix);

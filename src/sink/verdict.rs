@@ -10,9 +10,8 @@
 
 use redis::Value;
 
-use super::alias::info_text;
-use super::{RedisSink, SinkError};
-use crate::document::DocumentKey;
+use super::SinkError;
+use super::index::info_text;
 
 /// What `FT.INFO` says about one index.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,7 +32,7 @@ impl IndexVerdict {
     /// Reads the verdict from an `FT.INFO` reply; fields it lacks read as
     /// the healthy value, except `percent_indexed`, which RediSearch has
     /// always reported.
-    fn of(info: &Value) -> Result<Self, SinkError> {
+    pub(super) fn of(info: &Value) -> Result<Self, SinkError> {
         let number = |field: &str| info_text(info, field).and_then(|n| n.parse::<f64>().ok());
         let percent_indexed = number("percent_indexed").ok_or_else(|| SinkError::Command {
             message: "FT.INFO has no percent_indexed".into(),
@@ -54,64 +53,6 @@ impl IndexVerdict {
     /// `percent_indexed` in thousandths, for an integer gauge.
     pub fn permille_indexed(&self) -> u64 {
         (self.percent_indexed.clamp(0.0, 1.0) * 1000.0).round() as u64
-    }
-}
-
-impl RedisSink {
-    /// The verdict on this index version, or `None` when it does not exist.
-    pub async fn verdict(&self) -> Result<Option<IndexVerdict>, SinkError> {
-        self.verdict_of(&self.version.index.clone()).await
-    }
-
-    /// The verdict on the index the alias points at, or `None` when the
-    /// alias answers nothing (Redis emptied, the index dropped).
-    pub async fn alias_verdict(&self) -> Result<Option<IndexVerdict>, SinkError> {
-        self.verdict_of(&self.version.alias.clone()).await
-    }
-
-    async fn verdict_of(&self, name: &str) -> Result<Option<IndexVerdict>, SinkError> {
-        match self.index_info(name).await? {
-            Some(info) => Ok(Some(IndexVerdict::of(&info)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Of `keys` (documents Redis holds), those this index version has not
-    /// indexed: one `FT.SEARCH … INKEYS` for the lot.
-    pub async fn unindexed(&self, keys: &[DocumentKey]) -> Result<Vec<DocumentKey>, SinkError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut cmd = redis::cmd("FT.SEARCH");
-        cmd.arg(&self.version.index).arg("*").arg("INKEYS").arg(keys.len());
-        for key in keys {
-            cmd.arg(self.key_of(key));
-        }
-        cmd.arg("NOCONTENT").arg("LIMIT").arg(0).arg(keys.len());
-        let mut conn = self.conn.clone();
-        let reply: Vec<Value> = cmd.query_async(&mut conn).await?;
-        let indexed: std::collections::HashSet<String> =
-            reply.into_iter().skip(1).filter_map(|v| redis::from_redis_value::<String>(v).ok()).collect();
-        Ok(keys.iter().filter(|k| !indexed.contains(&self.key_of(k))).cloned().collect())
-    }
-
-    /// Makes `keys` look out of date (their `doc_hash` removed), so the next
-    /// sync of each rewrites it from current MySQL state. For documents Redis
-    /// holds but cannot index: their hash says they are current, and would
-    /// keep a rewrite from happening. Dropping the marker can only cause a
-    /// rewrite, never make a document older, so a handing-off reconcile may
-    /// do it next to the streamer.
-    pub async fn mark_out_of_date(&self, keys: &[DocumentKey]) -> Result<(), SinkError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("HDEL").arg(self.key_of(key)).arg("doc_hash").ignore();
-        }
-        let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await?;
-        Ok(())
     }
 }
 

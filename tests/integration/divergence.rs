@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::common::on_each_server;
 use crate::common::{Flavour, PrivateServer, TestEnv, eventually};
+use drugsync::sink::contract::*;
 
 /// MariaDB with `log_bin_compress=ON` writes compressed rows and query
 /// events; they used to be skipped while the position moved past them.

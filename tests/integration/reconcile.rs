@@ -2,6 +2,7 @@
 
 use crate::common;
 use crate::common::on_each_server;
+use drugsync::sink::contract::*;
 
 use std::time::Duration;
 

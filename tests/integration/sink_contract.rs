@@ -8,30 +8,38 @@ use crate::common::on_each_server;
 use common::{Flavour, TestEnv};
 use drugsync::document::EmbeddingSpace;
 use drugsync::sink::RedisSink;
-use drugsync::sink::conformance::{Caching, LoseReply, Rewind, check_coordination, check_document_sink, check_lost_reply, check_rewind};
+use drugsync::sink::conformance::{
+    Caching, LoseReply, Rewind, check_documents, check_fencing, check_index_admin, check_lost_reply, check_rewind, check_vector_cache,
+    check_work_queues,
+};
+use drugsync::sink::contract::IndexAdmin;
 
-/// A sink over a test environment of its own (kept alive with it), its
-/// index prepared, and the embedding space of its config.
-async fn prepared_sink(flavour: Flavour, name: &str) -> (TestEnv, RedisSink, EmbeddingSpace) {
+/// A sink over a test environment of its own (kept alive with it), and
+/// the embedding space of its config.
+async fn sink(flavour: Flavour, name: &str) -> (TestEnv, RedisSink, EmbeddingSpace) {
     let env = TestEnv::new(flavour, name, 10).await;
     let config = env.config();
     let sink = RedisSink::connect(&config).await.unwrap();
-    sink.prepare_index(&config).await.unwrap();
     let space = drugsync::embed::space_of(&config.embed);
     (env, sink, space)
 }
 
-on_each_server! {
-    async fn the_redis_sink_keeps_the_sink_contract(flavour) {
-        let (_env, sink, space) = prepared_sink(flavour, "sink_contract").await;
-        check_document_sink(&sink, &space, "conformance-", Caching::On).await;
-    }
+/// The same, its index prepared.
+async fn prepared_sink(flavour: Flavour, name: &str) -> (TestEnv, RedisSink, EmbeddingSpace) {
+    let (env, sink, space) = sink(flavour, name).await;
+    sink.prepare_index().await.unwrap();
+    (env, sink, space)
 }
 
 on_each_server! {
-    async fn the_redis_sink_keeps_the_coordination_contract(flavour) {
-        let (_env, sink, space) = prepared_sink(flavour, "sink_coordination").await;
-        check_coordination(&sink, &space, "conformance-coordination").await;
+    async fn the_redis_sink_keeps_the_contract_of_each_role(flavour) {
+        let (_env, redis, space) = prepared_sink(flavour, "sink_contract").await;
+        check_documents(&redis, &space, "conformance-").await;
+        check_vector_cache(&redis, &space, "conformance-", Caching::On).await;
+        check_work_queues(&redis, &space, "conformance-").await;
+        check_fencing(&redis, &space, "conformance-fencing").await;
+        let (_env, unprepared, space) = sink(flavour, "sink_admin").await;
+        check_index_admin(&unprepared, &space, "conformance-admin").await;
     }
 }
 
@@ -104,7 +112,7 @@ on_each_server! {
         let env = TestEnv::new_with(flavour, "sink_lost_reply", 10, &format!("redis://127.0.0.1:{}", proxy.port)).await;
         let config = env.config();
         let sink = RedisSink::connect(&config).await.unwrap();
-        sink.prepare_index(&config).await.unwrap();
+        sink.prepare_index().await.unwrap();
         let space = drugsync::embed::space_of(&config.embed);
         let accepted = proxy.accepted();
         let proxy = LosingProxy(proxy);

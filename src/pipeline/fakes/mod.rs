@@ -9,10 +9,12 @@ pub mod checkpoint;
 pub mod embedder;
 pub mod rig;
 pub mod sink;
+pub mod sink_roles;
 
 pub use self::checkpoint::{DiskFault, MemoryCheckpoint};
 pub use self::embedder::ScriptedEmbedder;
-pub use self::sink::{Contents, MemoryLease, MemorySink, SinkFault, Stored};
+pub use self::sink::{Contents, MemorySink, SinkFault, Stored};
+pub use self::sink_roles::MemoryLease;
 pub use crate::sink::conformance::document;
 
 #[cfg(test)]
@@ -23,10 +25,16 @@ mod tests {
     /// The fake the pipeline's unit tests trust keeps the contract the
     /// integration tests hold `RedisSink` to (`sink_contract.rs`).
     #[tokio::test]
-    async fn the_memory_sink_keeps_the_sink_contract() {
+    async fn the_memory_sink_keeps_the_contract_of_each_role() {
+        use crate::sink::conformance::{Caching, check_documents, check_fencing, check_index_admin, check_vector_cache, check_work_queues};
         let space = ScriptedEmbedder::new(4, 1).space().clone();
-        crate::sink::conformance::check_document_sink(&MemorySink::new(4), &space, "conformance-", crate::sink::conformance::Caching::On)
-            .await;
+        check_documents(&MemorySink::new(4), &space, "conformance-").await;
+        check_vector_cache(&MemorySink::new(4), &space, "conformance-", Caching::On).await;
+        check_work_queues(&MemorySink::new(4), &space, "conformance-").await;
+        let unswitched = MemorySink::new(4);
+        unswitched.tamper(|held| held.index_exists = false);
+        check_index_admin(&unswitched, &space, "conformance-admin").await;
+        check_fencing(&MemorySink::new(4), &space, "conformance-fencing").await;
     }
 
     /// The fake rewound as Redis restored from a snapshot: everything it held then.
@@ -64,11 +72,5 @@ mod tests {
         let space = ScriptedEmbedder::new(4, 1).space().clone();
         let sink = MemorySink::new(4);
         crate::sink::conformance::check_lost_reply(&sink, &LosesReplies(&sink), &space, "conformance-").await;
-    }
-
-    #[tokio::test]
-    async fn the_memory_sink_keeps_the_coordination_contract() {
-        let space = ScriptedEmbedder::new(4, 1).space().clone();
-        crate::sink::conformance::check_coordination(&MemorySink::new(4), &space, "conformance-coordination").await;
     }
 }

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::pipeline::fakes::{MemorySink, ScriptedEmbedder};
 use crate::pipeline::replicator::Replicator;
 use crate::position::Position;
-use crate::sink::{Coordination, RemotePositions};
+use crate::sink::contract::*;
 
 /// A position in one binlog file.
 pub fn at(offset: u64) -> Position {

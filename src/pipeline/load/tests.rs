@@ -8,7 +8,8 @@ use crate::document::DocumentKey;
 use crate::pipeline::fakes::rig::{Rig, at};
 use crate::pipeline::fakes::{MemorySink, ScriptedEmbedder, document};
 use crate::pipeline::sync::{WhenUnavailable, sync_documents};
-use crate::sink::{Coordination, SinkError};
+use crate::sink::SinkError;
+use crate::sink::contract::*;
 
 /// Writes a page of one document through the load's syncer.
 async fn write_a_page(rig: &Rig, loader: &Loader<'_, ScriptedEmbedder, MemorySink>) -> Result<(), RunError> {

@@ -6,7 +6,7 @@
 use super::*;
 use crate::pipeline::fakes::rig::Rig;
 use crate::pipeline::fakes::{SinkFault, document};
-use crate::sink::{Coordination, DocumentSink};
+use crate::sink::contract::*;
 
 const TTL: Duration = Duration::from_secs(30);
 

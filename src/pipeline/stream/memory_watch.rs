@@ -10,7 +10,7 @@
 //! may still evict, the log says a repair will follow.
 
 use crate::pipeline::Stats;
-use crate::sink::Coordination;
+use crate::sink::IndexAdmin;
 use crate::sink::memory::NEAR_FULL;
 
 /// Idle ticks (one a second) between two looks.
@@ -36,7 +36,7 @@ pub struct MemoryWatch {
 
 impl MemoryWatch {
     /// Called on every idle tick; looks every `EVERY_TICKS`.
-    pub async fn tick<S: Coordination>(&mut self, sink: &S, stats: &Stats) -> MemoryVerdict {
+    pub async fn tick<S: IndexAdmin>(&mut self, sink: &S, stats: &Stats) -> MemoryVerdict {
         self.ticks = self.ticks.wrapping_add(1);
         if !self.ticks.is_multiple_of(EVERY_TICKS) {
             return MemoryVerdict::Fine;
@@ -46,7 +46,7 @@ impl MemoryWatch {
 
     /// Looks now: also when the writer finds Redis lost its writes, where
     /// eviction is a likely cause and the apply loop's ticks have stopped.
-    pub async fn look<S: Coordination>(&mut self, sink: &S, stats: &Stats) -> MemoryVerdict {
+    pub async fn look<S: IndexAdmin>(&mut self, sink: &S, stats: &Stats) -> MemoryVerdict {
         let info = match sink.memory_info().await {
             Ok(info) => info,
             // Redis unreachable: the lease keeper and the next write say so.

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::pipeline::fakes::SinkFault;
 use crate::pipeline::fakes::rig::{Rig, at};
-use crate::sink::Coordination;
+use crate::sink::contract::*;
 use crate::source::binlog::InFlight;
 use crate::source::decode::Transaction;
 use crate::source::refusal::Refusal;

@@ -12,6 +12,7 @@ use crate::document::DocHash;
 use crate::error::Classify;
 use crate::pipeline::committer::Committer;
 use crate::pipeline::fakes::{MemoryCheckpoint, MemorySink, ScriptedEmbedder, SinkFault, document};
+use crate::sink::contract::*;
 
 const DIMENSIONS: usize = 4;
 

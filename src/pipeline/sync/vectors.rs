@@ -18,7 +18,7 @@ pub enum WhenUnavailable {
     /// alias to an index missing vectors.
     Wait,
     /// It is written without its vector and the vector is owed (see
-    /// `sink::pending`): the position moves on. For everything after the
+    /// `sink::queues`): the position moves on. For everything after the
     /// initial load, so an outage does not freeze freshness.
     Owe,
     /// It is left as it is: not written, still owed. For filling owed

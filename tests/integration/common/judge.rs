@@ -12,7 +12,7 @@ impl TestEnv {
         let _: () = redis::cmd("SET").arg(&self.position_key).arg(position.to_string()).query_async(&mut redis).await.unwrap();
     }
 
-    /// The sorted set of documents whose vector is owed (see `sink::pending`).
+    /// The sorted set of documents whose vector is owed (see `sink::queues`).
     pub fn owed_key(&self) -> String {
         self.position_key.strip_suffix(":position").map(|stem| format!("{stem}:pending")).expect("position key ends in :position")
     }
