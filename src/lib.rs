@@ -10,6 +10,7 @@
 pub mod backoff;
 pub mod checkpoint;
 pub mod cli;
+pub mod compose;
 pub mod config;
 pub mod document;
 pub mod embed;

@@ -16,7 +16,7 @@ use drugsync::pipeline::replay::ReplayEstimate;
 use drugsync::pipeline::{Connected, Replicator};
 use drugsync::position::Position;
 use drugsync::search::Query;
-use drugsync::sink::{RedisSink, RemotePositions};
+use drugsync::sink::RemotePositions;
 use drugsync::status::StatusReport;
 
 fn main() -> ExitCode {
@@ -175,7 +175,7 @@ async fn show_checkpoint(config: Config) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    let sink = RedisSink::connect(&config).await?;
+    let sink = drugsync::compose::redis_sink(&config).await?;
     let remote = sink.stored_position().await?;
     println!("checkpoint file: {}", config.checkpoint.path.display());
     println!("local position:  {local}");

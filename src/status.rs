@@ -15,7 +15,7 @@ use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::config::Config;
 use crate::health::unix_ms;
 use crate::position::Position;
-use crate::sink::{Documents, Fencing, IndexAdmin, Lease, RedisSink, RemotePositions, VectorCache, WorkQueues};
+use crate::sink::{Documents, Fencing, IndexAdmin, Lease, RemotePositions, VectorCache, WorkQueues};
 
 /// What the writer publishes about itself.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -134,7 +134,7 @@ pub struct SourceStatus {
 /// Gathers the report. Fails only when Redis cannot be reached (it holds
 /// most of it); a source that cannot be asked is reported as such.
 pub async fn gather(config: &Config) -> Result<StatusReport, StatusError> {
-    let sink = RedisSink::connect(config).await?;
+    let sink = crate::compose::redis_sink(config).await?;
     let lease = sink.lease(String::new(), Duration::from_secs(config.redis.lease_ttl_secs));
     let writer = lease.current_holder().await?;
     let lease_ttl_ms = if writer.is_some() { lease.ttl_left_ms().await? } else { None };

@@ -181,7 +181,7 @@ async fn main() -> Result<(), BoxError> {
 
     let ndcs: Vec<String> = conn.query("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC").await?;
     let mysql_url = format!("{}/{SCHEMA}", args.mysql);
-    let key_prefix = drugsync::sink::IndexVersion::of(&config).prefix;
+    let key_prefix = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&config)).prefix;
     let mut fresh = freshness::Freshness { mysql_url: mysql_url.clone(), redis: redis.clone(), key_prefix: &key_prefix, ndcs: &ndcs };
     let quiet = fresh.run("quiet", args.freshness_edits, args.freshness_rate, None).await?;
     println!(
@@ -315,7 +315,7 @@ async fn ingest_floor_and_recall(
     redis: &mut redis::aio::MultiplexedConnection,
     load_secs: f64,
 ) -> Result<(), BoxError> {
-    let live_prefix = drugsync::sink::IndexVersion::of(config).prefix;
+    let live_prefix = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(config)).prefix;
     let field = &config.index.vector_field;
     let corpus = floor::read_corpus(redis, &live_prefix, field).await?;
     let (m, ef) = (config.index.m, config.index.ef_construction);

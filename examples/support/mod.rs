@@ -188,7 +188,11 @@ impl Corner {
 
     /// Where the index version of `config` keeps its position.
     pub fn position_key(&self, config: &drugsync::config::Config) -> String {
-        drugsync::sink::keys::VersionKeys::of(&format!("{}:", self.state), &drugsync::sink::IndexVersion::of(config).index).position
+        drugsync::sink::keys::VersionKeys::of(
+            &format!("{}:", self.state),
+            &drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(config)).index,
+        )
+        .position
     }
 
     /// Writes `config_text` to `dir` (checked by parsing it), and cleans this corner's

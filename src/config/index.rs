@@ -76,7 +76,7 @@ pub struct IndexField {
 }
 
 /// Vector index settings. A mismatch with an existing index is a start-up error.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexConfig {
     /// Index name (`drugs_idx`).

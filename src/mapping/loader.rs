@@ -9,7 +9,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Row, Value};
 
 use super::placeholders;
-use crate::config::Config;
+use crate::config::{IndexField, MappingConfig};
 use crate::document::{Document, DocumentKey, EmbeddingSpace, TextTemplate};
 use crate::source::SourceError;
 use crate::source::deadline::within;
@@ -35,22 +35,24 @@ pub struct DocumentLoader {
 }
 
 impl DocumentLoader {
-    /// A loader for the configured mapping, hashing texts in `space`.
-    pub fn new(config: &Config, space: EmbeddingSpace) -> Self {
-        let m = &config.mapping;
+    /// A loader for `mapping`, building documents of the index `fields`,
+    /// hashing texts in `space`, `chunk` keys per query, each query given
+    /// `deadline` (`mysql.query_timeout_secs`).
+    pub fn new(mapping: &MappingConfig, fields: &[IndexField], space: EmbeddingSpace, chunk: usize, deadline: std::time::Duration) -> Self {
+        let m = mapping;
         Self {
             select_sql: m.select_sql.trim().to_owned(),
             filter_sql: m.filter_sql.clone(),
             key_expr: m.key_expr.clone(),
             key_field: m.key_field.clone(),
-            fields: config.index.fields.iter().map(|f| f.name.clone()).collect(),
-            numeric: config.index.fields.iter().filter(|f| f.kind == crate::config::FieldKind::Numeric).map(|f| f.name.clone()).collect(),
+            fields: fields.iter().map(|f| f.name.clone()).collect(),
+            numeric: fields.iter().filter(|f| f.kind == crate::config::FieldKind::Numeric).map(|f| f.name.clone()).collect(),
             // Validated in Config::validate.
             template: TextTemplate::parse(&m.text_template).expect("validated template"),
             space,
-            chunk: config.pipeline.load_chunk,
+            chunk,
             trim_trailing_spaces: m.trim_trailing_spaces,
-            deadline: std::time::Duration::from_secs(config.mysql.query_timeout_secs),
+            deadline,
         }
     }
 
@@ -176,7 +178,7 @@ mod tests {
     fn loader() -> DocumentLoader {
         let config = Config::from_toml(include_str!("../../config/drugsync.toml"), Path::new("drugsync.toml"), |_| None).unwrap();
         let space = EmbeddingSpace { model: "local-ngram-v1".into(), dimensions: 8, normalize: true, template_version: 1 };
-        DocumentLoader::new(&config, space)
+        DocumentLoader::new(&config.mapping, &config.index.fields, space, config.pipeline.load_chunk, std::time::Duration::from_secs(30))
     }
 
     fn doc_with_gcn(loader: &DocumentLoader, gcn: &str) -> Document {

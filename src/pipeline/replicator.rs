@@ -53,9 +53,10 @@ impl<E: Embedder> Connected<E, RedisSink> {
         let pool = Pool::new(opts.clone());
         let retention = {
             let mut conn = crate::source::connect::pooled(&pool).await?;
-            crate::source::preflight::check_source(&mut conn, &config).await?
+            let replica = crate::source::preflight::replica_hostname(&config.index.name);
+            crate::source::preflight::check_source(&mut conn, &config.mysql, &config.mapping, &config.index.fields, &replica).await?
         };
-        let sink = RedisSink::connect(&config).await?;
+        let sink = crate::compose::redis_sink(&config).await?;
         let memory = sink.check_memory_policy(config.redis.allow_eviction).await?;
         let retention = retention.map(|r| Duration::from_secs_f64(r.hours.max(0.0) * 3600.0));
         let persistence =
@@ -87,7 +88,7 @@ impl<E: Embedder> Connected<E, RedisSink> {
 impl<E: Embedder, S: Sink> Connected<E, S> {
     /// The parts built from `config` around connections made elsewhere.
     fn assemble(config: Config, (pool, opts): (Pool, Opts), sink: S, embedder: E, stats: Arc<Stats>) -> Self {
-        let loader = DocumentLoader::new(&config, embedder.space().clone());
+        let loader = crate::compose::document_loader(&config, embedder.space().clone());
         let router = Router::new(&config.mapping.tables, config.pipeline.load_chunk, Duration::from_secs(config.mysql.query_timeout_secs));
         let gate = VisibilityGate::new(&config.mysql, pool.clone(), opts.clone(), VISIBILITY_LIMIT);
         Self { config: Arc::new(config), pool, opts, sink, embedder: Arc::new(embedder), loader, router, stats, gate }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::SearchError;
 use crate::config::Config;
 use crate::document::{DocumentKey, EmbeddingSpace};
-use crate::sink::{Documents, RedisSink};
+use crate::sink::Documents;
 
 /// The document view (`--output json` serialises it as is).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -63,7 +63,7 @@ pub struct SourceView {
 /// in `space` (the configured embedder's, as the writer does).
 pub async fn inspect(config: &Config, space: EmbeddingSpace, key: &str) -> Result<DocumentView, SearchError> {
     let key = DocumentKey(key.to_owned());
-    let sink = RedisSink::connect(config).await?;
+    let sink = crate::compose::redis_sink(config).await?;
     let held = sink.held(&key).await?;
     let source = rebuild(config, space, &key).await?;
     let stored_hash = held.fields.get("doc_hash").cloned();
@@ -102,7 +102,7 @@ async fn rebuild(config: &Config, space: EmbeddingSpace, key: &DocumentKey) -> R
     let pool = mysql_async::Pool::new(opts);
     let loaded = async {
         let mut conn = crate::source::connect::pooled(&pool).await?;
-        let loader = crate::mapping::loader::DocumentLoader::new(config, space);
+        let loader = crate::compose::document_loader(config, space);
         loader.load(&mut conn, std::slice::from_ref(key)).await
     }
     .await;

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::embed::{EmbedError, Embedder};
-use crate::sink::{IndexVersion, RedisSink, SinkError};
+use crate::sink::{IndexVersion, SinkError};
 
 /// What to ask.
 #[derive(Debug, Clone)]
@@ -111,8 +111,8 @@ pub enum SearchError {
 
 /// Runs `query` against the live index of `config`'s alias, embedded by `embedder`.
 pub async fn search<E: Embedder>(config: &Config, embedder: &E, query: &Query) -> Result<Vec<Hit>, SearchError> {
-    let sink = RedisSink::connect(config).await?;
-    let version = IndexVersion::of(config);
+    let sink = crate::compose::redis_sink(config).await?;
+    let version = IndexVersion::of(&crate::compose::index_definition(config));
     let live = sink.live_index().await?.ok_or_else(|| SearchError::NoIndex { alias: version.alias.clone() })?;
     let space = embedder.space();
     if live.name != version.index || live.dimensions != space.dimensions {

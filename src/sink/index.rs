@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use redis::Value;
 
-use crate::config::{Config, FieldKind};
+use super::IndexDefinition;
+use crate::config::FieldKind;
 
 /// Everything about the index that must agree between config and server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,10 +29,10 @@ pub struct IndexSpec {
 }
 
 impl IndexSpec {
-    /// The spec the config asks for, as index `name` over keys under `prefix`
+    /// The spec `definition` asks for, as index `name` over keys under `prefix`
     /// (its version's, see `IndexVersion`).
-    pub fn from_config(config: &Config, name: &str, prefix: &str) -> Self {
-        let i = &config.index;
+    pub fn of(definition: &IndexDefinition, name: &str, prefix: &str) -> Self {
+        let i = &definition.index;
         Self {
             name: name.to_owned(),
             prefix: prefix.to_owned(),
@@ -50,21 +51,21 @@ impl IndexSpec {
                 .collect(),
             vector_field: i.vector_field.clone(),
             algorithm: i.algorithm.as_str().to_owned(),
-            dimensions: config.embed.dimensions,
+            dimensions: definition.dimensions,
             distance: i.distance.as_str().to_owned(),
         }
     }
 
     /// `FT.CREATE` arguments (after the command name) for index `name` over keys under `prefix`.
-    pub fn create_args(config: &Config, name: &str, prefix: &str) -> Vec<String> {
+    pub fn create_args(definition: &IndexDefinition, name: &str, prefix: &str) -> Vec<String> {
         let mut args = vec![name.to_owned(), "ON".into(), "HASH".into(), "PREFIX".into(), "1".into(), prefix.to_owned(), "SCHEMA".into()];
-        args.extend(Self::schema_args(config));
+        args.extend(Self::schema_args(definition));
         args
     }
 
     /// The `SCHEMA ...` part of `FT.CREATE`, in config field order.
-    pub fn schema_args(config: &Config) -> Vec<String> {
-        let i = &config.index;
+    pub fn schema_args(definition: &IndexDefinition) -> Vec<String> {
+        let i = &definition.index;
         let mut args = Vec::new();
         for f in &i.fields {
             args.push(f.name.clone());
@@ -80,7 +81,7 @@ impl IndexSpec {
             "TYPE".to_owned(),
             "FLOAT32".into(),
             "DIM".into(),
-            config.embed.dimensions.to_string(),
+            definition.dimensions.to_string(),
             "DISTANCE_METRIC".into(),
             i.distance.as_str().to_owned(),
         ];

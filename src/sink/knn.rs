@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use redis::Value;
 
-use super::index::info_text;
 use super::index::IndexSpec;
+use super::index::info_text;
 use super::{IndexAdmin, RedisSink, SinkError};
 
 /// The index version behind the alias, as `FT.INFO` describes it.

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod conformance;
 pub mod connection;
 pub mod contract;
+pub mod definition;
 pub mod documents;
 pub mod error;
 pub mod fence;
@@ -23,6 +24,7 @@ pub mod verdict;
 pub mod version;
 
 pub use self::contract::{DocumentSink, Documents, Fencing, IndexAdmin, Lease, RemotePositions, Sink, VectorCache, WorkQueues};
+pub use self::definition::IndexDefinition;
 pub use self::documents::StoredState;
 pub use self::index::IndexSpec;
 pub use self::lease::WriterLease;

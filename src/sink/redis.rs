@@ -8,7 +8,8 @@ use super::connection::FailoverConnection;
 
 pub use super::error::SinkError;
 
-use crate::config::{Config, redact_url};
+use super::IndexDefinition;
+use crate::config::{RedisConfig, redact_url};
 
 /// See the module docs.
 #[derive(Clone)]
@@ -45,10 +46,11 @@ pub struct RedisSink {
 }
 
 impl RedisSink {
-    /// Connects (the connection manager reconnects in the background afterwards).
-    pub async fn connect(config: &Config) -> Result<Self, SinkError> {
-        let url = config.redis.url.expose();
-        let client = match &config.redis.tls_ca_file {
+    /// Connects to `redis.url` to write the index `definition` asks for
+    /// (the connection manager reconnects in the background afterwards).
+    pub async fn connect(redis: &RedisConfig, definition: &IndexDefinition) -> Result<Self, SinkError> {
+        let url = redis.url.expose();
+        let client = match &redis.tls_ca_file {
             // rediss:// to a private CA (ElastiCache, a corporate CA): trust exactly that bundle.
             Some(ca) => {
                 let root_cert = std::fs::read(ca).map_err(|e| SinkError::Command {
@@ -60,32 +62,32 @@ impl RedisSink {
             None => redis::Client::open(url)?,
         };
         let manager_config = redis::aio::ConnectionManagerConfig::new()
-            .set_response_timeout(Some(std::time::Duration::from_secs(config.redis.response_timeout_secs)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(redis.response_timeout_secs)))
             .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
         let conn = FailoverConnection::connect(client.clone(), manager_config).await?;
-        let state = &config.redis.state_prefix;
-        let version = super::IndexVersion::of(config);
+        let state = &redis.state_prefix;
+        let version = super::IndexVersion::of(definition);
+        let index = &definition.index;
         Ok(Self {
             conn,
             keys: super::keys::VersionKeys::of(state, &version.index),
-            spec: super::IndexSpec::from_config(config, &version.index, &version.prefix),
-            create_args: super::IndexSpec::create_args(config, &version.index, &version.prefix),
+            spec: super::IndexSpec::of(definition, &version.index, &version.prefix),
+            create_args: super::IndexSpec::create_args(definition, &version.index, &version.prefix),
             client,
             prefix: version.prefix.clone(),
-            vector_field: config.index.vector_field.clone(),
-            vector_bytes: config.embed.dimensions * 4,
+            vector_field: index.vector_field.clone(),
+            vector_bytes: definition.dimensions * 4,
             state_prefix: state.clone(),
             version,
-            lease_key: format!("{state}{}:writer", config.index.name),
-            repair_key: format!("{state}{}:repair", config.index.name),
+            lease_key: format!("{state}{}:writer", index.name),
+            repair_key: format!("{state}{}:repair", index.name),
             cache_prefix: format!("{state}vec:"),
-            cache_index_key: format!("{state}vec:space:{}", super::keys::space_id(&config.embed)),
-
-            cache_max: config.embed.cache_max_vectors,
+            cache_index_key: format!("{state}vec:space:{}", definition.space_id),
+            cache_max: definition.cache_max_vectors,
             url: redact_url(url),
             fence: std::sync::Arc::default(),
             load_epoch: std::sync::Arc::default(),
-            lease_ttl_ms: config.redis.lease_ttl_secs * 1000,
+            lease_ttl_ms: redis.lease_ttl_secs * 1000,
         })
     }
 }

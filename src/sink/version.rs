@@ -14,9 +14,8 @@
 
 use sha2::{Digest, Sha256};
 
+use super::IndexDefinition;
 use super::index::IndexSpec;
-use crate::config::Config;
-use crate::mapping::MappingFingerprint;
 
 /// Names of the index version a config asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,22 +31,21 @@ pub struct IndexVersion {
 }
 
 impl IndexVersion {
-    /// The version `config` describes.
-    pub fn of(config: &Config) -> Self {
+    /// The version `definition` describes.
+    pub fn of(definition: &IndexDefinition) -> Self {
         let mut h = Sha256::new();
         // Everything after the name and prefix: the schema itself.
-        for arg in IndexSpec::schema_args(config) {
+        for arg in IndexSpec::schema_args(definition) {
             h.update(arg.as_bytes());
             h.update([0]);
         }
-        let space = super::keys::space_parts(&config.embed);
-        for part in space.into_iter().chain([MappingFingerprint::of(&config.mapping).text]) {
+        for part in definition.space_parts.iter().chain([&definition.text_fingerprint]) {
             h.update(part.as_bytes());
             h.update([0]);
         }
         let hash = hex::encode(&h.finalize()[..4]);
-        let alias = config.index.name.clone();
-        let base = config.index.prefix.trim_end_matches(':');
+        let alias = definition.index.name.clone();
+        let base = definition.index.prefix.trim_end_matches(':');
         Self { index: format!("{alias}_v{hash}"), prefix: format!("{base}_v{hash}:"), alias, hash }
     }
 }
@@ -79,10 +77,13 @@ pub enum AliasState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use std::path::Path;
 
-    fn config(text: &str) -> Config {
-        Config::from_toml(text, Path::new("t"), |_| None).unwrap()
+    /// The definition of a configuration's text.
+    fn config(text: &str) -> IndexDefinition {
+        let c = Config::from_toml(text, Path::new("t"), |_| None).unwrap();
+        IndexDefinition::new(&c.index, &c.embed, &c.mapping)
     }
 
     #[test]

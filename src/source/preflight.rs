@@ -7,12 +7,20 @@ use mysql_async::{Conn, Row};
 
 use super::error::SourceError;
 use super::query::query_first;
-use crate::config::Config;
+use crate::config::{IndexField, MappingConfig, MysqlConfig};
 
 /// Runs every check in turn; the first failure is returned. On success,
 /// the binlog retention it read (`None`: binlogs never expire), which the
 /// start also weighs Redis's snapshots against.
-pub async fn check_source(conn: &mut Conn, config: &Config) -> Result<Option<Retention>, SourceError> {
+/// `replica` is the name drugsync registers under (see [`replica_hostname`]);
+/// `mapping` and the index `fields` are checked against the schema.
+pub async fn check_source(
+    conn: &mut Conn,
+    mysql: &MysqlConfig,
+    mapping: &MappingConfig,
+    fields: &[IndexField],
+    replica: &str,
+) -> Result<Option<Retention>, SourceError> {
     let dialect = super::dialect::detect(conn).await?;
     let facts = super::aurora::binlog_facts(conn, &dialect).await?;
     tracing::info!(
@@ -26,19 +34,20 @@ pub async fn check_source(conn: &mut Conn, config: &Config) -> Result<Option<Ret
         tracing::warn!("{warning}");
     }
     check_binlog_settings(conn).await?;
-    check_grants(conn, &config.mysql.schema).await?;
-    check_server_id(conn, &dialect, config.mysql.server_id, &replica_hostname(config)).await?;
+    check_grants(conn, &mysql.schema).await?;
+    check_server_id(conn, &dialect, mysql.server_id, replica).await?;
     let retention = binlog_retention(conn).await?;
-    check_binlog_retention(retention.as_ref(), config.mysql.downtime_budget_hours)?;
-    check_mapping(conn, config).await?;
+    check_binlog_retention(retention.as_ref(), mysql.downtime_budget_hours)?;
+    check_mapping(conn, &mysql.schema, mapping, fields).await?;
     Ok(retention)
 }
 
 /// The host name drugsync reports when it registers as a replica
 /// (`SHOW REPLICAS`): tells its own earlier sessions and standbys
-/// (same name) from another replica that took the same server id.
-pub fn replica_hostname(config: &Config) -> String {
-    let name = format!("drugsync/{}", config.index.name);
+/// (same name) from another replica that took the same server id. One
+/// per index (`index_name`): the writers of one index share it.
+pub fn replica_hostname(index_name: &str) -> String {
+    let name = format!("drugsync/{index_name}");
     name.chars().take(60).collect()
 }
 
@@ -254,14 +263,13 @@ const UNKNOWN_NAMES: [u16; 3] = [1049, 1146, 1054];
 
 /// Checks that the mapping's tables and columns exist and that `select_sql`
 /// runs and yields every index field; the error names the config field.
-pub async fn check_mapping(conn: &mut Conn, config: &crate::config::Config) -> Result<(), SourceError> {
-    let schema = &config.mysql.schema;
+pub async fn check_mapping(conn: &mut Conn, schema: &str, mapping: &MappingConfig, fields: &[IndexField]) -> Result<(), SourceError> {
     // A `LIMIT 0` select of the one column, not an information_schema lookup:
     // the server answers those through a temporary table, and MariaDB 10.11 once
     // segfaulted freeing it (a prepared COLUMNS query) under the test load. The
     // select also proves the grant, column-level grants included, which the
     // lookup did not. Names are checked identifiers (config).
-    for (n, rule) in config.mapping.tables.iter().enumerate() {
+    for (n, rule) in mapping.tables.iter().enumerate() {
         let query = format!("SELECT `{}` FROM `{schema}`.`{}` LIMIT 0", rule.column, rule.table);
         let refused = match conn.query_drop(&query).await {
             Ok(()) => continue,
@@ -277,7 +285,7 @@ pub async fn check_mapping(conn: &mut Conn, config: &crate::config::Config) -> R
             rule.column, rule.table
         )));
     }
-    let m = &config.mapping;
+    let m = mapping;
     let query = format!("SELECT * FROM ({} WHERE ({}) LIMIT 0) AS documents", m.select_sql.trim(), m.filter_sql);
     let result = conn
         .query_iter(&query)
@@ -285,7 +293,7 @@ pub async fn check_mapping(conn: &mut Conn, config: &crate::config::Config) -> R
         .map_err(|e| SourceError::Misconfigured(format!("config field mapping.select_sql / mapping.filter_sql does not run: {e}")))?;
     let columns: Vec<String> = result.columns_ref().iter().map(|c| c.name_str().to_ascii_lowercase()).collect();
     result.drop_result().await.map_err(|e| SourceError::from_driver(e, &query))?;
-    for field in &config.index.fields {
+    for field in fields {
         if !columns.contains(&field.name.to_ascii_lowercase()) {
             return Err(SourceError::Misconfigured(format!(
                 "config field mapping.select_sql returns no column aliased `{}` (listed in index.fields)",

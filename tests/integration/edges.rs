@@ -254,7 +254,7 @@ on_each_server! {
         common::eventually(Duration::from_secs(15), Duration::from_millis(100), "the index rebuilt after FLUSHALL", async || index_answers(&mut redis).await).await;
         env.assert_matches_mysql().await;
 
-        let version = drugsync::sink::IndexVersion::of(&env.config()).index;
+        let version = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&env.config())).index;
         let _: () = redis::cmd("FT.DROPINDEX").arg(&version).query_async(&mut redis).await.unwrap();
         common::eventually(Duration::from_secs(15), Duration::from_millis(100), "the index created again after FT.DROPINDEX", async || index_answers(&mut redis).await).await;
         env.assert_matches_mysql().await;

@@ -86,7 +86,7 @@ on_each_server! {
 
         env.exec(&[&format!("UPDATE rgcnseq4 SET STR60 = 'NOT A NUMBER 5 MG' WHERE GCN_SEQNO = {gcn}")]).await;
         env.wait_applied().await;
-        let index = drugsync::sink::IndexVersion::of(&env.config()).index;
+        let index = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&env.config())).index;
         let mut redis = env.redis.clone();
         let entries: std::collections::BTreeMap<String, String> =
             redis::cmd("HGETALL").arg(format!("ds:{}:{index}:quarantine", env.name)).query_async(&mut redis).await.unwrap();

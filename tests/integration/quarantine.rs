@@ -18,7 +18,7 @@ async fn quarantine(env: &TestEnv, version_index: &str) -> std::collections::BTr
 }
 
 fn version_index(env: &TestEnv) -> String {
-    drugsync::sink::IndexVersion::of(&env.config()).index
+    drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&env.config())).index
 }
 
 on_each_server! {

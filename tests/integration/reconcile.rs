@@ -104,7 +104,7 @@ on_each_server! {
 
         // The streamer drains the repair queue; then everything equals MySQL.
         let config = env.config();
-        let sink = drugsync::sink::RedisSink::connect(&config).await.unwrap();
+        let sink = drugsync::compose::redis_sink(&config).await.unwrap();
         common::eventually(Duration::from_secs(10), Duration::from_millis(50), "the streamer drained the repairs", async || {
             let pending = sink.pending_repairs().await.unwrap();
             if pending == 0 { Ok(()) } else { Err(format!("{pending} pending")) }

@@ -107,8 +107,8 @@ on_each_server! {
         let other = crate::common::parse_config(&other_text);
         let err = search(&other, &local_embedder(&other), &query("statin", 5, None)).await.unwrap_err();
         let message = err.to_string();
-        let live = drugsync::sink::IndexVersion::of(&config).index;
-        let configured = drugsync::sink::IndexVersion::of(&other).index;
+        let live = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&config)).index;
+        let configured = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&other)).index;
         assert!(matches!(err, SearchError::EmbedderMismatch { .. }), "{message}");
         assert!(message.contains(&live) && message.contains(&configured), "names both versions: {message}");
         assert!(message.contains(&config.embed.dimensions.to_string()) && message.contains(&other.embed.dimensions.to_string()));
@@ -148,7 +148,7 @@ on_each_server! {
         assert_eq!((healthy.quarantine.as_deref(), healthy.owed_since), (None, None));
         assert_eq!(healthy.fields.get("drug_name"), expected[&ndcs[0]].fields.get("drug_name"));
 
-        let keys = drugsync::sink::keys::VersionKeys::of(&config.redis.state_prefix, &drugsync::sink::IndexVersion::of(&config).index);
+        let keys = drugsync::sink::keys::VersionKeys::of(&config.redis.state_prefix, &drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&config)).index);
         let mut redis = env.redis.clone();
         let entry = r#"{"reason":"refused by the model (test)"}"#;
         let _: () = redis::cmd("HSET").arg(&keys.quarantine).arg(&ndcs[1]).arg(entry).query_async(&mut redis).await.unwrap();

@@ -19,7 +19,7 @@ use drugsync::sink::contract::IndexAdmin;
 async fn sink(flavour: Flavour, name: &str) -> (TestEnv, RedisSink, EmbeddingSpace) {
     let env = TestEnv::new(flavour, name, 10).await;
     let config = env.config();
-    let sink = RedisSink::connect(&config).await.unwrap();
+    let sink = drugsync::compose::redis_sink(&config).await.unwrap();
     let space = drugsync::embed::space_of(&config.embed);
     (env, sink, space)
 }
@@ -111,7 +111,7 @@ on_each_server! {
         let proxy = common::proxy::FaultyProxy::start(common::redis_url().trim_start_matches("redis://").to_owned()).await;
         let env = TestEnv::new_with(flavour, "sink_lost_reply", 10, &format!("redis://127.0.0.1:{}", proxy.port)).await;
         let config = env.config();
-        let sink = RedisSink::connect(&config).await.unwrap();
+        let sink = drugsync::compose::redis_sink(&config).await.unwrap();
         sink.prepare_index().await.unwrap();
         let space = drugsync::embed::space_of(&config.embed);
         let accepted = proxy.accepted();

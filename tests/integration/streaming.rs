@@ -286,7 +286,7 @@ on_each_server! {
         let run = env.start().await;
         env.wait_caught_up().await;
         run.stop().await;
-        let old = drugsync::sink::IndexVersion::of(&env.config());
+        let old = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&env.config()));
         assert_eq!(alias_target(&env).await, old.index);
 
         // Searches through the alias run throughout the rebuild.
@@ -307,7 +307,7 @@ on_each_server! {
             })
         };
         let new_text = env.config_text.replacen(&format!("dimensions = {}", common::TEST_DIMENSIONS), "dimensions = 32", 1);
-        let new = drugsync::sink::IndexVersion::of(&common::parse_config(&new_text));
+        let new = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&common::parse_config(&new_text)));
         assert_ne!(new.index, old.index);
         let run = env.start_with(&new_text).await;
         let mut redis = env.redis.clone();

@@ -51,7 +51,7 @@ impl<E: Embedder, S: Sink> Connected<E, S> {
             resume_by: c.mysql.resume_by,
             max_batch_keys: c.pipeline.max_batch_keys,
             full_diff_share: c.pipeline.full_diff_share,
-            hostname: crate::source::preflight::replica_hostname(c),
+            hostname: crate::source::preflight::replica_hostname(&c.index.name),
             seen: self.stats.source_seen.clone(),
             progress: self.stats.progress.clone(),
         }

@@ -31,7 +31,7 @@ impl Rig {
     fn new(write_chunk: usize) -> Self {
         let config = Config::from_toml(include_str!("../../../config/drugsync.toml"), Path::new("drugsync.toml"), |_| None).unwrap();
         let embedder = ScriptedEmbedder::new(DIMENSIONS, 1);
-        let loader = DocumentLoader::new(&config, embedder.space().clone());
+        let loader = crate::compose::document_loader(&config, embedder.space().clone());
         Self {
             sink: MemorySink::new(DIMENSIONS),
             local: MemoryCheckpoint::default(),

@@ -245,7 +245,7 @@ impl TestEnv {
             }
         }
         let config = parse_config(&config_text);
-        let version = drugsync::sink::IndexVersion::of(&config);
+        let version = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&config));
         let position_key = format!("ds:{name}:{}:position", version.index);
         Self {
             name: name.clone(),
@@ -263,7 +263,7 @@ impl TestEnv {
     /// Switches the test to `config_text` (another index version when its
     /// definition or mapping differs): later starts and checks use it.
     pub fn use_config(&mut self, config_text: String) {
-        let version = drugsync::sink::IndexVersion::of(&parse_config(&config_text));
+        let version = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&parse_config(&config_text)));
         self.position_key = format!("ds:{}:{}:position", self.name, version.index);
         self.prefix = version.prefix;
         self.config_text = config_text;
