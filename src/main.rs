@@ -121,7 +121,7 @@ async fn stop_on_signal(cancel: CancellationToken) {
 
 /// What `--reconcile` and the replay pricing share: a connection to the
 /// live index version, and a stop on SIGINT/SIGTERM.
-async fn connect_for_reconcile(config: Config) -> anyhow::Result<(Connected<AnyEmbedder>, CancellationToken)> {
+async fn connect_for_reconcile(config: Config) -> anyhow::Result<(Connected, CancellationToken)> {
     let embedder = AnyEmbedder::from_config(&config.embed).await?;
     let connected = Connected::connect_for_reconcile(config, embedder).await?;
     let cancel = CancellationToken::new();
@@ -140,8 +140,7 @@ fn print_summary<T: serde::Serialize>(summary: &T, table: impl FnOnce(&T) -> Str
 
 async fn reconcile(config: Config, dry_run: bool, output: OutputFormat) -> anyhow::Result<()> {
     let (connected, cancel) = connect_for_reconcile(config).await?;
-    let syncer = connected.syncer();
-    let report = connected.reconciler(&syncer).reconcile(dry_run, &cancel).await?;
+    let report = connected.reconciler().reconcile(dry_run, &cancel).await?;
     print_summary(&report, ReconcileReport::to_table, output)?;
     // The nightly alarm on embedding calls reads this line (deploy/sst/drugsync.ts).
     tracing::info!(drift = report.drift(), mode = %report.mode, embed_calls = report.embed_calls, "reconcile finished");

@@ -18,6 +18,7 @@ pub mod model;
 pub mod openai;
 pub mod pricing;
 pub mod quota;
+pub mod shared;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +34,7 @@ pub use local::LocalEmbedder;
 pub use model::ModelEmbedder;
 pub use openai::OpenAiEmbedder;
 pub use pricing::Pricing;
+pub use shared::SharedEmbedder;
 
 /// The space a remote model of `config` embeds in (the offline embedder names its own model).
 pub fn space_of(config: &EmbedConfig) -> EmbeddingSpace {

@@ -17,21 +17,29 @@
 //! with fault points. A reconcile has no committer at all: it cannot move
 //! a position, by its type.
 
+use std::sync::Arc;
+
 use super::RunError;
 use crate::checkpoint::LocalPositions;
 use crate::document::DocumentChange;
 use crate::position::Position;
 use crate::sink::RemotePositions;
 
-/// See the module docs. Cheap to build: it borrows both sides.
-pub struct Committer<'a, R> {
-    remote: &'a R,
-    local: &'a dyn LocalPositions,
+/// See the module docs. Cheap to clone: it shares both sides.
+pub struct Committer<R> {
+    remote: Arc<R>,
+    local: Arc<dyn LocalPositions + Send + Sync>,
 }
 
-impl<'a, R: RemotePositions> Committer<'a, R> {
+impl<R> Clone for Committer<R> {
+    fn clone(&self) -> Self {
+        Self { remote: self.remote.clone(), local: self.local.clone() }
+    }
+}
+
+impl<R: RemotePositions> Committer<R> {
     /// A committer over Redis and the streamer's checkpoint.
-    pub fn new(remote: &'a R, local: &'a dyn LocalPositions) -> Self {
+    pub fn new(remote: Arc<R>, local: Arc<dyn LocalPositions + Send + Sync>) -> Self {
         Self { remote, local }
     }
 
@@ -88,8 +96,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_commit_stores_redis_then_local_and_both_end_equal() {
-        let (redis, local) = (MemorySink::new(4), MemoryCheckpoint::default());
-        let committer = Committer::new(&redis, &local);
+        let (redis, local) = (Arc::new(MemorySink::new(4)), Arc::new(MemoryCheckpoint::default()));
+        let committer = Committer::new(redis.clone(), local.clone());
         committer.commit(&[delete("a")], &at(100)).await.unwrap();
         assert_eq!((position(&redis), local.position()), (Some(at(100)), Some(at(100))));
         assert_eq!(redis.contents(|c| c.writes), 1);
@@ -98,8 +106,8 @@ mod tests {
     #[tokio::test]
     async fn a_write_redis_did_not_acknowledge_never_moves_the_local_position() {
         for fault in [SinkFault::Fenced, SinkFault::Lost, SinkFault::LostAfterApplying] {
-            let (redis, local) = (MemorySink::new(4), MemoryCheckpoint::default());
-            let committer = Committer::new(&redis, &local);
+            let (redis, local) = (Arc::new(MemorySink::new(4)), Arc::new(MemoryCheckpoint::default()));
+            let committer = Committer::new(redis.clone(), local.clone());
             committer.commit(&[], &at(100)).await.unwrap();
             redis.fail_write(1, fault);
             let err = committer.commit(&[delete("b")], &at(200)).await.unwrap_err();
@@ -113,8 +121,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_crash_after_redis_acknowledged_but_before_the_checkpoint_moved_replays_from_the_checkpoint() {
-        let (redis, local) = (MemorySink::new(4), MemoryCheckpoint::default());
-        let committer = Committer::new(&redis, &local);
+        let (redis, local) = (Arc::new(MemorySink::new(4)), Arc::new(MemoryCheckpoint::default()));
+        let committer = Committer::new(redis.clone(), local.clone());
         committer.commit(&[], &at(100)).await.unwrap();
         local.fail_next(DiskFault::Full);
         assert!(committer.commit(&[delete("c")], &at(200)).await.is_err());
@@ -125,8 +133,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_rewound_redis_is_replayed_from_and_rewind_moves_both_back() {
-        let (redis, local) = (MemorySink::new(4), MemoryCheckpoint::default());
-        let committer = Committer::new(&redis, &local);
+        let (redis, local) = (Arc::new(MemorySink::new(4)), Arc::new(MemoryCheckpoint::default()));
+        let committer = Committer::new(redis.clone(), local.clone());
         committer.commit(&[], &at(300)).await.unwrap();
         // Redis restored from an older copy.
         redis.restore_older(at(150));
@@ -139,8 +147,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_checkpoint_refuses_to_go_backwards_and_redis_keeps_what_it_acknowledged() {
-        let (redis, local) = (MemorySink::new(4), MemoryCheckpoint::default());
-        let committer = Committer::new(&redis, &local);
+        let (redis, local) = (Arc::new(MemorySink::new(4)), Arc::new(MemoryCheckpoint::default()));
+        let committer = Committer::new(redis.clone(), local.clone());
         committer.commit(&[], &at(300)).await.unwrap();
         let err = committer.commit(&[], &at(200)).await.unwrap_err();
         assert!(!err.is_transient(), "a position going backwards is a bug to stop on: {err}");

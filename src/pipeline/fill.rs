@@ -14,33 +14,39 @@
 //! what the stream wrote.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
 use super::replicator::Connected;
-use super::sync::{Syncer, WhenUnavailable, sync_keys};
+use super::sync::{Syncer, WhenUnavailable};
 use super::{RunError, Stats};
 use crate::backoff::Backoff;
 use crate::document::DocumentKey;
-use crate::embed::Embedder;
 use crate::error::Classify;
 use crate::sink::Owed;
 use crate::sink::{DocumentSink, Sink};
 
 /// What filling uses, and nothing more: built by [`Connected::filler`].
-pub struct Filler<'a, E, S> {
-    pool: &'a mysql_async::Pool,
-    sink: &'a S,
-    stats: &'a Stats,
-    syncer: &'a Syncer<'a, E, S>,
+pub struct Filler<S> {
+    pool: mysql_async::Pool,
+    sink: Arc<S>,
+    stats: Arc<Stats>,
+    syncer: Syncer<S>,
     /// `pipeline.write_chunk`: owed documents rebuilt per try.
     chunk: usize,
 }
 
-impl<E: Embedder, S: Sink> Connected<E, S> {
+impl<S: Sink> Connected<S> {
     /// The parts filling owed vectors uses.
-    pub fn filler<'a>(&'a self, syncer: &'a Syncer<'a, E, S>) -> Filler<'a, E, S> {
-        Filler { pool: &self.pool, sink: &self.sink, stats: &self.stats, syncer, chunk: self.config.pipeline.write_chunk }
+    pub fn filler(&self) -> Filler<S> {
+        Filler {
+            pool: self.pool.clone(),
+            sink: self.sink.clone(),
+            stats: self.stats.clone(),
+            syncer: self.syncer(),
+            chunk: self.config.pipeline.write_chunk,
+        }
     }
 }
 
@@ -59,7 +65,7 @@ pub trait OwedSource: Sync {
     fn stats(&self) -> &Stats;
 }
 
-impl<E: Embedder, S: DocumentSink> OwedSource for Filler<'_, E, S> {
+impl<S: DocumentSink> OwedSource for Filler<S> {
     async fn owed(&self) -> Result<Owed, RunError> {
         Ok(self.sink.owed().await?)
     }
@@ -67,11 +73,11 @@ impl<E: Embedder, S: DocumentSink> OwedSource for Filler<'_, E, S> {
         Ok(self.sink.owed_oldest(skip, self.chunk).await?)
     }
     async fn rebuild(&self, keys: Vec<DocumentKey>) -> Result<(), RunError> {
-        let mut conn = crate::source::connect::pooled(self.pool).await?;
-        sync_keys(self.syncer, &mut conn, keys, None, WhenUnavailable::Leave).await
+        let mut conn = crate::source::connect::pooled(&self.pool).await?;
+        self.syncer.sync_keys(&mut conn, keys, WhenUnavailable::Leave).await
     }
     fn stats(&self) -> &Stats {
-        self.stats
+        &self.stats
     }
 }
 

@@ -74,14 +74,9 @@ impl ReplayEstimate {
 }
 
 /// See the module docs.
-pub async fn price_replay<E: Embedder, S: Sink>(
-    r: &Connected<E, S>,
-    from: &Position,
-    cancel: &CancellationToken,
-) -> Result<ReplayEstimate, RunError> {
+pub async fn price_replay<S: Sink>(r: &Connected<S>, from: &Position, cancel: &CancellationToken) -> Result<ReplayEstimate, RunError> {
     let started = std::time::Instant::now();
-    let syncer = r.syncer();
-    let reconciler = r.reconciler(&syncer);
+    let reconciler = r.reconciler();
     let end = {
         let mut conn = crate::source::connect::pooled(&r.pool).await?;
         crate::source::server::check_position_exists(&mut conn, from).await?;
@@ -133,8 +128,8 @@ pub async fn price_replay<E: Embedder, S: Sink>(
 /// Reads the binlog from `from` and merges every transaction up to `end`
 /// into one batch (bounded like any batch: past `limit` keys it stands for
 /// everything). `None` when there was no transaction; with it, the last commit read.
-async fn read_until<E: Embedder, S: Sink>(
-    r: &Connected<E, S>,
+async fn read_until<S: Sink>(
+    r: &Connected<S>,
     from: &Position,
     end: &Position,
     limit: usize,
@@ -193,7 +188,7 @@ pub struct ReplayWatch {
 
 impl ReplayWatch {
     /// Starts watching a replay from `from`, up to the source's current end of binlog.
-    pub async fn start<E: Embedder, S: Sink>(r: &Connected<E, S>, from: &Position) -> Result<Self, RunError> {
+    pub async fn start<S: Sink>(r: &Connected<S>, from: &Position) -> Result<Self, RunError> {
         let mut conn = crate::source::connect::pooled(&r.pool).await?;
         let until = crate::source::server::current_position(&mut conn).await?;
         let stats = &r.stats;

@@ -10,7 +10,7 @@ use mysql_async::{Opts, Pool};
 use super::{RunError, Stats, committer};
 use crate::checkpoint::CheckpointStore;
 use crate::config::Config;
-use crate::embed::Embedder;
+use crate::embed::{Embedder, SharedEmbedder};
 use crate::mapping::{DocumentLoader, Router};
 use crate::position::Position;
 use crate::sink::{AliasState, IndexAdmin, RedisSink, Sink};
@@ -25,7 +25,7 @@ const VISIBILITY_LIMIT: Duration = Duration::from_secs(10);
 /// and so cannot move a position: only a [`Replicator`] has a committer.
 /// This is the composition root: the one place that names the Redis sink
 /// (`S`); every stage is generic over the roles of `sink::contract`.
-pub struct Connected<E: Embedder, S: Sink = RedisSink> {
+pub struct Connected<S: Sink = RedisSink> {
     /// Validated configuration.
     pub(super) config: Arc<Config>,
     /// Connections for routing queries, document loads and snapshots (not the binlog stream).
@@ -33,22 +33,22 @@ pub struct Connected<E: Embedder, S: Sink = RedisSink> {
     /// MySQL connection options (the binlog stream opens its own connection).
     pub(super) opts: Opts,
     /// The Redis side.
-    pub(super) sink: S,
+    pub(super) sink: Arc<S>,
     /// Embedding provider.
-    pub(super) embedder: Arc<E>,
+    pub(super) embedder: SharedEmbedder,
     /// Key -> document loader.
-    pub(super) loader: DocumentLoader,
+    pub(super) loader: Arc<DocumentLoader>,
     /// Row change -> key router.
-    pub(super) router: Router,
+    pub(super) router: Arc<Router>,
     /// Counters shared with tests and logs.
     pub(super) stats: Arc<Stats>,
     /// Proves a batch's rows visible before they are re-read (invariant 7).
-    pub(super) gate: VisibilityGate,
+    pub(super) gate: Arc<VisibilityGate>,
 }
 
-impl<E: Embedder> Connected<E, RedisSink> {
+impl Connected<RedisSink> {
     /// Connects to MySQL and Redis and checks the source's binlog settings.
-    async fn connect(config: Config, embedder: E) -> Result<Self, RunError> {
+    async fn connect(config: Config, embedder: impl Embedder) -> Result<Self, RunError> {
         let opts = crate::source::connect::mysql_opts(&config.mysql)?;
         let pool = Pool::new(opts.clone());
         let retention = {
@@ -66,12 +66,12 @@ impl<E: Embedder> Connected<E, RedisSink> {
         Stats::set(&stats.redis_evicted_keys, memory.evicted_keys);
         Stats::set(&stats.redis_evictions_repaired, memory.evicted_keys);
         Stats::set(&stats.redis_persistence, persistence.code());
-        Ok(Self::assemble(config, (pool, opts), sink, embedder, stats))
+        Ok(Self::assemble(config, (pool, opts), sink, SharedEmbedder::new(embedder), stats))
     }
 
     /// Connects for `--reconcile` or the replay pricing, which read (and a
     /// reconcile may repair) the live index version: it must exist.
-    pub async fn connect_for_reconcile(config: Config, embedder: E) -> Result<Self, RunError> {
+    pub async fn connect_for_reconcile(config: Config, embedder: impl Embedder) -> Result<Self, RunError> {
         let connected = Self::connect(config, embedder).await?;
         // The writer prepares the index when it starts; a reconcile needs the live version.
         if connected.sink.prepare_index().await? != AliasState::Current {
@@ -85,13 +85,14 @@ impl<E: Embedder> Connected<E, RedisSink> {
     }
 }
 
-impl<E: Embedder, S: Sink> Connected<E, S> {
+impl<S: Sink> Connected<S> {
     /// The parts built from `config` around connections made elsewhere.
-    fn assemble(config: Config, (pool, opts): (Pool, Opts), sink: S, embedder: E, stats: Arc<Stats>) -> Self {
+    fn assemble(config: Config, (pool, opts): (Pool, Opts), sink: S, embedder: SharedEmbedder, stats: Arc<Stats>) -> Self {
         let loader = crate::compose::document_loader(&config, embedder.space().clone());
         let router = Router::new(&config.mapping.tables, config.pipeline.load_chunk, Duration::from_secs(config.mysql.query_timeout_secs));
-        let gate = VisibilityGate::new(&config.mysql, pool.clone(), opts.clone(), VISIBILITY_LIMIT);
-        Self { config: Arc::new(config), pool, opts, sink, embedder: Arc::new(embedder), loader, router, stats, gate }
+        let gate = Arc::new(VisibilityGate::new(&config.mysql, pool.clone(), opts.clone(), VISIBILITY_LIMIT));
+        let (sink, loader, router) = (Arc::new(sink), Arc::new(loader), Arc::new(router));
+        Self { config: Arc::new(config), pool, opts, sink, embedder, loader, router, stats, gate }
     }
 
     /// The validated configuration it was built from.
@@ -122,22 +123,22 @@ impl<E: Embedder, S: Sink> Connected<E, S> {
 
 /// The streamer: what every mode holds, plus the checkpoint store (and so
 /// the one [`committer`]). Built by [`Replicator::connect`].
-pub struct Replicator<E: Embedder, S: Sink = RedisSink> {
+pub struct Replicator<S: Sink = RedisSink> {
     /// Connections and the parts built from the configuration.
-    pub(super) parts: Connected<E, S>,
+    pub(super) parts: Connected<S>,
     /// Local checkpoint store (redb: one process per file).
-    checkpoint: CheckpointStore,
+    pub(super) checkpoint: Arc<CheckpointStore>,
     /// This instance's id in the checkpoint store: its name as the writer lease holder.
     instance_id: String,
     /// A position to replay from, stored once this instance holds the writer lease.
     pub(super) replay: std::sync::Mutex<Option<Position>>,
 }
 
-impl<E: Embedder> Replicator<E, RedisSink> {
+impl Replicator<RedisSink> {
     /// Connects to MySQL and Redis, checks the source's binlog settings and
     /// opens the checkpoint store. The index is prepared once this instance
     /// holds the writer lease (see `run`).
-    pub async fn connect(config: Config, embedder: E) -> Result<Self, RunError> {
+    pub async fn connect(config: Config, embedder: impl Embedder) -> Result<Self, RunError> {
         let checkpoint = CheckpointStore::open(&config.checkpoint.path)?;
         let instance_id = checkpoint.instance_id()?;
         let parts = Connected::connect(config, embedder).await?;
@@ -145,13 +146,13 @@ impl<E: Embedder> Replicator<E, RedisSink> {
         // must not start (a reconcile reads current state and needs none).
         let gate = parts.gate.preflight().await?;
         parts.stats.gate_used(gate);
-        Ok(Self { parts, checkpoint, instance_id, replay: std::sync::Mutex::new(None) })
+        Ok(Self { parts, checkpoint: Arc::new(checkpoint), instance_id, replay: std::sync::Mutex::new(None) })
     }
 }
 
-impl<E: Embedder, S: Sink> Replicator<E, S> {
+impl<S: Sink> Replicator<S> {
     /// What every mode holds: configuration, connections, counters.
-    pub fn parts(&self) -> &Connected<E, S> {
+    pub fn parts(&self) -> &Connected<S> {
         &self.parts
     }
 
@@ -166,13 +167,13 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
     }
 
     /// What publishing the status record uses.
-    pub fn status(&self) -> StatusPublisher<'_, S> {
-        StatusPublisher { holder: &self.instance_id, sink: &self.parts.sink, stats: &self.parts.stats }
+    pub fn status(&self) -> StatusPublisher<S> {
+        StatusPublisher { holder: self.instance_id.clone(), sink: self.parts.sink.clone(), stats: self.parts.stats.clone() }
     }
 
     /// The one writer of positions (see [`committer`]).
-    pub fn committer(&self) -> committer::Committer<'_, S> {
-        committer::Committer::new(&self.parts.sink, &self.checkpoint)
+    pub fn committer(&self) -> committer::Committer<S> {
+        committer::Committer::new(self.parts.sink.clone(), self.checkpoint.clone())
     }
 
     /// Makes [`Self::run`] stream from `position`: checks now that the server
@@ -191,18 +192,18 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
 /// Publishes this writer's [`crate::status::StatusRecord`] (once a second
 /// from the apply loop, and with the error it stops on). Built by
 /// [`Replicator::status`].
-pub struct StatusPublisher<'a, S> {
-    holder: &'a str,
-    sink: &'a S,
-    stats: &'a Stats,
+pub struct StatusPublisher<S> {
+    holder: String,
+    sink: Arc<S>,
+    stats: Arc<Stats>,
 }
 
-impl<S: IndexAdmin> StatusPublisher<'_, S> {
+impl<S: IndexAdmin> StatusPublisher<S> {
     /// Best effort: the status is for people, and must never fail replication.
     pub async fn publish(&self) {
-        let stats = self.stats;
+        let stats = &self.stats;
         let record = crate::status::StatusRecord {
-            holder: self.holder.to_owned(),
+            holder: self.holder.clone(),
             written_at: crate::health::unix_ms() / 1000,
             last_commit: Stats::get(&stats.last_commit_unix),
             lag_ms: Stats::get(&stats.lag_ms),
@@ -217,15 +218,15 @@ impl<S: IndexAdmin> StatusPublisher<'_, S> {
 }
 
 #[cfg(test)]
-impl<E: Embedder, S: Sink> Replicator<E, S> {
+impl<S: Sink> Replicator<S> {
     /// A streamer over `sink`, `embedder` and `checkpoint`, for unit tests of
     /// the stages on paths that read no MySQL: its pool points at a port
     /// nothing listens on and connects only when used (a test that reaches
     /// MySQL fails with a connection error, it does not hang).
-    pub(crate) fn in_memory(config: Config, sink: S, embedder: E, checkpoint: CheckpointStore) -> Self {
+    pub(crate) fn in_memory(config: Config, sink: S, embedder: SharedEmbedder, checkpoint: CheckpointStore) -> Self {
         let opts = Opts::from_url("mysql://drugsync@127.0.0.1:9/fdb").expect("a valid URL");
         let parts = Connected::assemble(config, (Pool::new(opts.clone()), opts), sink, embedder, Arc::new(Stats::default()));
         let instance_id = checkpoint.instance_id().expect("instance id");
-        Self { parts, checkpoint, instance_id, replay: std::sync::Mutex::new(None) }
+        Self { parts, checkpoint: Arc::new(checkpoint), instance_id, replay: std::sync::Mutex::new(None) }
     }
 }

@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::sync::Syncer;
 use super::{Replicator, RunError, Stats, replay, retry, start, stream, writer};
-use crate::embed::Embedder;
 use crate::position::Position;
 use crate::sink::{AliasState, Lease, Sink};
 
-impl<E: Embedder, S: Sink> Replicator<E, S> {
+impl<S: Sink> Replicator<S> {
     /// Runs until `cancel` fires (clean stop) or a definite error occurs.
     /// Transient failures are retried inside; the checkpoint never passes
     /// a change Redis has not acknowledged.
@@ -90,16 +88,14 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
     /// Initial load if needed, then streaming; runs while holding the lease.
     async fn replicate(&self, cancel: CancellationToken) -> Result<(), RunError> {
         let mut replay = self.store_replay_position(&cancel).await?;
-        // One syncer for every stage of this run (load, stream, repairs, fills).
-        let syncer = self.parts.syncer();
-        let Some(mut start) = self.starting_position(&syncer, &cancel).await? else { return Ok(()) };
+        let Some(mut start) = self.starting_position(&cancel).await? else { return Ok(()) };
         Stats::set(&self.parts.stats.index_live, 1);
         let result = loop {
-            match self.streamer(&syncer).run(start.clone(), cancel.clone(), &mut replay).await {
+            match self.streamer().run(start.clone(), cancel.clone(), &mut replay).await {
                 Ok(stream::Ended::Stopped) => break Ok(()),
                 Ok(stream::Ended::Resync(stream::Resync::PositionLost { position, message })) => {
                     tracing::warn!(%position, server = %message, "binlog position lost: reconciling, then continuing from the server's current position");
-                    start = self.recover_lost_position(&syncer, &cancel).await?;
+                    start = self.recover_lost_position(&cancel).await?;
                 }
                 Ok(stream::Ended::Resync(resync @ (stream::Resync::RedisRewound { .. } | stream::Resync::IndexGone { .. }))) => {
                     match resync {
@@ -120,7 +116,7 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
                     // Not ready until the index answers again.
                     Stats::set(&self.parts.stats.index_live, 0);
                     self.look_at_redis_memory().await;
-                    match self.starting_position(&syncer, &cancel).await? {
+                    match self.starting_position(&cancel).await? {
                         Some(position) => start = position,
                         None => break Ok(()),
                     }
@@ -139,11 +135,9 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
     /// initial load (`None` if cancelled during it). Makes sure the index
     /// version exists first (Redis may have lost it) and, once this version
     /// is loaded, points the alias at it: only then may searches see it.
-    async fn starting_position(&self, syncer: &Syncer<'_, E, S>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
+    async fn starting_position(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
         loop {
-            match retry::retry(&self.parts.stats.progress, cancel, "deciding where to start", || self.try_starting_position(syncer, cancel))
-                .await
-            {
+            match retry::retry(&self.parts.stats.progress, cancel, "deciding where to start", || self.try_starting_position(cancel)).await {
                 // Redis lost the load's writes: decide again from the top (the index
                 // version and the alias may be gone too), which starts the load over.
                 Err(RunError::Sink(crate::sink::SinkError::LoadLost { epoch })) => {
@@ -159,10 +153,10 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
     /// does not tick while the writer decides again where to start: look now,
     /// so readiness and the log name it. (A start has just read it.)
     async fn look_at_redis_memory(&self) {
-        stream::memory_watch::MemoryWatch::default().look(&self.parts.sink, &self.parts.stats).await;
+        stream::memory_watch::MemoryWatch::default().look(self.parts.sink.as_ref(), &self.parts.stats).await;
     }
 
-    async fn try_starting_position(&self, syncer: &Syncer<'_, E, S>, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
+    async fn try_starting_position(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
         let alias = self.parts.sink.prepare_index().await?;
         self.parts.sink.record_space().await?;
         // Housekeeping: a cache that outgrew its bound (an earlier version
@@ -180,10 +174,10 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
         let fields = crate::mapping::MappingFingerprint::of(&self.parts.config.mapping).fields;
         let start = match start::resume_position(&self.committer()).await? {
             Some(position) => {
-                self.reconcile_changed_fields(syncer, &fields, cancel).await?;
+                self.reconcile_changed_fields(&fields, cancel).await?;
                 position
             }
-            None => match self.loader(syncer).initial_load(cancel).await? {
+            None => match self.loader().initial_load(cancel).await? {
                 Some(position) => {
                     self.parts.sink.store_mapping_fingerprint(&fields).await?;
                     position
@@ -203,7 +197,7 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
     /// The mapping changed in fields the embedded text does not use (a change
     /// that can reach the text is a new index version instead): every document
     /// is compared with MySQL in place, then the new fingerprint is recorded.
-    async fn reconcile_changed_fields(&self, syncer: &Syncer<'_, E, S>, fields: &str, cancel: &CancellationToken) -> Result<(), RunError> {
+    async fn reconcile_changed_fields(&self, fields: &str, cancel: &CancellationToken) -> Result<(), RunError> {
         let stored = self.parts.sink.mapping_fingerprint().await?;
         if stored.as_deref() == Some(fields) {
             return Ok(());
@@ -214,7 +208,7 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
             ),
             None => tracing::info!("no mapping fingerprint recorded for this index version yet: comparing every document with MySQL once"),
         }
-        self.parts.reconciler(syncer).repair_as_writer(cancel).await?;
+        self.parts.reconciler().repair_as_writer(cancel).await?;
         self.parts.sink.store_mapping_fingerprint(fields).await?;
         Ok(())
     }
@@ -223,11 +217,11 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
     /// first, reconcile everything, then store that position. Changes made
     /// during the reconcile are after the noted position, so they are streamed
     /// (again, harmlessly) rather than missed.
-    async fn recover_lost_position(&self, syncer: &Syncer<'_, E, S>, cancel: &CancellationToken) -> Result<Position, RunError> {
+    async fn recover_lost_position(&self, cancel: &CancellationToken) -> Result<Position, RunError> {
         let mut conn = crate::source::connect::pooled(&self.parts.pool).await?;
         let current = crate::source::server::current_position(&mut conn).await?;
         drop(conn);
-        self.parts.reconciler(syncer).repair_as_writer(cancel).await?;
+        self.parts.reconciler().repair_as_writer(cancel).await?;
         self.committer().rewind_to(&current).await?;
         Ok(current)
     }

@@ -45,7 +45,7 @@ pub fn decide(local: Option<Position>, remote: Option<Position>) -> Start {
 /// The position to stream from, or `None` when an initial load is needed,
 /// decided by [`decide`] from the committer's two positions; Redis's
 /// position, when adopted, becomes the local checkpoint first.
-pub async fn resume_position<R: RemotePositions>(committer: &Committer<'_, R>) -> Result<Option<Position>, RunError> {
+pub async fn resume_position<R: RemotePositions>(committer: &Committer<R>) -> Result<Option<Position>, RunError> {
     let (local, remote) = committer.positions().await?;
     match decide(local.clone(), remote.clone()) {
         Start::Resume(position) => {
@@ -82,17 +82,18 @@ mod tests {
     use super::*;
     use crate::checkpoint::LocalPositions;
     use crate::pipeline::fakes::{MemoryCheckpoint, MemorySink};
+    use std::sync::Arc;
 
     /// Both sides set as given, then the decision and where the checkpoint ends.
     async fn start_with(local: Option<Position>, remote: Option<Position>) -> (Option<Position>, Option<Position>) {
-        let (sink, checkpoint) = (MemorySink::new(4), MemoryCheckpoint::default());
+        let (sink, checkpoint) = (Arc::new(MemorySink::new(4)), Arc::new(MemoryCheckpoint::default()));
         if let Some(local) = &local {
             checkpoint.reset(local).unwrap();
         }
         if let Some(remote) = &remote {
             sink.apply_ending_at(&[], remote).await.unwrap();
         }
-        let start = resume_position(&Committer::new(&sink, &checkpoint)).await.unwrap();
+        let start = resume_position(&Committer::new(sink.clone(), checkpoint.clone())).await.unwrap();
         (start, checkpoint.position())
     }
 

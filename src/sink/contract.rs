@@ -34,11 +34,11 @@ pub use super::vector_cache::VectorCache;
 
 /// What syncing a set of documents reads and writes: the documents, their
 /// cached vectors, the owed and quarantined ones.
-pub trait DocumentSink: Documents + VectorCache + WorkQueues {}
+pub trait DocumentSink: Documents + VectorCache + WorkQueues + Send + Sync + 'static {}
 
-impl<T: Documents + VectorCache + WorkQueues> DocumentSink for T {}
+impl<T: Documents + VectorCache + WorkQueues + Send + Sync + 'static> DocumentSink for T {}
 
 /// Every role: what the writer's stages are generic over.
-pub trait Sink: DocumentSink + IndexAdmin + Fencing + Send + Sync + 'static {}
+pub trait Sink: DocumentSink + IndexAdmin + Fencing {}
 
-impl<T: DocumentSink + IndexAdmin + Fencing + Send + Sync + 'static> Sink for T {}
+impl<T: DocumentSink + IndexAdmin + Fencing> Sink for T {}

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::checkpoint::{CheckpointStore, LocalPositions};
 use crate::config::Config;
+use crate::embed::SharedEmbedder;
 use crate::pipeline::fakes::{MemorySink, ScriptedEmbedder};
 use crate::pipeline::replicator::Replicator;
 use crate::position::Position;
@@ -19,7 +20,7 @@ pub fn at(offset: u64) -> Position {
 /// A streamer's parts over fakes; `config_edit` changes the reference config.
 pub struct Rig {
     /// The parts.
-    pub replicator: Replicator<ScriptedEmbedder, MemorySink>,
+    pub replicator: Replicator<MemorySink>,
     _dir: tempfile::TempDir,
 }
 
@@ -32,7 +33,7 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let checkpoint = CheckpointStore::open(&dir.path().join("checkpoint.redb")).unwrap();
         let sink = MemorySink::new(dimensions);
-        let replicator = Replicator::in_memory(config, sink, ScriptedEmbedder::new(dimensions, 1), checkpoint);
+        let replicator = Replicator::in_memory(config, sink, SharedEmbedder::new(ScriptedEmbedder::new(dimensions, 1)), checkpoint);
         Self { replicator, _dir: dir }
     }
 

@@ -25,55 +25,56 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{BootstrapProgress, CheckpointStore};
 use crate::document::DocumentKey;
-use crate::embed::Embedder;
+use std::sync::Arc;
+
 use crate::mapping::DocumentLoader;
 use crate::pipeline::committer::Committer;
 use crate::pipeline::retry::retry;
 use crate::pipeline::sync::Syncer;
 use crate::pipeline::sync::orphans::OrphanScan;
-use crate::pipeline::sync::{Prepared, WhenUnavailable, prepare, sync_documents, write_prepared};
+use crate::pipeline::sync::{Prepared, WhenUnavailable};
 use crate::pipeline::{Replicator, RunError, Stats};
 use crate::position::Position;
 use crate::sink::Sink;
 use crate::source::{SourceError, server};
 
 /// What the initial load uses, and nothing more: built by [`Replicator::loader`].
-pub struct Loader<'a, E, S> {
-    pool: &'a mysql_async::Pool,
+pub struct Loader<S> {
+    pool: mysql_async::Pool,
     /// On MySQL the position is read before the snapshot: the gate makes
     /// everything logged up to it visible to the snapshot (invariant 7).
-    gate: &'a crate::source::visibility::VisibilityGate,
-    sink: &'a S,
-    documents: &'a DocumentLoader,
-    stats: &'a Stats,
-    syncer: &'a Syncer<'a, E, S>,
+    gate: Arc<crate::source::visibility::VisibilityGate>,
+    sink: Arc<S>,
+    documents: Arc<DocumentLoader>,
+    stats: Arc<Stats>,
+    syncer: Syncer<S>,
     /// The one writer of positions: the snapshot's position at the end.
-    committer: Committer<'a, S>,
+    committer: Committer<S>,
     /// Where the load's progress (epoch, last key written) is kept.
-    progress: &'a CheckpointStore,
+    progress: Arc<CheckpointStore>,
     /// `pipeline.load_chunk`: documents per page.
     page_size: usize,
 }
 
-impl<E: Embedder, S: Sink> Replicator<E, S> {
+impl<S: Sink> Replicator<S> {
     /// The parts the initial load uses.
-    pub fn loader<'a>(&'a self, syncer: &'a Syncer<'a, E, S>) -> Loader<'a, E, S> {
+    pub fn loader(&self) -> Loader<S> {
         let parts = &self.parts;
         Loader {
-            pool: &parts.pool,
-            gate: &parts.gate,
-            sink: &parts.sink,
-            documents: &parts.loader,
-            stats: &parts.stats,
-            syncer,
+            pool: parts.pool.clone(),
+            gate: parts.gate.clone(),
+            sink: parts.sink.clone(),
+            documents: parts.loader.clone(),
+            stats: parts.stats.clone(),
+            syncer: parts.syncer(),
             committer: self.committer(),
-            progress: self.checkpoint(),
+            progress: self.checkpoint.clone(),
             page_size: parts.config.pipeline.load_chunk,
         }
     }
 }
 
-impl<E: Embedder, S: Sink> Loader<'_, E, S> {
+impl<S: Sink> Loader<S> {
     /// Loads everything and returns the position to stream from; `None` if cancelled.
     pub async fn initial_load(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
         let loaded = retry(&self.stats.progress, cancel, "initial load", || self.load_once(cancel)).await;
@@ -115,7 +116,7 @@ impl<E: Embedder, S: Sink> Loader<'_, E, S> {
     async fn load_once(&self, cancel: &CancellationToken) -> Result<Option<Position>, RunError> {
         let started = Instant::now();
         let source = |e| SourceError::from_driver(e, "initial load");
-        let mut conn = crate::source::connect::pooled(self.pool).await?;
+        let mut conn = crate::source::connect::pooled(&self.pool).await?;
         let before = server::current_position(&mut conn).await?;
         // A transaction logged before `before` but not yet committed in the
         // engine would be missed by the snapshot and skipped by the stream
@@ -154,14 +155,14 @@ impl<E: Embedder, S: Sink> Loader<'_, E, S> {
             let to_write = in_flight.take();
             let write = async {
                 let Some((prepared, last_key)) = to_write else { return Ok(None) };
-                write_prepared(self.syncer, prepared, None).await.map(|()| Some(last_key))
+                self.syncer.write_prepared(prepared).await.map(|()| Some(last_key))
             };
             let next = async {
                 let page = self.documents.page(&mut tx, after.as_ref(), page_size).await?;
                 let Some(last_key) = page.last().map(|d| d.key.clone()) else { return Ok::<_, RunError>(None) };
                 let documents = page.len() as u64;
                 let wanted = page.into_iter().map(|d| (d.key.clone(), Some(d))).collect();
-                let prepared = prepare(self.syncer, wanted, Default::default(), WhenUnavailable::Wait, recent.as_ref()).await?;
+                let prepared = self.syncer.prepare(wanted, Default::default(), WhenUnavailable::Wait, recent.as_ref()).await?;
                 Ok(Some((prepared, last_key, documents)))
             };
             let (written, next) = tokio::join!(write, next);
@@ -219,7 +220,7 @@ impl<E: Embedder, S: Sink> Loader<'_, E, S> {
         while let Some(orphans) = scan.next(syncer, conn).await? {
             self.stats.progress.beat_now();
             removed += orphans.len();
-            sync_documents(syncer, orphans.into_iter().map(|k| (k, None)).collect(), None, WhenUnavailable::Wait).await?;
+            syncer.sync_documents(orphans.into_iter().map(|k| (k, None)).collect(), WhenUnavailable::Wait).await?;
         }
         if removed > 0 {
             tracing::info!(orphans = removed, "initial load: removed documents the source no longer has");

@@ -5,24 +5,24 @@
 use super::*;
 use crate::checkpoint::BootstrapProgress;
 use crate::document::DocumentKey;
+use crate::embed::Embedder;
 use crate::pipeline::fakes::rig::{Rig, at};
-use crate::pipeline::fakes::{MemorySink, ScriptedEmbedder, document};
-use crate::pipeline::sync::{WhenUnavailable, sync_documents};
+use crate::pipeline::fakes::{MemorySink, document};
+use crate::pipeline::sync::WhenUnavailable;
 use crate::sink::SinkError;
 use crate::sink::contract::*;
 
 /// Writes a page of one document through the load's syncer.
-async fn write_a_page(rig: &Rig, loader: &Loader<'_, ScriptedEmbedder, MemorySink>) -> Result<(), RunError> {
+async fn write_a_page(rig: &Rig, loader: &Loader<MemorySink>) -> Result<(), RunError> {
     let space = rig.replicator.parts().embedder.space().clone();
     let doc = document(&space, "00001", "aspirin 81 mg tablet", "Bayer");
-    sync_documents(loader.syncer, vec![(DocumentKey("00001".into()), Some(doc))], None, WhenUnavailable::Wait).await
+    loader.syncer.sync_documents(vec![(DocumentKey("00001".into()), Some(doc))], WhenUnavailable::Wait).await
 }
 
 #[tokio::test]
 async fn a_first_load_begins_under_a_new_epoch_stored_on_both_sides() {
     let rig = Rig::new(|c| c);
-    let syncer = rig.replicator.parts().syncer();
-    let loader = rig.replicator.loader(&syncer);
+    let loader = rig.replicator.loader();
     let progress = loader.claim(at(500)).await.unwrap();
     assert_eq!((progress.position.offset, progress.last_key.as_deref()), (500, None));
     let epoch = progress.epoch.clone().expect("an epoch");
@@ -34,8 +34,7 @@ async fn a_first_load_begins_under_a_new_epoch_stored_on_both_sides() {
 #[tokio::test]
 async fn an_interrupted_load_whose_epoch_the_sink_holds_is_resumed_where_it_stopped() {
     let rig = Rig::new(|c| c);
-    let syncer = rig.replicator.parts().syncer();
-    let loader = rig.replicator.loader(&syncer);
+    let loader = rig.replicator.loader();
     let first = loader.claim(at(500)).await.unwrap();
     let interrupted = BootstrapProgress { last_key: Some("00420".into()), ..first.clone() };
     rig.replicator.checkpoint().set_bootstrap_progress(&interrupted).unwrap();
@@ -55,8 +54,7 @@ async fn an_interrupted_load_whose_epoch_the_sink_holds_is_resumed_where_it_stop
 #[tokio::test]
 async fn an_interrupted_load_whose_pages_the_sink_lost_starts_over_from_the_new_snapshot() {
     let rig = Rig::new(|c| c);
-    let syncer = rig.replicator.parts().syncer();
-    let loader = rig.replicator.loader(&syncer);
+    let loader = rig.replicator.loader();
     let first = loader.claim(at(500)).await.unwrap();
     rig.replicator.checkpoint().set_bootstrap_progress(&BootstrapProgress { last_key: Some("00420".into()), ..first.clone() }).unwrap();
     rig.sink().empty();
@@ -73,8 +71,7 @@ async fn an_interrupted_load_whose_pages_the_sink_lost_starts_over_from_the_new_
 #[tokio::test]
 async fn a_page_written_after_the_sink_lost_the_load_is_refused_and_writes_nothing() {
     let rig = Rig::new(|c| c);
-    let syncer = rig.replicator.parts().syncer();
-    let loader = rig.replicator.loader(&syncer);
+    let loader = rig.replicator.loader();
     let progress = loader.claim(at(500)).await.unwrap();
     rig.sink().empty();
     let err = write_a_page(&rig, &loader).await.unwrap_err();

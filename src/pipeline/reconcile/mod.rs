@@ -23,11 +23,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::document::{Document, DocumentKey, TextHash};
-use crate::embed::Embedder;
 use crate::embed::Pricing;
 use crate::pipeline::replicator::Connected;
 use crate::pipeline::sync::orphans::OrphanScan;
-use crate::pipeline::sync::{Syncer, WhenUnavailable, sync_documents};
+use crate::pipeline::sync::{Syncer, WhenUnavailable};
 use crate::pipeline::{RunError, Stats, writer};
 use crate::sink::{Lease, Sink, StoredState};
 pub(super) use report::Spending;
@@ -40,12 +39,12 @@ const PAGE: usize = 1000;
 /// `--reconcile` process or of the streamer repairing as the writer
 /// ([`Connected::reconciler`]); it holds no checkpoint and no committer, so
 /// a reconcile cannot move a position.
-pub struct Reconciler<'a, E, S> {
-    pool: &'a mysql_async::Pool,
-    sink: &'a S,
-    loader: &'a crate::mapping::DocumentLoader,
-    stats: &'a Stats,
-    syncer: &'a Syncer<'a, E, S>,
+pub struct Reconciler<S> {
+    pool: mysql_async::Pool,
+    sink: Arc<S>,
+    loader: Arc<crate::mapping::DocumentLoader>,
+    stats: Arc<Stats>,
+    syncer: Syncer<S>,
     pricing: Pricing,
     /// `redis.lease_ttl_secs`: the writer lease a repairing reconcile holds.
     lease_ttl: Duration,
@@ -53,15 +52,15 @@ pub struct Reconciler<'a, E, S> {
     stall: Duration,
 }
 
-impl<E: Embedder, S: Sink> Connected<E, S> {
+impl<S: Sink> Connected<S> {
     /// The parts a reconcile pass uses.
-    pub fn reconciler<'a>(&'a self, syncer: &'a Syncer<'a, E, S>) -> Reconciler<'a, E, S> {
+    pub fn reconciler(&self) -> Reconciler<S> {
         Reconciler {
-            pool: &self.pool,
-            sink: &self.sink,
-            loader: &self.loader,
-            stats: &self.stats,
-            syncer,
+            pool: self.pool.clone(),
+            sink: self.sink.clone(),
+            loader: self.loader.clone(),
+            stats: self.stats.clone(),
+            syncer: self.syncer(),
             pricing: self.pricing(),
             lease_ttl: Duration::from_secs(self.config.redis.lease_ttl_secs),
             stall: Duration::from_secs(self.config.pipeline.stall_timeout_secs),
@@ -69,7 +68,7 @@ impl<E: Embedder, S: Sink> Connected<E, S> {
     }
 }
 
-impl<E: Embedder, S: Sink> Reconciler<'_, E, S> {
+impl<S: Sink> Reconciler<S> {
     /// Runs one reconcile pass. `dry_run` reports and changes nothing.
     pub async fn reconcile(&self, dry_run: bool, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
         let started = Instant::now();
@@ -143,8 +142,8 @@ impl<E: Embedder, S: Sink> Reconciler<'_, E, S> {
 
     pub(super) async fn pass(&self, mode: Mode, cancel: &CancellationToken) -> Result<ReconcileReport, RunError> {
         let mut report = ReconcileReport { mode, ..Default::default() };
-        let spent = Spending::start(self.stats);
-        let mut conn = crate::source::connect::pooled(self.pool).await?;
+        let spent = Spending::start(&self.stats);
+        let mut conn = crate::source::connect::pooled(&self.pool).await?;
         let progress = Progress::new(self.loader.count(&mut conn).await?);
         // RediSearch's own verdict: only when it admits failures is the index
         // asked, page by page, which current documents it holds.
@@ -177,7 +176,7 @@ impl<E: Embedder, S: Sink> Reconciler<'_, E, S> {
         // Orphans a SCAN page at a time, checked against current MySQL state:
         // nothing here holds more than a page, whatever the size of the index.
         let mut scan = OrphanScan::default();
-        while let Some(orphans) = scan.next(self.syncer, &mut conn).await? {
+        while let Some(orphans) = scan.next(&self.syncer, &mut conn).await? {
             if cancel.is_cancelled() {
                 return Err(RunError::Cancelled);
             }
@@ -189,7 +188,7 @@ impl<E: Embedder, S: Sink> Reconciler<'_, E, S> {
         if mode == Mode::DryRun {
             texts.price(self, &mut report).await?;
         } else {
-            spent.record(self.stats, &self.pricing, &mut report);
+            spent.record(&self.stats, &self.pricing, &mut report);
         }
         Ok(report)
     }
@@ -232,7 +231,7 @@ impl<E: Embedder, S: Sink> Reconciler<'_, E, S> {
         }
         match mode {
             Mode::DryRun => Ok(()),
-            Mode::Repair => sync_documents(self.syncer, wanted, None, WhenUnavailable::Owe).await,
+            Mode::Repair => self.syncer.sync_documents(wanted, WhenUnavailable::Owe).await,
             Mode::Handoff => {
                 let keys: Vec<DocumentKey> = wanted.into_iter().map(|(k, _)| k).collect();
                 self.sink.push_repairs(&keys).await?;
@@ -271,7 +270,7 @@ pub(super) struct WantedTexts(BTreeMap<TextHash, usize>);
 impl WantedTexts {
     /// What embedding them would cost: the texts the cache does not hold, in
     /// calls of the model's batch size, tokens estimated at characters / 4.
-    pub(super) async fn price<E: Embedder, S: Sink>(&self, r: &Reconciler<'_, E, S>, report: &mut ReconcileReport) -> Result<(), RunError> {
+    pub(super) async fn price<S: Sink>(&self, r: &Reconciler<S>, report: &mut ReconcileReport) -> Result<(), RunError> {
         let limit = r.pricing.input_char_limit;
         let wanted: Vec<(&TextHash, &usize)> = self.0.iter().collect();
         // A page at a time: the cache answers with whole vectors (4 KB each at 1,024 dimensions).

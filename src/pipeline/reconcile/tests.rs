@@ -4,6 +4,7 @@
 //! counts and contents are written from them, not from the code.
 
 use super::*;
+use crate::embed::Embedder;
 use crate::pipeline::fakes::rig::Rig;
 use crate::pipeline::fakes::{SinkFault, document};
 use crate::sink::contract::*;
@@ -25,8 +26,7 @@ fn keys(docs: &[Document]) -> Vec<String> {
 #[tokio::test]
 async fn a_reconcile_repairs_when_it_can_take_the_lease_and_hands_off_when_a_streamer_holds_it() {
     let rig = Rig::new(|c| c);
-    let syncer = rig.replicator.parts().syncer();
-    let reconciler = rig.replicator.parts().reconciler(&syncer);
+    let reconciler = rig.replicator.parts().reconciler();
     let streamer = rig.sink().lease("streamer".into(), TTL);
 
     let dry = rig.sink().lease("reconcile-dry".into(), TTL);
@@ -50,8 +50,7 @@ async fn a_reconcile_repairs_when_it_can_take_the_lease_and_hands_off_when_a_str
 #[tokio::test]
 async fn each_kind_of_drift_is_counted_once_and_only_what_needs_a_vector_is_priced() {
     let rig = Rig::new(|c| c);
-    let syncer = rig.replicator.parts().syncer();
-    let reconciler = rig.replicator.parts().reconciler(&syncer);
+    let reconciler = rig.replicator.parts().reconciler();
     let same = doc(&rig, "00001", "aspirin 81 mg", "Bayer");
     let relabelled = doc(&rig, "00002", "ibuprofen 200 mg", "Advil");
     let no_vector = doc(&rig, "00003", "naproxen 220 mg", "Aleve");
@@ -79,8 +78,7 @@ async fn each_kind_of_drift_is_counted_once_and_only_what_needs_a_vector_is_pric
 #[tokio::test]
 async fn a_repair_writes_a_handoff_queues_and_a_dry_run_changes_nothing() {
     let rig = Rig::new(|c| c);
-    let syncer = rig.replicator.parts().syncer();
-    let reconciler = rig.replicator.parts().reconciler(&syncer);
+    let reconciler = rig.replicator.parts().reconciler();
     let current = doc(&rig, "00001", "aspirin 81 mg", "Bayer");
     rig.sink().put(doc(&rig, "00009", "orphan", "gone"), Some(vector(&rig)));
     let wanted = || vec![(current.key.clone(), Some(current.clone())), (DocumentKey("00009".into()), None)];
@@ -104,8 +102,7 @@ async fn a_repair_writes_a_handoff_queues_and_a_dry_run_changes_nothing() {
 #[tokio::test]
 async fn a_repair_whose_write_is_lost_fails_as_transient_and_applies_when_repeated() {
     let rig = Rig::new(|c| c);
-    let syncer = rig.replicator.parts().syncer();
-    let reconciler = rig.replicator.parts().reconciler(&syncer);
+    let reconciler = rig.replicator.parts().reconciler();
     let current = doc(&rig, "00001", "aspirin 81 mg", "Bayer");
     let wanted = || vec![(current.key.clone(), Some(current.clone()))];
     rig.sink().fail_write(1, SinkFault::Lost);
@@ -120,8 +117,7 @@ async fn a_repair_whose_write_is_lost_fails_as_transient_and_applies_when_repeat
 #[tokio::test]
 async fn a_current_document_the_index_cannot_hold_is_counted_marked_and_rewritten_but_not_in_a_dry_run() {
     let rig = Rig::new(|c| c);
-    let syncer = rig.replicator.parts().syncer();
-    let reconciler = rig.replicator.parts().reconciler(&syncer);
+    let reconciler = rig.replicator.parts().reconciler();
     let indexed = doc(&rig, "00001", "aspirin 81 mg", "Bayer");
     let refused = doc(&rig, "00002", "ibuprofen 200 mg", "Advil");
     rig.sink().put(indexed.clone(), Some(vector(&rig)));

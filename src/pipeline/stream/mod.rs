@@ -32,6 +32,7 @@ pub mod canary;
 pub mod memory_watch;
 pub mod tail;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -39,7 +40,6 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::OnLostSync;
-use crate::embed::Embedder;
 use crate::mapping::Router;
 use crate::mapping::router::Routed;
 use crate::pipeline::committer::Committer;
@@ -47,7 +47,7 @@ use crate::pipeline::fill::Filler;
 use crate::pipeline::reconcile::Reconciler;
 use crate::pipeline::replicator::StatusPublisher;
 use crate::pipeline::retry::retry;
-use crate::pipeline::sync::{BatchEnd, Syncer, WhenUnavailable, sync_keys};
+use crate::pipeline::sync::{Syncer, WhenUnavailable};
 use crate::pipeline::{Replicator, RunError, Stats};
 use crate::position::Position;
 use crate::sink::Sink;
@@ -100,22 +100,22 @@ pub enum Ended {
 }
 
 /// What streaming uses, and nothing more: built by [`Replicator::streamer`].
-pub struct Streamer<'a, E, S> {
-    pool: &'a mysql_async::Pool,
+pub struct Streamer<S> {
+    pool: mysql_async::Pool,
     /// Proves a batch's rows visible before they are re-read.
-    gate: &'a crate::source::visibility::VisibilityGate,
-    sink: &'a S,
-    router: &'a Router,
-    stats: &'a Stats,
-    syncer: &'a Syncer<'a, E, S>,
+    gate: Arc<crate::source::visibility::VisibilityGate>,
+    sink: Arc<S>,
+    router: Arc<Router>,
+    stats: Arc<Stats>,
+    syncer: Syncer<S>,
     /// The one writer of positions.
-    committer: Committer<'a, S>,
+    committer: Committer<S>,
     /// For a batch applied by a full diff.
-    reconciler: Reconciler<'a, E, S>,
+    reconciler: Reconciler<S>,
     /// For owed vectors, on the idle tick.
-    filler: Filler<'a, E, S>,
-    status: StatusPublisher<'a, S>,
-    tail: Tail<'a, S>,
+    filler: Filler<S>,
+    status: StatusPublisher<S>,
+    tail: Tail<S>,
     settings: Settings,
 }
 
@@ -177,21 +177,21 @@ async fn gather(first: InFlight, rx: &mut mpsc::Receiver<InFlight>, limit: usize
     batch
 }
 
-impl<E: Embedder, S: Sink> Replicator<E, S> {
+impl<S: Sink> Replicator<S> {
     /// The parts streaming uses.
-    pub fn streamer<'a>(&'a self, syncer: &'a Syncer<'a, E, S>) -> Streamer<'a, E, S> {
+    pub fn streamer(&self) -> Streamer<S> {
         let parts = &self.parts;
         let c = &parts.config;
         Streamer {
-            pool: &parts.pool,
-            gate: &parts.gate,
-            sink: &parts.sink,
-            router: &parts.router,
-            stats: &parts.stats,
-            syncer,
+            pool: parts.pool.clone(),
+            gate: parts.gate.clone(),
+            sink: parts.sink.clone(),
+            router: parts.router.clone(),
+            stats: parts.stats.clone(),
+            syncer: parts.syncer(),
             committer: self.committer(),
-            reconciler: parts.reconciler(syncer),
-            filler: parts.filler(syncer),
+            reconciler: parts.reconciler(),
+            filler: parts.filler(),
             status: self.status(),
             tail: parts.tail(),
             settings: Settings {
@@ -205,7 +205,7 @@ impl<E: Embedder, S: Sink> Replicator<E, S> {
     }
 }
 
-impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
+impl<S: Sink> Streamer<S> {
     /// Streams from `start` until cancelled, a [`Resync`], or a definite error.
     /// `replay`, when a replay is under way, logs its summary once it is caught up.
     pub async fn run(
@@ -244,17 +244,17 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
     ) -> Result<Ended, RunError> {
         let Settings { max_transactions, linger, .. } = self.settings;
         let mut repair_tick = tokio::time::interval(REPAIR_POLL);
-        let mut activity = activity::ActivityLog::new(self.stats, &applied);
+        let mut activity = activity::ActivityLog::new(&self.stats, &applied);
         let mut owed = crate::pipeline::fill::OwedVectors::default();
         let mut memory = memory_watch::MemoryWatch::default();
         loop {
             let first = tokio::select! {
                 _ = cancel.cancelled() => {
-                    activity.flush(self.stats);
+                    activity.flush(&self.stats);
                     return Ok(Ended::Stopped);
                 }
                 _ = repair_tick.tick() => {
-                    activity.flush(self.stats);
+                    activity.flush(&self.stats);
                     // A quiet source sends nothing that would show Redis lost
                     // everything: look every tick (one GET and one FT.INFO).
                     match retry(&self.stats.progress, cancel, "checking Redis still holds the index", || self.redis_lost(&applied)).await? {
@@ -268,19 +268,19 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
                     if let Ok(quarantined) = self.sink.quarantine_len().await {
                         Stats::set(&self.stats.quarantined_now, quarantined);
                     }
-                    if memory.tick(self.sink, self.stats).await == memory_watch::MemoryVerdict::RepairEvictions {
+                    if memory.tick(self.sink.as_ref(), &self.stats).await == memory_watch::MemoryVerdict::RepairEvictions {
                         tracing::warn!("Redis evicts no more: diffing the whole index with MySQL to rewrite what it evicted");
                         let evicted = Stats::get(&self.stats.redis_evicted_keys);
                         if retry(&self.stats.progress, cancel, "repairing what Redis evicted", || self.reconciler.repair_as_writer(cancel)).await?.is_none() {
                             return Ok(Ended::Stopped);
                         }
-                        memory_watch::MemoryWatch::repaired(self.stats, evicted);
+                        memory_watch::MemoryWatch::repaired(&self.stats, evicted);
                     }
                     if retry(&self.stats.progress, cancel, "applying reconcile repairs", || self.apply_repairs()).await?.is_none() {
                         return Ok(Ended::Stopped);
                     }
                     owed.tick(&self.filler).await?;
-                    crate::pipeline::replay::note_applied(self.stats, replay, &applied);
+                    crate::pipeline::replay::note_applied(&self.stats, replay, &applied);
                     continue;
                 }
                 next = rx.recv() => match next {
@@ -311,8 +311,8 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
             if let Some(beat) = batch.canary_beat_ms {
                 self.stats.canary_visible(beat);
             }
-            activity.applied(self.stats, batch.transactions, &applied);
-            crate::pipeline::replay::note_applied(self.stats, replay, &applied);
+            activity.applied(&self.stats, batch.transactions, &applied);
+            crate::pipeline::replay::note_applied(&self.stats, replay, &applied);
         }
     }
 
@@ -356,11 +356,11 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
         if keys.is_empty() {
             return Ok(());
         }
-        let mut conn = crate::source::connect::pooled(self.pool).await?;
+        let mut conn = crate::source::connect::pooled(&self.pool).await?;
         let mut unique = keys.clone();
         unique.sort();
         unique.dedup();
-        sync_keys(self.syncer, &mut conn, unique, None, WhenUnavailable::Owe).await?;
+        self.syncer.sync_keys(&mut conn, unique, WhenUnavailable::Owe).await?;
         self.sink.ack_repairs(keys.len()).await?;
         tracing::info!(documents = keys.len(), "applied reconcile repairs");
         Ok(())
@@ -386,12 +386,12 @@ impl<E: Embedder, S: Sink> Streamer<'_, E, S> {
             self.committer.commit(&[], commit).await?;
         } else {
             self.stats.batch_gated(self.gate.wait(commit).await?);
-            let mut conn = crate::source::connect::pooled(self.pool).await?;
+            let mut conn = crate::source::connect::pooled(&self.pool).await?;
             match self.router.resolve(&mut conn, &batch.routing, limit).await? {
                 Routed::Keys(keys) => {
                     tracing::debug!(transactions = batch.transactions, documents = keys.len(), position = %commit, "applying batch");
-                    let end = BatchEnd { committer: &self.committer, position: commit };
-                    sync_keys(self.syncer, &mut conn, keys.into_iter().collect(), Some(end), WhenUnavailable::Owe).await?;
+                    let last = self.syncer.sync_keys_but_last(&mut conn, keys.into_iter().collect(), WhenUnavailable::Owe).await?;
+                    last.commit(&self.syncer, &self.committer, commit).await?;
                 }
                 Routed::Everything => {
                     tracing::info!(

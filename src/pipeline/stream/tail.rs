@@ -1,12 +1,12 @@
 //! What the stream and the replay pricing share: the binlog reader of this
 //! replicator, and how many keys a batch may be applied by.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ResumeBy;
-use crate::embed::Embedder;
 use crate::mapping::Router;
 use crate::pipeline::RunError;
 use crate::pipeline::replicator::Connected;
@@ -19,11 +19,11 @@ pub const CHANNEL_CAPACITY: usize = 4096;
 
 /// What reading the binlog uses, and nothing more: built by
 /// [`Connected::tail`] for the stream and the replay pricing.
-pub struct Tail<'a, S> {
-    opts: &'a mysql_async::Opts,
-    router: &'a Router,
-    sink: &'a S,
-    schema: &'a str,
+pub struct Tail<S> {
+    opts: mysql_async::Opts,
+    router: Arc<Router>,
+    sink: Arc<S>,
+    schema: String,
     /// `canary.table`: heartbeats the decoder keeps apart.
     canary: Option<String>,
     heartbeat: Duration,
@@ -37,15 +37,15 @@ pub struct Tail<'a, S> {
     progress: crate::pipeline::progress::Progress,
 }
 
-impl<E: Embedder, S: Sink> Connected<E, S> {
+impl<S: Sink> Connected<S> {
     /// The parts reading the binlog uses.
-    pub fn tail(&self) -> Tail<'_, S> {
+    pub fn tail(&self) -> Tail<S> {
         let c = &self.config;
         Tail {
-            opts: &self.opts,
-            router: &self.router,
-            sink: &self.sink,
-            schema: &c.mysql.schema,
+            opts: self.opts.clone(),
+            router: self.router.clone(),
+            sink: self.sink.clone(),
+            schema: c.mysql.schema.clone(),
             canary: c.canary.table.as_ref().map(|t| t.to_ascii_lowercase()),
             heartbeat: Duration::from_secs(c.mysql.heartbeat_secs),
             resume_by: c.mysql.resume_by,
@@ -58,11 +58,11 @@ impl<E: Embedder, S: Sink> Connected<E, S> {
     }
 }
 
-impl<S: DocumentSink> Tail<'_, S> {
+impl<S: DocumentSink> Tail<S> {
     /// The binlog reader, decoding for batches of at most `limit` keys,
     /// connecting as replica `server_id`.
     pub fn reader(&self, limit: usize, server_id: u32) -> BinlogTailer {
-        let spec = crate::source::DecodeSpec { canary: self.canary.clone(), ..self.router.decode_spec(self.schema, limit) };
+        let spec = crate::source::DecodeSpec { canary: self.canary.clone(), ..self.router.decode_spec(&self.schema, limit) };
         BinlogTailer::new(self.opts.clone(), server_id, spec, self.heartbeat, self.resume_by)
             .with_budget(self.max_batch_keys)
             .reporting_as(self.hostname.clone())

@@ -24,8 +24,7 @@ async fn apply(rig: &Rig, start: u64, transactions: Vec<Transaction>) -> Result<
         tx.send(InFlight::unbudgeted(t)).await.unwrap();
     }
     drop(tx);
-    let syncer = rig.replicator.parts().syncer();
-    let streamer = rig.replicator.streamer(&syncer);
+    let streamer = rig.replicator.streamer();
     streamer.apply_loop(&mut rx, &CancellationToken::new(), at(start), 1000, &mut None).await
 }
 
@@ -87,8 +86,7 @@ async fn an_index_that_stops_answering_ends_the_loop_on_its_idle_tick() {
     rig.streamed_up_to(100).await;
     rig.sink().tamper(|c| c.alias = None);
     let (_tx, mut rx) = mpsc::channel::<InFlight>(1);
-    let syncer = rig.replicator.parts().syncer();
-    let streamer = rig.replicator.streamer(&syncer);
+    let streamer = rig.replicator.streamer();
     let ended = streamer.apply_loop(&mut rx, &CancellationToken::new(), at(100), 1000, &mut None).await.unwrap();
     assert!(matches!(&ended, Ended::Resync(Resync::IndexGone { alias }) if *alias == rig.sink().version().alias), "{ended:?}");
 }
@@ -110,8 +108,7 @@ async fn a_refusal_under_on_lost_sync_stop_stops_with_it_and_moves_no_position()
 fn open_loop(rig: &Rig, start: u64) -> (mpsc::Sender<InFlight>, impl std::future::Future<Output = Result<Ended, RunError>> + '_) {
     let (tx, mut rx) = mpsc::channel(64);
     let run = async move {
-        let syncer = rig.replicator.parts().syncer();
-        let streamer = rig.replicator.streamer(&syncer);
+        let streamer = rig.replicator.streamer();
         streamer.apply_loop(&mut rx, &CancellationToken::new(), at(start), 1000, &mut None).await
     };
     (tx, run)
@@ -221,8 +218,7 @@ async fn the_idle_tick_reads_the_quarantine_size_for_the_metrics() {
     });
     let (_tx, mut rx) = mpsc::channel::<InFlight>(1);
     let cancel = CancellationToken::new();
-    let syncer = rig.replicator.parts().syncer();
-    let streamer = rig.replicator.streamer(&syncer);
+    let streamer = rig.replicator.streamer();
     let stop = async {
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         cancel.cancel();

@@ -4,9 +4,8 @@
 
 use mysql_async::prelude::Queryable;
 
-use super::{Syncer, load_or_quarantine};
+use super::Syncer;
 use crate::document::DocumentKey;
-use crate::embed::Embedder;
 use crate::error::Classify;
 use crate::pipeline::RunError;
 use crate::sink::DocumentSink;
@@ -24,11 +23,7 @@ impl OrphanScan {
     /// key column can even be compared with) cannot be any row's, so it is
     /// an orphan too. A key Redis no longer holds by the time it is checked
     /// (SCAN can return a key twice) is not reported.
-    pub async fn next<E: Embedder, S: DocumentSink, Q: Queryable>(
-        &mut self,
-        s: &Syncer<'_, E, S>,
-        conn: &mut Q,
-    ) -> Result<Option<Vec<DocumentKey>>, RunError> {
+    pub async fn next<S: DocumentSink, Q: Queryable>(&mut self, s: &Syncer<S>, conn: &mut Q) -> Result<Option<Vec<DocumentKey>>, RunError> {
         if self.done {
             return Ok(None);
         }
@@ -41,7 +36,7 @@ impl OrphanScan {
             Err(e) if e.is_transient() => return Err(e.into()),
             // Some key the source cannot even compare: the others are found the way a load finds them.
             Err(_) => {
-                let (docs, refused) = load_or_quarantine(s, conn, &keys).await?;
+                let (docs, refused) = s.load_or_quarantine(conn, &keys).await?;
                 for (key, reason) in refused {
                     tracing::warn!(key = %s.sink.key_of(&key), %reason, "a key under the index prefix that no source row can have: an orphan");
                 }

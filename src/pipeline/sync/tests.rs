@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use super::*;
 use crate::config::Config;
 use crate::document::DocHash;
+use crate::embed::{Embedder, SharedEmbedder};
 use crate::error::Classify;
 use crate::pipeline::committer::Committer;
 use crate::pipeline::fakes::{MemoryCheckpoint, MemorySink, ScriptedEmbedder, SinkFault, document};
@@ -18,11 +19,11 @@ const DIMENSIONS: usize = 4;
 
 /// The sync stage's parts, in memory.
 struct Rig {
-    sink: MemorySink,
-    local: MemoryCheckpoint,
-    embedder: ScriptedEmbedder,
-    stats: Stats,
-    loader: DocumentLoader,
+    sink: Arc<MemorySink>,
+    local: Arc<MemoryCheckpoint>,
+    embedder: Arc<ScriptedEmbedder>,
+    stats: Arc<Stats>,
+    loader: Arc<DocumentLoader>,
     write_chunk: usize,
 }
 
@@ -33,21 +34,21 @@ impl Rig {
         let embedder = ScriptedEmbedder::new(DIMENSIONS, 1);
         let loader = crate::compose::document_loader(&config, embedder.space().clone());
         Self {
-            sink: MemorySink::new(DIMENSIONS),
-            local: MemoryCheckpoint::default(),
-            embedder,
-            stats: Stats::default(),
-            loader,
+            sink: Arc::new(MemorySink::new(DIMENSIONS)),
+            local: Arc::new(MemoryCheckpoint::default()),
+            embedder: Arc::new(embedder),
+            stats: Arc::default(),
+            loader: Arc::new(loader),
             write_chunk,
         }
     }
 
-    fn syncer(&self) -> Syncer<'_, ScriptedEmbedder, MemorySink> {
+    fn syncer(&self) -> Syncer<MemorySink> {
         Syncer {
-            sink: &self.sink,
-            loader: &self.loader,
-            embedder: &self.embedder,
-            stats: &self.stats,
+            sink: self.sink.clone(),
+            loader: self.loader.clone(),
+            embedder: SharedEmbedder::from_arc(self.embedder.clone()),
+            stats: self.stats.clone(),
             write_chunk: self.write_chunk,
             load_chunk: 1000,
             concurrency: 2,
@@ -57,10 +58,13 @@ impl Rig {
     /// Syncs `wanted`; a batch ending at `at` when given.
     async fn sync(&self, wanted: &[(&str, Option<Document>)], at: Option<u64>, unavailable: WhenUnavailable) -> Result<(), RunError> {
         let wanted = wanted.iter().map(|(k, d)| (DocumentKey((*k).into()), d.clone())).collect();
-        let committer = Committer::new(&self.sink, &self.local);
-        let position = at.map(|offset| Position::new("binlog.000001", offset));
-        let end = position.as_ref().map(|position| BatchEnd { committer: &committer, position });
-        sync_documents(&self.syncer(), wanted, end, unavailable).await
+        let syncer = self.syncer();
+        let Some(offset) = at else { return syncer.sync_documents(wanted, unavailable).await };
+        // As the streamer ends a batch: every write but the last, then the last through the committer.
+        let committer = Committer::new(self.sink.clone(), self.local.clone());
+        let prepared = syncer.prepare(wanted, BTreeMap::new(), unavailable, None).await?;
+        let last = syncer.write_but_last(prepared).await?;
+        last.commit(&syncer, &committer, &Position::new("binlog.000001", offset)).await
     }
 
     fn doc(&self, key: &str, text: &str, label: &str) -> Document {
@@ -290,12 +294,12 @@ async fn a_text_the_page_before_embedded_is_not_embedded_again_before_that_page_
     let rig = Rig::new(10);
     let s = rig.syncer();
     let page = |key: &str| vec![(DocumentKey(key.into()), Some(rig.doc(key, "aspirin", key)))];
-    let first = prepare(&s, page("1"), BTreeMap::new(), WhenUnavailable::Wait, None).await.unwrap();
+    let first = s.prepare(page("1"), BTreeMap::new(), WhenUnavailable::Wait, None).await.unwrap();
     // The initial load prepares the next page while the first is still being written.
-    let second = prepare(&s, page("2"), BTreeMap::new(), WhenUnavailable::Wait, Some(&first.recent())).await.unwrap();
+    let second = s.prepare(page("2"), BTreeMap::new(), WhenUnavailable::Wait, Some(&first.recent())).await.unwrap();
     assert_eq!(rig.embedder.texts(), ["aspirin"], "one call for the text of both pages");
-    write_prepared(&s, first, None).await.unwrap();
-    write_prepared(&s, second, None).await.unwrap();
+    s.write_prepared(first).await.unwrap();
+    s.write_prepared(second).await.unwrap();
     let vector = Some(rig.embedder.vector_of("aspirin"));
     assert_eq!((rig.held("1").unwrap().1, rig.held("2").unwrap().1), (vector.clone(), vector));
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::document::TextHash;
-use crate::embed::{Embedder, Outcome, embed_each};
+use crate::embed::{Outcome, SharedEmbedder, embed_each};
 use crate::pipeline::{RunError, Stats};
 use crate::sink::DocumentSink;
 
@@ -28,10 +28,11 @@ pub enum WhenUnavailable {
     Leave,
 }
 
-/// Where vectors come from: the cache in the sink and the embedding service.
-pub(super) struct VectorSources<'a, E, S> {
+/// Where vectors come from: the cache in the sink and the embedding service
+/// (a view of the syncer's handles for one preparation).
+pub(super) struct VectorSources<'a, S> {
     pub(super) sink: &'a S,
-    pub(super) embedder: &'a E,
+    pub(super) embedder: &'a SharedEmbedder,
     pub(super) stats: &'a Stats,
     /// `embed.concurrency`: calls in flight.
     pub(super) concurrency: usize,
@@ -59,8 +60,8 @@ pub(super) enum VectorFor {
 /// Vectors for distinct texts: from the cache where present, else one
 /// embedding call each. A text the service refuses maps to its reason; one
 /// it could not answer is owed or fails the chunk, as `unavailable` says.
-pub(super) async fn vectors_for<E: Embedder, S: DocumentSink>(
-    s: &VectorSources<'_, E, S>,
+pub(super) async fn vectors_for<S: DocumentSink>(
+    s: &VectorSources<'_, S>,
     mut needed: BTreeMap<TextHash, String>,
     unavailable: WhenUnavailable,
     recent: Option<&RecentVectors>,

@@ -52,7 +52,7 @@ impl TestEnv {
     }
 
     /// Runs a replicator the test connected (e.g. after `prepare_replay`).
-    pub fn run(&self, replicator: Replicator<LocalEmbedder>) -> Running {
+    pub fn run(&self, replicator: Replicator) -> Running {
         let stats = replicator.parts().stats().clone();
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(replicator.run(cancel.clone()));
@@ -66,7 +66,7 @@ impl TestEnv {
     }
 
     /// `Replicator::connect` on `config_text` with the local embedder (preflight included).
-    pub async fn connect(&self, config_text: &str) -> Result<Replicator<LocalEmbedder>, RunError> {
+    pub async fn connect(&self, config_text: &str) -> Result<Replicator, RunError> {
         let config = parse_config(config_text);
         let embedder = local_embedder(&config);
         Replicator::connect(config, embedder).await
@@ -82,7 +82,6 @@ impl TestEnv {
         let config = parse_config(config_text);
         let embedder = local_embedder(&config);
         let connected = Connected::connect_for_reconcile(config, embedder).await.unwrap();
-        let syncer = connected.syncer();
-        connected.reconciler(&syncer).reconcile(dry_run, &CancellationToken::new()).await.unwrap()
+        connected.reconciler().reconcile(dry_run, &CancellationToken::new()).await.unwrap()
     }
 }
