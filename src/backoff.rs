@@ -38,7 +38,7 @@ impl Backoff {
     /// (up to its maximum). Jitter (half to all of the step) keeps many writers,
     /// or a writer and its retries, from hitting a throttled service in lockstep.
     pub fn step(&mut self) -> Duration {
-        let fraction = 0.5 + f64::from(crate::health::unix_ms().wrapping_mul(2_654_435_761) as u32 % 1000) / 2000.0;
+        let fraction = 0.5 + f64::from(crate::observe::health::unix_ms().wrapping_mul(2_654_435_761) as u32 % 1000) / 2000.0;
         let wait = self.next.mul_f64(fraction);
         self.next = (self.next * 2).min(self.max);
         wait

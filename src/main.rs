@@ -7,17 +7,18 @@ use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
+use drugsync::app::Connected;
+use drugsync::app::Replicator;
+use drugsync::app::cli::{CheckpointCommand, Cli, Command, LogFormat, OutputFormat};
+use drugsync::app::replay::ReplayEstimate;
+use drugsync::app::search::Query;
+use drugsync::app::status::StatusReport;
+use drugsync::apply::reconcile::ReconcileReport;
 use drugsync::checkpoint::CheckpointStore;
-use drugsync::cli::{CheckpointCommand, Cli, Command, LogFormat, OutputFormat};
 use drugsync::config::{Config, redact_url};
 use drugsync::embed::{AnyEmbedder, Embedder};
-use drugsync::pipeline::reconcile::ReconcileReport;
-use drugsync::pipeline::replay::ReplayEstimate;
-use drugsync::pipeline::{Connected, Replicator};
 use drugsync::position::Position;
-use drugsync::search::Query;
 use drugsync::sink::RemotePositions;
-use drugsync::status::StatusReport;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_checked();
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
     let output = cli.output.unwrap_or(OutputFormat::Table);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
-        drugsync::secrets::resolve(&mut config).await?;
+        drugsync::mysql::secrets::resolve(&mut config).await?;
         if cli.reconcile {
             return reconcile(config, cli.dry_run, output).await;
         }
@@ -49,8 +50,8 @@ fn main() -> ExitCode {
                 (_, Some(ndc)) => {
                     // The embedder's own space: the one the writer hashes texts in.
                     let space = AnyEmbedder::from_config(&config.embed).await?.space().clone();
-                    let view = drugsync::search::document::inspect(&config, space, &ndc).await?;
-                    print_summary(&view, drugsync::search::document::DocumentView::to_table, output)
+                    let view = drugsync::app::search::document::inspect(&config, space, &ndc).await?;
+                    print_summary(&view, drugsync::app::search::document::DocumentView::to_table, output)
                 }
                 (Some(query), None) => search(config, Query { text: query, k, filter, fields, distinct, ef_runtime }, output).await,
                 (None, None) => Err(anyhow::anyhow!("give a question to search for, or --ndc KEY for one document")),
@@ -100,8 +101,8 @@ async fn run(config: Config, replay_from: Option<Position>) -> anyhow::Result<()
     tokio::spawn(stop_on_signal(cancel.clone()));
     let parts = replicator.parts();
     if let Some(listen) = parts.config().metrics.address() {
-        let bounds = drugsync::metrics::bounds(parts.config());
-        drugsync::metrics::serve(listen, parts.stats().clone(), bounds, parts.pricing(), cancel.clone())?;
+        let bounds = drugsync::app::metrics::bounds(parts.config());
+        drugsync::app::metrics::serve(listen, parts.stats().clone(), bounds, parts.pricing(), cancel.clone())?;
     }
     replicator.run(cancel).await?;
     tracing::info!("drugsync stopped cleanly");
@@ -149,19 +150,19 @@ async fn reconcile(config: Config, dry_run: bool, output: OutputFormat) -> anyho
 
 async fn price_replay(config: Config, from: &Position, output: OutputFormat) -> anyhow::Result<()> {
     let (connected, cancel) = connect_for_reconcile(config).await?;
-    let estimate = drugsync::pipeline::replay::price_replay(&connected, from, &cancel).await?;
+    let estimate = drugsync::app::replay::price_replay(&connected, from, &cancel).await?;
     print_summary(&estimate, ReplayEstimate::to_table, output)
 }
 
 async fn status(config: Config, output: OutputFormat) -> anyhow::Result<()> {
-    let report = drugsync::status::gather(&config).await?;
+    let report = drugsync::app::status::gather(&config).await?;
     print_summary(&report, StatusReport::to_table, output)
 }
 
 async fn search(config: Config, query: Query, output: OutputFormat) -> anyhow::Result<()> {
     let embedder = AnyEmbedder::from_config(&config.embed).await?;
-    let hits = drugsync::search::search(&config, &embedder, &query).await?;
-    print_summary(&hits, |hits| drugsync::search::to_table(hits, &query.fields), output)
+    let hits = drugsync::app::search::search(&config, &embedder, &query).await?;
+    print_summary(&hits, |hits| drugsync::app::search::to_table(hits, &query.fields), output)
 }
 
 async fn show_checkpoint(config: Config) -> anyhow::Result<()> {
@@ -174,7 +175,7 @@ async fn show_checkpoint(config: Config) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    let sink = drugsync::compose::redis_sink(&config).await?;
+    let sink = drugsync::app::compose::redis_sink(&config).await?;
     let remote = sink.stored_position().await?;
     println!("checkpoint file: {}", config.checkpoint.path.display());
     println!("local position:  {local}");
@@ -196,7 +197,7 @@ async fn seed_schema(config: Config, ndcs: usize, seed: u64, confirmed: bool) ->
     use mysql_async::prelude::Queryable;
     let schema = &config.mysql.schema;
     anyhow::ensure!(confirmed, "seed drops and re-creates schema `{schema}`; pass --yes-destroy-schema to confirm");
-    let opts = drugsync::source::connect::mysql_opts(&config.mysql)?;
+    let opts = drugsync::mysql::connect::mysql_opts(&config.mysql)?;
     let mut conn = mysql_async::Conn::new(opts).await.context("connecting to MySQL")?;
     fixture::create_schema(&mut conn, schema).await.context("creating the FDB schema")?;
     Generator::new(FixtureSpec { ndcs, seed }).populate(&mut conn).await.context("inserting sample data")?;

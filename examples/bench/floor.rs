@@ -72,7 +72,7 @@ pub struct Variant {
 
 /// `FT.CREATE` arguments for `variant` of the live definition over `prefix`.
 fn create_args(config: &drugsync::config::Config, name: &str, prefix: &str, variant: Variant) -> Vec<String> {
-    let mut args = drugsync::sink::index::IndexSpec::create_args(&drugsync::compose::index_definition(config), name, prefix);
+    let mut args = drugsync::sink::index::IndexSpec::create_args(&drugsync::app::compose::index_definition(config), name, prefix);
     for arg in args.iter_mut() {
         if variant.float16 && arg == "FLOAT32" {
             *arg = "FLOAT16".into();

@@ -38,9 +38,9 @@ mod support;
 
 use support::{BoxError, Corner, Prepared, Replicator, binary, status_kb, wait_for_position};
 
+use drugsync::cdc::decode::Decoder;
 use drugsync::config::Config;
 use drugsync::position::Position;
-use drugsync::source::decode::Decoder;
 
 #[derive(Parser)]
 struct Args {
@@ -181,7 +181,7 @@ async fn main() -> Result<(), BoxError> {
 
     let ndcs: Vec<String> = conn.query("SELECT NDC FROM rndc14 WHERE OBSDTEC = '0000-00-00' ORDER BY NDC").await?;
     let mysql_url = format!("{}/{SCHEMA}", args.mysql);
-    let key_prefix = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&config)).prefix;
+    let key_prefix = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&config)).prefix;
     let mut fresh = freshness::Freshness { mysql_url: mysql_url.clone(), redis: redis.clone(), key_prefix: &key_prefix, ndcs: &ndcs };
     let quiet = fresh.run("quiet", args.freshness_edits, args.freshness_rate, None).await?;
     println!(
@@ -216,14 +216,14 @@ async fn main() -> Result<(), BoxError> {
 
     // The weekly reload: one transaction deleting and re-inserting every row.
     streamer.reset_peak();
-    let before = drugsync::source::server::current_position(&mut conn).await?;
+    let before = drugsync::mysql::server::current_position(&mut conn).await?;
     let t = Instant::now();
     conn.query_drop("START TRANSACTION").await?;
     conn.query_drop("DELETE FROM rndc14").await?;
     conn.query_drop("INSERT INTO rndc14 SELECT * FROM rndc14_copy").await?;
     conn.query_drop("COMMIT").await?;
     let commit = t.elapsed().as_secs_f64();
-    let after = drugsync::source::server::current_position(&mut conn).await?;
+    let after = drugsync::mysql::server::current_position(&mut conn).await?;
     let t = Instant::now();
     wait_for_position(&mut redis, &mut conn, &position_key, &mut streamer).await?;
     let caught_up = t.elapsed().as_secs_f64();
@@ -315,7 +315,7 @@ async fn ingest_floor_and_recall(
     redis: &mut redis::aio::MultiplexedConnection,
     load_secs: f64,
 ) -> Result<(), BoxError> {
-    let live_prefix = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(config)).prefix;
+    let live_prefix = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(config)).prefix;
     let field = &config.index.vector_field;
     let corpus = floor::read_corpus(redis, &live_prefix, field).await?;
     let (m, ef) = (config.index.m, config.index.ef_construction);
@@ -361,11 +361,11 @@ async fn ingest_floor_and_recall(
 /// binlog (nothing else writes meanwhile), timed 200 times.
 async fn visibility_gate_cost(config_path: &Path, conn: &mut mysql_async::Conn) -> Result<(), BoxError> {
     let config = Config::load(config_path)?;
-    let opts = drugsync::source::connect::mysql_opts(&config.mysql)?;
+    let opts = drugsync::mysql::connect::mysql_opts(&config.mysql)?;
     let pool = mysql_async::Pool::new(opts.clone());
-    let gate = drugsync::source::visibility::VisibilityGate::new(&config.mysql, pool.clone(), opts, Duration::from_secs(10));
+    let gate = drugsync::mysql::visibility::VisibilityGate::new(&config.mysql, pool.clone(), opts, Duration::from_secs(10));
     let mode = gate.preflight().await?;
-    let end = drugsync::source::server::current_position(conn).await?;
+    let end = drugsync::mysql::server::current_position(conn).await?;
     let mut times = Vec::new();
     for _ in 0..200 {
         let t = Instant::now();

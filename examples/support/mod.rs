@@ -130,7 +130,7 @@ pub async fn wait_for_position(
     position_key: &str,
     streamer: &mut Replicator,
 ) -> Result<(), BoxError> {
-    let target = drugsync::source::server::current_position(conn).await?;
+    let target = drugsync::mysql::server::current_position(conn).await?;
     loop {
         let text: Option<String> = redis::cmd("GET").arg(position_key).query_async(redis).await?;
         if let Some(p) = text.and_then(|t| t.parse::<Position>().ok())
@@ -190,7 +190,7 @@ impl Corner {
     pub fn position_key(&self, config: &drugsync::config::Config) -> String {
         drugsync::sink::keys::VersionKeys::of(
             &format!("{}:", self.state),
-            &drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(config)).index,
+            &drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(config)).index,
         )
         .position
     }

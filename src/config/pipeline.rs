@@ -21,7 +21,7 @@ pub struct PipelineConfig {
     pub batch_max_transactions: usize,
     /// The longest a batch keeps gathering while the source is busy and
     /// transactions arrive back to back, in ms. A lone change never waits
-    /// (see `pipeline::stream`, "Batching only while busy").
+    /// (see `apply::stream`, "Batching only while busy").
     #[serde(default = "default_batch_max_delay_ms")]
     pub batch_max_delay_ms: u64,
     /// Keys per `WHERE key IN (...)` query when loading documents.

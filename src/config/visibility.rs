@@ -1,5 +1,5 @@
 //! `[mysql.visibility]`: how drugsync proves a batch's rows visible on MySQL
-//! without GTIDs before it re-reads them (see `source::visibility`).
+//! without GTIDs before it re-reads them (see `mysql::visibility`).
 
 use serde::Deserialize;
 

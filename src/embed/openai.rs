@@ -120,7 +120,7 @@ impl OpenAiEmbedder {
         }
         if !status.is_success() {
             let message =
-                format!("{} answered {status}: {}", self.url, crate::source::error::truncate(&String::from_utf8_lossy(&body), 300));
+                format!("{} answered {status}: {}", self.url, crate::mysql::error::truncate(&String::from_utf8_lossy(&body), 300));
             return Err(match status.as_u16() {
                 408 | 429 | 500..=599 => EmbedError::Unavailable(message),
                 400 | 413 | 422 => EmbedError::TextRejected(message),

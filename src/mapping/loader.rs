@@ -11,9 +11,9 @@ use mysql_async::{Params, Row, Value};
 use super::placeholders;
 use crate::config::{IndexField, MappingConfig};
 use crate::document::{Document, DocumentKey, EmbeddingSpace, TextTemplate};
-use crate::source::SourceError;
-use crate::source::deadline::within;
-use crate::source::value::value_to_string;
+use crate::mysql::SourceError;
+use crate::mysql::deadline::within;
+use crate::mysql::value::value_to_string;
 
 /// See the module docs.
 #[derive(Debug, Clone)]
@@ -154,7 +154,7 @@ impl DocumentLoader {
         for field in &self.fields {
             let mut value = by_name.remove(&field.to_ascii_lowercase()).ok_or_else(|| SourceError::Query {
                 message: format!("mapping.select_sql returns no column aliased `{field}` (an index field)"),
-                query: crate::source::error::truncate(query, 200),
+                query: crate::mysql::error::truncate(query, 200),
             })?;
             if self.trim_trailing_spaces && *field != self.key_field {
                 value.truncate(value.trim_end_matches(' ').len());

@@ -14,11 +14,12 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Value};
 
 use super::placeholders;
+use crate::cdc::{DecodeSpec, RoutingValues};
 use crate::config::TableRule;
 use crate::document::DocumentKey;
-use crate::source::deadline::within;
-use crate::source::value::value_to_string;
-use crate::source::{DecodeSpec, RoutingValues, SourceError};
+use crate::mysql::SourceError;
+use crate::mysql::deadline::within;
+use crate::mysql::value::value_to_string;
 
 /// See the module docs.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! What the pipeline needs from the Redis side, split by role. Each role is
 //! a trait declared beside its one Redis implementation (on
 //! [`RedisSink`](super::RedisSink)); the in-memory sink of
-//! `pipeline::fakes` implements the same traits with fault points, and
+//! `testing::fakes` implements the same traits with fault points, and
 //! `sink::conformance` holds both to the same behaviour, role by role. A
 //! Redis feature therefore touches its role's file, the fake and the check.
 //!

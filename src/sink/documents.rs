@@ -32,7 +32,7 @@ pub struct StoredState {
 
 /// A sink's position: documents and, with a batch's last write, its
 /// position, in one atomic write (durability: see `sink::contract`).
-/// Only `pipeline::committer` writes a position: it owns their order.
+/// Only `apply::committer` writes a position: it owns their order.
 pub trait RemotePositions: Sync {
     /// Applies `changes` and stores `position` in one atomic write. When it
     /// returns `Ok`, the sink acknowledged both; on `Err`, neither happened

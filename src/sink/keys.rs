@@ -15,7 +15,7 @@ use crate::config::EmbedConfig;
 pub struct VersionKeys {
     /// The position stored with the last applied batch.
     pub position: String,
-    /// The initial load's epoch (see `pipeline::load`).
+    /// The initial load's epoch (see `apply::load`).
     pub load_epoch: String,
     /// The fields part of the mapping fingerprint the documents were built with.
     pub mapping: String,

@@ -1,8 +1,6 @@
 //! The Redis side: the vector index definition and the document writer.
 
 pub mod admin;
-#[cfg(any(test, feature = "fixture"))]
-pub mod conformance;
 pub mod connection;
 pub mod contract;
 pub mod definition;

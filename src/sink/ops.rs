@@ -91,7 +91,7 @@ impl WriteOp {
 impl RedisSink {
     /// The operations of one write transaction.
     pub(super) fn write_ops(&self, changes: &[DocumentChange], position: Option<&Position>) -> Vec<WriteOp> {
-        let now_ms = crate::health::unix_ms();
+        let now_ms = crate::observe::health::unix_ms();
         let unix_now = now_ms / 1000;
         let position_text = position.map(Position::to_string).unwrap_or_default();
         let mut ops: Vec<WriteOp> = Vec::with_capacity(changes.len() * 3 + 1);

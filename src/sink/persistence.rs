@@ -168,7 +168,7 @@ impl RedisSink {
                 );
             }
             Persistence::Rdb => {
-                let now = crate::health::unix_ms() / 1000;
+                let now = crate::observe::health::unix_ms() / 1000;
                 if info.snapshot_outlives_binlogs(now, retention) {
                     tracing::warn!(
                         snapshot_age_secs = info.snapshot_age_secs(now).unwrap_or_default(),

@@ -10,7 +10,7 @@
 //! owed, in the same atomic write as the batch's position. Until the vector
 //! comes, the document is found by its fields but not by vector search. The
 //! writer fills the set as soon as the service answers again
-//! (`pipeline::fill`); a write of the document with its vector, or its
+//! (`apply::fill`); a write of the document with its vector, or its
 //! deletion, takes it out in the same transaction.
 //!
 //! **The quarantine.** Documents drugsync cannot build or embed for good (a

@@ -98,7 +98,7 @@ impl VectorCache for RedisSink {
         if self.cache_max == 0 || vectors.is_empty() {
             return Ok(());
         }
-        let now_ms = crate::health::unix_ms();
+        let now_ms = crate::observe::health::unix_ms();
         let mut pipe = redis::pipe();
         for (hash, vector) in vectors {
             pipe.cmd("SET").arg(format!("{}{}", self.cache_prefix, hash.0)).arg(crate::embed::vector_to_bytes(vector)).ignore();

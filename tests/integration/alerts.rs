@@ -41,7 +41,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 /// The metrics drugsync exports, as its metrics module names them.
 fn exported() -> BTreeSet<String> {
-    metric_names(include_str!("../../src/metrics.rs"))
+    metric_names(include_str!("../../src/app/metrics.rs"))
 }
 
 #[test]

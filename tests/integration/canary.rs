@@ -3,11 +3,11 @@
 
 use crate::common;
 use crate::common::on_each_server;
+use drugsync::observe::stats::{Counter, Gauge};
 
 use std::time::Duration;
 
 use common::{TestEnv, eventually};
-use drugsync::pipeline::Stats;
 
 pub(crate) const HEARTBEAT_TABLE: &str = "CREATE TABLE drugsync_heartbeat (id INT UNSIGNED PRIMARY KEY, beat_ms BIGINT UNSIGNED NOT NULL)";
 
@@ -44,18 +44,18 @@ on_each_server! {
         .await;
         // ... is seen visible: that one or a later one.
         eventually(Duration::from_secs(20), Duration::from_millis(100), "the heartbeat visible through Redis", async || {
-            let visible = Stats::get(&run.stats.canary_visible_ms);
+            let visible = run.stats.gauge(Gauge::CanaryVisibleMs);
             if visible >= written { Ok(()) } else { Err(format!("visible {visible} < written {written}")) }
         })
         .await;
-        assert_eq!(Stats::get(&run.stats.canary_enabled), 1);
+        assert_eq!(run.stats.gauge(Gauge::CanaryEnabled), 1);
         assert!(run.stats.canary_freshness().is_some());
         // A reconcile would count every document it found equal.
-        let unchanged_before = Stats::get(&run.stats.unchanged);
+        let unchanged_before = run.stats.counted(Counter::Unchanged);
         env.exec(&["TRUNCATE TABLE drugsync_heartbeat"]).await;
         env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER THE BEATS' WHERE LBLRID = '000001'"]).await;
         env.wait_caught_up().await;
-        assert_eq!(Stats::get(&run.stats.unchanged), unchanged_before, "the heartbeat table's DDL reconciled nothing");
+        assert_eq!(run.stats.counted(Counter::Unchanged), unchanged_before, "the heartbeat table's DDL reconciled nothing");
         env.assert_matches_mysql().await;
         assert!(!run.handle.is_finished());
         run.stop().await;
@@ -75,7 +75,7 @@ on_each_server! {
         let run = env.start().await;
         env.wait_caught_up().await;
         eventually(Duration::from_secs(10), Duration::from_millis(100), "the canary off", async || {
-            match Stats::get(&run.stats.canary_enabled) {
+            match run.stats.gauge(Gauge::CanaryEnabled) {
                 0 => Ok(()),
                 n => Err(format!("enabled = {n}")),
             }
@@ -86,7 +86,7 @@ on_each_server! {
         env.wait_caught_up().await;
         env.assert_matches_mysql().await;
         assert!(!run.handle.is_finished(), "a canary it cannot write stops nothing");
-        assert_eq!(Stats::get(&run.stats.canary_visible_ms), 0);
+        assert_eq!(run.stats.gauge(Gauge::CanaryVisibleMs), 0);
         run.stop().await;
     }
 }

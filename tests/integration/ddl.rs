@@ -4,9 +4,8 @@
 
 use crate::common;
 use crate::common::on_each_server;
+use drugsync::observe::stats::Counter;
 use std::time::Duration;
-
-use drugsync::pipeline::Stats;
 
 use common::TestEnv;
 
@@ -84,14 +83,14 @@ on_each_server! {
         // decoded wrongly before it: so each UPDATE comes only after its ALTER's
         // diff is done, and must arrive by decoding alone (no further diff).
         let alter_then_update = async |alter: &str, update: &str, lblrid: &str, value: &str| {
-            let diffs = Stats::get(&run.stats.full_diffs);
+            let diffs = run.stats.counted(Counter::FullDiffs);
             env.exec(&[alter]).await;
             env.wait_caught_up().await;
-            assert!(Stats::get(&run.stats.full_diffs) > diffs, "{alter}: the DDL was reconciled");
-            let diffs = Stats::get(&run.stats.full_diffs);
+            assert!(run.stats.counted(Counter::FullDiffs) > diffs, "{alter}: the DDL was reconciled");
+            let diffs = run.stats.counted(Counter::FullDiffs);
             env.exec(&[update]).await;
             env.wait_caught_up().await;
-            assert_eq!(Stats::get(&run.stats.full_diffs), diffs, "{update}: applied by decoding the new layout, not by a diff");
+            assert_eq!(run.stats.counted(Counter::FullDiffs), diffs, "{update}: applied by decoding the new layout, not by a diff");
             let ndc = env.active_ndcs_where(&format!("n.LBLRID = '{lblrid}'")).await[0].clone();
             assert_eq!(env.field(&ndc, "manufacturer").await.as_deref(), Some(value), "{update}");
         };

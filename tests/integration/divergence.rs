@@ -195,7 +195,7 @@ on_each_server! {
         let run = env.start().await;
         env.wait_caught_up().await;
         run.stop().await;
-        let live = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&env.config())).index;
+        let live = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&env.config())).index;
         // Another holder took the lease; this sink still believes it writes.
         let replicator = env.connect(&env.config_text).await.unwrap();
         let mut redis = env.redis.clone();

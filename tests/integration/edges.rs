@@ -254,7 +254,7 @@ on_each_server! {
         common::eventually(Duration::from_secs(15), Duration::from_millis(100), "the index rebuilt after FLUSHALL", async || index_answers(&mut redis).await).await;
         env.assert_matches_mysql().await;
 
-        let version = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&env.config())).index;
+        let version = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&env.config())).index;
         let _: () = redis::cmd("FT.DROPINDEX").arg(&version).query_async(&mut redis).await.unwrap();
         common::eventually(Duration::from_secs(15), Duration::from_millis(100), "the index created again after FT.DROPINDEX", async || index_answers(&mut redis).await).await;
         env.assert_matches_mysql().await;
@@ -283,7 +283,7 @@ on_each_server! {
         assert_ne!(insisting, env.config_text);
         let run = env.start_with(&insisting).await;
         env.wait_caught_up().await;
-        let verdict = drugsync::health::readiness(&drugsync::metrics::observe(&run.stats), &drugsync::metrics::bounds(&env.config()));
+        let verdict = drugsync::observe::health::readiness(&drugsync::app::metrics::observe(&run.stats), &drugsync::app::metrics::bounds(&env.config()));
         assert!(!verdict.ok && verdict.failing.iter().any(|f| f.contains("evict")), "{verdict:?}");
         run.stop().await;
 
@@ -291,7 +291,7 @@ on_each_server! {
         let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory-policy").arg("noeviction").query_async(&mut redis).await.unwrap();
         let run = env.start().await;
         env.wait_caught_up().await;
-        let verdict = drugsync::health::readiness(&drugsync::metrics::observe(&run.stats), &drugsync::metrics::bounds(&env.config()));
+        let verdict = drugsync::observe::health::readiness(&drugsync::app::metrics::observe(&run.stats), &drugsync::app::metrics::bounds(&env.config()));
         assert!(!verdict.failing.iter().any(|f| f.contains("evict")), "{verdict:?}");
         env.assert_matches_mysql().await;
         run.stop().await;
@@ -310,7 +310,7 @@ on_each_server! {
         env.config_text = env.config_text.replacen("[metrics]", "[metrics]\nready_max_lag_secs = 2", 1);
         let run = env.start().await;
         env.wait_caught_up().await;
-        let bounds = drugsync::metrics::bounds(&env.config());
+        let bounds = drugsync::app::metrics::bounds(&env.config());
         assert_eq!(bounds.lag, Duration::from_secs(2));
         let ndc = env.active_ndcs_where("1=1").await[0].clone();
 
@@ -319,7 +319,7 @@ on_each_server! {
         lock.query_drop("LOCK TABLES rlblrid3 WRITE").await.unwrap();
         env.exec(&[&format!("UPDATE rndc14 SET LN60 = 'AFTER THE LOCK' WHERE NDC = '{ndc}'")]).await;
         let verdict = common::eventually(Duration::from_secs(20), Duration::from_millis(200), "readiness falls on lag", async || {
-            let verdict = drugsync::health::readiness(&drugsync::metrics::observe(&run.stats), &bounds);
+            let verdict = drugsync::observe::health::readiness(&drugsync::app::metrics::observe(&run.stats), &bounds);
             if verdict.failing.iter().any(|f| f.contains("lag")) { Ok(verdict) } else { Err(format!("{verdict:?}")) }
         })
         .await;

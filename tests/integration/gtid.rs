@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::{Flavour, TestEnv};
 use drugsync::checkpoint::CheckpointStore;
+use drugsync::mysql::gtid::GtidState;
 use drugsync::position::Position;
-use drugsync::source::gtid::GtidState;
 use mysql_async::prelude::Queryable;
 
 /// A GTID resume that failed would otherwise be repaired by the reconcile
@@ -43,7 +43,7 @@ on_each_server! {
                 let GtidState::Mariadb(domains) = &state else { panic!("MariaDB state expected, got {state}") };
                 assert_eq!(domains[&0].0, 1, "server id 1 wrote domain 0");
                 // The stored state is exactly the server's state at the stored file:offset.
-                let at = drugsync::source::server::gtid_state_at(&mut conn, &stored).await.unwrap().unwrap();
+                let at = drugsync::mysql::server::gtid_state_at(&mut conn, &stored).await.unwrap().unwrap();
                 assert_eq!(GtidState::parse(&at).unwrap(), state);
             }
             Flavour::Mysql | Flavour::MysqlGtidOff => {

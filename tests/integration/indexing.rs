@@ -5,11 +5,11 @@
 
 use crate::common;
 use crate::common::on_each_server;
+use drugsync::observe::stats::Gauge;
 
 use std::time::Duration;
 
 use common::{TestEnv, eventually};
-use drugsync::pipeline::Stats;
 
 /// Whether the alias's index holds `ndc`: the test's own query.
 async fn indexed(env: &TestEnv, ndc: &str) -> bool {
@@ -42,7 +42,7 @@ on_each_server! {
         let _: () = redis::cmd("HSET").arg(format!("{}{ndc}", env.prefix)).arg("gcn_seqno").arg("N/A").query_async(&mut redis).await.unwrap();
         assert!(!indexed(&env, &ndc).await, "RediSearch dropped it from the index");
         eventually(Duration::from_secs(10), Duration::from_millis(100), "the writer published RediSearch's failure count", async || {
-            match Stats::get(&run.stats.index_failures) {
+            match run.stats.gauge(Gauge::IndexFailures) {
                 0 => Err("0".into()),
                 n => Ok(n),
             }
@@ -86,7 +86,7 @@ on_each_server! {
 
         env.exec(&[&format!("UPDATE rgcnseq4 SET STR60 = 'NOT A NUMBER 5 MG' WHERE GCN_SEQNO = {gcn}")]).await;
         env.wait_applied().await;
-        let index = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&env.config())).index;
+        let index = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&env.config())).index;
         let mut redis = env.redis.clone();
         let entries: std::collections::BTreeMap<String, String> =
             redis::cmd("HGETALL").arg(format!("ds:{}:{index}:quarantine", env.name)).query_async(&mut redis).await.unwrap();

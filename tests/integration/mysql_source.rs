@@ -29,11 +29,11 @@ async fn the_reference_mapping_runs_under_mysqls_default_strict_sql_mode_on_mysq
 
     // drugsync's own connection options, through a pool, twice (the second
     // checkout is a connection the pool reset).
-    let pool = mysql_async::Pool::new(drugsync::source::connect::mysql_opts(&env.config().mysql).unwrap());
+    let pool = mysql_async::Pool::new(drugsync::mysql::connect::mysql_opts(&env.config().mysql).unwrap());
     for _ in 0..2 {
         let mut conn = pool.get_conn().await.unwrap();
         let session: String = conn.query_first("SELECT @@SESSION.sql_mode").await.unwrap().unwrap();
-        assert_eq!(session, drugsync::source::connect::SESSION_SQL_MODE);
+        assert_eq!(session, drugsync::mysql::connect::SESSION_SQL_MODE);
         let active: Option<u64> = conn.query_first("SELECT COUNT(*) FROM rndc14 n WHERE n.OBSDTEC = '0000-00-00'").await.unwrap();
         assert!(active.unwrap() > 0);
     }
@@ -266,7 +266,7 @@ async fn wait_replicated(replica: &PrivateServer, source: &PrivateServer) {
     let mut on_replica = common::connect(&replica.base_url()).await;
     let applied: Option<i64> = match replica.flavour {
         Flavour::MysqlGtidOff => {
-            let end = drugsync::source::server::current_position(&mut on_source).await.unwrap();
+            let end = drugsync::mysql::server::current_position(&mut on_source).await.unwrap();
             let waited: Option<i64> = on_replica.exec_first("SELECT SOURCE_POS_WAIT(?, ?, 60)", (&end.file, end.offset)).await.unwrap();
             // The number of events waited for, or -1 / NULL on a timeout or a stopped replica.
             waited.filter(|n| *n >= 0).map(|_| 0)
@@ -332,7 +332,7 @@ on_each_server! {
         // the stored offset is made such a boundary (the replica's current end,
         // past the changes made while drugsync was down).
         let mut conn = common::connect(&replica.base_url()).await;
-        let replica_end = drugsync::source::server::current_position(&mut conn).await.unwrap();
+        let replica_end = drugsync::mysql::server::current_position(&mut conn).await.unwrap();
         conn.disconnect().await.unwrap();
         assert_eq!(replica_end.file, stored.file, "the replica writes a file of the stored name");
         assert_ne!(replica_end.server, stored.server);
@@ -361,7 +361,7 @@ on_each_server! {
 /// after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gtids_turned_off_after_being_on_stream_through_the_fence_on_mysql() {
-    use drugsync::source::visibility::GateMode;
+    use drugsync::mysql::visibility::GateMode;
     let server = PrivateServer::start(Flavour::Mysql).await;
     let mut env = TestEnv::new_on(&server, "gtidoff", 150).await;
     env.config_text = env.config_text.replacen("on_lost_sync = \"reconcile\"", "on_lost_sync = \"stop\"", 1);

@@ -4,11 +4,11 @@
 
 use crate::common;
 use crate::common::on_each_server;
+use drugsync::observe::stats::Counter;
 
 use std::time::Duration;
 
 use common::{Flavour, PrivateRedis, PrivateServer, TestEnv};
-use drugsync::pipeline::Stats;
 
 on_each_server! {
     async fn mysql_restarted_mid_stream(flavour) {
@@ -56,7 +56,7 @@ on_each_server! {
         .await;
         // Every change below rewrites its documents; one applied again would
         // find them equal and count as unchanged.
-        let unchanged = Stats::get(&run.stats.unchanged);
+        let unchanged = run.stats.counted(Counter::Unchanged);
 
         proxy.cut().await;
         env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER THE CUT' WHERE LBLRID = '000001'"]).await;
@@ -78,7 +78,7 @@ on_each_server! {
         env.wait_caught_up().await;
         env.assert_matches_mysql().await;
         assert!(proxy.accepted() > before_heal, "drugsync opened new connections after the partition");
-        assert_eq!(Stats::get(&run.stats.unchanged), unchanged, "no change was applied twice after a reconnect");
+        assert_eq!(run.stats.counted(Counter::Unchanged), unchanged, "no change was applied twice after a reconnect");
         assert!(!run.handle.is_finished(), "drugsync kept running through both");
         run.stop().await;
     }
@@ -108,7 +108,7 @@ on_each_server! {
         drop(snapshot);
         drop(conn);
         // drugsync's bound, whatever mysql_async does (today its own disconnect waits on the dead link).
-        tokio::time::timeout(Duration::from_secs(30), drugsync::source::connect::close_pool(pool))
+        tokio::time::timeout(Duration::from_secs(30), drugsync::mysql::connect::close_pool(pool))
             .await
             .expect("close_pool returns although a connection never comes back");
     }
@@ -120,7 +120,7 @@ on_each_server! {
         let env = TestEnv::new_with(flavour, "redisoutage", 300, &redis.url()).await;
         let run = env.start().await;
         env.wait_caught_up().await;
-        let (upserts, calls) = (Stats::get(&run.stats.upserts), run.embed_calls());
+        let (upserts, calls) = (run.stats.counted(Counter::Upserted), run.embed_calls());
         redis.restart().await;
         // Changes while Redis is back but drugsync's connections are broken.
         env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER REDIS RESTART' WHERE LBLRID = '000001'"]).await;
@@ -128,7 +128,7 @@ on_each_server! {
         env.assert_matches_mysql().await;
         // Redis kept everything: nothing is reloaded, only the labeler's documents are written.
         let of_labeler = env.active_ndcs_where("n.LBLRID = '000001'").await.len() as u64;
-        assert_eq!(Stats::get(&run.stats.upserts) - upserts, of_labeler, "only the renamed labeler's documents were written");
+        assert_eq!(run.stats.counted(Counter::Upserted) - upserts, of_labeler, "only the renamed labeler's documents were written");
         assert_eq!(run.embed_calls(), calls, "a rename embeds nothing, and no reload re-embedded anything");
         assert!(!run.handle.is_finished());
         run.stop().await;
@@ -142,12 +142,12 @@ on_each_server! {
         let env = TestEnv::new_with(flavour, "redisloss", 300, &redis.url()).await;
         let run = env.start().await;
         env.wait_caught_up().await;
-        let (upserts, calls) = (Stats::get(&run.stats.upserts), run.embed_calls());
-        let rewinds = Stats::get(&run.stats.redis_rewinds);
+        let (upserts, calls) = (run.stats.counted(Counter::Upserted), run.embed_calls());
+        let rewinds = run.stats.counted(Counter::RedisRewinds);
         redis.restart().await;
         // A change while drugsync rebuilds: it noticed the loss by itself first.
         common::eventually(Duration::from_secs(30), Duration::from_millis(50), "the writer noticed Redis lost everything", async || {
-            let now = Stats::get(&run.stats.redis_rewinds);
+            let now = run.stats.counted(Counter::RedisRewinds);
             if now > rewinds { Ok(()) } else { Err(format!("{now} rewinds")) }
         })
         .await;
@@ -158,7 +158,7 @@ on_each_server! {
         let expected = env.expected().await.len();
         assert_eq!((docs as usize, failures), (expected, 0), "index rebuilt and searchable");
         // Redis lost everything, the vector cache too: every document written and embedded again.
-        assert!(Stats::get(&run.stats.upserts) - upserts >= expected as u64, "every document written again");
+        assert!(run.stats.counted(Counter::Upserted) - upserts >= expected as u64, "every document written again");
         assert!(run.embed_calls() > calls, "the lost vectors were embedded again");
         run.stop().await;
     }

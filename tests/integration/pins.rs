@@ -19,13 +19,13 @@ use crate::common::{Flavour, REFERENCE_CONFIG, TestEnv, parse_config};
 #[test]
 fn the_reference_configs_index_version_and_embedding_space_are_pinned() {
     let config = parse_config(REFERENCE_CONFIG);
-    let version = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&config));
+    let version = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&config));
     assert_eq!((version.alias.as_str(), version.index.as_str(), version.prefix.as_str()), PINNED_VERSION);
     assert_eq!(drugsync::sink::keys::space_id(&config.embed), PINNED_SPACE);
     // The file as the binary loads it (through `extends` resolution) gives the same version.
     let loaded =
         drugsync::config::Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/drugsync.toml"))).unwrap();
-    assert_eq!(drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&loaded)), version);
+    assert_eq!(drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&loaded)), version);
 }
 
 const PINNED_VERSION: (&str, &str, &str) = ("drugs_idx", "drugs_idx_va90e363c", "drug_va90e363c:");
@@ -62,7 +62,7 @@ async fn the_keys_a_writer_leaves_in_redis_are_pinned() {
     env.exec(&["UPDATE rlblrid3 SET MFG = 'PINNED LABS' WHERE LBLRID = '000001'"]).await;
     env.wait_caught_up().await;
     let config = env.config();
-    let version = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&config));
+    let version = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&config));
     let state = config.redis.state_prefix.clone();
     let space = drugsync::sink::keys::space_id(&config.embed);
     let mut redis = env.redis.clone();
@@ -128,7 +128,7 @@ fn the_checkpoint_files_layout_is_pinned() {
 /// The metric names the build describes: alert rules and dashboards query them.
 #[test]
 fn the_metric_names_are_pinned() {
-    let source = include_str!("../../src/metrics.rs");
+    let source = include_str!("../../src/app/metrics.rs");
     // `describe_counter!(` / `describe_gauge!(` / `describe_histogram!(`, then the name: the first string after it.
     let described: BTreeSet<String> = source
         .split("describe_")

@@ -167,7 +167,7 @@ fn statements_after<'a>(message: &'a str, marker: &str, until: &str) -> Vec<&'a 
 /// (the third, GTIDs on, is the MySQL flavour's whole suite).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_gtids_a_missing_fence_is_refused_with_ways_out_that_work_on_mysql() {
-    use drugsync::source::visibility::GateMode;
+    use drugsync::mysql::visibility::GateMode;
     let env = TestEnv::new(Flavour::MysqlGtidOff, "fenceless", 20).await;
     env.exec(&["DROP TABLE drugsync_fence"]).await;
     let message = env.connect_error(&env.config_text).await.expect("no fence, no start");

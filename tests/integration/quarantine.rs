@@ -5,6 +5,7 @@
 
 use crate::common;
 use crate::common::on_each_server;
+use drugsync::observe::stats::Counter;
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ async fn quarantine(env: &TestEnv, version_index: &str) -> std::collections::BTr
 }
 
 fn version_index(env: &TestEnv) -> String {
-    drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&env.config())).index
+    drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&env.config())).index
 }
 
 on_each_server! {
@@ -44,7 +45,7 @@ on_each_server! {
         assert_eq!(entries.keys().collect::<Vec<_>>(), [poison], "only the poison key, not its chunk");
         let entry: serde_json::Value = serde_json::from_str(&entries[poison]).unwrap();
         assert!(entry["reason"].as_str().unwrap().contains("refuses to look this key up"), "{entry}");
-        assert_eq!(drugsync::pipeline::Stats::get(&run.stats.quarantined), 1);
+        assert_eq!(run.stats.counted(Counter::Quarantined), 1);
 
         // Replication goes on.
         env.exec(&["UPDATE rlblrid3 SET MFG = 'AFTER THE POISON' WHERE LBLRID = '000001'"]).await;

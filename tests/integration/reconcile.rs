@@ -7,7 +7,7 @@ use drugsync::sink::contract::*;
 use std::time::Duration;
 
 use common::TestEnv;
-use drugsync::pipeline::reconcile::ReconcileReport;
+use drugsync::apply::reconcile::ReconcileReport;
 
 async fn run_reconcile(env: &TestEnv, dry_run: bool) -> ReconcileReport {
     env.reconcile(dry_run).await
@@ -45,7 +45,7 @@ on_each_server! {
         let before = env.actual().await;
         let dry = run_reconcile(&env, true).await;
         assert_eq!(env.actual().await, before, "a dry run changes nothing");
-        assert_eq!(dry.mode, drugsync::pipeline::reconcile::Mode::DryRun);
+        assert_eq!(dry.mode, drugsync::apply::reconcile::Mode::DryRun);
         assert_eq!(dry.missing, 2, "the inserted NDC and the deleted hash: {dry:?}");
         assert_eq!(dry.orphans, 2, "the obsolete NDC and the stray hash: {dry:?}");
         // Strength drift changes the text (vector); a labeler rename changes fields only.
@@ -57,7 +57,7 @@ on_each_server! {
         assert_eq!(dry.estimated_cost_usd, 0.0, "the offline embedder costs nothing: {dry:?}");
 
         let repaired = run_reconcile(&env, false).await;
-        assert_eq!(repaired.mode, drugsync::pipeline::reconcile::Mode::Repair);
+        assert_eq!(repaired.mode, drugsync::apply::reconcile::Mode::Repair);
         assert_eq!(repaired.embed_texts, dry.embed_texts, "the dry run predicted the texts embedded: {repaired:?}");
         assert_eq!(
             (repaired.missing, repaired.orphans, repaired.stale_fields, repaired.stale_vectors),
@@ -97,14 +97,14 @@ on_each_server! {
         writer.await.unwrap();
         assert_eq!(
             report.mode,
-            drugsync::pipeline::reconcile::Mode::Handoff,
+            drugsync::apply::reconcile::Mode::Handoff,
             "the streamer holds the lease, so the reconcile must not write: {report:?}"
         );
         assert!(report.handed_off > 0);
 
         // The streamer drains the repair queue; then everything equals MySQL.
         let config = env.config();
-        let sink = drugsync::compose::redis_sink(&config).await.unwrap();
+        let sink = drugsync::app::compose::redis_sink(&config).await.unwrap();
         common::eventually(Duration::from_secs(10), Duration::from_millis(50), "the streamer drained the repairs", async || {
             let pending = sink.pending_repairs().await.unwrap();
             if pending == 0 { Ok(()) } else { Err(format!("{pending} pending")) }

@@ -5,6 +5,7 @@
 
 use crate::common;
 use crate::common::on_each_server;
+use drugsync::observe::stats::Counter;
 
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ on_each_server! {
         let env = TestEnv::new_with(flavour, "redis_oom", 200, &redis.url()).await;
         let run = env.start().await;
         env.wait_caught_up().await;
-        let batches = drugsync::pipeline::Stats::get(&run.stats.batches);
+        let batches = run.stats.counted(Counter::Batches);
 
         redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory-policy", "noeviction"]).await;
         redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory", "1"]).await;
@@ -45,12 +46,12 @@ on_each_server! {
         .await;
         assert!(refused.contains("drugsync waits and retries"), "{refused}");
         assert!(!run.handle.is_finished(), "OOM must not stop drugsync");
-        assert_eq!(drugsync::pipeline::Stats::get(&run.stats.batches), batches, "nothing was applied while Redis refused writes");
+        assert_eq!(run.stats.counted(Counter::Batches), batches, "nothing was applied while Redis refused writes");
 
         // A writer whose every write is refused is not ready, long before its
         // lag reaches the lag bound (300 s), and the lag it reports grows.
-        let bounds = drugsync::metrics::bounds(&env.config());
-        let ready = || drugsync::health::readiness(&drugsync::metrics::observe(&run.stats), &bounds);
+        let bounds = drugsync::app::metrics::bounds(&env.config());
+        let ready = || drugsync::observe::health::readiness(&drugsync::app::metrics::observe(&run.stats), &bounds);
         let lag_then = run.stats.lag();
         let verdict = eventually(Duration::from_secs(20), Duration::from_millis(200), "not ready while writes are refused", async || {
             let verdict = ready();

@@ -3,13 +3,14 @@
 //! Each recovery is judged by the oracle with no source traffic after the
 //! loss, so only drugsync noticing by itself can bring the index back.
 
+use drugsync::observe::stats::{Counter, Gauge};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
 use crate::common::proxy::FaultyProxy;
 use crate::common::{Durability, PrivateRedis, Running, TestEnv, eventually, on_each_server};
-use drugsync::pipeline::Stats;
+use drugsync::observe::Stats;
 use drugsync::sink::persistence::Persistence;
 
 async fn redis_cmd(url: &str, args: &[&str]) -> redis::Value {
@@ -35,7 +36,7 @@ async fn info_field(url: &str, section: &str, name: &str) -> String {
 /// Waits until the writer noticed Redis behind its acknowledged position.
 async fn wait_rewound(stats: &Stats, before: u64) {
     eventually(Duration::from_secs(30), Duration::from_millis(100), "the writer noticed Redis went back", async || {
-        let now = Stats::get(&stats.redis_rewinds);
+        let now = stats.counted(Counter::RedisRewinds);
         if now > before { Ok(()) } else { Err(format!("{now} rewinds")) }
     })
     .await;
@@ -51,8 +52,8 @@ async fn replay_held_then_released(env: &TestEnv, run: &Running, go_back: impl A
     holder.query_drop("LOCK TABLES rndc14 WRITE").await.unwrap();
     go_back().await;
     wait_rewound(&run.stats, rewinds).await;
-    let bounds = drugsync::metrics::bounds(&env.config());
-    let ready = || drugsync::health::readiness(&drugsync::metrics::observe(&run.stats), &bounds);
+    let bounds = drugsync::app::metrics::bounds(&env.config());
+    let ready = || drugsync::observe::health::readiness(&drugsync::app::metrics::observe(&run.stats), &bounds);
     for _ in 0..3 {
         let verdict = ready();
         assert!(
@@ -94,7 +95,7 @@ on_each_server! {
         env.wait_caught_up().await;
         let after_snapshot = run.embed_calls() - at_snapshot;
         assert!(after_snapshot > 0, "the strength change embedded new texts");
-        let rewinds = Stats::get(&run.stats.redis_rewinds);
+        let rewinds = run.stats.counted(Counter::RedisRewinds);
 
         replay_held_then_released(&env, &run, async || redis.restart().await, rewinds).await;
         let recovery = run.embed_calls() - at_snapshot - after_snapshot;
@@ -131,7 +132,7 @@ on_each_server! {
         ])
         .await;
         env.wait_caught_up().await;
-        let rewinds = Stats::get(&run.stats.redis_rewinds);
+        let rewinds = run.stats.counted(Counter::RedisRewinds);
 
         let promote = async || {
             primary.stop();
@@ -166,13 +167,13 @@ on_each_server! {
             if evicted > 0 { Ok(()) } else { Err("no key evicted yet".to_owned()) }
         })
         .await;
-        let bounds = drugsync::metrics::bounds(&env.config());
+        let bounds = drugsync::app::metrics::bounds(&env.config());
         let verdict = eventually(Duration::from_secs(15), Duration::from_millis(200), "not ready, naming eviction", async || {
-            let verdict = drugsync::health::readiness(&drugsync::metrics::observe(&run.stats), &bounds);
+            let verdict = drugsync::observe::health::readiness(&drugsync::app::metrics::observe(&run.stats), &bounds);
             if !verdict.ok && verdict.failing.iter().any(|f| f.contains("evict")) { Ok(verdict) } else { Err(format!("{verdict:?}")) }
         })
         .await;
-        assert!(Stats::get(&run.stats.redis_evicted_keys) > 0, "{verdict:?}");
+        assert!(run.stats.gauge(Gauge::RedisEvictedKeys) > 0, "{verdict:?}");
 
         redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory", "0"]).await;
         redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory-policy", "noeviction"]).await;
@@ -209,7 +210,7 @@ async fn redis_persistence_is_reported_as_none_aof_rdb_or_declared_on_mariadb() 
             env.config_text.clone()
         };
         let replicator = env.connect(&config).await.unwrap();
-        let code = Stats::get(&replicator.parts().stats().redis_persistence);
+        let code = replicator.parts().stats().gauge(Gauge::RedisPersistence);
         assert_eq!(Persistence::from_code(code), Some(expected), "{durability:?}, declared {declared}");
         drop(replicator);
         let output = env
@@ -254,7 +255,7 @@ on_each_server! {
         assert!(missing > 0, "documents were evicted");
         redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory", "0"]).await;
         redis_cmd(&redis.url(), &["CONFIG", "SET", "maxmemory-policy", "noeviction"]).await;
-        assert_eq!(Stats::get(&run.stats.redis_rewinds), 0, "Redis kept the position: no start decision reloads anything");
+        assert_eq!(run.stats.counted(Counter::RedisRewinds), 0, "Redis kept the position: no start decision reloads anything");
         eventually(Duration::from_secs(40), Duration::from_secs(1), "the evicted documents rewritten", async || {
             let actual = env.actual().await;
             let missing = env.expected().await.keys().filter(|k| !actual.contains_key(*k)).count();

@@ -2,12 +2,12 @@
 
 use crate::common;
 use crate::common::on_each_server;
+use drugsync::observe::stats::{Counter, Gauge};
 
 use std::process::Command;
 use std::time::Duration;
 
 use common::{TestEnv, eventually};
-use drugsync::pipeline::Stats;
 
 on_each_server! {
     async fn clean_stop_then_changes_then_restart_catches_up_without_reloading(flavour) {
@@ -30,7 +30,7 @@ on_each_server! {
         env.wait_caught_up().await;
         env.assert_matches_mysql().await;
         // A reload writes nothing it finds unchanged, so count what was compared too.
-        let touched = Stats::get(&run.stats.upserts) + Stats::get(&run.stats.deletes) + Stats::get(&run.stats.unchanged);
+        let touched = run.stats.counted(Counter::Upserted) + run.stats.counted(Counter::Deleted) + run.stats.counted(Counter::Unchanged);
         let expected_total = env.expected().await.len() as u64;
         assert!(touched < expected_total / 2, "resumed from the checkpoint instead of reloading ({touched} documents compared or written)");
         run.stop().await;
@@ -53,7 +53,7 @@ on_each_server! {
         let reached = env.master_position().await;
         env.wait_caught_up().await;
         env.assert_matches_mysql().await;
-        let touched = Stats::get(&run.stats.upserts) + Stats::get(&run.stats.deletes) + Stats::get(&run.stats.unchanged);
+        let touched = run.stats.counted(Counter::Upserted) + run.stats.counted(Counter::Deleted) + run.stats.counted(Counter::Unchanged);
         let of_labeler = env.active_ndcs_where("n.LBLRID = '000003'").await.len() as u64;
         assert_eq!(touched, of_labeler, "only the change's documents were compared, no reload");
         run.stop().await;
@@ -107,17 +107,17 @@ on_each_server! {
             }
         })
         .await;
-        assert_eq!(Stats::get(&second.stats.writer), 0, "it stands by");
+        assert_eq!(second.stats.gauge(Gauge::Writer), 0, "it stands by");
         env.exec(&["UPDATE rlblrid3 SET MFG = 'WRITTEN BY FIRST' WHERE LBLRID = '000001'"]).await;
         env.wait_caught_up().await;
-        assert_eq!(Stats::get(&second.stats.batches), 0, "the standby writes nothing while the first holds the lease");
-        assert_eq!(Stats::get(&second.stats.upserts), 0);
+        assert_eq!(second.stats.counted(Counter::Batches), 0, "the standby writes nothing while the first holds the lease");
+        assert_eq!(second.stats.counted(Counter::Upserted), 0);
 
         first.stop().await; // releases the lease
         env.exec(&["UPDATE rlblrid3 SET MFG = 'WRITTEN BY SECOND' WHERE LBLRID = '000001'"]).await;
         env.wait_caught_up().await;
         env.assert_matches_mysql().await;
-        assert!(Stats::get(&second.stats.upserts) > 0, "the standby took over");
+        assert!(second.stats.counted(Counter::Upserted) > 0, "the standby took over");
         second.stop().await;
     }
 }
@@ -146,7 +146,7 @@ on_each_server! {
         env.wait_caught_up().await;
         env.assert_matches_mysql().await;
         // A restart from scratch would re-read and compare every document written before.
-        let compared_again = Stats::get(&second.stats.unchanged);
+        let compared_again = second.stats.counted(Counter::Unchanged);
         assert!(
             compared_again < written_first / 2,
             "resumed after the last key: re-compared {compared_again} of {written_first} already written"

@@ -3,8 +3,8 @@
 //! and an exact nearest-neighbour search over them.
 
 use crate::common::{Flavour, TestEnv, local_embedder, on_each_server};
+use drugsync::app::search::{Query, SearchError, search};
 use drugsync::embed::Embedder;
-use drugsync::search::{Query, SearchError, search};
 
 /// A streaming environment whose index is live and equal to the oracle.
 async fn live_env(flavour: Flavour, name: &str) -> (TestEnv, crate::common::Running) {
@@ -22,7 +22,7 @@ fn query(text: &str, k: usize, filter: Option<&str>) -> Query {
         filter: filter.map(str::to_owned),
         fields: vec!["is_generic".into()],
         distinct: false,
-        ef_runtime: drugsync::search::DEFAULT_EF_RUNTIME,
+        ef_runtime: drugsync::app::search::DEFAULT_EF_RUNTIME,
     }
 }
 
@@ -107,8 +107,8 @@ on_each_server! {
         let other = crate::common::parse_config(&other_text);
         let err = search(&other, &local_embedder(&other), &query("statin", 5, None)).await.unwrap_err();
         let message = err.to_string();
-        let live = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&config)).index;
-        let configured = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&other)).index;
+        let live = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&config)).index;
+        let configured = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&other)).index;
         assert!(matches!(err, SearchError::EmbedderMismatch { .. }), "{message}");
         assert!(message.contains(&live) && message.contains(&configured), "names both versions: {message}");
         assert!(message.contains(&config.embed.dimensions.to_string()) && message.contains(&other.embed.dimensions.to_string()));
@@ -134,7 +134,7 @@ on_each_server! {
     /// not index (each state set by the test through its own connection),
     /// and what the source builds for it (its text, in sync or not).
     async fn one_document_shows_indexed_quarantined_owed_and_unindexed(flavour) {
-        use drugsync::search::document::inspect;
+        use drugsync::app::search::document::inspect;
         let (env, run) = live_env(flavour, "search_ndc").await;
         run.stop().await;
         let config = env.config();
@@ -148,7 +148,7 @@ on_each_server! {
         assert_eq!((healthy.quarantine.as_deref(), healthy.owed_since), (None, None));
         assert_eq!(healthy.fields.get("drug_name"), expected[&ndcs[0]].fields.get("drug_name"));
 
-        let keys = drugsync::sink::keys::VersionKeys::of(&config.redis.state_prefix, &drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&config)).index);
+        let keys = drugsync::sink::keys::VersionKeys::of(&config.redis.state_prefix, &drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&config)).index);
         let mut redis = env.redis.clone();
         let entry = r#"{"reason":"refused by the model (test)"}"#;
         let _: () = redis::cmd("HSET").arg(&keys.quarantine).arg(&ndcs[1]).arg(entry).query_async(&mut redis).await.unwrap();

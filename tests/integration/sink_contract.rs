@@ -1,5 +1,5 @@
 //! `RedisSink` on a real Redis keeps the sink contract: the same checks
-//! (`drugsync::sink::conformance`) the in-memory fake of the pipeline's unit
+//! (`drugsync::testing::conformance`) the in-memory fake of the pipeline's unit
 //! tests passes, so those tests judge the pipeline against a faithful sink.
 
 use crate::common;
@@ -8,18 +8,18 @@ use crate::common::on_each_server;
 use common::{Flavour, TestEnv};
 use drugsync::document::EmbeddingSpace;
 use drugsync::sink::RedisSink;
-use drugsync::sink::conformance::{
+use drugsync::sink::contract::IndexAdmin;
+use drugsync::testing::conformance::{
     Caching, LoseReply, Rewind, check_documents, check_fencing, check_index_admin, check_lost_reply, check_rewind, check_vector_cache,
     check_work_queues,
 };
-use drugsync::sink::contract::IndexAdmin;
 
 /// A sink over a test environment of its own (kept alive with it), and
 /// the embedding space of its config.
 async fn sink(flavour: Flavour, name: &str) -> (TestEnv, RedisSink, EmbeddingSpace) {
     let env = TestEnv::new(flavour, name, 10).await;
     let config = env.config();
-    let sink = drugsync::compose::redis_sink(&config).await.unwrap();
+    let sink = drugsync::app::compose::redis_sink(&config).await.unwrap();
     let space = drugsync::embed::space_of(&config.embed);
     (env, sink, space)
 }
@@ -111,7 +111,7 @@ on_each_server! {
         let proxy = common::proxy::FaultyProxy::start(common::redis_url().trim_start_matches("redis://").to_owned()).await;
         let env = TestEnv::new_with(flavour, "sink_lost_reply", 10, &format!("redis://127.0.0.1:{}", proxy.port)).await;
         let config = env.config();
-        let sink = drugsync::compose::redis_sink(&config).await.unwrap();
+        let sink = drugsync::app::compose::redis_sink(&config).await.unwrap();
         sink.prepare_index().await.unwrap();
         let space = drugsync::embed::space_of(&config.embed);
         let accepted = proxy.accepted();

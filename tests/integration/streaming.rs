@@ -3,10 +3,10 @@
 
 use crate::common;
 use crate::common::{on_each_server, on_every_source};
+use drugsync::observe::stats::Counter;
 
 use common::TestEnv;
 use drugsync::embed::vector_to_bytes;
-use drugsync::pipeline::Stats;
 
 /// The first active NDC of formulation `gcn`.
 async fn of_gcn_first(env: &TestEnv, gcn: &str) -> String {
@@ -23,7 +23,7 @@ on_every_source! {
         env.assert_matches_mysql().await;
 
         // A step: statements, the set of NDCs whose documents must change, a check.
-        let upserts = |r: &common::Running| Stats::get(&r.stats.upserts) + Stats::get(&r.stats.deletes);
+        let upserts = |r: &common::Running| r.stats.counted(Counter::Upserted) + r.stats.counted(Counter::Deleted);
         macro_rules! step {
             ($what:expr, $statements:expr, $affected:expr) => {{
                 let before = upserts(&run);
@@ -185,10 +185,10 @@ on_every_source! {
         env.exec(&[&format!("UPDATE rgcnseq4 SET STR60 = '418 MG' WHERE GCN_SEQNO = {gcn}")]).await;
         env.wait_caught_up().await;
         assert_eq!(env.field(&of_gcn_first(&env, &gcn).await, "strength").await.as_deref(), Some("418 MG"));
-        let (calls, written) = (run.embed_calls(), Stats::get(&run.stats.upserts));
+        let (calls, written) = (run.embed_calls(), run.stats.counted(Counter::Upserted));
         env.exec(&[&format!("UPDATE rgcnseq4 SET STR60 = '417 MG' WHERE GCN_SEQNO = {gcn}")]).await;
         env.wait_caught_up().await;
-        assert_eq!(Stats::get(&run.stats.upserts) - written, env.active_ndcs_where(&format!("n.GCN_SEQNO = {gcn}")).await.len() as u64);
+        assert_eq!(run.stats.counted(Counter::Upserted) - written, env.active_ndcs_where(&format!("n.GCN_SEQNO = {gcn}")).await.len() as u64);
         assert_eq!(run.embed_calls(), calls, "texts embedded before come from the cache");
         env.assert_matches_mysql().await;
         run.stop().await;
@@ -202,14 +202,14 @@ on_each_server! {
         let run = env.start().await;
         env.wait_caught_up().await;
         let before = env.actual().await;
-        let (calls, writes) = (run.embed_calls(), Stats::get(&run.stats.upserts) + Stats::get(&run.stats.deletes));
+        let (calls, writes) = (run.embed_calls(), run.stats.counted(Counter::Upserted) + run.stats.counted(Counter::Deleted));
 
         env.exec(&["START TRANSACTION", "DELETE FROM rndc14", "INSERT INTO rndc14 SELECT * FROM rndc14_copy", "COMMIT"]).await;
         env.wait_caught_up().await;
 
         assert_eq!(run.embed_calls(), calls, "no embedding calls");
-        assert_eq!(Stats::get(&run.stats.upserts) + Stats::get(&run.stats.deletes), writes, "no document rewritten");
-        assert!(Stats::get(&run.stats.unchanged) >= before.len() as u64, "every document was rebuilt and compared");
+        assert_eq!(run.stats.counted(Counter::Upserted) + run.stats.counted(Counter::Deleted), writes, "no document rewritten");
+        assert!(run.stats.counted(Counter::Unchanged) >= before.len() as u64, "every document was rebuilt and compared");
         assert_eq!(env.actual().await, before, "the index is byte-for-byte identical");
         env.assert_matches_mysql().await;
         run.stop().await;
@@ -286,7 +286,7 @@ on_each_server! {
         let run = env.start().await;
         env.wait_caught_up().await;
         run.stop().await;
-        let old = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&env.config()));
+        let old = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&env.config()));
         assert_eq!(alias_target(&env).await, old.index);
 
         // Searches through the alias run throughout the rebuild.
@@ -307,7 +307,7 @@ on_each_server! {
             })
         };
         let new_text = env.config_text.replacen(&format!("dimensions = {}", common::TEST_DIMENSIONS), "dimensions = 32", 1);
-        let new = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&common::parse_config(&new_text)));
+        let new = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&common::parse_config(&new_text)));
         assert_ne!(new.index, old.index);
         let run = env.start_with(&new_text).await;
         let mut redis = env.redis.clone();
@@ -393,11 +393,11 @@ on_each_server! {
         env.wait_caught_up().await;
         let ndc = env.active_ndcs_where("1 = 1").await.remove(0);
         assert_eq!(env.field(&ndc, "package_size").await, None, "not an index field: not written");
-        let (upserts, unchanged, calls) = (Stats::get(&run.stats.upserts), Stats::get(&run.stats.unchanged), run.embed_calls());
+        let (upserts, unchanged, calls) = (run.stats.counted(Counter::Upserted), run.stats.counted(Counter::Unchanged), run.embed_calls());
         env.exec(&[&format!("UPDATE rndc14 SET PS = PS + 7 WHERE NDC = '{ndc}'")]).await;
         env.wait_caught_up().await;
-        assert_eq!(Stats::get(&run.stats.unchanged), unchanged + 1, "the document was rebuilt and found equal");
-        assert_eq!((Stats::get(&run.stats.upserts), run.embed_calls()), (upserts, calls), "no write, no embedding call");
+        assert_eq!(run.stats.counted(Counter::Unchanged), unchanged + 1, "the document was rebuilt and found equal");
+        assert_eq!((run.stats.counted(Counter::Upserted), run.embed_calls()), (upserts, calls), "no write, no embedding call");
         env.assert_matches_oracle(crate::common::oracle::Variant::REFERENCE).await;
         run.stop().await;
     }

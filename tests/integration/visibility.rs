@@ -9,12 +9,13 @@
 //! re-reads while the commit is held: without a gate it applies the old rows
 //! and moves on; with the fence it waits and applies the new ones.
 
+use drugsync::observe::stats::Counter;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
 use crate::common::{Flavour, PrivateServer, TestEnv};
-use drugsync::source::visibility::GateMode;
+use drugsync::mysql::visibility::GateMode;
 
 /// How long the semi-synchronous wait holds a commit: far longer than
 /// drugsync takes to receive an event and re-read (milliseconds).
@@ -89,7 +90,7 @@ async fn a_commit_held_after_its_binlog_is_applied_stale_without_a_gate_and_fres
         let expected = env.expected().await;
         assert_eq!(expected[&ndc].fields.get("drug_name").map(String::as_str), Some("HELD COMMIT"));
         let in_redis = env.field(&ndc, "drug_name").await;
-        let ungated_batches = drugsync::pipeline::Stats::get(&run.stats.ungated_batches);
+        let ungated_batches = run.stats.counted(Counter::UngatedBatches);
         if ungated {
             // What a GTID-less source did to drugsync before the fence: the
             // position passed a change that was never applied.

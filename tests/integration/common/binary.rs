@@ -73,12 +73,12 @@ impl TestEnv {
     }
 
     /// One `--reconcile` pass in-process (hands off to a running writer, if any).
-    pub async fn reconcile(&self, dry_run: bool) -> drugsync::pipeline::reconcile::ReconcileReport {
+    pub async fn reconcile(&self, dry_run: bool) -> drugsync::apply::reconcile::ReconcileReport {
         self.reconcile_with(&self.config_text, dry_run).await
     }
 
     /// Like [`Self::reconcile`] with another config text.
-    pub async fn reconcile_with(&self, config_text: &str, dry_run: bool) -> drugsync::pipeline::reconcile::ReconcileReport {
+    pub async fn reconcile_with(&self, config_text: &str, dry_run: bool) -> drugsync::apply::reconcile::ReconcileReport {
         let config = parse_config(config_text);
         let embedder = local_embedder(&config);
         let connected = Connected::connect_for_reconcile(config, embedder).await.unwrap();

@@ -31,10 +31,13 @@ use redis::aio::ConnectionManager;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use drugsync::app::Connected;
+use drugsync::app::Replicator;
+use drugsync::apply::RunError;
 use drugsync::config::Config;
 use drugsync::embed::LocalEmbedder;
 use drugsync::fixture::{self, FixtureSpec, Generator};
-use drugsync::pipeline::{Connected, Replicator, RunError, Stats};
+use drugsync::observe::Stats;
 use drugsync::position::Position;
 
 /// Polls `check` every `every` until it answers `Ok`, and returns that.
@@ -245,7 +248,7 @@ impl TestEnv {
             }
         }
         let config = parse_config(&config_text);
-        let version = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&config));
+        let version = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&config));
         let position_key = format!("ds:{name}:{}:position", version.index);
         Self {
             name: name.clone(),
@@ -263,7 +266,7 @@ impl TestEnv {
     /// Switches the test to `config_text` (another index version when its
     /// definition or mapping differs): later starts and checks use it.
     pub fn use_config(&mut self, config_text: String) {
-        let version = drugsync::sink::IndexVersion::of(&drugsync::compose::index_definition(&parse_config(&config_text)));
+        let version = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&parse_config(&config_text)));
         self.position_key = format!("ds:{}:{}:position", self.name, version.index);
         self.prefix = version.prefix;
         self.config_text = config_text;

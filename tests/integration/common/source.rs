@@ -34,7 +34,7 @@ impl TestEnv {
     /// The source's current end of binlog.
     pub async fn master_position(&self) -> Position {
         let mut conn = self.mysql().await;
-        let pos = drugsync::source::server::current_position(&mut conn).await.unwrap();
+        let pos = drugsync::mysql::server::current_position(&mut conn).await.unwrap();
         conn.disconnect().await.unwrap();
         pos
     }
