@@ -161,7 +161,7 @@ async fn status(config: Config, output: OutputFormat) -> anyhow::Result<()> {
 
 async fn search(config: Config, query: Query, output: OutputFormat) -> anyhow::Result<()> {
     let embedder = AnyEmbedder::from_config(&config.embed).await?;
-    let hits = drugsync::app::search::search(&config, &embedder, &query).await?;
+    let hits = drugsync::app::search::search(&config.redis, &drugsync::app::compose::index_definition(&config), &embedder, &query).await?;
     print_summary(&hits, |hits| drugsync::app::search::to_table(hits, &query.fields), output)
 }
 

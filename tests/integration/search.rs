@@ -43,7 +43,7 @@ on_each_server! {
         let embedder = local_embedder(&config);
         let expected = env.expected().await;
         let (ndc, doc) = expected.iter().nth(7).unwrap();
-        let hits = search(&config, &embedder, &query(&doc.text, 10, None)).await.unwrap();
+        let hits = search(&config.redis, &drugsync::app::compose::index_definition(&config), &embedder, &query(&doc.text, 10, None)).await.unwrap();
         assert_eq!(hits.len(), 10);
         assert!(hits.windows(2).all(|w| w[0].score <= w[1].score), "nearest first: {hits:?}");
         assert!(hits[0].score.abs() < 1e-4, "its own text is at distance 0: {:?}", hits[0]);
@@ -74,15 +74,15 @@ on_each_server! {
         let brands = expected.values().filter(|d| d.fields.get("is_generic").map(String::as_str) == Some("false")).count();
         assert!(brands > 0 && brands < expected.len(), "the sample has both kinds");
         let text = &expected.values().next().unwrap().text;
-        let hits = search(&config, &embedder, &query(text, 10, Some("@is_generic:{false}"))).await.unwrap();
+        let hits = search(&config.redis, &drugsync::app::compose::index_definition(&config), &embedder, &query(text, 10, Some("@is_generic:{false}"))).await.unwrap();
         assert_eq!(hits.len(), brands.min(10));
         for hit in &hits {
             assert_eq!(expected[&hit.key].fields["is_generic"], "false", "{hit:?}");
             assert_eq!(hit.fields.get("is_generic").map(String::as_str), Some("false"));
         }
-        let none = search(&config, &embedder, &query(text, 10, Some("@is_generic:{neither}"))).await.unwrap();
+        let none = search(&config.redis, &drugsync::app::compose::index_definition(&config), &embedder, &query(text, 10, Some("@is_generic:{neither}"))).await.unwrap();
         assert!(none.is_empty(), "{none:?}");
-        match search(&config, &embedder, &query(text, 10, Some("@is_generic:{false"))).await {
+        match search(&config.redis, &drugsync::app::compose::index_definition(&config), &embedder, &query(text, 10, Some("@is_generic:{false"))).await {
             Err(SearchError::BadFilter { filter, message }) => {
                 assert_eq!(filter, "@is_generic:{false");
                 assert!(!message.is_empty());
@@ -105,7 +105,7 @@ on_each_server! {
             1,
         );
         let other = crate::common::parse_config(&other_text);
-        let err = search(&other, &local_embedder(&other), &query("statin", 5, None)).await.unwrap_err();
+        let err = search(&other.redis, &drugsync::app::compose::index_definition(&other), &local_embedder(&other), &query("statin", 5, None)).await.unwrap_err();
         let message = err.to_string();
         let live = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&config)).index;
         let configured = drugsync::sink::IndexVersion::of(&drugsync::app::compose::index_definition(&other)).index;

@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::RedisConfig;
 use crate::embed::{EmbedError, Embedder};
-use crate::sink::{IndexVersion, SinkError};
+use crate::sink::{IndexDefinition, IndexVersion, RedisSink, SinkError};
 
 /// What to ask.
 #[derive(Debug, Clone)]
@@ -109,10 +109,16 @@ pub enum SearchError {
     Source(#[from] crate::mysql::SourceError),
 }
 
-/// Runs `query` against the live index of `config`'s alias, embedded by `embedder`.
-pub async fn search<E: Embedder>(config: &Config, embedder: &E, query: &Query) -> Result<Vec<Hit>, SearchError> {
-    let sink = crate::app::compose::redis_sink(config).await?;
-    let version = IndexVersion::of(&crate::app::compose::index_definition(config));
+/// Runs `query` against the live index of `definition`'s alias in the
+/// Redis of `redis`, embedded by `embedder`.
+pub async fn search<E: Embedder>(
+    redis: &RedisConfig,
+    definition: &IndexDefinition,
+    embedder: &E,
+    query: &Query,
+) -> Result<Vec<Hit>, SearchError> {
+    let sink = RedisSink::connect(redis, definition).await?;
+    let version = IndexVersion::of(definition);
     let live = sink.live_index().await?.ok_or_else(|| SearchError::NoIndex { alias: version.alias.clone() })?;
     let space = embedder.space();
     if live.name != version.index || live.dimensions != space.dimensions {
