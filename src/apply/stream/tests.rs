@@ -117,7 +117,9 @@ fn open_loop(rig: &Rig, start: u64) -> (mpsc::Sender<InFlight>, impl std::future
 
 /// Watches Redis's position every millisecond (tokio time, paused: exact
 /// and deterministic) until it reads `offset`; returns every position it
-/// held on the way, in order, and when it got there.
+/// held on the way, in order, and when it got there. Fails after a minute
+/// of that clock (no real time): a position that never comes is a failure,
+/// not a hang.
 async fn watch_until(rig: &Rig, offset: u64) -> (Vec<u64>, std::time::Duration) {
     let started = tokio::time::Instant::now();
     let mut seen = Vec::new();
@@ -131,6 +133,7 @@ async fn watch_until(rig: &Rig, offset: u64) -> (Vec<u64>, std::time::Duration) 
         if now == Some(offset) {
             return (seen, started.elapsed());
         }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "Redis never reached {offset}: it held {seen:?}");
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
