@@ -13,6 +13,7 @@ impl Decoder {
     /// Counts the inner events of an open transaction payload (they carry
     /// log_pos 0) against the size it declared; an event of the outer stream
     /// while some are missing means the payload was not expanded whole.
+    #[inline]
     pub(super) fn account_payload(&mut self, event: &Event) -> Result<(), SourceError> {
         let Some(unseen) = self.payload_unseen else { return Ok(()) };
         if event.header().log_pos() == 0 {
@@ -34,6 +35,7 @@ impl Decoder {
 
     /// Checks the event's CRC32 when the stream carries checksums (events
     /// inside a transaction payload carry none: the payload did).
+    #[inline]
     pub(super) fn verify_checksum(&self, event: &Event) -> Result<(), SourceError> {
         // Events inside a transaction payload carry none (the payload did).
         if !event.footer().get_checksum_enabled() {
@@ -52,6 +54,7 @@ impl Decoder {
 }
 
 /// The 19 header bytes as they were on the wire, for checksum checks by hand.
+#[inline]
 pub(super) fn header_bytes(event: &Event) -> [u8; 19] {
     let h = event.header();
     let mut out = [0u8; 19];

@@ -12,6 +12,7 @@ use crate::mysql::SourceError;
 
 impl Decoder {
     /// Caches the layout of a tracked table; untracked ones are only noted.
+    #[inline]
     pub(super) fn remember_table(&mut self, tme: &TableMapEvent<'_>, event: &Event) -> Result<(), SourceError> {
         if let Some(known) = self.tables.get(&tme.table_id())
             && known.body == event.data()
@@ -44,6 +45,7 @@ impl Decoder {
 
     /// Routes a rows event of a known table: its routing values join the
     /// open transaction's (the canary's heartbeats are kept apart).
+    #[inline]
     pub(super) fn route_rows(&mut self, rows: &RowsEventData<'_>, event: &Event) -> Result<(), SourceError> {
         let Some(known) = self.tables.get(&rows.table_id()) else {
             return Err(self.decode_error(event, &format!("rows event for unknown table id {}", rows.table_id())));
