@@ -28,17 +28,29 @@ use crate::observe::stats::Gauge;
 use crate::position::Position;
 use crate::sink::{DocumentSink, Sink, WorkQueues};
 
-/// The chores that keep state from one tick to the next.
-pub(super) struct IdleChores {
+/// The chores that keep state or handles from one tick to the next.
+pub(super) struct IdleChores<S> {
     pub(super) activity: ActivityLog,
     memory: MemoryWatch,
+    repairs: RepairQueue<S>,
     owed: OwedVectors,
 }
 
-impl IdleChores {
-    /// Chores for a stream that starts at `applied`.
-    pub(super) fn new(stats: &Stats, applied: &Position) -> Self {
-        Self { activity: ActivityLog::new(stats, applied), memory: MemoryWatch::default(), owed: OwedVectors::default() }
+impl<S: Sink> Streamer<S> {
+    /// The idle tick's chores for a stream that starts at `applied`, built once per stream.
+    pub(super) fn idle_chores(&self, applied: &Position) -> IdleChores<S> {
+        let repairs = RepairQueue {
+            sink: self.sink.clone(),
+            syncer: self.syncer.clone(),
+            pool: self.pool.clone(),
+            per_tick: self.settings.repairs_per_tick,
+        };
+        IdleChores {
+            activity: ActivityLog::new(&self.stats, applied),
+            memory: MemoryWatch::default(),
+            repairs,
+            owed: OwedVectors::default(),
+        }
     }
 }
 
@@ -47,7 +59,7 @@ impl<S: Sink> Streamer<S> {
     /// (cancelled while a chore retried, or a resync).
     pub(super) async fn idle_tick(
         &self,
-        chores: &mut IdleChores,
+        chores: &mut IdleChores<S>,
         applied: &Position,
         cancel: &CancellationToken,
         replay: &mut Option<crate::app::replay::ReplayWatch>,
@@ -73,12 +85,7 @@ impl<S: Sink> Streamer<S> {
             }
             MemoryWatch::repaired(&self.stats, evicted);
         }
-        let repairs = RepairQueue {
-            sink: self.sink.clone(),
-            syncer: self.syncer.clone(),
-            pool: self.pool.clone(),
-            per_tick: self.settings.repairs_per_tick,
-        };
+        let repairs = &chores.repairs;
         if retry(&self.stats.progress, cancel, "applying reconcile repairs", || repairs.tick()).await?.is_none() {
             return Ok(Some(Ended::Stopped));
         }

@@ -203,7 +203,7 @@ impl<S: Sink> Streamer<S> {
     ) -> Result<Ended, RunError> {
         let Settings { max_transactions, linger, .. } = self.settings;
         let mut repair_tick = tokio::time::interval(REPAIR_POLL);
-        let mut chores = idle::IdleChores::new(&self.stats, &applied);
+        let mut chores = self.idle_chores(&applied);
         loop {
             let first = tokio::select! {
                 _ = cancel.cancelled() => {

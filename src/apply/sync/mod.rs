@@ -33,11 +33,12 @@ use crate::embed::SharedEmbedder;
 use crate::mapping::DocumentLoader;
 use crate::observe::Stats;
 use crate::position::Position;
-use crate::sink::{DocumentSink, RemotePositions, Sink};
+use crate::sink::{DocumentSink, Sink};
 
 /// What syncing documents uses, and nothing more: owned handles (clones
-/// share the sink, loader, embedder and counters). Built once per run by
-/// [`Connected::syncer`]; every stage that syncs holds a clone.
+/// share the sink, loader, embedder and counters). Built by
+/// [`Connected::syncer`] for each stage that syncs; it holds no state of its
+/// own, so every stage's syncer writes the same way.
 pub struct Syncer<S> {
     sink: Arc<S>,
     loader: Arc<DocumentLoader>,
@@ -114,12 +115,7 @@ impl LastWrite {
 
     /// Makes the write with `position`, through `committer` (Redis, then
     /// the local checkpoint): the batch it ends is then applied.
-    pub async fn commit<S: DocumentSink + RemotePositions>(
-        self,
-        s: &Syncer<S>,
-        committer: &Committer<S>,
-        position: &Position,
-    ) -> Result<(), RunError> {
+    pub async fn commit<S: DocumentSink>(self, s: &Syncer<S>, committer: &Committer<S>, position: &Position) -> Result<(), RunError> {
         committer.commit(&self.changes, position).await?;
         s.after_write(self.after).await
     }
